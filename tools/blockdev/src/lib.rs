@@ -1,0 +1,391 @@
+//! Block devices and image files behind one read-only-by-default handle.
+//!
+//! Every tool in the appliance reads disks through [`BlockDevice`], so the same
+//! code runs on `/dev/sdX` in the appliance and on image files in host tests.
+//! Opening is read-only unless a caller asks for a [`WriteAccess`] explicitly;
+//! the block layer's read-only flag (BLKROSET) is managed here too.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+mod aligned;
+mod memdev;
+pub use aligned::AlignedBuf;
+pub use memdev::MemDevice;
+
+/// Anything sectors can be read from: a disk, a partition, an image file, a
+/// test double. Offsets and lengths are in bytes.
+pub trait BlockDevice: Send + Sync {
+    /// Total size in bytes.
+    fn size(&self) -> u64;
+    /// Logical sector size: the unit of addressing (512 or 4096).
+    fn logical_sector_size(&self) -> u32;
+    /// Physical sector size as reported by the device (>= logical).
+    fn physical_sector_size(&self) -> u32 {
+        self.logical_sector_size()
+    }
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read
+    /// (0 at or past the end).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// A name for messages (a path, usually).
+    fn name(&self) -> &str;
+
+    /// Fills `buf` from `offset` or fails; a short read at the end of the
+    /// device is an `UnexpectedEof` error that names the offset.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "{}: short read at byte {} (device size {})",
+                            self.name(),
+                            offset + done as u64,
+                            self.size()
+                        ),
+                    ))
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What kind of object a [`Device`] was opened on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    BlockDevice,
+    RegularFile,
+}
+
+/// Proof that the user asked for writing to exactly this target. Only the
+/// front ends (CLI `--write TARGET`, the menu's typed confirmation) create it.
+#[derive(Debug)]
+pub struct WriteAccess {
+    target: PathBuf,
+}
+
+impl WriteAccess {
+    /// Records the user's confirmation for `target`. Callers must only call this
+    /// after the user named the target explicitly.
+    pub fn confirmed_by_user(target: impl Into<PathBuf>) -> Self {
+        WriteAccess {
+            target: target.into(),
+        }
+    }
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+}
+
+/// A disk, partition or image file.
+#[derive(Debug)]
+pub struct Device {
+    file: File,
+    path: String,
+    kind: DeviceKind,
+    size: u64,
+    logical: u32,
+    physical: u32,
+    writable: bool,
+}
+
+/// Options for [`Device::open_with`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptionsRo {
+    /// Bypass the page cache (O_DIRECT) on block devices: reads must then use
+    /// [`AlignedBuf`]s and sector-multiple sizes and offsets.
+    pub direct: bool,
+}
+
+impl Device {
+    /// Opens `path` read-only (the default everywhere in the appliance).
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Device> {
+        Self::open_with(path, OpenOptionsRo::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, opts: OpenOptionsRo) -> io::Result<Device> {
+        let path = path.as_ref();
+        let mut oo = OpenOptions::new();
+        oo.read(true);
+        if opts.direct {
+            let meta = std::fs::metadata(path).map_err(|e| annotate(path, "stat", e))?;
+            if meta.file_type().is_block_device() {
+                oo.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
+            }
+        }
+        let file = oo.open(path).map_err(|e| annotate(path, "open", e))?;
+        Self::from_file(file, path, false)
+    }
+
+    /// Opens `path` for writing. Requires the user's confirmation naming the
+    /// same path; the block layer's read-only flag is cleared for this target
+    /// alone (the appliance sets it on every disk at boot).
+    pub fn open_writable(path: impl AsRef<Path>, access: &WriteAccess) -> io::Result<Device> {
+        let path = path.as_ref();
+        if access.target() != path {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "write to {} refused: the confirmation names {}",
+                    path.display(),
+                    access.target().display()
+                ),
+            ));
+        }
+        let meta = std::fs::metadata(path).map_err(|e| annotate(path, "stat", e))?;
+        if meta.file_type().is_block_device() {
+            set_read_only(path, false)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| annotate(path, "open for writing", e))?;
+        Self::from_file(file, path, true)
+    }
+
+    fn from_file(file: File, path: &Path, writable: bool) -> io::Result<Device> {
+        let meta = file.metadata()?;
+        let name = path.display().to_string();
+        if meta.file_type().is_block_device() {
+            let size = ioctl_size(&file).map_err(|e| annotate(path, "BLKGETSIZE64", e))?;
+            let logical = ioctl_u32::<{ linux_raw_sys::ioctl::BLKSSZGET }>(&file).unwrap_or(512);
+            let physical =
+                ioctl_u32::<{ linux_raw_sys::ioctl::BLKPBSZGET }>(&file).unwrap_or(logical);
+            Ok(Device {
+                file,
+                path: name,
+                kind: DeviceKind::BlockDevice,
+                size,
+                logical: logical.max(512),
+                physical: physical.max(logical).max(512),
+                writable,
+            })
+        } else if meta.file_type().is_file() {
+            Ok(Device {
+                file,
+                path: name,
+                kind: DeviceKind::RegularFile,
+                size: meta.len(),
+                logical: 512,
+                physical: 512,
+                writable,
+            })
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name}: neither a block device nor a regular file"),
+            ))
+        }
+    }
+
+    /// Treats an image file as having `size`-byte logical sectors (images of
+    /// 4Kn disks).
+    pub fn with_logical_sector_size(mut self, size: u32) -> Self {
+        if self.kind == DeviceKind::RegularFile {
+            self.logical = size;
+            self.physical = self.physical.max(size);
+        }
+        self
+    }
+
+    pub fn kind(&self) -> DeviceKind {
+        self.kind
+    }
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Writes `buf` at `offset`; only on handles opened with [`Device::open_writable`].
+    pub fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{}: opened read-only", self.path),
+            ));
+        }
+        self.file.write_all_at(buf, offset)
+    }
+
+    /// Flushes written data to stable storage.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+}
+
+impl BlockDevice for Device {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn logical_sector_size(&self) -> u32 {
+        self.logical
+    }
+    fn physical_sector_size(&self) -> u32 {
+        self.physical
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if offset >= self.size {
+            return Ok(0);
+        }
+        let len = buf.len().min((self.size - offset).min(usize::MAX as u64) as usize);
+        loop {
+            match self.file.read_at(&mut buf[..len], offset) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+    fn name(&self) -> &str {
+        &self.path
+    }
+}
+
+fn annotate(path: &Path, what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {what}: {e}", path.display()))
+}
+
+fn ioctl_size(file: &File) -> io::Result<u64> {
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer Getter provides.
+    let v = unsafe {
+        rustix::ioctl::ioctl(
+            file,
+            rustix::ioctl::Getter::<{ linux_raw_sys::ioctl::BLKGETSIZE64 }, u64>::new(),
+        )
+    }?;
+    Ok(v)
+}
+
+fn ioctl_u32<const OP: u32>(file: &File) -> io::Result<u32> {
+    // SAFETY: the block-layer ioctls used with this helper write one C int.
+    let v = unsafe { rustix::ioctl::ioctl(file, rustix::ioctl::Getter::<OP, u32>::new()) }?;
+    Ok(v)
+}
+
+/// Sets or clears the block layer's read-only flag (BLKROSET) of a disk or
+/// partition. Needs CAP_SYS_ADMIN.
+pub fn set_read_only(path: impl AsRef<Path>, read_only: bool) -> io::Result<()> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|e| annotate(path, "open", e))?;
+    let flag: i32 = read_only.into();
+    // SAFETY: BLKROSET reads one C int through the pointer Setter provides.
+    unsafe {
+        rustix::ioctl::ioctl(
+            &file,
+            rustix::ioctl::Setter::<{ linux_raw_sys::ioctl::BLKROSET }, i32>::new(flag),
+        )
+    }
+    .map_err(|e| annotate(path, "BLKROSET", e.into()))
+}
+
+/// Reads the block layer's read-only flag (BLKROGET).
+pub fn is_read_only(path: impl AsRef<Path>) -> io::Result<bool> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|e| annotate(path, "open", e))?;
+    Ok(ioctl_u32::<{ linux_raw_sys::ioctl::BLKROGET }>(&file)
+        .map_err(|e| annotate(path, "BLKROGET", e))?
+        != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_image(bytes: &[u8]) -> (tempdir::Dir, PathBuf) {
+        let dir = tempdir::Dir::new();
+        let p = dir.path().join("img");
+        std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
+        (dir, p)
+    }
+
+    mod tempdir {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "blockdev-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn image_file_reads_and_reports_size() {
+        let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        let (_d, p) = temp_image(&data);
+        let dev = Device::open(&p).unwrap();
+        assert_eq!(dev.size(), 4096);
+        assert_eq!(dev.kind(), DeviceKind::RegularFile);
+        assert_eq!(dev.logical_sector_size(), 512);
+        let mut buf = [0u8; 16];
+        dev.read_exact_at(&mut buf, 1000).unwrap();
+        assert_eq!(&buf[..], &data[1000..1016]);
+        let err = dev.read_exact_at(&mut buf, 4090).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("4096"), "{err}");
+    }
+
+    #[test]
+    fn read_only_handle_refuses_writes() {
+        let (_d, p) = temp_image(&[0u8; 512]);
+        let dev = Device::open(&p).unwrap();
+        assert!(dev.write_all_at(&[1], 0).is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), vec![0u8; 512]);
+    }
+
+    #[test]
+    fn write_needs_matching_confirmation() {
+        let (_d, p) = temp_image(&[0u8; 512]);
+        let wrong = WriteAccess::confirmed_by_user("/some/other/path");
+        assert_eq!(
+            Device::open_writable(&p, &wrong).unwrap_err().kind(),
+            io::ErrorKind::PermissionDenied
+        );
+        let ok = WriteAccess::confirmed_by_user(&p);
+        let dev = Device::open_writable(&p, &ok).unwrap();
+        dev.write_all_at(&[7, 7], 10).unwrap();
+        dev.sync().unwrap();
+        assert_eq!(&std::fs::read(&p).unwrap()[9..13], &[0, 7, 7, 0]);
+    }
+
+    #[test]
+    fn directory_is_rejected_with_its_name() {
+        let d = tempdir::Dir::new();
+        let err = Device::open(d.path()).unwrap_err();
+        assert!(err.to_string().contains("neither a block device"), "{err}");
+    }
+
+    #[test]
+    fn missing_path_names_the_path() {
+        let err = Device::open("/nonexistent/disk").unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/disk"), "{err}");
+    }
+}
