@@ -1,0 +1,65 @@
+//! `rescue probe`: the disk overview as text or JSON.
+
+use argh::FromArgs;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// List every disk: name, size, sector sizes, vendor/model/serial, transport,
+/// controller driver and read-only state. Reads sysfs only; touches no disk.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "probe")]
+pub struct ProbeCommand {
+    /// print JSON (schema in the README: "probe --json")
+    #[argh(switch)]
+    pub json: bool,
+    /// show every field of every disk instead of one line each
+    #[argh(switch, short = 'l')]
+    pub long: bool,
+    /// read this sysfs tree instead of /sys (for tests)
+    #[argh(option, default = "PathBuf::from(\"/sys\")")]
+    pub sysfs: PathBuf,
+}
+
+/// The `--json` document.
+#[derive(Serialize)]
+pub struct ProbeReport<'a> {
+    /// Version of this schema; bumped on incompatible changes.
+    pub schema: u32,
+    pub disks: &'a [crate::Disk],
+    /// Problems met while probing (a disk that vanished, an unreadable sysfs).
+    pub problems: &'a [String],
+}
+
+pub fn run(cmd: ProbeCommand) -> i32 {
+    let (disks, problems) = crate::list_disks(&cmd.sysfs);
+    if cmd.json {
+        let report = ProbeReport {
+            schema: 1,
+            disks: &disks,
+            problems: &problems,
+        };
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("probe: {e}");
+                return 2;
+            }
+        }
+    } else {
+        if cmd.long {
+            for d in &disks {
+                println!("{}", crate::render::detail(d));
+            }
+        } else {
+            print!("{}", crate::render::overview(&disks));
+        }
+        for p in &problems {
+            eprintln!("probe: {p}");
+        }
+    }
+    if problems.is_empty() {
+        0
+    } else {
+        1
+    }
+}

@@ -1,0 +1,236 @@
+//! Disk discovery from sysfs.
+//!
+//! Everything here reads a sysfs tree given as a root path (`/sys` in the
+//! appliance), so tests can build fake trees that mimic each controller. A
+//! disk that vanishes half-way, or a file the driver does not provide, leaves
+//! that field empty; nothing here panics or invents a value.
+
+pub mod cli;
+mod identity;
+pub mod render;
+mod sysfs;
+
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+pub use identity::parse_vpd_unit_serial;
+
+/// How a disk is attached, as far as sysfs tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Sata,
+    Sas,
+    Nvme,
+    Scsi,
+    Usb,
+    Virtio,
+    /// A logical drive of a RAID controller (megaraid_sas, hpsa, ...): the
+    /// physical disks are hidden behind it.
+    Raid,
+    Unknown,
+}
+
+impl Transport {
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Sata => "SATA",
+            Transport::Sas => "SAS",
+            Transport::Nvme => "NVMe",
+            Transport::Scsi => "SCSI",
+            Transport::Usb => "USB",
+            Transport::Virtio => "virtio",
+            Transport::Raid => "RAID-LD",
+            Transport::Unknown => "unknown",
+        }
+    }
+}
+
+/// The PCI function a disk hangs off.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PciFunction {
+    /// Bus address, e.g. `0000:00:1f.2`.
+    pub slot: String,
+    /// `vendor:device` in hex, e.g. `1000:005b`.
+    pub id: Option<String>,
+    /// Kernel driver bound to the PCI function.
+    pub driver: Option<String>,
+}
+
+/// Read/write counters from `/sys/block/<dev>/stat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IoCounters {
+    pub reads_completed: u64,
+    pub sectors_read: u64,
+    pub writes_completed: u64,
+    pub sectors_written: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Partition {
+    /// Kernel name, e.g. `sda1`.
+    pub name: String,
+    pub number: Option<u32>,
+    pub start_bytes: u64,
+    pub size_bytes: u64,
+    pub read_only: bool,
+}
+
+/// One whole disk as the kernel sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Disk {
+    /// Kernel name, e.g. `sda`, `nvme0n1`.
+    pub name: String,
+    /// Device node, e.g. `/dev/sda`.
+    pub path: String,
+    pub size_bytes: u64,
+    pub logical_sector_size: u32,
+    pub physical_sector_size: u32,
+    pub vendor: Option<String>,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub firmware: Option<String>,
+    /// World-wide name / EUI as the kernel reports it (`wwid`).
+    pub wwn: Option<String>,
+    pub transport: Transport,
+    /// The storage driver that presents the disk (scsi host `proc_name`,
+    /// `virtio_blk`, `nvme`, ...).
+    pub driver: Option<String>,
+    pub pci: Option<PciFunction>,
+    /// SCSI host:channel:target:lun, where it applies.
+    pub hctl: Option<String>,
+    pub rotational: Option<bool>,
+    pub removable: bool,
+    /// The block layer's read-only flag (`/sys/block/<dev>/ro`).
+    pub read_only: bool,
+    pub io: IoCounters,
+    pub partitions: Vec<Partition>,
+    /// Things worth telling the user (zero size, logical drive, ...).
+    pub notes: Vec<String>,
+}
+
+/// Block devices that are not disks the user brought: our own loop/ram
+/// devices, device-mapper and md (the md tools show those), idle nbd slots.
+pub fn is_ignored_block_device(name: &str) -> bool {
+    ["loop", "ram", "zram", "dm-", "md", "nbd"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// Lists the disks under `sysfs` (normally `/sys`), sorted by name, and the
+/// problems met on the way (one line each).
+pub fn list_disks(sysfs: &Path) -> (Vec<Disk>, Vec<String>) {
+    let block = sysfs.join("block");
+    let mut names: Vec<String> = match std::fs::read_dir(&block) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !is_ignored_block_device(n))
+            .collect(),
+        Err(e) => return (Vec::new(), vec![format!("{}: {e}", block.display())]),
+    };
+    names.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    let mut disks = Vec::new();
+    let mut problems = Vec::new();
+    for name in names {
+        match probe_disk(sysfs, &name) {
+            Ok(d) => disks.push(d),
+            Err(e) => problems.push(format!("{name}: {e} (disk vanished during probe?)")),
+        }
+    }
+    (disks, problems)
+}
+
+/// Sort key that puts sdb before sdaa and nvme2n1 before nvme10n1.
+fn natural_key(name: &str) -> (usize, String) {
+    (name.len(), name.to_string())
+}
+
+/// Reads one disk `name` from `sysfs/block/name`.
+pub fn probe_disk(sysfs: &Path, name: &str) -> std::io::Result<Disk> {
+    let dir = sysfs.join("block").join(name);
+    let real = std::fs::canonicalize(&dir)?;
+    let sectors: u64 = sysfs::read_parsed(&dir.join("size")).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no readable size attribute")
+    })?;
+    let logical = sysfs::read_parsed(&dir.join("queue/logical_block_size")).unwrap_or(512u32);
+    let physical = sysfs::read_parsed(&dir.join("queue/physical_block_size")).unwrap_or(logical);
+    let mut disk = Disk {
+        name: name.to_string(),
+        path: format!("/dev/{name}"),
+        size_bytes: sectors.saturating_mul(512),
+        logical_sector_size: logical,
+        physical_sector_size: physical,
+        vendor: None,
+        model: None,
+        serial: None,
+        firmware: None,
+        wwn: None,
+        transport: Transport::Unknown,
+        driver: None,
+        pci: None,
+        hctl: None,
+        rotational: sysfs::read_parsed::<u8>(&dir.join("queue/rotational")).map(|v| v != 0),
+        removable: sysfs::read_parsed::<u8>(&dir.join("removable")) == Some(1),
+        read_only: sysfs::read_parsed::<u8>(&dir.join("ro")) == Some(1),
+        io: sysfs::read_io_counters(&dir.join("stat")),
+        partitions: partitions(&dir, name),
+        notes: Vec::new(),
+    };
+    identity::fill(sysfs, &dir, &real, &mut disk);
+    if disk.size_bytes == 0 {
+        disk.notes
+            .push("size is 0: no medium, or the device did not report a capacity".into());
+    }
+    if disk.transport == Transport::Raid {
+        disk.notes.push(format!(
+            "logical drive of a RAID controller ({}): the physical disks behind it are not visible",
+            disk.driver.as_deref().unwrap_or("unknown driver")
+        ));
+    }
+    Ok(disk)
+}
+
+fn partitions(dir: &Path, disk: &str) -> Vec<Partition> {
+    let mut parts: Vec<Partition> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let pname = e.file_name().to_string_lossy().into_owned();
+                    let p: PathBuf = e.path();
+                    if !pname.starts_with(disk) || !p.join("partition").exists() {
+                        return None;
+                    }
+                    Some(Partition {
+                        number: sysfs::read_parsed(&p.join("partition")),
+                        start_bytes: sysfs::read_parsed::<u64>(&p.join("start"))?
+                            .saturating_mul(512),
+                        size_bytes: sysfs::read_parsed::<u64>(&p.join("size"))?
+                            .saturating_mul(512),
+                        read_only: sysfs::read_parsed::<u8>(&p.join("ro")) == Some(1),
+                        name: pname,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort_by_key(|p| (p.number.unwrap_or(u32::MAX), p.name.clone()));
+    parts
+}
+
+/// Every block device node the read-only guard must cover: whole disks and
+/// their partitions, everything but [`is_ignored_block_device`] ones.
+pub fn guarded_block_devices(sysfs: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(sysfs.join("class/block")) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !is_ignored_block_device(&name) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
+}

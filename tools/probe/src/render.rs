@@ -1,0 +1,177 @@
+//! Plain-ASCII views of disks for an 80-column serial console.
+
+use crate::Disk;
+use std::fmt::Write;
+
+/// `1536` -> `1.5 KiB`; exact for small values.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+fn cut(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        s.chars().take(width.saturating_sub(1)).collect::<String>() + "~"
+    }
+}
+
+/// One line per disk, numbered from 1, fitting 80 columns.
+pub fn overview(disks: &[Disk]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        " #  {:<9} {:>10}  {:<24} {:<8} {:<9} {}",
+        "DISK", "SIZE", "MODEL", "BUS", "DRIVER", "STATE"
+    );
+    for (i, d) in disks.iter().enumerate() {
+        let model = match (&d.vendor, &d.model) {
+            (Some(v), Some(m)) if !m.starts_with(v.as_str()) => format!("{v} {m}"),
+            (_, Some(m)) => m.clone(),
+            (Some(v), None) => v.clone(),
+            (None, None) => "-".into(),
+        };
+        let state = if d.read_only { "ro" } else { "RW" };
+        let _ = writeln!(
+            out,
+            "{:>2}  {:<9} {:>10}  {:<24} {:<8} {:<9} {}",
+            i + 1,
+            cut(&d.name, 9),
+            human_size(d.size_bytes),
+            cut(&model, 24),
+            d.transport.label(),
+            cut(d.driver.as_deref().unwrap_or("-"), 9),
+            state
+        );
+    }
+    if disks.is_empty() {
+        out.push_str("    (no disks found)\n");
+    }
+    out
+}
+
+/// Everything known about one disk, one field per line.
+pub fn detail(d: &Disk) -> String {
+    let mut out = String::new();
+    let unknown = "-".to_string();
+    let field = |out: &mut String, k: &str, v: &str| {
+        let _ = writeln!(out, "  {k:<18} {v}");
+    };
+    let _ = writeln!(out, "Disk {} ({})", d.name, d.path);
+    field(
+        &mut out,
+        "size",
+        &format!(
+            "{} bytes ({}, {:.1} GB)",
+            d.size_bytes,
+            human_size(d.size_bytes),
+            d.size_bytes as f64 / 1e9
+        ),
+    );
+    field(
+        &mut out,
+        "sectors",
+        &format!(
+            "logical {} B, physical {} B",
+            d.logical_sector_size, d.physical_sector_size
+        ),
+    );
+    field(&mut out, "vendor", d.vendor.as_ref().unwrap_or(&unknown));
+    field(&mut out, "model", d.model.as_ref().unwrap_or(&unknown));
+    field(
+        &mut out,
+        "serial",
+        d.serial.as_deref().unwrap_or("(not reported)"),
+    );
+    field(&mut out, "firmware", d.firmware.as_ref().unwrap_or(&unknown));
+    field(&mut out, "wwn", d.wwn.as_ref().unwrap_or(&unknown));
+    field(&mut out, "transport", d.transport.label());
+    field(&mut out, "driver", d.driver.as_ref().unwrap_or(&unknown));
+    if let Some(p) = &d.pci {
+        field(
+            &mut out,
+            "controller",
+            &format!(
+                "PCI {} [{}] driver {}",
+                p.slot,
+                p.id.as_deref().unwrap_or("?"),
+                p.driver.as_deref().unwrap_or("-")
+            ),
+        );
+    }
+    field(&mut out, "h:c:t:l", d.hctl.as_ref().unwrap_or(&unknown));
+    field(
+        &mut out,
+        "rotational",
+        match d.rotational {
+            Some(true) => "yes",
+            Some(false) => "no (SSD/flash or virtual)",
+            None => "-",
+        },
+    );
+    field(&mut out, "removable", if d.removable { "yes" } else { "no" });
+    field(
+        &mut out,
+        "read-only",
+        if d.read_only {
+            "yes (block layer)"
+        } else {
+            "NO: writable"
+        },
+    );
+    field(
+        &mut out,
+        "I/O since boot",
+        &format!(
+            "{} reads, {} writes",
+            d.io.reads_completed, d.io.writes_completed
+        ),
+    );
+    if d.partitions.is_empty() {
+        field(&mut out, "partitions", "none seen by the kernel");
+    } else {
+        let _ = writeln!(out, "  partitions:");
+        for p in &d.partitions {
+            let _ = writeln!(
+                out,
+                "    {:<12} start {:>14} size {:>10}{}",
+                p.name,
+                p.start_bytes,
+                human_size(p.size_bytes),
+                if p.read_only { "  ro" } else { "  RW" }
+            );
+        }
+    }
+    for n in &d.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(64 << 30), "64.0 GiB");
+        assert_eq!(human_size(u64::MAX), "16.0 EiB");
+    }
+    #[test]
+    fn cut_marks_truncation() {
+        assert_eq!(cut("abcdef", 4), "abc~");
+        assert_eq!(cut("abc", 4), "abc");
+    }
+}
