@@ -31,7 +31,7 @@ pub fn overview(disks: &[Disk]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        " #  {:<9} {:>10}  {:<24} {:<8} {:<9} {}",
+        " #  {:<9} {:>10}  {:<22} {:<7} {:<12} {}",
         "DISK", "SIZE", "MODEL", "BUS", "DRIVER", "STATE"
     );
     for (i, d) in disks.iter().enumerate() {
@@ -44,13 +44,13 @@ pub fn overview(disks: &[Disk]) -> String {
         let state = if d.read_only { "ro" } else { "RW" };
         let _ = writeln!(
             out,
-            "{:>2}  {:<9} {:>10}  {:<24} {:<8} {:<9} {}",
+            "{:>2}  {:<9} {:>10}  {:<22} {:<7} {:<12} {}",
             i + 1,
             cut(&d.name, 9),
             human_size(d.size_bytes),
-            cut(&model, 24),
+            cut(&model, 22),
             d.transport.label(),
-            cut(d.driver.as_deref().unwrap_or("-"), 9),
+            cut(d.driver.as_deref().unwrap_or("-"), 12),
             state
         );
     }

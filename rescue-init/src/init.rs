@@ -1,0 +1,477 @@
+//! PID 1: mount the virtual filesystems, load drivers, make every disk
+//! read-only, start the menu (or the unattended script) on every console,
+//! reap orphans, and power off or reboot cleanly. It never returns: if PID 1
+//! exits the kernel panics.
+
+use crate::cmdline::{self, Console};
+use crate::bootlog as blog;
+use crate::modules::{self, LoadReport, Loader, ModuleIndex};
+use crate::uevent::UeventSocket;
+use rustix::mount::{mount, MountFlags};
+use rustix::process::{Pid, Signal};
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the device tree must be quiet before boot goes on. usb-storage
+/// waits 1 s (delay_use) before it scans, so this must be longer.
+const SETTLE_QUIET: Duration = Duration::from_millis(2500);
+/// Upper bound on waiting for devices at boot; late ones are handled by hotplug.
+const SETTLE_MAX: Duration = Duration::from_secs(30);
+
+pub const ENV_APPLIANCE: &str = "RESCUE_APPLIANCE";
+pub const ENV_CONSOLES: &str = "RESCUE_CONSOLES";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Halt {
+    PowerOff,
+    Reboot,
+}
+
+pub fn run() -> ! {
+    mount_virtual_filesystems();
+    let opts = cmdline::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let consoles = usable_consoles(&opts.consoles);
+    blog::init(&consoles);
+    // Ctrl-Alt-Del sends SIGINT to PID 1 instead of rebooting at once.
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
+    block_signals();
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    blog::say(&format!(
+        "rescue {} starting on Linux {release}",
+        env!("CARGO_PKG_VERSION")
+    ));
+
+    let uevents = UeventSocket::open()
+        .map_err(|e| blog::say(&format!("uevent socket: {e} (no hotplug)")))
+        .ok();
+    let mut loader = match ModuleIndex::load(Path::new("/lib/modules").join(&release).as_path()) {
+        Ok(idx) => Some(Loader::new(idx)),
+        Err(e) => {
+            blog::say(&format!("module index unavailable: {e}; no drivers are loaded"));
+            None
+        }
+    };
+    if let Some(l) = loader.as_mut() {
+        coldplug(l, &opts, uevents.as_ref());
+    }
+    let guarded = guard_all();
+    blog::say(&format!(
+        "{guarded} block devices set read-only; nothing is mounted, assembled or written"
+    ));
+    if let Some(sock) = uevents {
+        std::thread::spawn(move || hotplug_loop(sock, loader));
+    }
+
+    std::env::set_var(ENV_APPLIANCE, "1");
+    std::env::set_var(
+        ENV_CONSOLES,
+        consoles
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>()
+            .join(":"),
+    );
+    std::env::set_var("PATH", "/bin:/sbin:/usr/bin:/usr/sbin");
+    std::env::set_var("HOME", "/root");
+
+    let halt = if let Some(script) = &opts.script {
+        run_script(script)
+    } else {
+        supervise_consoles(&consoles, opts.shell)
+    };
+    shutdown(halt)
+}
+
+fn mount_virtual_filesystems() {
+    let quiet = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let mounts: [(&str, &str, &str, MountFlags, &CStr); 6] = [
+        ("proc", "/proc", "proc", quiet, c""),
+        ("sysfs", "/sys", "sysfs", quiet, c""),
+        ("devtmpfs", "/dev", "devtmpfs", MountFlags::NOSUID, c"mode=0755"),
+        ("devpts", "/dev/pts", "devpts", MountFlags::NOSUID | MountFlags::NOEXEC, c"gid=5,mode=620,ptmxmode=666"),
+        ("tmpfs", "/run", "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, c"mode=0755"),
+        ("tmpfs", "/tmp", "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, c"mode=1777"),
+    ];
+    for (src, target, fstype, flags, data) in mounts {
+        let _ = std::fs::create_dir_all(target);
+        if let Err(e) = mount(src, target, fstype, flags, data) {
+            if e != rustix::io::Errno::BUSY {
+                // No logger yet: the kernel's console is our stderr.
+                eprintln!("rescue: mount {target}: {e}");
+            }
+        }
+    }
+    // efivars for the Secure Boot state; absent on BIOS machines.
+    let efivars = "/sys/firmware/efi/efivars";
+    if Path::new(efivars).exists() {
+        let _ = mount("efivarfs", efivars, "efivarfs", quiet | MountFlags::RDONLY, c"");
+    }
+    let _ = std::fs::create_dir_all("/mnt");
+}
+
+fn usable_consoles(wanted: &[Console]) -> Vec<Console> {
+    let mut out: Vec<Console> = wanted
+        .iter()
+        .filter(|c| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&c.path)
+                .is_ok()
+        })
+        .cloned()
+        .collect();
+    if out.is_empty() {
+        out.push(Console {
+            path: "/dev/console".into(),
+            baud: None,
+        });
+    }
+    out
+}
+
+/// Loads drivers for every device present, then keeps loading for devices
+/// those drivers reveal until the device tree is quiet.
+fn coldplug(loader: &mut Loader, opts: &cmdline::Options, uevents: Option<&UeventSocket>) {
+    let start = Instant::now();
+    let mut report = LoadReport::default();
+    for m in &opts.extra_modules {
+        loader.load(m, &mut report);
+    }
+    if opts.no_modules {
+        blog::say("rescue.nomodules: automatic driver loading skipped");
+    } else {
+        for alias in modules::scan_modaliases(Path::new("/sys")) {
+            loader.load_for_alias(&alias, &mut report);
+        }
+        let mut last_event = Instant::now();
+        while let Some(sock) = uevents {
+            if last_event.elapsed() >= SETTLE_QUIET || start.elapsed() >= SETTLE_MAX {
+                break;
+            }
+            match sock.recv(Some(Duration::from_millis(250))) {
+                Ok(Some(ev)) => {
+                    last_event = Instant::now();
+                    if ev.get("ACTION") == Some("add") {
+                        if let Some(alias) = ev.get("MODALIAS") {
+                            loader.load_for_alias(alias, &mut report);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    blog::say(&format!("uevent: {e}"));
+                    break;
+                }
+            }
+        }
+        // A last sweep catches anything whose event we missed.
+        for alias in modules::scan_modaliases(Path::new("/sys")) {
+            loader.load_for_alias(&alias, &mut report);
+        }
+    }
+    blog::say(&format!(
+        "drivers: {} modules loaded in {:.1} s{}",
+        report.loaded.len(),
+        start.elapsed().as_secs_f32(),
+        if report.failed.is_empty() {
+            String::new()
+        } else {
+            format!(", {} failed", report.failed.len())
+        }
+    ));
+    for (m, e) in &report.failed {
+        blog::say(&format!("module {m}: {e}"));
+    }
+}
+
+/// Sets BLKROSET on every disk and partition; returns how many are read-only.
+fn guard_all() -> usize {
+    let mut n = 0;
+    for name in probe::guarded_block_devices(Path::new("/sys")) {
+        if guard_one(&name) {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn guard_one(name: &str) -> bool {
+    let path = format!("/dev/{name}");
+    match blockdev::set_read_only(&path, true) {
+        Ok(()) => true,
+        // No medium (empty CD drive, card reader): nothing to protect yet.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOMEDIUM.raw_os_error()) => false,
+        Err(e) => {
+            blog::say(&format!("could not set {path} read-only: {e}"));
+            false
+        }
+    }
+}
+
+fn hotplug_loop(sock: UeventSocket, mut loader: Option<Loader>) {
+    loop {
+        let ev = match sock.recv(None) {
+            Ok(Some(ev)) => ev,
+            Ok(None) => continue,
+            Err(e) => {
+                blog::say(&format!("hotplug stopped: {e}"));
+                return;
+            }
+        };
+        if ev.get("ACTION") != Some("add") {
+            continue;
+        }
+        if let (Some(l), Some(alias)) = (loader.as_mut(), ev.get("MODALIAS")) {
+            let mut report = LoadReport::default();
+            l.load_for_alias(alias, &mut report);
+            if !report.loaded.is_empty() {
+                blog::say(&format!("hotplug: loaded {}", report.loaded.join(", ")));
+            }
+        }
+        if ev.get("SUBSYSTEM") == Some("block") {
+            if let Some(name) = ev.get("DEVNAME") {
+                if !probe::is_ignored_block_device(name) && guard_one(name) {
+                    blog::say(&format!("hotplug: new block device {name} set read-only"));
+                }
+            }
+        }
+    }
+}
+
+const HANDLED_SIGNALS: [i32; 6] = [
+    libc::SIGCHLD,
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGPWR,
+];
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the zeroed set; sigaddset takes valid numbers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in HANDLED_SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks the signals PID 1 waits for, before any thread exists, so they are
+/// taken only by sigtimedwait in the main loop. std resets the mask in children.
+fn block_signals() {
+    let set = signal_set();
+    // SAFETY: set is a valid, initialised sigset; no old set is requested.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// Waits up to `timeout` for one of the handled signals.
+fn wait_signal(timeout: Duration) -> Option<i32> {
+    let set = signal_set();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: valid set and timespec; no siginfo is requested.
+    let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    (r > 0).then_some(r)
+}
+
+fn halt_for_signal(sig: i32) -> Option<Halt> {
+    match sig {
+        libc::SIGINT | libc::SIGTERM => Some(Halt::Reboot),
+        libc::SIGUSR1 | libc::SIGUSR2 | libc::SIGPWR => Some(Halt::PowerOff),
+        _ => None,
+    }
+}
+
+/// Reaps every exited child; returns their pids.
+fn reap() -> Vec<i32> {
+    let mut out = Vec::new();
+    loop {
+        match rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG) {
+            Ok(Some((pid, _))) => out.push(pid.as_raw_nonzero().get()),
+            _ => return out,
+        }
+    }
+}
+
+fn spawn_on_console(console: &Console, args: &[&str]) -> std::io::Result<Child> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&console.path)?;
+    if let Some(baud) = console.baud {
+        if let Ok(mut t) = rustix::termios::tcgetattr(&tty) {
+            let _ = t.set_speed(baud);
+            let _ = rustix::termios::tcsetattr(&tty, rustix::termios::OptionalActions::Now, &t);
+        }
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/bin/rescue".into());
+    let mut cmd = if args.first() == Some(&"/bin/sh") {
+        let mut c = Command::new("/bin/sh");
+        c.args(&args[1..]);
+        c
+    } else {
+        let mut c = Command::new(exe);
+        c.args(args);
+        c
+    };
+    cmd.env("TERM", if console.is_serial() { "vt100" } else { "linux" })
+        .stdin(Stdio::from(tty.try_clone()?))
+        .stdout(Stdio::from(tty.try_clone()?))
+        .stderr(Stdio::from(tty));
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe syscalls (setsid, ioctl) run between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// A menu (or shell) on every console, restarted when it exits, until a
+/// signal asks for power-off or reboot.
+fn supervise_consoles(consoles: &[Console], shell: bool) -> Halt {
+    let args: &[&str] = if shell { &["/bin/sh"] } else { &["menu"] };
+    let mut running: HashMap<i32, (usize, Instant)> = HashMap::new();
+    let mut restart_at: Vec<Option<Instant>> = vec![Some(Instant::now()); consoles.len()];
+    loop {
+        for (i, c) in consoles.iter().enumerate() {
+            if restart_at[i].is_some_and(|t| Instant::now() >= t) {
+                restart_at[i] = None;
+                match spawn_on_console(c, args) {
+                    Ok(child) => {
+                        running.insert(child.id() as i32, (i, Instant::now()));
+                    }
+                    Err(e) => {
+                        blog::say(&format!("cannot start menu on {}: {e}", c.path));
+                        restart_at[i] = Some(Instant::now() + Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        if let Some(halt) = wait_signal(Duration::from_secs(1)).and_then(halt_for_signal) {
+            return halt;
+        }
+        for pid in reap() {
+            if let Some((i, started)) = running.remove(&pid) {
+                // A menu that dies at once must not spin: wait a little then.
+                let delay = if started.elapsed() < Duration::from_secs(2) {
+                    Duration::from_secs(2)
+                } else {
+                    Duration::from_millis(100)
+                };
+                restart_at[i] = Some(Instant::now() + delay);
+            }
+        }
+    }
+}
+
+fn run_script(path: &str) -> Halt {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/bin/rescue".into());
+    let child = Command::new(exe)
+        .args(["run-script", path])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let pid = match child {
+        Ok(c) => c.id() as i32,
+        Err(e) => {
+            blog::say(&format!("cannot run script {path}: {e}"));
+            return Halt::PowerOff;
+        }
+    };
+    loop {
+        if let Some(halt) = wait_signal(Duration::from_secs(1)).and_then(halt_for_signal) {
+            return halt;
+        }
+        if reap().contains(&pid) {
+            return Halt::PowerOff;
+        }
+    }
+}
+
+fn shutdown(halt: Halt) -> ! {
+    blog::say(match halt {
+        Halt::PowerOff => "powering off",
+        Halt::Reboot => "rebooting",
+    });
+    let _ = rustix::process::kill_process(Pid::from_raw(-1).unwrap_or(Pid::INIT), Signal::TERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        reap();
+        if matches!(
+            rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG),
+            Err(rustix::io::Errno::CHILD)
+        ) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(-1, SIGKILL) signals every process but PID 1; no memory is touched.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    reap();
+    rustix::fs::sync();
+    unmount_destinations();
+    rustix::fs::sync();
+    let cmd = match halt {
+        Halt::PowerOff => rustix::system::RebootCommand::PowerOff,
+        Halt::Reboot => rustix::system::RebootCommand::Restart,
+    };
+    let e = rustix::system::reboot(cmd);
+    blog::say(&format!("reboot syscall failed: {e:?}; halting here"));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Unmounts every disk-backed mount (destinations under /mnt), deepest first;
+/// what cannot be unmounted is remounted read-only.
+fn unmount_destinations() {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut targets: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (src, target) = (w.next()?, w.next()?);
+            src.starts_with("/dev/").then(|| target.to_string())
+        })
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        if rustix::mount::unmount(t.as_str(), rustix::mount::UnmountFlags::empty()).is_err() {
+            let _ = rustix::mount::mount_remount(t.as_str(), MountFlags::RDONLY, c"");
+        }
+    }
+}
+
+/// Asks PID 1 to power off or reboot (from the menu).
+pub fn request(poweroff: bool) -> std::io::Result<()> {
+    let sig = if poweroff { Signal::USR2 } else { Signal::TERM };
+    rustix::process::kill_process(Pid::INIT, sig).map_err(Into::into)
+}
+
+pub fn is_appliance() -> bool {
+    std::env::var_os(ENV_APPLIANCE).is_some()
+}
+
+/// Console device nodes PID 1 found (for the script runner).
+pub fn console_paths() -> Vec<String> {
+    std::env::var(ENV_CONSOLES)
+        .map(|s| s.split(':').filter(|x| !x.is_empty()).map(String::from).collect())
+        .unwrap_or_default()
+}

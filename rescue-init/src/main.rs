@@ -1,0 +1,97 @@
+//! `rescue`: the appliance's multicall binary. As PID 1 it is the init; else
+//! it runs the subcommand named on its command line.
+
+mod bootlog;
+mod cmdline;
+mod init;
+mod menu;
+mod modules;
+mod script;
+mod uevent;
+
+use argh::FromArgs;
+
+/// Disk-rescue toolbox: probe disks, image dying disks, browse VMFS, inspect
+/// and repair GPT, check md RAID. Nothing is written to a disk unless a
+/// command is told to with --write naming the target.
+#[derive(FromArgs, Debug)]
+struct Rescue {
+    #[argh(subcommand)]
+    command: Subcommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum Subcommand {
+    Probe(probe::cli::ProbeCommand),
+    Menu(menu::MenuCommand),
+    RunScript(RunScriptCommand),
+    Poweroff(PoweroffCommand),
+    Reboot(RebootCommand),
+}
+
+/// Run a script of rescue subcommands, framing each output with markers
+/// (the unattended mode's contract; see the README).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "run-script")]
+struct RunScriptCommand {
+    /// the script file
+    #[argh(positional)]
+    path: String,
+}
+
+/// Power the appliance off (unmounts destinations first).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "poweroff")]
+struct PoweroffCommand {}
+
+/// Reboot the appliance (unmounts destinations first).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "reboot")]
+struct RebootCommand {}
+
+fn main() {
+    if rustix::process::getpid().is_init() {
+        init::run();
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let cmd_name = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_else(|| "rescue".into());
+    let strs: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let parsed = match Rescue::from_args(&[&cmd_name], &strs) {
+        Ok(p) => p,
+        Err(early) => {
+            let ok = early.status.is_ok();
+            if ok {
+                print!("{}", early.output);
+            } else {
+                eprint!("{}", early.output);
+            }
+            std::process::exit(if ok { 0 } else { 2 });
+        }
+    };
+    let code = match parsed.command {
+        Subcommand::Probe(c) => probe::cli::run(c),
+        Subcommand::Menu(c) => menu::run(c),
+        Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
+        Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {
+            eprintln!("rescue: not running as the appliance's init; refusing to halt this machine");
+            2
+        }
+        Subcommand::Poweroff(_) => halt(true),
+        Subcommand::Reboot(_) => halt(false),
+    };
+    std::process::exit(code);
+}
+
+fn halt(poweroff: bool) -> i32 {
+    match init::request(poweroff) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("rescue: {e}");
+            2
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The console menu: numbered choices in plain ASCII, one screen at a time,
+//! usable over a serial line of unknown size. It only calls the same library
+//! functions as the subcommands; it never writes to a disk by itself.
+
+use argh::FromArgs;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// The interactive menu (PID 1 starts one on every console).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "menu")]
+pub struct MenuCommand {
+    /// read this sysfs tree instead of /sys (for tests)
+    #[argh(option, default = "PathBuf::from(\"/sys\")")]
+    pub sysfs: PathBuf,
+}
+
+const SHELL: &str = "/bin/sh";
+
+struct Actions {
+    shell: bool,
+    power: bool,
+}
+
+pub fn run(cmd: MenuCommand) -> i32 {
+    let actions = Actions {
+        shell: Path::new(SHELL).exists(),
+        power: crate::init::is_appliance(),
+    };
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut out = std::io::stdout();
+    loop {
+        let (disks, problems) = probe::list_disks(&cmd.sysfs);
+        let _ = write!(out, "\n{}", header());
+        let _ = write!(out, "{}", probe::render::overview(&disks));
+        for p in &problems {
+            let _ = writeln!(out, "  ! {p}");
+        }
+        let mut choices = Vec::new();
+        if !disks.is_empty() {
+            choices.push(format!("1-{} disk details", disks.len()));
+        }
+        choices.push("r refresh".into());
+        if actions.shell {
+            choices.push("s shell".into());
+        }
+        if actions.power {
+            choices.push("b reboot".into());
+            choices.push("p power off".into());
+        } else {
+            choices.push("q quit".into());
+        }
+        let _ = writeln!(out, "\n{}", choices.join(", "));
+        let _ = write!(out, "Choose: ");
+        let _ = out.flush();
+        let Some(line) = read_line(&mut input) else {
+            return 0;
+        };
+        let answer = line.trim();
+        match answer {
+            "" | "r" => continue,
+            "s" if actions.shell => run_shell(&mut out),
+            "q" if !actions.power => return 0,
+            "b" | "p" if actions.power => {
+                let poweroff = answer == "p";
+                let what = if poweroff { "Power off" } else { "Reboot" };
+                let _ = write!(out, "{what} now? Destinations are unmounted first. [y/N]: ");
+                let _ = out.flush();
+                if read_line(&mut input).is_some_and(|l| l.trim().eq_ignore_ascii_case("y")) {
+                    let _ = writeln!(out, "{what}: asking PID 1");
+                    if let Err(e) = crate::init::request(poweroff) {
+                        let _ = writeln!(out, "failed: {e}");
+                    }
+                    // Wait here until PID 1 ends us.
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                }
+            }
+            n => match n.parse::<usize>() {
+                Ok(i) if i >= 1 && i <= disks.len() => {
+                    let _ = write!(out, "\n{}", probe::render::detail(&disks[i - 1]));
+                    let _ = write!(out, "\nEnter: back to the overview: ");
+                    let _ = out.flush();
+                    if read_line(&mut input).is_none() {
+                        return 0;
+                    }
+                }
+                _ => {
+                    let _ = writeln!(out, "'{n}' is not one of the choices.");
+                }
+            },
+        }
+    }
+}
+
+fn header() -> String {
+    let release = std::fs::read_to_string("/etc/rescue-release").unwrap_or_default();
+    let release = release.lines().next().unwrap_or("").trim().to_string();
+    format!(
+        "=== rescue {} - disk rescue appliance {}===\nEvery disk is read-only; nothing is written unless you confirm it.\n",
+        env!("CARGO_PKG_VERSION"),
+        if release.is_empty() {
+            String::new()
+        } else {
+            format!("({release}) ")
+        }
+    )
+}
+
+fn read_line(input: &mut impl BufRead) -> Option<String> {
+    let mut s = String::new();
+    match input.read_line(&mut s) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(s),
+    }
+}
+
+fn run_shell(out: &mut impl Write) {
+    let _ = writeln!(out, "Shell: type 'exit' to come back to the menu.");
+    let _ = out.flush();
+    match std::process::Command::new(SHELL).status() {
+        Ok(_) => {}
+        Err(e) => {
+            let _ = writeln!(out, "cannot start {SHELL}: {e}");
+        }
+    }
+}
