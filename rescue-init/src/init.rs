@@ -5,7 +5,8 @@
 
 use crate::cmdline::{self, Console};
 use crate::bootlog as blog;
-use crate::modules::{self, LoadReport, Loader, ModuleIndex};
+use crate::modules::{self, LoadReport, Loader};
+use kmod::ModuleIndex;
 use crate::uevent::UeventSocket;
 use rustix::mount::{mount, MountFlags};
 use rustix::process::{Pid, Signal};
@@ -278,7 +279,7 @@ fn block_signals() {
 fn wait_signal(timeout: Duration) -> Option<i32> {
     let set = signal_set();
     let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: valid set and timespec; no siginfo is requested.
@@ -346,6 +347,11 @@ fn spawn_on_console(console: &Console, args: &[&str]) -> std::io::Result<Child> 
 /// signal asks for power-off or reboot.
 fn supervise_consoles(consoles: &[Console], shell: bool) -> Halt {
     let args: &[&str] = if shell { &["/bin/sh"] } else { &["menu"] };
+    blog::say(&format!(
+        "{} on {}",
+        if shell { "shells" } else { "menus" },
+        consoles.iter().map(|c| c.path.as_str()).collect::<Vec<_>>().join(" ")
+    ));
     let mut running: HashMap<i32, (usize, Instant)> = HashMap::new();
     let mut restart_at: Vec<Option<Instant>> = vec![Some(Instant::now()); consoles.len()];
     loop {

@@ -34,6 +34,8 @@ pub fn run(cmd: MenuCommand) -> i32 {
         let (disks, problems) = probe::list_disks(&cmd.sysfs);
         let _ = write!(out, "\n{}", header());
         let _ = write!(out, "{}", probe::render::overview(&disks));
+        let controllers = probe::list_storage_controllers(&cmd.sysfs);
+        let _ = write!(out, "{}", probe::render::controllers(&controllers, &disks));
         for p in &problems {
             let _ = writeln!(out, "  ! {p}");
         }

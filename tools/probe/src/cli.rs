@@ -26,16 +26,20 @@ pub struct ProbeReport<'a> {
     /// Version of this schema; bumped on incompatible changes.
     pub schema: u32,
     pub disks: &'a [crate::Disk],
+    /// PCI storage controllers, with or without disks behind them.
+    pub controllers: &'a [crate::StorageController],
     /// Problems met while probing (a disk that vanished, an unreadable sysfs).
     pub problems: &'a [String],
 }
 
 pub fn run(cmd: ProbeCommand) -> i32 {
     let (disks, problems) = crate::list_disks(&cmd.sysfs);
+    let controllers = crate::list_storage_controllers(&cmd.sysfs);
     if cmd.json {
         let report = ProbeReport {
             schema: 1,
             disks: &disks,
+            controllers: &controllers,
             problems: &problems,
         };
         match serde_json::to_string_pretty(&report) {
@@ -53,6 +57,7 @@ pub fn run(cmd: ProbeCommand) -> i32 {
         } else {
             print!("{}", crate::render::overview(&disks));
         }
+        print!("{}", crate::render::controllers(&controllers, &disks));
         for p in &problems {
             eprintln!("probe: {p}");
         }

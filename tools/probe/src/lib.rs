@@ -234,3 +234,63 @@ pub fn guarded_block_devices(sysfs: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A PCI mass-storage controller (class 01xxxx), whether or not any disk
+/// showed up behind it: a controller without a driver, or with a driver but
+/// no disks, is itself worth telling the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StorageController {
+    pub slot: String,
+    /// `vendor:device` in hex.
+    pub id: String,
+    /// PCI class code, e.g. `010400` (RAID), `010601` (AHCI), `010802` (NVMe).
+    pub class: String,
+    pub kind: &'static str,
+    /// The bound driver; None when no driver claimed it.
+    pub driver: Option<String>,
+}
+
+/// Names for the PCI storage subclasses (PCI Code and ID Assignment spec).
+fn storage_kind(class: &str) -> &'static str {
+    match class.get(0..4) {
+        Some("0100") => "SCSI",
+        Some("0101") => "IDE",
+        Some("0104") => "RAID",
+        Some("0106") => "SATA",
+        Some("0107") => "SAS",
+        Some("0108") => "NVMe",
+        Some("0105") => "ATA (ADMA)",
+        _ => "storage",
+    }
+}
+
+pub fn list_storage_controllers(sysfs: &Path) -> Vec<StorageController> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(sysfs.join("bus/pci/devices")) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let dir = e.path();
+        let Some(class) = sysfs::read_trimmed(&dir.join("class")) else {
+            continue;
+        };
+        let class = class.trim_start_matches("0x").to_string();
+        if !class.starts_with("01") {
+            continue;
+        }
+        let hex = |f: &str| {
+            sysfs::read_trimmed(&dir.join(f))
+                .map(|v| v.trim_start_matches("0x").to_string())
+                .unwrap_or_else(|| "????".into())
+        };
+        out.push(StorageController {
+            slot: e.file_name().to_string_lossy().into_owned(),
+            id: format!("{}:{}", hex("vendor"), hex("device")),
+            kind: storage_kind(&class),
+            class,
+            driver: sysfs::link_name(&dir.join("driver")),
+        });
+    }
+    out.sort_by(|a, b| a.slot.cmp(&b.slot));
+    out
+}

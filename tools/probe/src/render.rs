@@ -60,6 +60,29 @@ pub fn overview(disks: &[Disk]) -> String {
     out
 }
 
+/// One line naming every storage controller, flagging those without a
+/// driver or without disks.
+pub fn controllers(ctrls: &[crate::StorageController], disks: &[Disk]) -> String {
+    if ctrls.is_empty() {
+        return String::new();
+    }
+    let items: Vec<String> = ctrls
+        .iter()
+        .map(|c| {
+            let has_disks = disks
+                .iter()
+                .any(|d| d.pci.as_ref().is_some_and(|p| p.slot == c.slot));
+            let short = c.slot.strip_prefix("0000:").unwrap_or(&c.slot);
+            match &c.driver {
+                None => format!("{short} {} [{}] NO DRIVER", c.kind, c.id),
+                Some(d) if !has_disks => format!("{short} {d} (no disks)"),
+                Some(d) => format!("{short} {d}"),
+            }
+        })
+        .collect();
+    format!("Controllers: {}\n", items.join(", "))
+}
+
 /// Everything known about one disk, one field per line.
 pub fn detail(d: &Disk) -> String {
     let mut out = String::new();

@@ -238,3 +238,29 @@ fn missing_sysfs_is_a_problem_not_a_panic() {
     assert!(disks.is_empty());
     assert_eq!(problems.len(), 1);
 }
+
+#[test]
+fn storage_controllers_with_and_without_driver() {
+    let s = FakeSys::new("ctrl");
+    s.pci("0000:00:04.0", "1000", "0054", "mptsas");
+    s.write("devices/pci0000:00/0000:00:04.0/class", b"0x010000\n");
+    s.write("devices/pci0000:00/0000:00:05.0/class", b"0x010400\n");
+    s.write("devices/pci0000:00/0000:00:05.0/vendor", b"0x9005\n");
+    s.write("devices/pci0000:00/0000:00:05.0/device", b"0x028f\n");
+    s.write("devices/pci0000:00/0000:00:06.0/class", b"0x020000\n");
+    for slot in ["0000:00:04.0", "0000:00:05.0", "0000:00:06.0"] {
+        s.link(
+            &format!("bus/pci/devices/{slot}"),
+            &s.path().join("devices/pci0000:00").join(slot).to_string_lossy(),
+        );
+    }
+    let c = probe::list_storage_controllers(s.path());
+    assert_eq!(c.len(), 2, "the NIC is not storage: {c:?}");
+    assert_eq!(c[0].driver.as_deref(), Some("mptsas"));
+    assert_eq!(c[0].id, "1000:0054");
+    assert_eq!(c[1].driver, None);
+    assert_eq!(c[1].kind, "RAID");
+    let line = probe::render::controllers(&c, &[]);
+    assert!(line.contains("00:04.0 mptsas (no disks)"), "{line}");
+    assert!(line.contains("NO DRIVER"), "{line}");
+}

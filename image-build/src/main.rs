@@ -1,0 +1,118 @@
+//! `cargo run --release -p image-build`: builds `out/vmlinuz` and
+//! `out/initramfs.img` from Debian's current 6.1 kernel package and the
+//! `rescue` binary.
+
+use argh::FromArgs;
+use image_build::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Build the rescue appliance's kernel and initramfs.
+#[derive(FromArgs)]
+struct Args {
+    /// output directory (default: <workspace>/out)
+    #[argh(option)]
+    out: Option<PathBuf>,
+    /// kernel image to use instead of Debian's package (with --modules)
+    #[argh(option)]
+    kernel: Option<PathBuf>,
+    /// its lib/modules/<version> directory
+    #[argh(option)]
+    modules: Option<PathBuf>,
+    /// use this rescue binary instead of building it
+    #[argh(option)]
+    rescue_bin: Option<PathBuf>,
+    /// busybox binary (default /bin/busybox from busybox-static)
+    #[argh(option, default = "PathBuf::from(\"/bin/busybox\")")]
+    busybox: PathBuf,
+    /// another module to ship (repeatable)
+    #[argh(option)]
+    extra_module: Vec<String>,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn main() {
+    let args: Args = argh::from_env();
+    if let Err(e) = build(args) {
+        eprintln!("image-build: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn build_rescue(ws: &Path) -> Result<PathBuf, Error> {
+    eprintln!("image-build: cargo build --release --target x86_64-unknown-linux-musl -p rescue-init");
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "x86_64-unknown-linux-musl", "-p", "rescue-init"])
+        .current_dir(ws)
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !st.success() {
+        return Err("building rescue failed (is the target installed? rustup target add x86_64-unknown-linux-musl)".into());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| ws.join("target"));
+    Ok(target.join("x86_64-unknown-linux-musl/release/rescue"))
+}
+
+fn build(args: Args) -> Result<(), Error> {
+    let start = Instant::now();
+    let ws = workspace();
+    let out = args.out.unwrap_or_else(|| ws.join("out"));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let rescue_bin = match args.rescue_bin {
+        Some(p) => p,
+        None => build_rescue(&ws)?,
+    };
+    let tree = match (args.kernel, args.modules) {
+        (Some(k), Some(m)) => {
+            let version = m
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or("--modules must name a lib/modules/<version> directory")?
+                .to_string();
+            let t = KernelTree { vmlinuz: k, modules_dir: m, version, package: None };
+            ensure_module_index(&t)?;
+            t
+        }
+        (None, None) => fetch_debian_kernel(&ws.join("cache/kernel"))?,
+        _ => return Err("--kernel and --modules go together".into()),
+    };
+    let index = kmod::ModuleIndex::load(&tree.modules_dir)?;
+    let mut wanted: Vec<String> = DEFAULT_MODULES.iter().map(|s| s.to_string()).collect();
+    wanted.extend(args.extra_module);
+    let (modules, warnings) = select_modules(&index, &wanted);
+    for w in &warnings {
+        eprintln!("image-build: {w}");
+    }
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(&ws)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let payload = Payload {
+        rescue_bin: rescue_bin.clone(),
+        busybox: args.busybox.clone(),
+        release: format!("rescue {} kernel {} commit {commit}\n", env!("CARGO_PKG_VERSION"), tree.version),
+    };
+    let applets = busybox_applets(&args.busybox)?;
+    let entries = initramfs_entries(&payload, &applets, &tree, &index, &modules)?;
+    let archive = cpio_newc(&entries);
+    let compressed = compress(&archive)?;
+    write_atomically(&out.join("initramfs.img"), &compressed)?;
+    let kernel = std::fs::read(&tree.vmlinuz).map_err(|e| format!("{}: {e}", tree.vmlinuz.display()))?;
+    write_atomically(&out.join("vmlinuz"), &kernel)?;
+    let bin_size = std::fs::metadata(&rescue_bin).map(|m| m.len()).unwrap_or(0);
+    println!("kernel:     {} ({})", tree.version, tree.package.as_deref().unwrap_or("given with --kernel"));
+    println!("modules:    {} ({} requested, {} warnings)", modules.len(), wanted.len(), warnings.len());
+    println!("rescue:     {} bytes", bin_size);
+    println!("initramfs:  {} bytes cpio, {} bytes zstd -> {}", archive.len(), compressed.len(), out.join("initramfs.img").display());
+    println!("vmlinuz:    {} bytes -> {}", kernel.len(), out.join("vmlinuz").display());
+    println!("built in {:.1} s", start.elapsed().as_secs_f32());
+    Ok(())
+}

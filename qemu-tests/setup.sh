@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what building and testing the appliance needs on a Debian/Ubuntu
+# machine (as root). Idempotent: installs only what is missing.
+set -euo pipefail
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have qemu-system-x86_64 || need_pkgs+=(qemu-system-x86)
+have depmod || need_pkgs+=(kmod)
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && ldd /bin/busybox 2>&1 | grep -q "not a dynamic" || need_pkgs+=(busybox-static)
+have cpio || need_pkgs+=(cpio)
+have dpkg-deb || need_pkgs+=(dpkg)
+have apt-get || { echo "setup: apt-get not found: a Debian or Ubuntu machine is needed" >&2; exit 2; }
+have sgdisk || need_pkgs+=(gdisk)
+have ddrescue || need_pkgs+=(gddrescue)
+have mdadm || need_pkgs+=(mdadm)
+have sha256sum || need_pkgs+=(coreutils)
+have cc || need_pkgs+=(gcc)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    echo "setup: installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # One package per call: a combined install can report held packages.
+    for p in "${need_pkgs[@]}"; do
+        apt-get install -y -q --no-install-recommends "$p"
+    done
+fi
+
+if ! have cargo; then
+    echo "setup: cargo not found; install Rust with rustup first" >&2
+    exit 2
+fi
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    echo "setup: adding the x86_64-unknown-linux-musl target"
+    rustup target add x86_64-unknown-linux-musl
+fi

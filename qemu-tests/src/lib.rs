@@ -1,0 +1,549 @@
+//! A harness that boots the built appliance (`out/vmlinuz`, `out/initramfs.img`)
+//! under QEMU with TCG, attaches disks on chosen controllers, talks to the
+//! serial console over a Unix socket and checks disks' SHA-256 afterwards.
+//!
+//! Robustness rules: every wait has a timeout and looks for an exact marker;
+//! nothing sleeps to guess; the whole console log is kept in a file for the
+//! failure message.
+
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous: TCG on a busy 2-core machine is slow.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The built image: `out/vmlinuz` and `out/initramfs.img`.
+pub struct Image {
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+}
+
+impl Image {
+    /// The image under `out/`; a clear panic tells how to build it.
+    pub fn built() -> Image {
+        let out = std::env::var_os("RESCUE_OUT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("out"));
+        let img = Image {
+            kernel: out.join("vmlinuz"),
+            initramfs: out.join("initramfs.img"),
+        };
+        for p in [&img.kernel, &img.initramfs] {
+            assert!(
+                p.exists(),
+                "{} is missing: build the image first (cargo run --release -p image-build)",
+                p.display()
+            );
+        }
+        img
+    }
+}
+
+/// A scratch directory removed on drop (kept when RESCUE_KEEP_TMP is set).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let base = std::env::var_os("RESCUE_TEST_TMP")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target/qemu-tests"));
+        let p = base.join(format!(
+            "{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("RESCUE_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Creates a sparse raw image of `size` bytes with a recognisable first and
+/// last sector (so a write anywhere there changes the hash).
+pub fn make_disk(path: &Path, size: u64, tag: &str) -> PathBuf {
+    let mut f = std::fs::File::create(path).expect("create disk image");
+    f.set_len(size).expect("size disk image");
+    let mut sector = vec![0u8; 512];
+    let label = format!("rescue-test-disk {tag}\n");
+    sector[..label.len()].copy_from_slice(label.as_bytes());
+    f.write_all(&sector).expect("write disk image");
+    use std::os::unix::fs::FileExt;
+    if size >= 1024 {
+        f.write_all_at(&sector, size - 512).expect("write disk image");
+    }
+    path.to_path_buf()
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    let mut f = std::fs::File::open(path).expect("open for hashing");
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).expect("read for hashing");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How a disk is attached to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Controller {
+    /// `ich9-ahci` + `ide-hd`
+    Ahci,
+    Nvme,
+    /// LSI MegaRAID SAS 2108 (`megasas-gen2`) + `scsi-hd`
+    MegasasGen2,
+    /// LSI SAS 1068 (`mptsas1068`) + `scsi-hd`; Linux 6.1 shows no disks on it
+    Mptsas1068,
+    /// LSI 53C895A (`lsi53c895a`) + `scsi-hd`
+    Lsi53c895a,
+    VirtioScsi,
+    VirtioBlk,
+    /// `qemu-xhci` + `usb-storage`
+    Usb,
+}
+
+impl Controller {
+    pub const ALL: [Controller; 8] = [
+        Controller::Ahci,
+        Controller::Nvme,
+        Controller::MegasasGen2,
+        Controller::Mptsas1068,
+        Controller::Lsi53c895a,
+        Controller::VirtioScsi,
+        Controller::VirtioBlk,
+        Controller::Usb,
+    ];
+}
+
+/// One disk of a VM.
+#[derive(Clone, Debug)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub controller: Controller,
+    pub serial: String,
+    pub model: Option<String>,
+    pub logical_block_size: Option<u32>,
+    /// Raw `-drive` options replacing the default `format=raw,file=PATH`
+    /// (e.g. blkdebug layering).
+    pub drive_override: Option<String>,
+}
+
+impl Disk {
+    pub fn new(path: impl Into<PathBuf>, controller: Controller, serial: &str) -> Disk {
+        Disk {
+            path: path.into(),
+            controller,
+            serial: serial.into(),
+            model: None,
+            logical_block_size: None,
+            drive_override: None,
+        }
+    }
+    pub fn model(mut self, m: &str) -> Disk {
+        self.model = Some(m.into());
+        self
+    }
+    pub fn logical_block_size(mut self, n: u32) -> Disk {
+        self.logical_block_size = Some(n);
+        self
+    }
+
+    fn qemu_args(&self, i: usize) -> Vec<String> {
+        let drive = format!("d{i}");
+        let file = match &self.drive_override {
+            Some(o) => format!("if=none,id={drive},{o}"),
+            None => format!(
+                "if=none,id={drive},format=raw,file={}",
+                self.path.display()
+            ),
+        };
+        let mut args = vec!["-drive".to_string(), file];
+        let bs = self
+            .logical_block_size
+            .map(|n| format!(",logical_block_size={n},physical_block_size={n}"))
+            .unwrap_or_default();
+        let serial = &self.serial;
+        let scsi = |hba: &str, args: &mut Vec<String>| {
+            args.push("-device".into());
+            args.push(format!("{hba},id=h{i}"));
+            args.push("-device".into());
+            let product = self
+                .model
+                .as_ref()
+                .map(|m| format!(",product={m}"))
+                .unwrap_or_default();
+            args.push(format!(
+                "scsi-hd,drive={drive},bus=h{i}.0,serial={serial}{product}{bs}"
+            ));
+        };
+        match self.controller {
+            Controller::Ahci => {
+                args.push("-device".into());
+                args.push(format!("ich9-ahci,id=h{i}"));
+                args.push("-device".into());
+                let model = self
+                    .model
+                    .as_ref()
+                    .map(|m| format!(",model={m}"))
+                    .unwrap_or_default();
+                args.push(format!(
+                    "ide-hd,drive={drive},bus=h{i}.0,serial={serial}{model}{bs}"
+                ));
+            }
+            Controller::Nvme => {
+                args.push("-device".into());
+                args.push(format!("nvme,drive={drive},serial={serial}{bs}"));
+            }
+            Controller::MegasasGen2 => scsi("megasas-gen2", &mut args),
+            Controller::Mptsas1068 => scsi("mptsas1068", &mut args),
+            Controller::Lsi53c895a => scsi("lsi53c895a", &mut args),
+            Controller::VirtioScsi => scsi("virtio-scsi-pci", &mut args),
+            Controller::VirtioBlk => {
+                args.push("-device".into());
+                args.push(format!("virtio-blk-pci,drive={drive},serial={serial}{bs}"));
+            }
+            Controller::Usb => {
+                args.push("-device".into());
+                args.push(format!("qemu-xhci,id=h{i}"));
+                args.push("-device".into());
+                args.push(format!(
+                    "usb-storage,drive={drive},bus=h{i}.0,serial={serial}"
+                ));
+            }
+        }
+        args
+    }
+}
+
+/// What to boot.
+pub struct VmConfig {
+    pub disks: Vec<Disk>,
+    /// Kernel command line (without `rescue.script`, added by [`VmConfig::script`]).
+    pub append: String,
+    /// A script to run unattended, packed into a cpio appended to the initramfs.
+    pub script: Option<String>,
+    pub memory_mb: u32,
+    pub extra_args: Vec<String>,
+}
+
+impl VmConfig {
+    pub fn new(disks: Vec<Disk>) -> VmConfig {
+        VmConfig {
+            disks,
+            append: "console=ttyS0,115200 quiet".into(),
+            script: None,
+            memory_mb: 1024,
+            extra_args: Vec::new(),
+        }
+    }
+    pub fn script(mut self, s: &str) -> VmConfig {
+        self.script = Some(s.into());
+        self
+    }
+    pub fn append(mut self, extra: &str) -> VmConfig {
+        self.append.push(' ');
+        self.append.push_str(extra);
+        self
+    }
+}
+
+/// A console transcript shared between the reader thread and the test.
+#[derive(Default)]
+struct Transcript {
+    bytes: Mutex<Vec<u8>>,
+    grew: Condvar,
+}
+
+/// A running VM.
+pub struct Vm {
+    child: Child,
+    serial: UnixStream,
+    transcript: Arc<Transcript>,
+    /// Where [`Vm::wait_for`] continues searching.
+    cursor: usize,
+    pub log_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl Vm {
+    pub fn start(image: &Image, cfg: &VmConfig) -> Vm {
+        let dir = TempDir::new("vm");
+        let sock = dir.path().join("serial.sock");
+        let log_path = dir.path().join("console.log");
+        let mut append = cfg.append.clone();
+        let initrd = match &cfg.script {
+            Some(script) => {
+                let mut bytes = std::fs::read(&image.initramfs).expect("read initramfs");
+                // Each archive of a concatenation starts 4-byte aligned.
+                while bytes.len() % 4 != 0 {
+                    bytes.push(0);
+                }
+                bytes.extend(image_build::extra_initrd(&[(
+                    "rescue-test.script",
+                    script.as_bytes(),
+                    0o644,
+                )]));
+                let p = dir.path().join("initrd");
+                std::fs::write(&p, bytes).expect("write initrd");
+                append.push_str(" rescue.script=/rescue-test.script");
+                p
+            }
+            None => image.initramfs.clone(),
+        };
+        let mut cmd = Command::new(qemu_binary());
+        cmd.args(["-accel", "tcg", "-machine", "q35", "-nodefaults", "-no-reboot"])
+            .args(["-display", "none", "-vga", "none"])
+            .args(["-m", &cfg.memory_mb.to_string()])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=ser0,path={},server=on,wait=on,logfile={}",
+                sock.display(),
+                dir.path().join("qemu-serial.log").display()
+            ))
+            .args(["-serial", "chardev:ser0"])
+            .arg("-kernel")
+            .arg(&image.kernel)
+            .arg("-initrd")
+            .arg(&initrd)
+            .arg("-append")
+            .arg(&append);
+        for (i, d) in cfg.disks.iter().enumerate() {
+            cmd.args(d.qemu_args(i));
+        }
+        cmd.args(&cfg.extra_args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.path().join("qemu.out")).expect("qemu.out"),
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("qemu.err")).expect("qemu.err"),
+            ));
+        let mut child = cmd.spawn().expect("start qemu-system-x86_64");
+        // QEMU creates the socket and waits for us before the guest runs.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let serial = loop {
+            if let Ok(s) = UnixStream::connect(&sock) {
+                break s;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!(
+                    "qemu exited early ({st}): {}",
+                    std::fs::read_to_string(dir.path().join("qemu.err")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "qemu serial socket never appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let transcript = Arc::new(Transcript::default());
+        let t = transcript.clone();
+        let mut reader = serial.try_clone().expect("clone serial socket");
+        let mut log = std::fs::File::create(&log_path).expect("console log");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let _ = log.write_all(&buf[..n]);
+                        t.bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+                        t.grew.notify_all();
+                    }
+                }
+            }
+            t.grew.notify_all();
+        });
+        Vm {
+            child,
+            serial,
+            transcript,
+            cursor: 0,
+            log_path,
+            _dir: dir,
+        }
+    }
+
+    /// Everything the console printed so far.
+    pub fn transcript(&self) -> String {
+        String::from_utf8_lossy(&self.transcript.bytes.lock().unwrap()).into_owned()
+    }
+
+    fn tail(&self) -> String {
+        let t = self.transcript();
+        let start = t.len().saturating_sub(3000);
+        let start = (start..t.len()).find(|&i| t.is_char_boundary(i)).unwrap_or(0);
+        t[start..].to_string()
+    }
+
+    /// Waits until `marker` appears after the previous match; returns the text
+    /// between the previous match's end and this match's end.
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.transcript.bytes.lock().unwrap();
+        loop {
+            if let Some(pos) = find(&guard[self.cursor..], marker.as_bytes()) {
+                let end = self.cursor + pos + marker.len();
+                let text = String::from_utf8_lossy(&guard[self.cursor..end]).into_owned();
+                self.cursor = end;
+                return text;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(guard);
+                panic!(
+                    "timed out after {timeout:?} waiting for {marker:?}; console tail:\n{}",
+                    self.tail()
+                );
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                drop(guard);
+                panic!(
+                    "qemu exited ({st}) before {marker:?} appeared; console tail:\n{}",
+                    self.tail()
+                );
+            }
+            let wait = (deadline - now).min(Duration::from_millis(500));
+            guard = self.transcript.grew.wait_timeout(guard, wait).unwrap().0;
+        }
+    }
+
+    /// Types `text` on the serial console.
+    pub fn send(&mut self, text: &str) {
+        self.serial
+            .write_all(text.as_bytes())
+            .expect("write to serial console");
+    }
+
+    /// Waits for QEMU to exit (the guest powered off) and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait for qemu") {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "guest did not power off within {timeout:?}; console tail:\n{}",
+                    self.tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+pub fn qemu_binary() -> String {
+    std::env::var("QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+
+/// One command's framed output from an unattended run.
+#[derive(Debug, Clone)]
+pub struct ScriptSection {
+    pub command: String,
+    pub output: String,
+    pub exit: i32,
+}
+
+/// Splits a console transcript into the script's sections (see the README's
+/// unattended-mode contract). Carriage returns are removed.
+pub fn parse_sections(transcript: &str) -> Vec<ScriptSection> {
+    let text = transcript.replace('\r', "");
+    let mut out = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("=== rescue: ") {
+        let after = &rest[start + "=== rescue: ".len()..];
+        let Some(eol) = after.find(" ===\n") else { break };
+        let command = after[..eol].to_string();
+        let body = &after[eol + " ===\n".len()..];
+        let end_marker = format!("=== end: {command} (exit ");
+        let Some(end) = body.find(&end_marker) else { break };
+        let output = body[..end].to_string();
+        let tail = &body[end + end_marker.len()..];
+        let close = tail.find(") ===").unwrap_or(0);
+        let exit = tail[..close].parse().unwrap_or(-1);
+        out.push(ScriptSection {
+            command,
+            output,
+            exit,
+        });
+        rest = &tail[close..];
+    }
+    out
+}
+
+/// Boots, runs `script` unattended, waits for power-off; returns the sections.
+pub fn run_script(image: &Image, cfg: VmConfig, script: &str) -> (Vec<ScriptSection>, String) {
+    let cfg = cfg.script(script);
+    let mut vm = Vm::start(image, &cfg);
+    vm.wait_for("=== rescue.script done ===", BOOT_TIMEOUT);
+    vm.wait_exit(Duration::from_secs(60));
+    let t = vm.transcript();
+    (parse_sections(&t), t)
+}
+
+/// The JSON document a `probe --json` section printed.
+pub fn probe_json(section: &ScriptSection) -> serde_json::Value {
+    let start = section.output.find('{').unwrap_or_else(|| {
+        panic!("no JSON in probe output:\n{}", section.output)
+    });
+    let end = section.output.rfind('}').expect("JSON end");
+    serde_json::from_str(&section.output[start..=end])
+        .unwrap_or_else(|e| panic!("bad JSON ({e}):\n{}", section.output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn sections_are_split_by_markers() {
+        let t = "noise\r\n=== rescue: probe --json ===\r\n{\"a\":1}\r\n=== end: probe --json (exit 0) ===\r\n\
+                 === rescue: bad ===\r\nerr\r\n=== end: bad (exit 2) ===\r\n=== rescue.script done ===\r\n";
+        let s = parse_sections(t);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].command, "probe --json");
+        assert_eq!(s[0].output, "{\"a\":1}\n");
+        assert_eq!(s[0].exit, 0);
+        assert_eq!(probe_json(&s[0])["a"], 1);
+        assert_eq!(s[1].exit, 2);
+    }
+}

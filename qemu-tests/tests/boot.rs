@@ -1,0 +1,213 @@
+//! Boot the real image under QEMU (TCG) and check probe, menu and the
+//! read-only guard. Needs `out/` (cargo run --release -p image-build) and
+//! qemu-system-x86_64; the test script provides both.
+
+use qemu_tests::*;
+use serde_json::Value;
+use std::time::Duration;
+
+const MIB: u64 = 1 << 20;
+
+fn disk_named<'a>(probe: &'a Value, serial_or_name: &str) -> Option<&'a Value> {
+    probe["disks"].as_array()?.iter().find(|d| {
+        d["serial"].as_str() == Some(serial_or_name) || d["name"].as_str() == Some(serial_or_name)
+    })
+}
+
+/// Boots with one disk on `controller` and checks probe finds it with the
+/// exact size and the serial (and model where the controller passes it).
+fn probe_one(controller: Controller, size: u64, model: Option<&str>, lbs: Option<u32>) -> Value {
+    let image = Image::built();
+    let dir = TempDir::new("probe");
+    let tag = format!("{controller:?}");
+    let serial = format!("SER{}", tag.to_uppercase());
+    let path = make_disk(&dir.path().join("d.img"), size, &tag);
+    let mut disk = Disk::new(&path, controller, &serial);
+    if let Some(m) = model {
+        disk = disk.model(m);
+    }
+    if let Some(n) = lbs {
+        disk = disk.logical_block_size(n);
+    }
+    let before = sha256_file(&path);
+    let (sections, transcript) =
+        run_script(&image, VmConfig::new(vec![disk]), "probe --json\nprobe\n");
+    assert_eq!(sections.len(), 2, "script sections:\n{transcript}");
+    let json = probe_json(&sections[0]);
+    assert_eq!(sha256_file(&path), before, "disk image changed");
+    // Every disk is read-only and was never written.
+    for d in json["disks"].as_array().unwrap() {
+        assert_eq!(d["read_only"], true, "{d}");
+        assert_eq!(d["io"]["writes_completed"], 0, "{d}");
+    }
+    if controller == Controller::Mptsas1068 {
+        return json;
+    }
+    let d = disk_named(&json, &serial).unwrap_or_else(|| {
+        panic!("no disk with serial {serial} in probe output:\n{}", sections[0].output)
+    });
+    assert_eq!(d["size_bytes"].as_u64(), Some(size), "{d}");
+    if let Some(m) = model {
+        assert_eq!(d["model"].as_str(), Some(m), "{d}");
+    }
+    assert!(
+        sections[1].output.contains(d["name"].as_str().unwrap()),
+        "text probe lists the disk:\n{}",
+        sections[1].output
+    );
+    json
+}
+
+#[test]
+fn ahci_disk_with_serial_and_model() {
+    let json = probe_one(Controller::Ahci, 64 * MIB, Some("RESCUE AHCI DISK"), None);
+    let d = disk_named(&json, "SERAHCI").unwrap();
+    assert_eq!(d["transport"], "sata");
+}
+
+#[test]
+fn nvme_disk() {
+    let json = probe_one(Controller::Nvme, 96 * MIB, None, None);
+    let d = disk_named(&json, "SERNVME").unwrap();
+    assert_eq!(d["transport"], "nvme");
+    assert_eq!(d["driver"], "nvme");
+}
+
+#[test]
+fn megaraid_disk() {
+    let json = probe_one(Controller::MegasasGen2, 80 * MIB, Some("MEGA LD"), None);
+    let d = disk_named(&json, "SERMEGASASGEN2").unwrap();
+    assert_eq!(d["driver"], "megaraid_sas");
+    assert_eq!(d["pci"]["driver"], "megaraid_sas");
+}
+
+/// Linux 6.1's mptsas binds QEMU's SAS1068 but reports no targets (measured,
+/// see shared/notes/qemu-boot.md): the controller itself must be found.
+#[test]
+fn mptsas_controller_is_detected() {
+    let json = probe_one(Controller::Mptsas1068, 64 * MIB, None, None);
+    let ctrls = json["controllers"].as_array().unwrap();
+    assert!(
+        ctrls
+            .iter()
+            .any(|c| c["id"] == "1000:0054" && c["driver"] == "mptsas"),
+        "no mptsas controller in {ctrls:?}"
+    );
+}
+
+#[test]
+fn lsi53c895a_disk() {
+    let json = probe_one(Controller::Lsi53c895a, 72 * MIB, None, None);
+    let d = disk_named(&json, "SERLSI53C895A").unwrap();
+    assert_eq!(d["driver"], "sym53c8xx");
+}
+
+#[test]
+fn virtio_scsi_disk() {
+    let json = probe_one(Controller::VirtioScsi, 88 * MIB, None, None);
+    let d = disk_named(&json, "SERVIRTIOSCSI").unwrap();
+    assert_eq!(d["transport"], "virtio");
+}
+
+#[test]
+fn virtio_blk_disk() {
+    let json = probe_one(Controller::VirtioBlk, 100 * MIB, None, None);
+    let d = disk_named(&json, "SERVIRTIOBLK").unwrap();
+    assert_eq!(d["transport"], "virtio");
+    assert_eq!(d["driver"], "virtio_blk");
+}
+
+#[test]
+fn usb_storage_disk() {
+    let json = probe_one(Controller::Usb, 56 * MIB, None, None);
+    let d = disk_named(&json, "SERUSB").unwrap();
+    assert_eq!(d["transport"], "usb");
+}
+
+#[test]
+fn disk_with_4096_byte_sectors() {
+    let json = probe_one(Controller::VirtioScsi, 64 * MIB, None, Some(4096));
+    let d = disk_named(&json, "SERVIRTIOSCSI").unwrap();
+    assert_eq!(d["logical_sector_size"], 4096);
+    assert_eq!(d["physical_sector_size"], 4096);
+}
+
+/// Menu over the serial console with both consoles on the command line:
+/// overview -> disk detail -> back -> a write attempt from the shell fails
+/// -> power off; the disks are unchanged afterwards.
+#[test]
+fn menu_browse_shell_write_refused_and_power_off() {
+    let image = Image::built();
+    let dir = TempDir::new("menu");
+    let a = make_disk(&dir.path().join("a.img"), 64 * MIB, "a");
+    let b = make_disk(&dir.path().join("b.img"), 32 * MIB, "b");
+    let hashes = [sha256_file(&a), sha256_file(&b)];
+    let mut cfg = VmConfig::new(vec![
+        Disk::new(&a, Controller::VirtioBlk, "MENUA"),
+        Disk::new(&b, Controller::Ahci, "MENUB").model("MENU DISK B"),
+    ]);
+    cfg.append = "console=tty0 console=ttyS0,115200 quiet".into();
+    let mut vm = Vm::start(&image, &cfg);
+    let boot = vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    assert!(boot.contains("menus on /dev/tty1 /dev/ttyS0"), "{boot}");
+    assert!(boot.contains("set read-only"), "{boot}");
+    let overview = boot;
+    assert!(overview.contains("MENU DISK B"), "{overview}");
+    // The overview numbers disks in name order: sda (AHCI) then vda.
+    vm.send("1\n");
+    let detail = vm.wait_for("Enter: back", Duration::from_secs(30));
+    assert!(detail.contains("Disk sda"), "{detail}");
+    assert!(detail.contains("MENUB"), "{detail}");
+    assert!(detail.contains("yes (block layer)"), "{detail}");
+    vm.send("\n");
+    vm.wait_for("Choose: ", Duration::from_secs(30));
+    vm.send("s\n");
+    vm.wait_for("type 'exit'", Duration::from_secs(30));
+    // Markers are split in the typed line so its echo does not match them.
+    vm.send("dd if=/dev/zero of=/dev/vda bs=512 count=1; echo DD\"\"-EXIT=$?\n");
+    let dd = vm.wait_for("DD-EXIT=", Duration::from_secs(60));
+    let status = vm.wait_for("\n", Duration::from_secs(10));
+    assert_ne!(status.trim(), "0", "the write succeeded:\n{dd}{status}");
+    assert!(
+        dd.contains("Operation not permitted")
+            || dd.contains("Permission denied")
+            || dd.contains("Read-only"),
+        "no clear error for the refused write:\n{dd}"
+    );
+    vm.send("rescue probe --json | grep -c '\"writes_completed\": 0'; echo PROBE\"\"-DONE\n");
+    let counts = vm.wait_for("PROBE-DONE", Duration::from_secs(60));
+    assert!(counts.contains("\n2\r") || counts.contains("\n2\n"), "{counts}");
+    vm.send("exit\n");
+    vm.wait_for("Choose: ", Duration::from_secs(30));
+    vm.send("p\n");
+    vm.wait_for("[y/N]", Duration::from_secs(30));
+    vm.send("y\n");
+    vm.wait_for("powering off", Duration::from_secs(60));
+    vm.wait_exit(Duration::from_secs(60));
+    assert_eq!([sha256_file(&a), sha256_file(&b)], hashes, "a disk image changed");
+}
+
+/// Bad input at boot: an unknown script command, a missing script file
+/// referenced by a command, no automatic module loading: clear messages,
+/// boot and power-off still happen.
+#[test]
+fn bad_commands_and_nomodules_do_not_stop_the_boot() {
+    let image = Image::built();
+    let dir = TempDir::new("bad");
+    let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
+    let cfg = VmConfig::new(vec![Disk::new(&a, Controller::VirtioBlk, "NOMOD")])
+        .append("rescue.nomodules");
+    let (sections, transcript) = run_script(
+        &image,
+        cfg,
+        "# comment\nno-such-command\nrun-script /nonexistent\nprobe --json\n",
+    );
+    assert!(transcript.contains("rescue.nomodules"), "{transcript}");
+    assert_eq!(sections.len(), 3, "{transcript}");
+    assert_eq!(sections[0].exit, 2);
+    assert!(sections[0].output.contains("Unrecognized"), "{}", sections[0].output);
+    assert!(sections[1].output.contains("/nonexistent"), "{}", sections[1].output);
+    // Without modules, the virtio disk has no driver: no disk, no crash.
+    let json = probe_json(&sections[2]);
+    assert!(disk_named(&json, "NOMOD").is_none());
+}
