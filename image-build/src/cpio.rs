@@ -27,10 +27,18 @@ pub struct CpioEntry {
 
 impl CpioEntry {
     pub fn file(path: &str, perm: u32, data: Vec<u8>) -> CpioEntry {
-        CpioEntry { path: path.trim_start_matches('/').into(), perm, kind: EntryKind::File(data) }
+        CpioEntry {
+            path: path.trim_start_matches('/').into(),
+            perm,
+            kind: EntryKind::File(data),
+        }
     }
     pub fn dir(path: &str) -> CpioEntry {
-        CpioEntry { path: path.trim_start_matches('/').into(), perm: 0o755, kind: EntryKind::Dir }
+        CpioEntry {
+            path: path.trim_start_matches('/').into(),
+            perm: 0o755,
+            kind: EntryKind::Dir,
+        }
     }
     pub fn symlink(path: &str, target: &str) -> CpioEntry {
         CpioEntry {
@@ -54,12 +62,20 @@ const S_IFLNK: u32 = 0o120000;
 const S_IFCHR: u32 = 0o020000;
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
 
-fn header(out: &mut Vec<u8>, ino: u32, mode: u32, nlink: u32, size: usize, rdev: (u32, u32), name: &str) {
+fn header(
+    out: &mut Vec<u8>,
+    ino: u32,
+    mode: u32,
+    nlink: u32,
+    size: usize,
+    rdev: (u32, u32),
+    name: &str,
+) {
     let fields = [
         ino,
         mode,
@@ -125,7 +141,11 @@ pub fn extra_initrd(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
         }
     }
     entries.extend(dirs.iter().map(|d| CpioEntry::dir(d)));
-    entries.extend(files.iter().map(|(p, d, m)| CpioEntry::file(p, *m, d.to_vec())));
+    entries.extend(
+        files
+            .iter()
+            .map(|(p, d, m)| CpioEntry::file(p, *m, d.to_vec())),
+    );
     cpio_newc(&entries)
 }
 
@@ -139,7 +159,8 @@ pub fn parse_newc(mut bytes: &[u8]) -> Result<Vec<(String, u32, Vec<u8>)>, Strin
             return Err(format!("offset {at}: no newc header"));
         }
         let field = |i: usize| -> Result<u32, String> {
-            let s = std::str::from_utf8(&bytes[6 + i * 8..14 + i * 8]).map_err(|e| e.to_string())?;
+            let s =
+                std::str::from_utf8(&bytes[6 + i * 8..14 + i * 8]).map_err(|e| e.to_string())?;
             u32::from_str_radix(s, 16).map_err(|e| format!("offset {at}: field {i}: {e}"))
         };
         let mode = field(1)?;
@@ -211,9 +232,21 @@ mod tests {
         let text = String::from_utf8_lossy(&out.stdout);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
-        assert!(lines[0].starts_with("drwxr-xr-x") && lines[0].ends_with(" d"), "{text}");
-        assert!(lines[1].starts_with("-rw-r--r--") && lines[1].ends_with(" d/f"), "{text}");
-        assert!(lines[2].starts_with("lrwxrwxrwx") && lines[2].ends_with("l -> d/f"), "{text}");
-        assert!(lines[3].starts_with("crw-------") && lines[3].contains("5,"), "{text}");
+        assert!(
+            lines[0].starts_with("drwxr-xr-x") && lines[0].ends_with(" d"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("-rw-r--r--") && lines[1].ends_with(" d/f"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("lrwxrwxrwx") && lines[2].ends_with("l -> d/f"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("crw-------") && lines[3].contains("5,"),
+            "{text}"
+        );
     }
 }

@@ -19,24 +19,70 @@ use std::process::Command;
 /// Debian's 6.1 kernel has no in-kernel NTFS (neither ntfs3 nor ntfs).
 pub const DEFAULT_MODULES: &[&str] = &[
     // SATA/AHCI, SCSI disks and CD, generic SCSI (SG_IO)
-    "ahci", "ata_piix", "ata_generic", "sd_mod", "sr_mod", "sg",
+    "ahci",
+    "ata_piix",
+    "ata_generic",
+    "sd_mod",
+    "sr_mod",
+    "sg",
     // NVMe
     "nvme",
     // RAID and SAS HBAs
-    "megaraid_sas", "mpt3sas", "mptsas", "mptspi", "sym53c8xx", "hpsa", "smartpqi",
-    "aacraid", "mpi3mr", "vmw_pvscsi",
+    "megaraid_sas",
+    "mpt3sas",
+    "mptsas",
+    "mptspi",
+    "sym53c8xx",
+    "hpsa",
+    "smartpqi",
+    "aacraid",
+    "mpi3mr",
+    "vmw_pvscsi",
     // virtio
-    "virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net",
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_scsi",
+    "virtio_net",
     // USB storage and keyboards
-    "xhci_pci", "xhci_hcd", "ehci_pci", "ehci_hcd", "ohci_pci", "uhci_hcd", "usb_storage",
-    "uas", "usbhid", "hid_generic",
+    "xhci_pci",
+    "xhci_hcd",
+    "ehci_pci",
+    "ehci_hcd",
+    "ohci_pci",
+    "uhci_hcd",
+    "usb_storage",
+    "uas",
+    "usbhid",
+    "hid_generic",
     // filesystems for destinations and guest volumes
-    "ext4", "xfs", "btrfs", "vfat", "exfat", "isofs", "nls_cp437", "nls_iso8859_1",
-    "nls_utf8", "efivarfs",
+    "ext4",
+    "xfs",
+    "btrfs",
+    "vfat",
+    "exfat",
+    "isofs",
+    "nls_cp437",
+    "nls_iso8859_1",
+    "nls_utf8",
+    "efivarfs",
     // md RAID, loop, nbd, fuse
-    "md_mod", "raid0", "raid1", "raid10", "raid456", "loop", "nbd", "fuse",
+    "md_mod",
+    "raid0",
+    "raid1",
+    "raid10",
+    "raid456",
+    "loop",
+    "nbd",
+    "fuse",
     // server NICs
-    "e1000", "e1000e", "igb", "ixgbe", "tg3", "bnx2", "bnxt_en", "vmxnet3",
+    "e1000",
+    "e1000e",
+    "igb",
+    "ixgbe",
+    "tg3",
+    "bnx2",
+    "bnxt_en",
+    "vmxnet3",
 ];
 
 pub type Error = String;
@@ -98,9 +144,15 @@ pub fn fetch_debian_kernel(cache: &Path) -> Result<KernelTree, Error> {
             Some(d) => d,
             None => {
                 eprintln!("image-build: apt-get download {package}");
-                run(Command::new("apt-get").args(["download", &package]).current_dir(cache))?;
-                find_deb(cache, &package)
-                    .ok_or_else(|| format!("apt-get download {package} left no .deb in {}", cache.display()))?
+                run(Command::new("apt-get")
+                    .args(["download", &package])
+                    .current_dir(cache))?;
+                find_deb(cache, &package).ok_or_else(|| {
+                    format!(
+                        "apt-get download {package} left no .deb in {}",
+                        cache.display()
+                    )
+                })?
             }
         };
         let _ = std::fs::remove_dir_all(&root);
@@ -154,9 +206,11 @@ pub fn ensure_module_index(tree: &KernelTree) -> Result<(), Error> {
                 tree.modules_dir.display()
             )
         })?;
-    run(Command::new("depmod").arg("-b").arg(base).arg(&tree.version)).map_err(|e| {
-        format!("{e}\n(depmod comes with the kmod package: apt-get install kmod)")
-    })?;
+    run(Command::new("depmod")
+        .arg("-b")
+        .arg(base)
+        .arg(&tree.version))
+    .map_err(|e| format!("{e}\n(depmod comes with the kmod package: apt-get install kmod)"))?;
     Ok(())
 }
 
@@ -218,19 +272,43 @@ pub fn initramfs_entries(
     modules: &[String],
 ) -> Result<Vec<CpioEntry>, Error> {
     let mut entries = Vec::new();
-    for d in ["dev", "proc", "sys", "run", "tmp", "mnt", "root", "etc", "bin", "lib", "lib/modules"] {
+    for d in [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "mnt",
+        "root",
+        "etc",
+        "bin",
+        "lib",
+        "lib/modules",
+    ] {
         entries.push(CpioEntry::dir(d));
     }
     entries.push(CpioEntry::char_device("dev/console", 0o600, 5, 1));
     entries.push(CpioEntry::char_device("dev/null", 0o666, 1, 3));
     entries.push(CpioEntry::symlink("init", "bin/rescue"));
     entries.push(CpioEntry::symlink("sbin", "bin"));
-    entries.push(CpioEntry::file("bin/rescue", 0o755, read(&payload.rescue_bin)?));
-    entries.push(CpioEntry::file("bin/busybox", 0o755, read(&payload.busybox)?));
+    entries.push(CpioEntry::file(
+        "bin/rescue",
+        0o755,
+        read(&payload.rescue_bin)?,
+    ));
+    entries.push(CpioEntry::file(
+        "bin/busybox",
+        0o755,
+        read(&payload.busybox)?,
+    ));
     for a in applets {
         entries.push(CpioEntry::symlink(&format!("bin/{a}"), "busybox"));
     }
-    entries.push(CpioEntry::file("etc/rescue-release", 0o644, payload.release.clone().into_bytes()));
+    entries.push(CpioEntry::file(
+        "etc/rescue-release",
+        0o644,
+        payload.release.clone().into_bytes(),
+    ));
 
     let kdir = format!("lib/modules/{}", tree.version);
     let included: BTreeSet<&str> = modules.iter().map(|s| s.as_str()).collect();
@@ -268,14 +346,32 @@ pub fn initramfs_entries(
             .collect::<String>()
             .into_bytes())
     };
-    let dep = filter("modules.dep", &|l| l.split(':').next().map(kmod::module_name_of))?;
-    let alias = filter("modules.alias", &|l| l.split_whitespace().nth(2).map(String::from))?;
-    let softdep = filter("modules.softdep", &|l| l.split_whitespace().nth(1).map(String::from))?;
+    let dep = filter("modules.dep", &|l| {
+        l.split(':').next().map(kmod::module_name_of)
+    })?;
+    let alias = filter("modules.alias", &|l| {
+        l.split_whitespace().nth(2).map(String::from)
+    })?;
+    let softdep = filter("modules.softdep", &|l| {
+        l.split_whitespace().nth(1).map(String::from)
+    })?;
     entries.push(CpioEntry::file(&format!("{kdir}/modules.dep"), 0o644, dep));
-    entries.push(CpioEntry::file(&format!("{kdir}/modules.alias"), 0o644, alias));
-    entries.push(CpioEntry::file(&format!("{kdir}/modules.softdep"), 0o644, softdep));
+    entries.push(CpioEntry::file(
+        &format!("{kdir}/modules.alias"),
+        0o644,
+        alias,
+    ));
+    entries.push(CpioEntry::file(
+        &format!("{kdir}/modules.softdep"),
+        0o644,
+        softdep,
+    ));
     let builtin = std::fs::read(tree.modules_dir.join("modules.builtin")).unwrap_or_default();
-    entries.push(CpioEntry::file(&format!("{kdir}/modules.builtin"), 0o644, builtin));
+    entries.push(CpioEntry::file(
+        &format!("{kdir}/modules.builtin"),
+        0o644,
+        builtin,
+    ));
 
     entries.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
     entries.dedup_by(|a, b| a.path == b.path);

@@ -32,7 +32,10 @@ struct Args {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn main() {
@@ -44,16 +47,27 @@ fn main() {
 }
 
 fn build_rescue(ws: &Path) -> Result<PathBuf, Error> {
-    eprintln!("image-build: cargo build --release --target x86_64-unknown-linux-musl -p rescue-init");
+    eprintln!(
+        "image-build: cargo build --release --target x86_64-unknown-linux-musl -p rescue-init"
+    );
     let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--target", "x86_64-unknown-linux-musl", "-p", "rescue-init"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "-p",
+            "rescue-init",
+        ])
         .current_dir(ws)
         .status()
         .map_err(|e| format!("cargo: {e}"))?;
     if !st.success() {
         return Err("building rescue failed (is the target installed? rustup target add x86_64-unknown-linux-musl)".into());
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| ws.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ws.join("target"));
     Ok(target.join("x86_64-unknown-linux-musl/release/rescue"))
 }
 
@@ -73,7 +87,12 @@ fn build(args: Args) -> Result<(), Error> {
                 .and_then(|n| n.to_str())
                 .ok_or("--modules must name a lib/modules/<version> directory")?
                 .to_string();
-            let t = KernelTree { vmlinuz: k, modules_dir: m, version, package: None };
+            let t = KernelTree {
+                vmlinuz: k,
+                modules_dir: m,
+                version,
+                package: None,
+            };
             ensure_module_index(&t)?;
             t
         }
@@ -98,21 +117,44 @@ fn build(args: Args) -> Result<(), Error> {
     let payload = Payload {
         rescue_bin: rescue_bin.clone(),
         busybox: args.busybox.clone(),
-        release: format!("rescue {} kernel {} commit {commit}\n", env!("CARGO_PKG_VERSION"), tree.version),
+        release: format!(
+            "rescue {} kernel {} commit {commit}\n",
+            env!("CARGO_PKG_VERSION"),
+            tree.version
+        ),
     };
     let applets = busybox_applets(&args.busybox)?;
     let entries = initramfs_entries(&payload, &applets, &tree, &index, &modules)?;
     let archive = cpio_newc(&entries);
     let compressed = compress(&archive)?;
     write_atomically(&out.join("initramfs.img"), &compressed)?;
-    let kernel = std::fs::read(&tree.vmlinuz).map_err(|e| format!("{}: {e}", tree.vmlinuz.display()))?;
+    let kernel =
+        std::fs::read(&tree.vmlinuz).map_err(|e| format!("{}: {e}", tree.vmlinuz.display()))?;
     write_atomically(&out.join("vmlinuz"), &kernel)?;
     let bin_size = std::fs::metadata(&rescue_bin).map(|m| m.len()).unwrap_or(0);
-    println!("kernel:     {} ({})", tree.version, tree.package.as_deref().unwrap_or("given with --kernel"));
-    println!("modules:    {} ({} requested, {} warnings)", modules.len(), wanted.len(), warnings.len());
+    println!(
+        "kernel:     {} ({})",
+        tree.version,
+        tree.package.as_deref().unwrap_or("given with --kernel")
+    );
+    println!(
+        "modules:    {} ({} requested, {} warnings)",
+        modules.len(),
+        wanted.len(),
+        warnings.len()
+    );
     println!("rescue:     {} bytes", bin_size);
-    println!("initramfs:  {} bytes cpio, {} bytes zstd -> {}", archive.len(), compressed.len(), out.join("initramfs.img").display());
-    println!("vmlinuz:    {} bytes -> {}", kernel.len(), out.join("vmlinuz").display());
+    println!(
+        "initramfs:  {} bytes cpio, {} bytes zstd -> {}",
+        archive.len(),
+        compressed.len(),
+        out.join("initramfs.img").display()
+    );
+    println!(
+        "vmlinuz:    {} bytes -> {}",
+        kernel.len(),
+        out.join("vmlinuz").display()
+    );
     println!("built in {:.1} s", start.elapsed().as_secs_f32());
     Ok(())
 }

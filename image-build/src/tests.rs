@@ -51,8 +51,16 @@ fn fake_tree(t: &Tmp) -> KernelTree {
         "alias pci:v*d*sv*sd*bc01sc06i01* ahci\nalias crc32c crc32c_generic\nalias pci:v00008086d0000100Esv* unused\nalias usb:v*d*dc*dsc*dp*ic08isc06ip50in* usb_storage\n",
     )
     .unwrap();
-    std::fs::write(mdir.join("modules.softdep"), "softdep ext4 pre: crc32c\nsoftdep unused pre: x\n").unwrap();
-    std::fs::write(mdir.join("modules.builtin"), "kernel/drivers/block/loop.ko\n").unwrap();
+    std::fs::write(
+        mdir.join("modules.softdep"),
+        "softdep ext4 pre: crc32c\nsoftdep unused pre: x\n",
+    )
+    .unwrap();
+    std::fs::write(
+        mdir.join("modules.builtin"),
+        "kernel/drivers/block/loop.ko\n",
+    )
+    .unwrap();
     std::fs::write(t.0.join("vmlinuz"), "kernel").unwrap();
     KernelTree {
         vmlinuz: t.0.join("vmlinuz"),
@@ -71,10 +79,22 @@ fn closure_softdeps_and_warnings() {
     let t = Tmp::new("closure");
     let tree = fake_tree(&t);
     let idx = ModuleIndex::load(&tree.modules_dir).unwrap();
-    let (mods, warnings) = select_modules(&idx, &wanted(&["ahci", "ext4", "usb-storage", "ntfs3", "loop"]));
+    let (mods, warnings) = select_modules(
+        &idx,
+        &wanted(&["ahci", "ext4", "usb-storage", "ntfs3", "loop"]),
+    );
     assert_eq!(
         mods,
-        ["scsi_mod", "libata", "libahci", "ahci", "crc32c_generic", "jbd2", "ext4", "usb_storage"]
+        [
+            "scsi_mod",
+            "libata",
+            "libahci",
+            "ahci",
+            "crc32c_generic",
+            "jbd2",
+            "ext4",
+            "usb_storage"
+        ]
     );
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[0].contains("ntfs3") && warnings[0].contains("not in this kernel"));
@@ -110,13 +130,27 @@ fn initramfs_layout_index_filtering_and_reproducibility() {
             assert!(pi.is_some_and(|pi| pi < i), "{parent} must precede {p}");
         }
     }
-    let get = |path: &str| entries.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("{path} missing"));
+    let get = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("{path} missing"))
+    };
     assert_eq!(get("init").kind, EntryKind::Symlink("bin/rescue".into()));
     assert_eq!(get("bin/sh").kind, EntryKind::Symlink("busybox".into()));
-    assert_eq!(get("dev/console").kind, EntryKind::CharDevice { major: 5, minor: 1 });
+    assert_eq!(
+        get("dev/console").kind,
+        EntryKind::CharDevice { major: 5, minor: 1 }
+    );
     let kdir = "lib/modules/6.1.0-test-amd64";
-    assert_eq!(get(&format!("{kdir}/kernel/fs/ext4/ext4.ko")).kind, EntryKind::File(b"ext4".to_vec()));
-    assert!(!paths.iter().any(|p| p.contains("unused")), "unused module shipped");
+    assert_eq!(
+        get(&format!("{kdir}/kernel/fs/ext4/ext4.ko")).kind,
+        EntryKind::File(b"ext4".to_vec())
+    );
+    assert!(
+        !paths.iter().any(|p| p.contains("unused")),
+        "unused module shipped"
+    );
     let text = |p: &str| match &get(&format!("{kdir}/{p}")).kind {
         EntryKind::File(d) => String::from_utf8(d.clone()).unwrap(),
         k => panic!("{p}: {k:?}"),
@@ -127,8 +161,17 @@ fn initramfs_layout_index_filtering_and_reproducibility() {
     assert_eq!(text("modules.softdep"), "softdep ext4 pre: crc32c\n");
     assert_eq!(text("modules.dep").lines().count(), mods.len());
     // The shipped index loads and resolves the same closure.
-    let back = ModuleIndex::parse(Path::new("/"), &text("modules.dep"), &text("modules.alias"), &text("modules.softdep"), "");
-    assert_eq!(back.load_order("ext4", &mut HashSet::new()), ["crc32c_generic", "jbd2", "ext4"]);
+    let back = ModuleIndex::parse(
+        Path::new("/"),
+        &text("modules.dep"),
+        &text("modules.alias"),
+        &text("modules.softdep"),
+        "",
+    );
+    assert_eq!(
+        back.load_order("ext4", &mut HashSet::new()),
+        ["crc32c_generic", "jbd2", "ext4"]
+    );
     // The zstd stream decompresses to a valid archive.
     let raw = zstd::bulk::decompress(&a, 64 << 20).unwrap();
     assert_eq!(parse_newc(&raw).unwrap().len(), entries.len());

@@ -94,7 +94,8 @@ pub fn make_disk(path: &Path, size: u64, tag: &str) -> PathBuf {
     f.write_all(&sector).expect("write disk image");
     use std::os::unix::fs::FileExt;
     if size >= 1024 {
-        f.write_all_at(&sector, size - 512).expect("write disk image");
+        f.write_all_at(&sector, size - 512)
+            .expect("write disk image");
     }
     path.to_path_buf()
 }
@@ -181,10 +182,7 @@ impl Disk {
         let drive = format!("d{i}");
         let file = match &self.drive_override {
             Some(o) => format!("if=none,id={drive},{o}"),
-            None => format!(
-                "if=none,id={drive},format=raw,file={}",
-                self.path.display()
-            ),
+            None => format!("if=none,id={drive},format=raw,file={}", self.path.display()),
         };
         let mut args = vec!["-drive".to_string(), file];
         let bs = self
@@ -253,6 +251,8 @@ pub struct VmConfig {
     pub script: Option<String>,
     pub memory_mb: u32,
     pub extra_args: Vec<String>,
+    /// Start a QMP monitor (see [`Vm::qmp`]).
+    pub qmp: bool,
 }
 
 impl VmConfig {
@@ -263,6 +263,7 @@ impl VmConfig {
             script: None,
             memory_mb: 1024,
             extra_args: Vec::new(),
+            qmp: false,
         }
     }
     pub fn script(mut self, s: &str) -> VmConfig {
@@ -286,6 +287,7 @@ struct Transcript {
 /// A running VM.
 pub struct Vm {
     child: Child,
+    qmp_path: Option<PathBuf>,
     serial: UnixStream,
     transcript: Arc<Transcript>,
     /// Where [`Vm::wait_for`] continues searching.
@@ -304,7 +306,7 @@ impl Vm {
             Some(script) => {
                 let mut bytes = std::fs::read(&image.initramfs).expect("read initramfs");
                 // Each archive of a concatenation starts 4-byte aligned.
-                while bytes.len() % 4 != 0 {
+                while !bytes.len().is_multiple_of(4) {
                     bytes.push(0);
                 }
                 bytes.extend(image_build::extra_initrd(&[(
@@ -320,26 +322,38 @@ impl Vm {
             None => image.initramfs.clone(),
         };
         let mut cmd = Command::new(qemu_binary());
-        cmd.args(["-accel", "tcg", "-machine", "q35", "-nodefaults", "-no-reboot"])
-            .args(["-display", "none", "-vga", "none"])
-            .args(["-m", &cfg.memory_mb.to_string()])
-            .arg("-chardev")
-            .arg(format!(
-                "socket,id=ser0,path={},server=on,wait=on,logfile={}",
-                sock.display(),
-                dir.path().join("qemu-serial.log").display()
-            ))
-            .args(["-serial", "chardev:ser0"])
-            .arg("-kernel")
-            .arg(&image.kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .arg("-append")
-            .arg(&append);
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-machine",
+            "q35",
+            "-nodefaults",
+            "-no-reboot",
+        ])
+        .args(["-display", "none", "-vga", "none"])
+        .args(["-m", &cfg.memory_mb.to_string()])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=ser0,path={},server=on,wait=on,logfile={}",
+            sock.display(),
+            dir.path().join("qemu-serial.log").display()
+        ))
+        .args(["-serial", "chardev:ser0"])
+        .arg("-kernel")
+        .arg(&image.kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .arg("-append")
+        .arg(&append);
         for (i, d) in cfg.disks.iter().enumerate() {
             cmd.args(d.qemu_args(i));
         }
         cmd.args(&cfg.extra_args);
+        let qmp_path = dir.path().join("qmp.sock");
+        if cfg.qmp {
+            cmd.arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", qmp_path.display()));
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(
                 std::fs::File::create(dir.path().join("qemu.out")).expect("qemu.out"),
@@ -360,7 +374,10 @@ impl Vm {
                     std::fs::read_to_string(dir.path().join("qemu.err")).unwrap_or_default()
                 );
             }
-            assert!(Instant::now() < deadline, "qemu serial socket never appeared");
+            assert!(
+                Instant::now() < deadline,
+                "qemu serial socket never appeared"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         let transcript = Arc::new(Transcript::default());
@@ -383,6 +400,7 @@ impl Vm {
         });
         Vm {
             child,
+            qmp_path: cfg.qmp.then_some(qmp_path),
             serial,
             transcript,
             cursor: 0,
@@ -399,7 +417,9 @@ impl Vm {
     fn tail(&self) -> String {
         let t = self.transcript();
         let start = t.len().saturating_sub(3000);
-        let start = (start..t.len()).find(|&i| t.is_char_boundary(i)).unwrap_or(0);
+        let start = (start..t.len())
+            .find(|&i| t.is_char_boundary(i))
+            .unwrap_or(0);
         t[start..].to_string()
     }
 
@@ -433,6 +453,43 @@ impl Vm {
             let wait = (deadline - now).min(Duration::from_millis(500));
             guard = self.transcript.grew.wait_timeout(guard, wait).unwrap().0;
         }
+    }
+
+    /// Runs one QMP command (`{"execute": ...}` as JSON text) and returns
+    /// its `return` value; panics on an error reply.
+    pub fn qmp(&mut self, command: &str) -> serde_json::Value {
+        use std::io::BufRead;
+        let path = self.qmp_path.as_ref().expect("VmConfig::qmp was not set");
+        let stream = UnixStream::connect(path).expect("connect to QMP");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("QMP timeout");
+        let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone QMP"));
+        let mut writer = stream;
+        let mut reply = |writer: &mut UnixStream, msg: Option<&str>| -> serde_json::Value {
+            if let Some(m) = msg {
+                writer.write_all(m.as_bytes()).expect("QMP write");
+                writer.write_all(b"\n").expect("QMP write");
+            }
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("QMP read");
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("QMP said {line:?}: {e}"));
+                if msg.is_none() && v.get("QMP").is_some() {
+                    return v;
+                }
+                if let Some(err) = v.get("error") {
+                    panic!("QMP error for {msg:?}: {err}");
+                }
+                if let Some(r) = v.get("return") {
+                    return r.clone();
+                }
+            }
+        };
+        reply(&mut writer, None);
+        reply(&mut writer, Some(r#"{"execute":"qmp_capabilities"}"#));
+        reply(&mut writer, Some(command))
     }
 
     /// Types `text` on the serial console.
@@ -492,11 +549,15 @@ pub fn parse_sections(transcript: &str) -> Vec<ScriptSection> {
     let mut rest = text.as_str();
     while let Some(start) = rest.find("=== rescue: ") {
         let after = &rest[start + "=== rescue: ".len()..];
-        let Some(eol) = after.find(" ===\n") else { break };
+        let Some(eol) = after.find(" ===\n") else {
+            break;
+        };
         let command = after[..eol].to_string();
         let body = &after[eol + " ===\n".len()..];
         let end_marker = format!("=== end: {command} (exit ");
-        let Some(end) = body.find(&end_marker) else { break };
+        let Some(end) = body.find(&end_marker) else {
+            break;
+        };
         let output = body[..end].to_string();
         let tail = &body[end + end_marker.len()..];
         let close = tail.find(") ===").unwrap_or(0);
@@ -523,9 +584,10 @@ pub fn run_script(image: &Image, cfg: VmConfig, script: &str) -> (Vec<ScriptSect
 
 /// The JSON document a `probe --json` section printed.
 pub fn probe_json(section: &ScriptSection) -> serde_json::Value {
-    let start = section.output.find('{').unwrap_or_else(|| {
-        panic!("no JSON in probe output:\n{}", section.output)
-    });
+    let start = section
+        .output
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON in probe output:\n{}", section.output));
     let end = section.output.rfind('}').expect("JSON end");
     serde_json::from_str(&section.output[start..=end])
         .unwrap_or_else(|e| panic!("bad JSON ({e}):\n{}", section.output))

@@ -44,7 +44,10 @@ fn probe_one(controller: Controller, size: u64, model: Option<&str>, lbs: Option
         return json;
     }
     let d = disk_named(&json, &serial).unwrap_or_else(|| {
-        panic!("no disk with serial {serial} in probe output:\n{}", sections[0].output)
+        panic!(
+            "no disk with serial {serial} in probe output:\n{}",
+            sections[0].output
+        )
     });
     assert_eq!(d["size_bytes"].as_u64(), Some(size), "{d}");
     if let Some(m) = model {
@@ -176,7 +179,10 @@ fn menu_browse_shell_write_refused_and_power_off() {
     );
     vm.send("rescue probe --json | grep -c '\"writes_completed\": 0'; echo PROBE\"\"-DONE\n");
     let counts = vm.wait_for("PROBE-DONE", Duration::from_secs(60));
-    assert!(counts.contains("\n2\r") || counts.contains("\n2\n"), "{counts}");
+    assert!(
+        counts.contains("\n2\r") || counts.contains("\n2\n"),
+        "{counts}"
+    );
     vm.send("exit\n");
     vm.wait_for("Choose: ", Duration::from_secs(30));
     vm.send("p\n");
@@ -184,30 +190,139 @@ fn menu_browse_shell_write_refused_and_power_off() {
     vm.send("y\n");
     vm.wait_for("powering off", Duration::from_secs(60));
     vm.wait_exit(Duration::from_secs(60));
-    assert_eq!([sha256_file(&a), sha256_file(&b)], hashes, "a disk image changed");
+    assert_eq!(
+        [sha256_file(&a), sha256_file(&b)],
+        hashes,
+        "a disk image changed"
+    );
 }
 
-/// Bad input at boot: an unknown script command, a missing script file
-/// referenced by a command, no automatic module loading: clear messages,
-/// boot and power-off still happen.
+/// Bad input at boot: an unknown script command, a missing script file, a
+/// zero-size disk, a missing module, no automatic module loading but an
+/// explicit module list: clear messages, boot and power-off still happen.
 #[test]
-fn bad_commands_and_nomodules_do_not_stop_the_boot() {
+fn bad_input_and_module_options_do_not_stop_the_boot() {
     let image = Image::built();
     let dir = TempDir::new("bad");
     let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
-    let cfg = VmConfig::new(vec![Disk::new(&a, Controller::VirtioBlk, "NOMOD")])
-        .append("rescue.nomodules");
+    let zero = dir.path().join("zero.img");
+    std::fs::File::create(&zero).unwrap();
+    let b = make_disk(&dir.path().join("b.img"), 16 * MIB, "b");
+    let cfg = VmConfig::new(vec![
+        Disk::new(&a, Controller::VirtioBlk, "EXPLICIT"),
+        Disk::new(&zero, Controller::VirtioBlk, "ZEROSIZE"),
+        Disk::new(&b, Controller::Nvme, "NODRIVER"),
+    ])
+    .append("rescue.nomodules rescue.modules=virtio_pci,virtio_blk,no_such_module");
     let (sections, transcript) = run_script(
         &image,
         cfg,
-        "# comment\nno-such-command\nrun-script /nonexistent\nprobe --json\n",
+        "# comment\nno-such-command\nrun-script /nonexistent\nprobe --json\nprobe -l\n",
     );
     assert!(transcript.contains("rescue.nomodules"), "{transcript}");
-    assert_eq!(sections.len(), 3, "{transcript}");
+    assert!(
+        transcript.contains("module no_such_module: no such module"),
+        "{transcript}"
+    );
+    assert_eq!(sections.len(), 4, "{transcript}");
     assert_eq!(sections[0].exit, 2);
-    assert!(sections[0].output.contains("Unrecognized"), "{}", sections[0].output);
-    assert!(sections[1].output.contains("/nonexistent"), "{}", sections[1].output);
-    // Without modules, the virtio disk has no driver: no disk, no crash.
+    assert!(
+        sections[0].output.contains("Unrecognized"),
+        "{}",
+        sections[0].output
+    );
+    assert!(
+        sections[1].output.contains("/nonexistent"),
+        "{}",
+        sections[1].output
+    );
     let json = probe_json(&sections[2]);
-    assert!(disk_named(&json, "NOMOD").is_none());
+    // Loaded on request: virtio_blk. Not loaded: nvme (no autoload).
+    assert!(
+        disk_named(&json, "EXPLICIT").is_some(),
+        "{}",
+        sections[2].output
+    );
+    assert!(
+        disk_named(&json, "NODRIVER").is_none(),
+        "{}",
+        sections[2].output
+    );
+    let z = disk_named(&json, "ZEROSIZE").expect("zero-size disk listed");
+    assert_eq!(z["size_bytes"], 0);
+    assert!(
+        sections[3].output.contains("size is 0"),
+        "{}",
+        sections[3].output
+    );
+    let ctrls = json["controllers"].as_array().unwrap();
+    assert!(
+        ctrls
+            .iter()
+            .any(|c| c["kind"] == "NVMe" && c["driver"].is_null()),
+        "the NVMe controller without driver is shown: {ctrls:?}"
+    );
+}
+
+/// A disk plugged in after boot is made read-only at once; the menu shows
+/// it; a menu that dies is restarted; Ctrl-Alt-Del reboots cleanly.
+#[test]
+fn hotplug_menu_restart_and_ctrl_alt_del() {
+    let image = Image::built();
+    let dir = TempDir::new("hotplug");
+    let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
+    let b = make_disk(&dir.path().join("b.img"), 24 * MIB, "b");
+    let hashes = [sha256_file(&a), sha256_file(&b)];
+    let mut cfg = VmConfig::new(vec![Disk::new(&a, Controller::VirtioBlk, "BOOTDISK")]);
+    cfg.qmp = true;
+    cfg.extra_args = [
+        "-drive",
+        &format!("if=none,id=hp,format=raw,file={}", b.display()),
+        "-device",
+        "pcie-root-port,id=rp1,chassis=1,slot=1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut vm = Vm::start(&image, &cfg);
+    vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    vm.qmp(r#"{"execute":"device_add","arguments":{"driver":"virtio-blk-pci","drive":"hp","id":"hp0","bus":"rp1","serial":"HOTPLUG"}}"#);
+    vm.wait_for(
+        "hotplug: new block device vdb set read-only",
+        Duration::from_secs(60),
+    );
+    vm.send("r\n");
+    let menu = vm.wait_for("Choose: ", Duration::from_secs(30));
+    let vdb = menu
+        .lines()
+        .find(|l| l.trim_start().starts_with("2  vdb "))
+        .unwrap_or_else(|| panic!("{menu}"));
+    assert!(vdb.trim_end().ends_with("ro"), "{vdb}");
+    // Kill the menu from its own shell: PID 1 starts a new one.
+    vm.send("s\n");
+    vm.wait_for("type 'exit'", Duration::from_secs(30));
+    vm.send("kill -9 $PPID; exit\n");
+    vm.wait_for("Choose: ", Duration::from_secs(30));
+    vm.qmp(r#"{"execute":"send-key","arguments":{"keys":[{"type":"qcode","data":"ctrl"},{"type":"qcode","data":"alt"},{"type":"qcode","data":"delete"}]}}"#);
+    vm.wait_for("rescue: rebooting", Duration::from_secs(60));
+    vm.wait_exit(Duration::from_secs(60));
+    assert_eq!([sha256_file(&a), sha256_file(&b)], hashes);
+}
+
+/// SIGTERM to PID 1 (what `rescue reboot` sends) reboots cleanly.
+#[test]
+fn sigterm_to_pid1_reboots_cleanly() {
+    let image = Image::built();
+    let dir = TempDir::new("sigterm");
+    let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
+    let mut vm = Vm::start(
+        &image,
+        &VmConfig::new(vec![Disk::new(&a, Controller::VirtioBlk, "T")]),
+    );
+    vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    vm.send("s\n");
+    vm.wait_for("type 'exit'", Duration::from_secs(30));
+    vm.send("rescue reboot\n");
+    vm.wait_for("rescue: rebooting", Duration::from_secs(60));
+    vm.wait_exit(Duration::from_secs(60));
 }

@@ -109,8 +109,14 @@ mod tests {
         assert_eq!(
             o.consoles,
             vec![
-                Console { path: "/dev/tty1".into(), baud: None },
-                Console { path: "/dev/ttyS0".into(), baud: Some(115200) }
+                Console {
+                    path: "/dev/tty1".into(),
+                    baud: None
+                },
+                Console {
+                    path: "/dev/ttyS0".into(),
+                    baud: Some(115200)
+                }
             ]
         );
         assert_eq!(o.script.as_deref(), Some("/s.txt"));

@@ -3,15 +3,16 @@
 //! reap orphans, and power off or reboot cleanly. It never returns: if PID 1
 //! exits the kernel panics.
 
-use crate::cmdline::{self, Console};
 use crate::bootlog as blog;
+use crate::cmdline::{self, Console};
 use crate::modules::{self, LoadReport, Loader};
-use kmod::ModuleIndex;
 use crate::uevent::UeventSocket;
+use kmod::ModuleIndex;
 use rustix::mount::{mount, MountFlags};
 use rustix::process::{Pid, Signal};
 use std::collections::HashMap;
 use std::ffi::CStr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,7 +55,9 @@ pub fn run() -> ! {
     let mut loader = match ModuleIndex::load(Path::new("/lib/modules").join(&release).as_path()) {
         Ok(idx) => Some(Loader::new(idx)),
         Err(e) => {
-            blog::say(&format!("module index unavailable: {e}; no drivers are loaded"));
+            blog::say(&format!(
+                "module index unavailable: {e}; no drivers are loaded"
+            ));
             None
         }
     };
@@ -94,10 +97,34 @@ fn mount_virtual_filesystems() {
     let mounts: [(&str, &str, &str, MountFlags, &CStr); 6] = [
         ("proc", "/proc", "proc", quiet, c""),
         ("sysfs", "/sys", "sysfs", quiet, c""),
-        ("devtmpfs", "/dev", "devtmpfs", MountFlags::NOSUID, c"mode=0755"),
-        ("devpts", "/dev/pts", "devpts", MountFlags::NOSUID | MountFlags::NOEXEC, c"gid=5,mode=620,ptmxmode=666"),
-        ("tmpfs", "/run", "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, c"mode=0755"),
-        ("tmpfs", "/tmp", "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, c"mode=1777"),
+        (
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MountFlags::NOSUID,
+            c"mode=0755",
+        ),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MountFlags::NOSUID | MountFlags::NOEXEC,
+            c"gid=5,mode=620,ptmxmode=666",
+        ),
+        (
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            c"mode=0755",
+        ),
+        (
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            c"mode=1777",
+        ),
     ];
     for (src, target, fstype, flags, data) in mounts {
         let _ = std::fs::create_dir_all(target);
@@ -111,7 +138,13 @@ fn mount_virtual_filesystems() {
     // efivars for the Secure Boot state; absent on BIOS machines.
     let efivars = "/sys/firmware/efi/efivars";
     if Path::new(efivars).exists() {
-        let _ = mount("efivarfs", efivars, "efivarfs", quiet | MountFlags::RDONLY, c"");
+        let _ = mount(
+            "efivarfs",
+            efivars,
+            "efivarfs",
+            quiet | MountFlags::RDONLY,
+            c"",
+        );
     }
     let _ = std::fs::create_dir_all("/mnt");
 }
@@ -123,6 +156,7 @@ fn usable_consoles(wanted: &[Console]) -> Vec<Console> {
             std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
+                .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
                 .open(&c.path)
                 .is_ok()
         })
@@ -189,6 +223,12 @@ fn coldplug(loader: &mut Loader, opts: &cmdline::Options, uevents: Option<&Ueven
     ));
     for (m, e) in &report.failed {
         blog::say(&format!("module {m}: {e}"));
+    }
+    if !report.unsupported.is_empty() {
+        blog::say(&format!(
+            "not for this machine (no such device or CPU feature): {}",
+            report.unsupported.join(", ")
+        ));
     }
 }
 
@@ -295,11 +335,12 @@ fn halt_for_signal(sig: i32) -> Option<Halt> {
     }
 }
 
-/// Reaps every exited child; returns their pids.
+/// Reaps every exited child, whatever its process group (menus run in
+/// sessions of their own; orphans are reparented to us); returns their pids.
 fn reap() -> Vec<i32> {
     let mut out = Vec::new();
     loop {
-        match rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG) {
+        match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
             Ok(Some((pid, _))) => out.push(pid.as_raw_nonzero().get()),
             _ => return out,
         }
@@ -307,15 +348,22 @@ fn reap() -> Vec<i32> {
 }
 
 fn spawn_on_console(console: &Console, args: &[&str]) -> std::io::Result<Child> {
+    // Non-blocking open: PID 1 must not hang on a line waiting for carrier.
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
         .open(&console.path)?;
-    if let Some(baud) = console.baud {
-        if let Ok(mut t) = rustix::termios::tcgetattr(&tty) {
+    // The menu reads with ordinary blocking I/O; CLOCAL ignores modem lines.
+    rustix::fs::fcntl_setfl(&tty, rustix::fs::OFlags::RDWR)?;
+    if let Ok(mut t) = rustix::termios::tcgetattr(&tty) {
+        if let Some(baud) = console.baud {
             let _ = t.set_speed(baud);
-            let _ = rustix::termios::tcsetattr(&tty, rustix::termios::OptionalActions::Now, &t);
         }
+        if console.is_serial() {
+            t.control_modes |= rustix::termios::ControlModes::CLOCAL;
+        }
+        let _ = rustix::termios::tcsetattr(&tty, rustix::termios::OptionalActions::Now, &t);
     }
     let exe = std::env::current_exe().unwrap_or_else(|_| "/bin/rescue".into());
     let mut cmd = if args.first() == Some(&"/bin/sh") {
@@ -327,16 +375,26 @@ fn spawn_on_console(console: &Console, args: &[&str]) -> std::io::Result<Child> 
         c.args(args);
         c
     };
-    cmd.env("TERM", if console.is_serial() { "vt100" } else { "linux" })
-        .stdin(Stdio::from(tty.try_clone()?))
-        .stdout(Stdio::from(tty.try_clone()?))
-        .stderr(Stdio::from(tty));
+    cmd.env(
+        "TERM",
+        if console.is_serial() {
+            "vt100"
+        } else {
+            "linux"
+        },
+    )
+    .stdin(Stdio::from(tty.try_clone()?))
+    .stdout(Stdio::from(tty.try_clone()?))
+    .stderr(Stdio::from(tty));
     use std::os::unix::process::CommandExt;
     // SAFETY: only async-signal-safe syscalls (setsid, ioctl) run between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             rustix::process::setsid()?;
-            rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
+            // Steal the tty if a dead session still holds it (we are root).
+            if libc::ioctl(0, libc::TIOCSCTTY, 1) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
@@ -350,7 +408,11 @@ fn supervise_consoles(consoles: &[Console], shell: bool) -> Halt {
     blog::say(&format!(
         "{} on {}",
         if shell { "shells" } else { "menus" },
-        consoles.iter().map(|c| c.path.as_str()).collect::<Vec<_>>().join(" ")
+        consoles
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
     let mut running: HashMap<i32, (usize, Instant)> = HashMap::new();
     let mut restart_at: Vec<Option<Instant>> = vec![Some(Instant::now()); consoles.len()];
@@ -421,7 +483,7 @@ fn shutdown(halt: Halt) -> ! {
     while Instant::now() < deadline {
         reap();
         if matches!(
-            rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG),
+            rustix::process::wait(rustix::process::WaitOptions::NOHANG),
             Err(rustix::io::Errno::CHILD)
         ) {
             break;
@@ -478,6 +540,11 @@ pub fn is_appliance() -> bool {
 /// Console device nodes PID 1 found (for the script runner).
 pub fn console_paths() -> Vec<String> {
     std::env::var(ENV_CONSOLES)
-        .map(|s| s.split(':').filter(|x| !x.is_empty()).map(String::from).collect())
+        .map(|s| {
+            s.split(':')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }

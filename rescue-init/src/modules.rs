@@ -11,6 +11,9 @@ use std::path::Path;
 pub struct LoadReport {
     pub loaded: Vec<String>,
     pub failed: Vec<(String, String)>,
+    /// Modules the kernel refused with ENODEV: made for hardware or CPU
+    /// features this machine lacks (e.g. crct10dif_pclmul without PCLMUL).
+    pub unsupported: Vec<String>,
 }
 
 /// Loads modules and remembers what it did, so each is tried once.
@@ -55,19 +58,30 @@ impl Loader {
                 };
                 match finit(&path) {
                     Ok(()) => report.loaded.push(step),
-                    Err(e) => report.failed.push((step, e)),
+                    Err(FinitError::NoDevice) => report.unsupported.push(step),
+                    Err(FinitError::Other(e)) => report.failed.push((step, e)),
                 }
             }
         }
     }
 }
 
-fn finit(path: &Path) -> Result<(), String> {
-    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+enum FinitError {
+    NoDevice,
+    Other(String),
+}
+
+fn finit(path: &Path) -> Result<(), FinitError> {
+    let f = File::open(path).map_err(|e| FinitError::Other(format!("{}: {e}", path.display())))?;
     match rustix::system::finit_module(&f, c"", 0) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::EXIST) => Ok(()),
-        Err(e) => Err(format!("{}: {}", path.display(), std::io::Error::from(e))),
+        Err(rustix::io::Errno::NODEV) => Err(FinitError::NoDevice),
+        Err(e) => Err(FinitError::Other(format!(
+            "{}: {}",
+            path.display(),
+            std::io::Error::from(e)
+        ))),
     }
 }
 
@@ -106,4 +120,3 @@ pub fn scan_modaliases(sysfs: &Path) -> Vec<String> {
     out.dedup();
     out
 }
-

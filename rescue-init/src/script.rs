@@ -8,6 +8,7 @@
 //! last command `=== rescue.script done ===`.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Command, Stdio};
 
 /// The commands of a script, comments and blank lines removed.
@@ -70,7 +71,13 @@ impl Tee {
     fn open(paths: &[String]) -> Tee {
         Tee(paths
             .iter()
-            .filter_map(|p| std::fs::OpenOptions::new().write(true).open(p).ok())
+            .filter_map(|p| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NOCTTY)
+                    .open(p)
+                    .ok()
+            })
             .collect())
     }
     fn write(&mut self, bytes: &[u8]) {
@@ -151,7 +158,10 @@ fn run_one(exe: &std::path::Path, words: &[String], out: &mut Tee) -> i32 {
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            out.line(&format!("rescue.script: cannot start {}: {e}", exe.display()));
+            out.line(&format!(
+                "rescue.script: cannot start {}: {e}",
+                exe.display()
+            ));
             return 2;
         }
     };

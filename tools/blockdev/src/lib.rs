@@ -241,7 +241,9 @@ impl BlockDevice for Device {
         if offset >= self.size {
             return Ok(0);
         }
-        let len = buf.len().min((self.size - offset).min(usize::MAX as u64) as usize);
+        let len = buf
+            .len()
+            .min((self.size - offset).min(usize::MAX as u64) as usize);
         loop {
             match self.file.read_at(&mut buf[..len], offset) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -250,8 +250,14 @@ mod tests {
 
     #[test]
     fn globs_like_modprobe() {
-        assert!(glob_match(b"pci:v00008086d*sv*", b"pci:v00008086d00002922sv0000"));
-        assert!(!glob_match(b"pci:v00008086d*sv*", b"pci:v00001AF4d00001001sv0000"));
+        assert!(glob_match(
+            b"pci:v00008086d*sv*",
+            b"pci:v00008086d00002922sv0000"
+        ));
+        assert!(!glob_match(
+            b"pci:v00008086d*sv*",
+            b"pci:v00001AF4d00001001sv0000"
+        ));
         assert!(glob_match(b"scsi:t-0x0[07e]*", b"scsi:t-0x00"));
         assert!(glob_match(b"scsi:t-0x0[07e]*", b"scsi:t-0x0e"));
         assert!(!glob_match(b"scsi:t-0x0[07e]*", b"scsi:t-0x05"));
@@ -301,7 +307,10 @@ mod tests {
     #[test]
     fn alias_resolution() {
         let idx = sample();
-        assert_eq!(idx.match_alias("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"), ["ahci"]);
+        assert_eq!(
+            idx.match_alias("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"),
+            ["ahci"]
+        );
         assert_eq!(idx.resolve("crc32c"), ["crc32c_generic"]);
         assert!(idx.resolve("nosuch").is_empty());
     }

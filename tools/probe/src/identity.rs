@@ -43,7 +43,10 @@ pub fn fill(sysfs: &Path, dir: &Path, real: &Path, disk: &mut Disk) {
     } else if has(&|c| c.strip_prefix("usb").is_some_and(all_digits)) {
         (Transport::Usb, host_driver.clone())
     } else if has(&|c| c.strip_prefix("ata").is_some_and(all_digits)) {
-        (Transport::Sata, host_driver.clone().or(Some("libata".into())))
+        (
+            Transport::Sata,
+            host_driver.clone().or(Some("libata".into())),
+        )
     } else if let Some(virtio) = components
         .iter()
         .rev()

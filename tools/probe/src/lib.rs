@@ -129,7 +129,7 @@ pub fn list_disks(sysfs: &Path) -> (Vec<Disk>, Vec<String>) {
             .collect(),
         Err(e) => return (Vec::new(), vec![format!("{}: {e}", block.display())]),
     };
-    names.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    names.sort_by_key(|n| natural_key(n));
     let mut disks = Vec::new();
     let mut problems = Vec::new();
     for name in names {
@@ -205,8 +205,7 @@ fn partitions(dir: &Path, disk: &str) -> Vec<Partition> {
                         number: sysfs::read_parsed(&p.join("partition")),
                         start_bytes: sysfs::read_parsed::<u64>(&p.join("start"))?
                             .saturating_mul(512),
-                        size_bytes: sysfs::read_parsed::<u64>(&p.join("size"))?
-                            .saturating_mul(512),
+                        size_bytes: sysfs::read_parsed::<u64>(&p.join("size"))?.saturating_mul(512),
                         read_only: sysfs::read_parsed::<u8>(&p.join("ro")) == Some(1),
                         name: pname,
                     })

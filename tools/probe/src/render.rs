@@ -18,6 +18,21 @@ pub fn human_size(bytes: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// Decimal units as on the drive's label: `128035676160` -> `128.0 GB`.
+pub fn decimal_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 fn cut(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
         s.to_string()
@@ -31,8 +46,8 @@ pub fn overview(disks: &[Disk]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        " #  {:<9} {:>10}  {:<22} {:<7} {:<12} {}",
-        "DISK", "SIZE", "MODEL", "BUS", "DRIVER", "STATE"
+        " #  {:<9} {:>10}  {:<22} {:<7} {:<12} STATE",
+        "DISK", "SIZE", "MODEL", "BUS", "DRIVER"
     );
     for (i, d) in disks.iter().enumerate() {
         let model = match (&d.vendor, &d.model) {
@@ -95,10 +110,10 @@ pub fn detail(d: &Disk) -> String {
         &mut out,
         "size",
         &format!(
-            "{} bytes ({}, {:.1} GB)",
+            "{} bytes ({}, {})",
             d.size_bytes,
             human_size(d.size_bytes),
-            d.size_bytes as f64 / 1e9
+            decimal_size(d.size_bytes)
         ),
     );
     field(
@@ -116,7 +131,11 @@ pub fn detail(d: &Disk) -> String {
         "serial",
         d.serial.as_deref().unwrap_or("(not reported)"),
     );
-    field(&mut out, "firmware", d.firmware.as_ref().unwrap_or(&unknown));
+    field(
+        &mut out,
+        "firmware",
+        d.firmware.as_ref().unwrap_or(&unknown),
+    );
     field(&mut out, "wwn", d.wwn.as_ref().unwrap_or(&unknown));
     field(&mut out, "transport", d.transport.label());
     field(&mut out, "driver", d.driver.as_ref().unwrap_or(&unknown));
@@ -142,7 +161,11 @@ pub fn detail(d: &Disk) -> String {
             None => "-",
         },
     );
-    field(&mut out, "removable", if d.removable { "yes" } else { "no" });
+    field(
+        &mut out,
+        "removable",
+        if d.removable { "yes" } else { "no" },
+    );
     field(
         &mut out,
         "read-only",
@@ -191,6 +214,9 @@ mod tests {
         assert_eq!(human_size(1536), "1.5 KiB");
         assert_eq!(human_size(64 << 30), "64.0 GiB");
         assert_eq!(human_size(u64::MAX), "16.0 EiB");
+        assert_eq!(decimal_size(128_035_676_160), "128.0 GB");
+        assert_eq!(decimal_size(33_554_432), "33.6 MB");
+        assert_eq!(decimal_size(999), "999 B");
     }
     #[test]
     fn cut_marks_truncation() {

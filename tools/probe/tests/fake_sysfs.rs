@@ -34,7 +34,11 @@ impl FakeSys {
         fs::create_dir_all(self.0.join("bus/pci/drivers").join(driver)).unwrap();
         self.link(
             &format!("{dir}/driver"),
-            &self.0.join("bus/pci/drivers").join(driver).to_string_lossy(),
+            &self
+                .0
+                .join("bus/pci/drivers")
+                .join(driver)
+                .to_string_lossy(),
         );
         dir
     }
@@ -57,7 +61,10 @@ impl FakeSys {
             &format!("{d}/stat"),
             b"     120        0     9000      30        0        0        0        0        0       40       30\n",
         );
-        self.link(&format!("{d}/device"), &self.0.join(devpath).to_string_lossy());
+        self.link(
+            &format!("{d}/device"),
+            &self.0.join(devpath).to_string_lossy(),
+        );
         self.link(&format!("block/{name}"), &self.0.join(&d).to_string_lossy());
     }
     fn scsi_host(&self, host: &str, proc_name: &str) {
@@ -132,14 +139,20 @@ fn nvme_serial_and_model_come_from_the_controller() {
     let pci = s.pci("0000:00:03.0", "1b36", "0010", "nvme");
     let ctrl = format!("{pci}/nvme/nvme0");
     s.write(&format!("{ctrl}/serial"), b"NVME-SER-7          \n");
-    s.write(&format!("{ctrl}/model"), b"QEMU NVMe Ctrl                          \n");
+    s.write(
+        &format!("{ctrl}/model"),
+        b"QEMU NVMe Ctrl                          \n",
+    );
     s.write(&format!("{ctrl}/firmware_rev"), b"7.2     \n");
     // The namespace's block dir lives under the controller, without "block/".
     let ns = format!("{ctrl}/nvme0n1");
     s.write(&format!("{ns}/size"), b"2097152\n");
     s.write(&format!("{ns}/queue/logical_block_size"), b"4096\n");
     s.write(&format!("{ns}/wwid"), b"eui.0000000000000001\n");
-    s.link(&format!("{ns}/device"), &s.path().join(&ctrl).to_string_lossy());
+    s.link(
+        &format!("{ns}/device"),
+        &s.path().join(&ctrl).to_string_lossy(),
+    );
     s.link("block/nvme0n1", &s.path().join(&ns).to_string_lossy());
     let (disks, _) = list_disks(s.path());
     let d = &disks[0];
@@ -166,7 +179,11 @@ fn megaraid_logical_drive_is_said_to_be_one() {
     assert_eq!(d.transport, Transport::Raid);
     assert_eq!(d.driver.as_deref(), Some("megaraid_sas"));
     assert_eq!(d.pci.as_ref().unwrap().id.as_deref(), Some("1000:0078"));
-    assert!(d.notes.iter().any(|n| n.contains("logical drive")), "{:?}", d.notes);
+    assert!(
+        d.notes.iter().any(|n| n.contains("logical drive")),
+        "{:?}",
+        d.notes
+    );
 }
 
 #[test]
@@ -177,7 +194,9 @@ fn virtio_blk_serial_is_on_the_disk_and_usb_serial_up_the_tree() {
     fs::create_dir_all(s.path().join("bus/virtio/drivers/virtio_blk")).unwrap();
     s.link(
         &format!("{pci}/virtio2/driver"),
-        &s.path().join("bus/virtio/drivers/virtio_blk").to_string_lossy(),
+        &s.path()
+            .join("bus/virtio/drivers/virtio_blk")
+            .to_string_lossy(),
     );
     let vdisk = format!("{pci}/virtio2/block/vda");
     s.write(&format!("{vdisk}/size"), b"1024\n");
@@ -251,7 +270,10 @@ fn storage_controllers_with_and_without_driver() {
     for slot in ["0000:00:04.0", "0000:00:05.0", "0000:00:06.0"] {
         s.link(
             &format!("bus/pci/devices/{slot}"),
-            &s.path().join("devices/pci0000:00").join(slot).to_string_lossy(),
+            &s.path()
+                .join("devices/pci0000:00")
+                .join(slot)
+                .to_string_lossy(),
         );
     }
     let c = probe::list_storage_controllers(s.path());
