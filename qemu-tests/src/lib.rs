@@ -6,6 +6,8 @@
 //! nothing sleeps to guess; the whole console log is kept in a file for the
 //! failure message.
 
+pub mod demo;
+
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -100,16 +102,38 @@ pub fn make_disk(path: &Path, size: u64, tag: &str) -> PathBuf {
     path.to_path_buf()
 }
 
+/// SHA-256 fingerprint of a disk image: over its size, then each allocated
+/// extent's offset, length and bytes (found with SEEK_DATA/SEEK_HOLE), so
+/// multi-GiB sparse images hash in moments. Any write by the guest changes
+/// it: changed bytes change an extent, and a write into a hole allocates one.
 pub fn sha256_file(path: &Path) -> String {
+    use rustix::fs::{seek, SeekFrom};
     let mut f = std::fs::File::open(path).expect("open for hashing");
+    let size = f.metadata().expect("stat for hashing").len();
     let mut h = Sha256::new();
+    h.update(size.to_le_bytes());
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).expect("read for hashing");
-        if n == 0 {
-            break;
+    let mut pos = 0u64;
+    while pos < size {
+        let start = match seek(&f, SeekFrom::Data(pos)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
+            Err(e) => panic!("SEEK_DATA on {}: {e}", path.display()),
+        };
+        let end = seek(&f, SeekFrom::Hole(start)).expect("SEEK_HOLE");
+        h.update(start.to_le_bytes());
+        h.update((end - start).to_le_bytes());
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(start)).expect("seek");
+        let mut left = end - start;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = f.read(&mut buf[..want]).expect("read for hashing");
+            assert!(n > 0, "{} shrank while hashing", path.display());
+            h.update(&buf[..n]);
+            left -= n as u64;
         }
-        h.update(&buf[..n]);
+        pos = end;
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -277,6 +301,34 @@ impl VmConfig {
     }
 }
 
+impl VmConfig {
+    /// QEMU with TCG, q35, no default devices, the kernel, initrd, command
+    /// line and disks; the caller adds the serial console.
+    pub fn qemu_command(&self, kernel: &Path, initrd: &Path, append: &str) -> Command {
+        let mut cmd = Command::new(qemu_binary());
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-machine",
+            "q35",
+            "-nodefaults",
+            "-no-reboot",
+        ])
+        .args(["-display", "none", "-vga", "none"])
+        .args(["-m", &self.memory_mb.to_string()])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(append);
+        for (i, d) in self.disks.iter().enumerate() {
+            cmd.args(d.qemu_args(i));
+        }
+        cmd
+    }
+}
+
 /// A console transcript shared between the reader thread and the test.
 #[derive(Default)]
 struct Transcript {
@@ -321,33 +373,14 @@ impl Vm {
             }
             None => image.initramfs.clone(),
         };
-        let mut cmd = Command::new(qemu_binary());
-        cmd.args([
-            "-accel",
-            "tcg",
-            "-machine",
-            "q35",
-            "-nodefaults",
-            "-no-reboot",
-        ])
-        .args(["-display", "none", "-vga", "none"])
-        .args(["-m", &cfg.memory_mb.to_string()])
-        .arg("-chardev")
-        .arg(format!(
-            "socket,id=ser0,path={},server=on,wait=on,logfile={}",
-            sock.display(),
-            dir.path().join("qemu-serial.log").display()
-        ))
-        .args(["-serial", "chardev:ser0"])
-        .arg("-kernel")
-        .arg(&image.kernel)
-        .arg("-initrd")
-        .arg(&initrd)
-        .arg("-append")
-        .arg(&append);
-        for (i, d) in cfg.disks.iter().enumerate() {
-            cmd.args(d.qemu_args(i));
-        }
+        let mut cmd = cfg.qemu_command(&image.kernel, &initrd, &append);
+        cmd.arg("-chardev")
+            .arg(format!(
+                "socket,id=ser0,path={},server=on,wait=on,logfile={}",
+                sock.display(),
+                dir.path().join("qemu-serial.log").display()
+            ))
+            .args(["-serial", "chardev:ser0"]);
         cmd.args(&cfg.extra_args);
         let qmp_path = dir.path().join("qmp.sock");
         if cfg.qmp {
@@ -596,6 +629,21 @@ pub fn probe_json(section: &ScriptSection) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn fingerprint_sees_writes_into_holes_and_data() {
+        use std::os::unix::fs::FileExt;
+        let dir = TempDir::new("fp");
+        let p = make_disk(&dir.path().join("d"), 64 << 20, "x");
+        let a = sha256_file(&p);
+        assert_eq!(a, sha256_file(&p));
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all_at(&[0], 32 << 20).unwrap(); // a zero into a hole
+        let b = sha256_file(&p);
+        assert_ne!(a, b);
+        f.write_all_at(b"Z", 3).unwrap(); // a changed byte in data
+        assert_ne!(b, sha256_file(&p));
+    }
+
     #[test]
     fn sections_are_split_by_markers() {
         let t = "noise\r\n=== rescue: probe --json ===\r\n{\"a\":1}\r\n=== end: probe --json (exit 0) ===\r\n\

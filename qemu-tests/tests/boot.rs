@@ -326,3 +326,44 @@ fn sigterm_to_pid1_reboots_cleanly() {
     vm.wait_for("rescue: rebooting", Duration::from_secs(60));
     vm.wait_exit(Duration::from_secs(60));
 }
+
+/// The README's demo disk set boots, every disk is found and the kernel sees
+/// the ESXi partitions on both GPT disks; nothing is written.
+#[test]
+fn demo_disk_set_boots_and_is_found() {
+    let image = Image::built();
+    let dir = TempDir::new("demo");
+    let disks = demo::demo_disks(dir.path(), true).expect("demo disks");
+    let hashes: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
+    let (sections, transcript) = run_script(&image, VmConfig::new(disks.clone()), "probe --json\n");
+    assert_eq!(sections.len(), 1, "{transcript}");
+    let json = probe_json(&sections[0]);
+    for d in &disks {
+        let found = disk_named(&json, &d.serial)
+            .unwrap_or_else(|| panic!("{} missing:\n{}", d.serial, sections[0].output));
+        assert_eq!(
+            found["size_bytes"].as_u64(),
+            Some(std::fs::metadata(&d.path).unwrap().len())
+        );
+    }
+    let numbers = |serial: &str| -> Vec<u64> {
+        disk_named(&json, serial).unwrap()["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["number"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        numbers("ESXI-BOOT-0001"),
+        [1, 2, 3, 5, 6, 7, 8],
+        "slot 4 stays empty"
+    );
+    assert_eq!(
+        numbers("RAID-LD-0001"),
+        [1, 2, 3, 4, 5, 6, 7],
+        "compacted copy"
+    );
+    let after: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
+    assert_eq!(after, hashes);
+}

@@ -1,0 +1,168 @@
+//! The demo disk set: one disk for each thing the appliance does, so a
+//! newcomer can try every function from the menu. It grows with each
+//! capability.
+//!
+//! | disk | controller | what it is |
+//! |---|---|---|
+//! | `esxi-boot.img` | AHCI, model `ESXi BOOT SSD` | ESXi 5.x-style boot disk: GPT with slot 4 empty, bootbanks, vmkDiagnostic, scratch, and a VMFS5 datastore in slot 3 (the real ESXi-written fixture when `../shared/fixtures/vmfs` is there) |
+//! | `raid-ld.img` | MegaRAID (`megasas-gen2`) | the same boot disk after a raw copy to a 1.5x larger logical drive whose GPT was rewritten and compacted (incident 003) |
+//! | `dying-ssd.img` | NVMe | a disk with unreadable sectors (QEMU blkdebug) to image |
+//! | `dest.img` | virtio-blk | an empty ext4 destination labelled `RESCUEDEST` |
+
+use crate::{Controller, Disk};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SECTOR: u64 = 512;
+const MIB: u64 = 1 << 20;
+
+/// Sectors of the NVMe demo disk that read as I/O errors.
+pub const DYING_BAD_SECTORS: &[u64] = &[20480, 20481, 65536, 131072, 131073, 131074, 200000];
+
+/// ESXi 5.x boot disk layout (slot, first LBA, last LBA or 0 = to the end,
+/// sgdisk type code, name) in slot order. Disk order differs from slot order
+/// and slot 4 stays empty, as ESXi writes it.
+const ESXI5_LAYOUT: &[(u32, u64, u64, &str)] = &[
+    (1, 64, 8191, "EF00"),
+    (2, 1_843_200, 2_367_487, "0700"),
+    (3, 2_367_488, 0, "FB00"),
+    (5, 8_224, 520_191, "0700"),
+    (6, 520_224, 1_032_191, "0700"),
+    (7, 1_032_224, 1_257_471, "FC00"),
+    (8, 1_257_504, 1_843_199, "0700"),
+];
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} {:?}: {}{}",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn sparse_file(path: &Path, size: u64) -> Result<(), String> {
+    let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.set_len(size)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes a GPT with the ESXi slots; `compact` numbers the partitions 1..7
+/// in slot order with no gap, as the raw-copy tool of incident 003 did.
+fn esxi_gpt(path: &Path, compact: bool) -> Result<(), String> {
+    let mut cmd = Command::new("sgdisk");
+    // Alignment 1: ESXi's partitions start at LBA 64 and 8224.
+    cmd.arg("-a").arg("1");
+    for (i, (slot, first, last, code)) in ESXI5_LAYOUT.iter().enumerate() {
+        let n = if compact { i as u32 + 1 } else { *slot };
+        let last = if *last == 0 {
+            String::from("0")
+        } else {
+            last.to_string()
+        };
+        cmd.arg(format!("-n{n}:{first}:{last}"))
+            .arg(format!("-t{n}:{code}"));
+    }
+    cmd.arg(path);
+    run(&mut cmd)
+}
+
+/// The real VMFS5 volume written by ESXi (LVM header + volume), if the
+/// shared fixtures are beside the checkout.
+pub fn vmfs5_fixture() -> Option<PathBuf> {
+    let p = crate::workspace_root().join("../shared/fixtures/vmfs/vmfs5.bin.gz");
+    p.exists().then_some(p)
+}
+
+/// Unpacks a gzip image into `disk` at byte `offset`, keeping zeros sparse.
+fn write_gz_at(gz: &Path, disk: &Path, offset: u64) -> Result<(), String> {
+    let script = format!(
+        "gzip -dc '{}' | dd of='{}' bs=1M seek={} oflag=seek_bytes conv=sparse,notrunc status=none",
+        gz.display(),
+        disk.display(),
+        offset
+    );
+    run(Command::new("sh").arg("-c").arg(&script))
+}
+
+/// Creates the demo disks in `dir` (kept between runs; `fresh` remakes them)
+/// and returns them attached to their controllers.
+pub fn demo_disks(dir: &Path, fresh: bool) -> Result<Vec<Disk>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let boot = dir.join("esxi-boot.img");
+    let raid = dir.join("raid-ld.img");
+    let dying = dir.join("dying-ssd.img");
+    let dest = dir.join("dest.img");
+    let stamp = dir.join(".complete");
+    if fresh || !stamp.exists() {
+        let _ = std::fs::remove_file(&stamp);
+        let boot_size = 3584 * MIB;
+        sparse_file(&boot, boot_size)?;
+        esxi_gpt(&boot, false)?;
+        if let Some(fx) = vmfs5_fixture() {
+            write_gz_at(&fx, &boot, 2_367_488 * SECTOR)?;
+        }
+        // The raid copy: the same bytes on a 1.5x larger drive, GPT rewritten
+        // for the new size and compacted.
+        let raid_size = boot_size / 2 * 3;
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&boot)
+            .arg(&raid))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&raid)
+            .and_then(|f| f.set_len(raid_size))
+            .map_err(|e| format!("{}: {e}", raid.display()))?;
+        run(Command::new("sgdisk").arg("-Z").arg(&raid))?;
+        esxi_gpt(&raid, true)?;
+        // A dying SSD with something worth rescuing on it.
+        sparse_file(&dying, 128 * MIB)?;
+        let mut pattern = Vec::with_capacity(MIB as usize);
+        for i in 0..(MIB / 8) {
+            pattern.extend_from_slice(&(i * 2654435761).to_le_bytes());
+        }
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&dying)
+            .map_err(|e| e.to_string())?;
+        for m in (0..128).step_by(4) {
+            f.write_all_at(&pattern, m * MIB)
+                .map_err(|e| e.to_string())?;
+        }
+        let conf: String = DYING_BAD_SECTORS
+            .iter()
+            .map(|s| {
+                format!(
+                    "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"{s}\"\nonce = \"off\"\n\n"
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("dying-ssd.blkdebug"), conf).map_err(|e| e.to_string())?;
+        sparse_file(&dest, 4096 * MIB)?;
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "RESCUEDEST"])
+            .arg(&dest))?;
+        std::fs::write(&stamp, "demo disks complete\n").map_err(|e| e.to_string())?;
+    }
+    let mut dying_disk = Disk::new(&dying, Controller::Nvme, "DYING-SSD-0001");
+    dying_disk.drive_override = Some(format!(
+        "format=raw,file.driver=blkdebug,file.config={},file.image.filename={}",
+        dir.join("dying-ssd.blkdebug").display(),
+        dying.display()
+    ));
+    Ok(vec![
+        Disk::new(&boot, Controller::Ahci, "ESXI-BOOT-0001").model("ESXi BOOT SSD"),
+        Disk::new(&raid, Controller::MegasasGen2, "RAID-LD-0001").model("RAID LD"),
+        dying_disk,
+        Disk::new(&dest, Controller::VirtioBlk, "DEST-0001"),
+    ])
+}
