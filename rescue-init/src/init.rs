@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// How long the device tree must be quiet before boot goes on. usb-storage
 /// waits 1 s (delay_use) before it scans, so this must be longer.
-const SETTLE_QUIET: Duration = Duration::from_millis(2500);
+const SETTLE_QUIET: Duration = Duration::from_millis(1500);
 /// Upper bound on waiting for devices at boot; late ones are handled by hotplug.
 const SETTLE_MAX: Duration = Duration::from_secs(30);
 
