@@ -21,7 +21,13 @@ pub const SMART_LBA_HIGH: u8 = 0xC2;
 /// device), byte_block (bit 2, count in blocks), t_length (bits 0-1, 2 = the
 /// count is in the sector-count field). Bytes 4/6/8/10/12: features, count,
 /// LBA low, mid, high (low halves); 13 device; 14 command.
-pub fn pass_through_16(command: u8, features: u8, count: u8, lba: [u8; 3], data_in: bool) -> [u8; 16] {
+pub fn pass_through_16(
+    command: u8,
+    features: u8,
+    count: u8,
+    lba: [u8; 3],
+    data_in: bool,
+) -> [u8; 16] {
     let mut cdb = [0u8; 16];
     cdb[0] = 0x85;
     if data_in {
@@ -47,7 +53,13 @@ pub fn identify_cdb() -> [u8; 16] {
 
 pub fn smart_cdb(feature: u8) -> [u8; 16] {
     let data_in = feature != SMART_RETURN_STATUS;
-    pass_through_16(ATA_SMART, feature, u8::from(data_in), [0, SMART_LBA_MID, SMART_LBA_HIGH], data_in)
+    pass_through_16(
+        ATA_SMART,
+        feature,
+        u8::from(data_in),
+        [0, SMART_LBA_MID, SMART_LBA_HIGH],
+        data_in,
+    )
 }
 
 /// The fields of IDENTIFY DEVICE data we use (word numbers per ACS-3 Table 45).
@@ -99,7 +111,9 @@ pub fn parse_identify(d: &[u8]) -> Result<Identify, String> {
     }
     let lba48 = word(d, 83) & (1 << 10) != 0;
     let sectors = if lba48 {
-        (0..4).fold(0u64, |acc, i| acc | (u64::from(word(d, 100 + i)) << (16 * i)))
+        (0..4).fold(0u64, |acc, i| {
+            acc | (u64::from(word(d, 100 + i)) << (16 * i))
+        })
     } else {
         u64::from(word(d, 60)) | (u64::from(word(d, 61)) << 16)
     };
@@ -162,14 +176,12 @@ pub fn parse_smart(data: &[u8], thresholds: Option<&[u8]>) -> Result<Vec<Attribu
         if e[0] == 0 {
             continue;
         }
-        let threshold = thresholds
-            .filter(|t| t.len() >= 362)
-            .and_then(|t| {
-                (0..30)
-                    .map(|j| &t[2 + 12 * j..14 + 12 * j])
-                    .find(|te| te[0] == e[0])
-                    .map(|te| te[1])
-            });
+        let threshold = thresholds.filter(|t| t.len() >= 362).and_then(|t| {
+            (0..30)
+                .map(|j| &t[2 + 12 * j..14 + 12 * j])
+                .find(|te| te[0] == e[0])
+                .map(|te| te[1])
+        });
         let mut raw = [0u8; 8];
         raw[..6].copy_from_slice(&e[5..11]);
         out.push(Attribute {
@@ -303,7 +315,10 @@ pub(crate) mod tests {
         s[19] = 0x2C;
         assert_eq!(smart_status_from_sense(&s), Some(false));
         assert_eq!(smart_status_from_sense(&[]), None);
-        assert_eq!(smart_status_from_sense(&[0x72, 0, 0, 0, 0, 0, 0, 200]), None);
+        assert_eq!(
+            smart_status_from_sense(&[0x72, 0, 0, 0, 0, 0, 0, 200]),
+            None
+        );
     }
 
     #[test]
@@ -311,7 +326,10 @@ pub(crate) mod tests {
         let c = identify_cdb();
         assert_eq!((c[0], c[1], c[2], c[6], c[14]), (0x85, 0x08, 0x0e, 1, 0xEC));
         let s = smart_cdb(SMART_RETURN_STATUS);
-        assert_eq!((s[1], s[2], s[4], s[6], s[10], s[12]), (0x06, 0x20, 0xDA, 0, 0x4F, 0xC2));
+        assert_eq!(
+            (s[1], s[2], s[4], s[6], s[10], s[12]),
+            (0x06, 0x20, 0xDA, 0, 0x4F, 0xC2)
+        );
     }
 
     proptest::proptest! {

@@ -132,9 +132,14 @@ fn query_ata(file: &File) -> Health {
         passthrough::sg_io(file, &ata::smart_cdb(ata::SMART_READ_THRESHOLDS), Some(&mut thr), TIMEOUT_MS),
         Ok(ref r) if !r.failed()
     );
-    let status = passthrough::sg_io(file, &ata::smart_cdb(ata::SMART_RETURN_STATUS), None, TIMEOUT_MS)
-        .ok()
-        .and_then(|r| ata::smart_status_from_sense(&r.sense));
+    let status = passthrough::sg_io(
+        file,
+        &ata::smart_cdb(ata::SMART_RETURN_STATUS),
+        None,
+        TIMEOUT_MS,
+    )
+    .ok()
+    .and_then(|r| ata::smart_status_from_sense(&r.sense));
     let attributes = if data_ok {
         ata::parse_smart(&data, thr_ok.then_some(&thr[..])).unwrap_or_default()
     } else {
@@ -144,7 +149,11 @@ fn query_ata(file: &File) -> Health {
 }
 
 /// The verdict from ATA data (pure, for tests).
-pub fn assess_ata(id: ata::Identify, status: Option<bool>, attributes: Vec<ata::Attribute>) -> Health {
+pub fn assess_ata(
+    id: ata::Identify,
+    status: Option<bool>,
+    attributes: Vec<ata::Attribute>,
+) -> Health {
     let raw = |n: u8| attributes.iter().find(|a| a.id == n).map(|a| a.raw);
     let mut h = Health::unknown("");
     h.findings.clear();
@@ -158,16 +167,25 @@ pub fn assess_ata(id: ata::Identify, status: Option<bool>, attributes: Vec<ata::
     let below: Vec<String> = attributes
         .iter()
         .filter(|a| a.prefailure && a.threshold.is_some_and(|t| t > 0 && a.current <= t))
-        .map(|a| format!("attribute {} is at {} (threshold {})", a.id, a.current, a.threshold.unwrap_or(0)))
+        .map(|a| {
+            format!(
+                "attribute {} is at {} (threshold {})",
+                a.id,
+                a.current,
+                a.threshold.unwrap_or(0)
+            )
+        })
         .collect();
     let mut verdict = match status {
         Some(true) => Verdict::Passed,
         Some(false) => {
-            h.findings.push("the drive reports SMART failure: it expects to fail soon".into());
+            h.findings
+                .push("the drive reports SMART failure: it expects to fail soon".into());
             Verdict::Failing
         }
         None if attributes.is_empty() => {
-            h.findings.push("SMART status and data could not be read".into());
+            h.findings
+                .push("SMART status and data could not be read".into());
             Verdict::Unknown
         }
         None => Verdict::Passed,
@@ -233,13 +251,17 @@ pub fn assess_nvme(s: &nvme::NvmeSmart) -> Health {
         }
     }
     if s.media_errors > 0 {
-        h.findings.push(format!("{} media errors (unrecovered data)", s.media_errors));
+        h.findings.push(format!(
+            "{} media errors (unrecovered data)",
+            s.media_errors
+        ));
         if verdict == Verdict::Passed {
             verdict = Verdict::Warning;
         }
     }
     if s.percentage_used >= 100 {
-        h.findings.push(format!("{}% of rated endurance used", s.percentage_used));
+        h.findings
+            .push(format!("{}% of rated endurance used", s.percentage_used));
         if verdict == Verdict::Passed {
             verdict = Verdict::Warning;
         }
@@ -308,9 +330,19 @@ mod tests {
 
     #[test]
     fn claimed_capacities() {
-        assert_eq!(claimed_capacity("FASTDISK SSD 128GB"), Some(128_000_000_000));
-        assert_eq!(claimed_capacity("Samsung SSD 860 EVO 1TB"), Some(1_000_000_000_000));
-        assert_eq!(claimed_capacity("KINGSTON SA400S37240G"), None, "240G is glued to letters");
+        assert_eq!(
+            claimed_capacity("FASTDISK SSD 128GB"),
+            Some(128_000_000_000)
+        );
+        assert_eq!(
+            claimed_capacity("Samsung SSD 860 EVO 1TB"),
+            Some(1_000_000_000_000)
+        );
+        assert_eq!(
+            claimed_capacity("KINGSTON SA400S37240G"),
+            None,
+            "240G is glued to letters"
+        );
         assert_eq!(claimed_capacity("SSD 240G"), Some(240_000_000_000));
         assert_eq!(claimed_capacity("WDC WD40EFRX-68N32N0"), None);
         assert_eq!(claimed_capacity("QEMU HARDDISK"), None);
@@ -322,7 +354,11 @@ mod tests {
         let id = ata::parse_identify(&ata::tests::fake_ssd_identify()).unwrap();
         let h = assess_ata(id, Some(true), Vec::new());
         assert_eq!(h.verdict, Verdict::Warning);
-        assert!(h.findings[0].contains("claims 128 GB") && h.findings[0].contains("120.0 GB"), "{:?}", h.findings);
+        assert!(
+            h.findings[0].contains("claims 128 GB") && h.findings[0].contains("120.0 GB"),
+            "{:?}",
+            h.findings
+        );
         // A genuine 128 GB drive (250,069,680 sectors) is fine.
         assert!(capacity_mismatch("SSD 128GB", 250_069_680 * 512).is_none());
     }
@@ -340,7 +376,11 @@ mod tests {
         };
         let mut id2 = id.clone();
         id2.model = "QEMU HARDDISK".into();
-        let h = assess_ata(id2.clone(), Some(true), vec![attr(5, 100, 36, 0), attr(9, 100, 0, 1234)]);
+        let h = assess_ata(
+            id2.clone(),
+            Some(true),
+            vec![attr(5, 100, 36, 0), attr(9, 100, 0, 1234)],
+        );
         assert_eq!(h.verdict, Verdict::Passed);
         assert_eq!(h.power_on_hours, Some(1234));
         let h = assess_ata(id2.clone(), Some(true), vec![attr(197, 100, 0, 8)]);

@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(s.media_errors, 7);
         assert_eq!(
             critical_warning_text(s.critical_warning),
-            ["available spare below threshold", "reliability degraded by media or internal errors"]
+            [
+                "available spare below threshold",
+                "reliability degraded by media or internal errors"
+            ]
         );
         assert!(parse_smart_log(&d[..100]).is_err());
     }

@@ -61,7 +61,12 @@ impl SgResult {
 }
 
 /// Sends a CDB; `data` receives the data-in phase (None: no data).
-pub fn sg_io(dev: &File, cdb: &[u8], data: Option<&mut [u8]>, timeout_ms: u32) -> io::Result<SgResult> {
+pub fn sg_io(
+    dev: &File,
+    cdb: &[u8],
+    data: Option<&mut [u8]>,
+    timeout_ms: u32,
+) -> io::Result<SgResult> {
     let mut sense = vec![0u8; 64];
     let (dir, ptr, len) = match data {
         Some(d) => (SG_DXFER_FROM_DEV, d.as_mut_ptr(), d.len() as u32),
@@ -93,12 +98,7 @@ pub fn sg_io(dev: &File, cdb: &[u8], data: Option<&mut [u8]>, timeout_ms: u32) -
     };
     // SAFETY: hdr points at live buffers (cdb, sense, data) of the stated
     // lengths for the duration of the call; SG_IO reads and writes only those.
-    unsafe {
-        rustix::ioctl::ioctl(
-            dev,
-            rustix::ioctl::Updater::<SG_IO, SgIoHdr>::new(&mut hdr),
-        )
-    }?;
+    unsafe { rustix::ioctl::ioctl(dev, rustix::ioctl::Updater::<SG_IO, SgIoHdr>::new(&mut hdr)) }?;
     sense.truncate(hdr.sb_len_wr as usize);
     Ok(SgResult {
         sense,
@@ -147,14 +147,36 @@ pub fn nvme_get_log_page(dev: &File, log_id: u8, buf: &mut [u8]) -> io::Result<(
         ..Default::default()
     };
     // SAFETY: cmd.addr points at buf, valid for data_len bytes during the call.
-    let status = unsafe {
-        rustix::ioctl::ioctl(
-            dev,
-            rustix::ioctl::Updater::<{ linux_raw_sys::ioctl::NVME_IOCTL_ADMIN_CMD }, NvmePassthru>::new(&mut cmd),
-        )
-    }?;
-    let _ = status;
+    let status = unsafe { rustix::ioctl::ioctl(dev, AdminCommand(&mut cmd)) }?;
+    if status != 0 {
+        // A positive return is the NVMe completion status (SCT/SC).
+        return Err(io::Error::other(format!(
+            "the controller answered NVMe status {status:#x}"
+        )));
+    }
     Ok(())
+}
+
+/// NVME_IOCTL_ADMIN_CMD, returning the ioctl's value: the NVMe status.
+struct AdminCommand<'a>(&'a mut NvmePassthru);
+
+// SAFETY: the opcode is NVME_IOCTL_ADMIN_CMD and the pointer is to a live
+// nvme_passthru_cmd, which the kernel reads and updates (result field).
+unsafe impl rustix::ioctl::Ioctl for AdminCommand<'_> {
+    type Output = i32;
+    const IS_MUTATING: bool = true;
+    fn opcode(&self) -> rustix::ioctl::Opcode {
+        linux_raw_sys::ioctl::NVME_IOCTL_ADMIN_CMD as rustix::ioctl::Opcode
+    }
+    fn as_ptr(&mut self) -> *mut core::ffi::c_void {
+        (self.0 as *mut NvmePassthru).cast()
+    }
+    unsafe fn output_from_ptr(
+        out: rustix::ioctl::IoctlOutput,
+        _: *mut core::ffi::c_void,
+    ) -> rustix::io::Result<i32> {
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

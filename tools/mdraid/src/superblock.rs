@@ -1,0 +1,339 @@
+//! md superblocks, as the kernel's md.c and include/uapi/linux/raid/md_p.h
+//! define them. All integers little-endian (x86 byte order for 0.90).
+//!
+//! Where they are (sizes in 512-byte sectors, S = device size):
+//! - 0.90: at `(S & !127) - 128` (64 KiB-aligned, in the last 64..128 KiB)
+//! - 1.0: at `(S - 16) & !7` (8 KiB from the end, 4 KiB-aligned)
+//! - 1.1: at sector 0; 1.2: at sector 8 (4 KiB)
+//!
+//! Version 1 superblock (`struct mdp_superblock_1`), byte offsets:
+//! 0 magic 0xa92b4efc, 4 major_version (1), 8 feature_map, 16 set_uuid[16],
+//! 32 set_name[32], 64 ctime, 72 level (i32), 76 layout, 80 size (sectors),
+//! 88 chunksize (sectors), 92 raid_disks, 128 data_offset, 136 data_size,
+//! 144 super_offset, 160 dev_number, 168 device_uuid[16], 192 utime,
+//! 200 events, 208 resync_offset, 216 sb_csum, 220 max_dev, 256 dev_roles
+//! (u16 per device: 0xffff spare, 0xfffe faulty, 0xfffd journal).
+//! Checksum: sum of the LE u32 words of the first 256 + 2*max_dev bytes
+//! (sb_csum taken as 0, a trailing u16 added), folded to 32 bits.
+//!
+//! Version 0.90 (`mdp_super_t`, 4096 bytes, u32 word numbers): 0 magic,
+//! 1-3 version, 5 set_uuid0, 6 ctime, 7 level, 8 size (KiB), 9 nr_disks,
+//! 10 raid_disks, 11 md_minor, 13-15 set_uuid1..3, 32 utime, 33 state,
+//! 34 active, 35 working, 36 failed, 37 spare, 38 sb_csum, 39 events_lo,
+//! 40 events_hi, 64 layout, 65 chunk_size (bytes), 128.. disks[27] of 32
+//! words (number, major, minor, raid_disk, state), 992 this_disk.
+//! Checksum: sum of all 1024 words (sb_csum as 0) folded to 32 bits.
+
+use blockdev::BlockDevice;
+use serde::Serialize;
+use std::fmt;
+
+pub const MD_MAGIC: u32 = 0xa92b_4efc;
+/// Sanity bound on devices in one array (the kernel allows up to 1920 in 1.x).
+pub const MAX_DEVICES: u32 = 1920;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Superblock {
+    /// "0.90", "1.0", "1.1" or "1.2".
+    pub version: &'static str,
+    /// Byte offset of the superblock on the device.
+    pub offset: u64,
+    /// Array UUID in mdadm's notation (`xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx`).
+    pub array_uuid: String,
+    /// `host:name` for 1.x (e.g. `DiskStation:2`); None for 0.90.
+    pub name: Option<String>,
+    /// -1 linear, 0/1/4/5/6/10, -4 multipath...
+    pub level: i32,
+    pub layout: u32,
+    pub chunk_bytes: u64,
+    pub raid_disks: u32,
+    /// Bytes of each member used by the array.
+    pub component_bytes: u64,
+    /// Where array data starts on this member (1.x; 0 for 0.90).
+    pub data_offset_bytes: u64,
+    pub events: u64,
+    /// This member's slot, or None for a spare/faulty device.
+    pub role: Option<u32>,
+    /// "active", "spare", "faulty", "journal".
+    pub role_state: &'static str,
+    pub checksum_stored: u32,
+    pub checksum_computed: u32,
+    /// Array state bit 0 (clean) for 0.90; resync_offset == MAX for 1.x.
+    pub clean: bool,
+}
+
+impl Superblock {
+    pub fn checksum_ok(&self) -> bool {
+        self.checksum_stored == self.checksum_computed
+    }
+    pub fn level_name(&self) -> String {
+        match self.level {
+            -1 => "linear".into(),
+            -4 => "multipath".into(),
+            -5 => "faulty".into(),
+            l => format!("raid{l}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SuperblockError {
+    /// Magic found but a field is impossible.
+    Invalid {
+        offset: u64,
+        field: &'static str,
+        found: String,
+        expected: &'static str,
+    },
+    Io(String),
+}
+
+impl fmt::Display for SuperblockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SuperblockError::Invalid {
+                offset,
+                field,
+                found,
+                expected,
+            } => write!(
+                f,
+                "md superblock at byte {offset}: {field} is {found}, expected {expected}"
+            ),
+            SuperblockError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from(le32(b, at)) | (u64::from(le32(b, at + 4)) << 32)
+}
+
+fn fold(sum: u64) -> u32 {
+    ((sum & 0xffff_ffff) + (sum >> 32)) as u32
+}
+
+fn uuid_words(words: [u32; 4]) -> String {
+    format!(
+        "{:08x}:{:08x}:{:08x}:{:08x}",
+        words[0], words[1], words[2], words[3]
+    )
+}
+
+/// Version-1 checksum over the first 256 + 2*max_dev bytes of `b`.
+pub fn csum_v1(b: &[u8], max_dev: u32) -> u32 {
+    let size = 256 + 2 * max_dev as usize;
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i + 4 <= size {
+        sum += u64::from(if i == 216 { 0 } else { le32(b, i) });
+        i += 4;
+    }
+    if size - i == 2 {
+        sum += u64::from(u16::from_le_bytes([b[i], b[i + 1]]));
+    }
+    fold(sum)
+}
+
+/// Version-0.90 checksum over the 4096-byte superblock.
+pub fn csum_090(b: &[u8]) -> u32 {
+    let sum: u64 = (0..1024)
+        .map(|w| {
+            if w == 38 {
+                0
+            } else {
+                u64::from(le32(b, w * 4))
+            }
+        })
+        .sum();
+    fold(sum)
+}
+
+fn invalid(
+    offset: u64,
+    field: &'static str,
+    found: impl fmt::Display,
+    expected: &'static str,
+) -> SuperblockError {
+    SuperblockError::Invalid {
+        offset,
+        field,
+        found: found.to_string(),
+        expected,
+    }
+}
+
+/// Parses a version-1 superblock (`b` holds at least 4096 bytes read at `offset`).
+pub fn parse_v1(
+    b: &[u8],
+    offset: u64,
+    version: &'static str,
+) -> Result<Superblock, SuperblockError> {
+    if b.len() < 4096 {
+        return Err(invalid(offset, "buffer", b.len(), "4096 bytes"));
+    }
+    if le32(b, 4) != 1 {
+        return Err(invalid(offset, "major_version", le32(b, 4), "1"));
+    }
+    let max_dev = le32(b, 220);
+    if max_dev > MAX_DEVICES || 256 + 2 * max_dev as usize > b.len() {
+        return Err(invalid(offset, "max_dev", max_dev, "at most 1920"));
+    }
+    let raid_disks = le32(b, 92);
+    if raid_disks == 0 || raid_disks > MAX_DEVICES {
+        return Err(invalid(offset, "raid_disks", raid_disks, "1 to 1920"));
+    }
+    let dev_number = le32(b, 160);
+    let role_raw = if dev_number < max_dev {
+        u16::from_le_bytes([
+            b[256 + 2 * dev_number as usize],
+            b[257 + 2 * dev_number as usize],
+        ])
+    } else {
+        0xffff
+    };
+    let (role, role_state) = match role_raw {
+        0xffff => (None, "spare"),
+        0xfffe => (None, "faulty"),
+        0xfffd => (None, "journal"),
+        r => (Some(u32::from(r)), "active"),
+    };
+    let name = {
+        let raw = &b[32..64];
+        let end = raw.iter().position(|&c| c == 0).unwrap_or(32);
+        let s = String::from_utf8_lossy(&raw[..end]).into_owned();
+        (!s.is_empty()).then_some(s)
+    };
+    let uuid = [
+        le32_be(b, 16),
+        le32_be(b, 20),
+        le32_be(b, 24),
+        le32_be(b, 28),
+    ];
+    Ok(Superblock {
+        version,
+        offset,
+        array_uuid: uuid_words(uuid),
+        name,
+        level: le32(b, 72) as i32,
+        layout: le32(b, 76),
+        chunk_bytes: u64::from(le32(b, 88)) * 512,
+        raid_disks,
+        component_bytes: le64(b, 80).saturating_mul(512),
+        data_offset_bytes: le64(b, 128).saturating_mul(512),
+        events: le64(b, 200),
+        role,
+        role_state,
+        checksum_stored: le32(b, 216),
+        checksum_computed: csum_v1(b, max_dev),
+        clean: le64(b, 208) == u64::MAX,
+    })
+}
+
+/// mdadm prints version-1 UUIDs as the 16 bytes in order, grouped by four.
+fn le32_be(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Parses a version-0.90 superblock (4096 bytes read at `offset`).
+pub fn parse_090(b: &[u8], offset: u64) -> Result<Superblock, SuperblockError> {
+    if b.len() < 4096 {
+        return Err(invalid(offset, "buffer", b.len(), "4096 bytes"));
+    }
+    let w = |i: usize| le32(b, i * 4);
+    if w(1) != 0 || w(2) != 90 {
+        return Err(invalid(
+            offset,
+            "version",
+            format!("{}.{}", w(1), w(2)),
+            "0.90",
+        ));
+    }
+    let raid_disks = w(10);
+    if raid_disks == 0 || raid_disks > 27 {
+        return Err(invalid(offset, "raid_disks", raid_disks, "1 to 27"));
+    }
+    // this_disk descriptor at word 992: number, major, minor, raid_disk, state.
+    let raid_disk = w(995);
+    let state = w(996);
+    let (role, role_state) = if state & 1 != 0 {
+        (None, "faulty")
+    } else if state & 2 != 0 || raid_disk < raid_disks {
+        (Some(raid_disk), "active")
+    } else {
+        (None, "spare")
+    };
+    Ok(Superblock {
+        version: "0.90",
+        offset,
+        array_uuid: uuid_words([w(5), w(13), w(14), w(15)]),
+        name: None,
+        level: w(7) as i32,
+        layout: w(64),
+        chunk_bytes: u64::from(w(65)),
+        raid_disks,
+        component_bytes: u64::from(w(8)) * 1024,
+        data_offset_bytes: 0,
+        events: u64::from(w(39)) | (u64::from(w(40)) << 32),
+        role,
+        role_state,
+        checksum_stored: w(38),
+        checksum_computed: csum_090(b),
+        clean: w(33) & 1 != 0,
+    })
+}
+
+fn read_4k(dev: &dyn BlockDevice, offset: u64) -> Result<Option<Vec<u8>>, SuperblockError> {
+    if offset.checked_add(4096).is_none_or(|end| end > dev.size()) {
+        return Ok(None);
+    }
+    let mut b = vec![0u8; 4096];
+    dev.read_exact_at(&mut b, offset)
+        .map_err(|e| SuperblockError::Io(format!("{}: reading byte {offset}: {e}", dev.name())))?;
+    Ok(Some(b))
+}
+
+/// Looks for a superblock at every standard place (1.2, 1.1, 1.0, 0.90);
+/// `Ok(None)` when there is none, an error when one is there but broken.
+pub fn find_superblock(dev: &dyn BlockDevice) -> Result<Option<Superblock>, SuperblockError> {
+    let sectors = dev.size() / 512;
+    let mut places: Vec<(u64, &'static str)> = vec![(4096, "1.2"), (0, "1.1")];
+    if sectors >= 16 {
+        places.push((((sectors - 16) & !7) * 512, "1.0"));
+    }
+    if sectors >= 128 {
+        places.push((((sectors & !127) - 128) * 512, "0.90"));
+    }
+    for (offset, version) in places {
+        let Some(b) = read_4k(dev, offset)? else {
+            continue;
+        };
+        if le32(&b, 0) != MD_MAGIC {
+            continue;
+        }
+        return if version == "0.90" {
+            parse_090(&b, offset).map(Some)
+        } else {
+            let sb = parse_v1(&b, offset, version)?;
+            // super_offset (sectors) must name where we found it, or this is
+            // a stale copy (e.g. a 1.2 member read through its partition).
+            let recorded = le64(&b, 144) * 512;
+            if recorded != offset {
+                return Err(invalid(
+                    offset,
+                    "super_offset",
+                    recorded,
+                    "the superblock's own position",
+                ));
+            }
+            Ok(Some(sb))
+        };
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests;
