@@ -66,6 +66,15 @@ fn ahci_disk_with_serial_and_model() {
     let json = probe_one(Controller::Ahci, 64 * MIB, Some("RESCUE AHCI DISK"), None);
     let d = disk_named(&json, "SERAHCI").unwrap();
     assert_eq!(d["transport"], "sata");
+    // QEMU's IDE/AHCI model answers IDENTIFY and SMART through SAT.
+    let h = &d["health"];
+    assert_eq!(h["source"], "ata-smart", "{h}");
+    assert_eq!(h["verdict"], "passed", "{h}");
+    assert_eq!(h["identify"]["model"], "RESCUE AHCI DISK", "{h}");
+    assert_eq!(h["identify"]["serial"], "SERAHCI", "{h}");
+    assert_eq!(h["identify"]["sectors"].as_u64(), Some(64 * MIB / 512), "{h}");
+    assert!(h["power_on_hours"].is_u64(), "{h}");
+    assert_eq!(h["reallocated_sectors"], 0, "{h}");
 }
 
 #[test]
@@ -74,6 +83,11 @@ fn nvme_disk() {
     let d = disk_named(&json, "SERNVME").unwrap();
     assert_eq!(d["transport"], "nvme");
     assert_eq!(d["driver"], "nvme");
+    let h = &d["health"];
+    assert_eq!(h["source"], "nvme-smart-log", "{h}");
+    assert_eq!(h["verdict"], "passed", "{h}");
+    assert_eq!(h["critical_warning"], 0, "{h}");
+    assert!(h["temperature_c"].as_i64().is_some_and(|t| t > 0 && t < 100), "{h}");
 }
 
 #[test]
@@ -118,6 +132,7 @@ fn virtio_blk_disk() {
     let d = disk_named(&json, "SERVIRTIOBLK").unwrap();
     assert_eq!(d["transport"], "virtio");
     assert_eq!(d["driver"], "virtio_blk");
+    assert_eq!(d["health"]["verdict"], "unknown", "virtio has no SMART");
 }
 
 #[test]
@@ -297,7 +312,13 @@ fn hotplug_menu_restart_and_ctrl_alt_del() {
         .lines()
         .find(|l| l.trim_start().starts_with("2  vdb "))
         .unwrap_or_else(|| panic!("{menu}"));
-    assert!(vdb.trim_end().ends_with("ro"), "{vdb}");
+    assert!(!vdb.contains("WRITABLE"), "{vdb}");
+    vm.send("2\n");
+    let detail = vm.wait_for("Enter: back", Duration::from_secs(30));
+    assert!(detail.contains("Disk vdb") && detail.contains("yes (block layer)"), "{detail}");
+    assert!(detail.contains("HOTPLUG"), "{detail}");
+    vm.send("\n");
+    vm.wait_for("Choose: ", Duration::from_secs(30));
     // Kill the menu from its own shell: PID 1 starts a new one.
     vm.send("s\n");
     vm.wait_for("type 'exit'", Duration::from_secs(30));
@@ -366,4 +387,56 @@ fn demo_disk_set_boots_and_is_found() {
     );
     let after: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
     assert_eq!(after, hashes);
+}
+
+/// Contents are recognised on real disks in the guest (an ext4 made by
+/// mkfs.ext4, an md 1.2 member, an empty disk), and an NVMe disk reporting
+/// a critical warning is called failing; nothing is written.
+#[test]
+fn contents_and_failing_nvme_health() {
+    let image = Image::built();
+    let dir = TempDir::new("contents");
+    let ext4 = make_disk(&dir.path().join("ext4.img"), 32 * MIB, "ext4");
+    assert!(std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "guestvol"])
+        .arg(&ext4)
+        .status()
+        .expect("mkfs.ext4")
+        .success());
+    let md = dir.path().join("md.img");
+    let mut member = vec![0u8; 16 * MIB as usize];
+    member[4096..8192].copy_from_slice(&mdraid::testwriter::write_v1(1, 2, 1, 4096, "DiskStation:3"));
+    std::fs::write(&md, member).unwrap();
+    let empty = make_disk(&dir.path().join("empty.img"), 8 * MIB, "empty");
+    let nv = make_disk(&dir.path().join("nvme.img"), 16 * MIB, "nvme");
+    let paths = [&ext4, &md, &empty, &nv];
+    let before: Vec<String> = paths.iter().map(|p| sha256_file(p)).collect();
+    let mut failing = Disk::new(&nv, Controller::Nvme, "FAILNVME");
+    failing.device_extra = Some(",smart_critical_warning=4".into());
+    let cfg = VmConfig::new(vec![
+        Disk::new(&ext4, Controller::VirtioBlk, "EXT4DISK"),
+        Disk::new(&md, Controller::VirtioScsi, "MDMEMBER"),
+        Disk::new(&empty, Controller::Ahci, "EMPTYDISK"),
+        failing,
+    ]);
+    let (sections, transcript) = run_script(&image, cfg, "probe --json\nprobe\n");
+    assert_eq!(sections.len(), 2, "{transcript}");
+    let json = probe_json(&sections[0]);
+    let fs = &disk_named(&json, "EXT4DISK").unwrap()["contents"]["filesystem"];
+    assert_eq!((fs["kind"].as_str(), fs["label"].as_str()), (Some("ext4"), Some("guestvol")), "{fs}");
+    let m = &disk_named(&json, "MDMEMBER").unwrap()["contents"]["md_member"];
+    assert_eq!(m["name"], "DiskStation:3", "{m}");
+    assert_eq!(m["level"], "raid1");
+    assert_eq!(m["role"], 1);
+    assert_eq!(m["checksum_ok"], true);
+    let e = &disk_named(&json, "EMPTYDISK").unwrap()["contents"];
+    assert!(e["filesystem"].is_null() && e["md_member"].is_null(), "{e}");
+    let h = &disk_named(&json, "FAILNVME").unwrap()["health"];
+    assert_eq!(h["verdict"], "failing", "{h}");
+    assert_eq!(h["critical_warning"], 4, "{h}");
+    let text = &sections[1].output;
+    assert!(text.contains("FAILING") && text.contains("ext4 \"guestvol\"") && text.contains("md raid1"), "{text}");
+    assert!(text.contains("no known signature"), "{text}");
+    let after: Vec<String> = paths.iter().map(|p| sha256_file(p)).collect();
+    assert_eq!(after, before);
 }

@@ -13,6 +13,9 @@ pub struct MenuCommand {
     /// read this sysfs tree instead of /sys (for tests)
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     pub sysfs: PathBuf,
+    /// device nodes directory (default /dev)
+    #[argh(option, default = "PathBuf::from(\"/dev\")")]
+    pub dev: PathBuf,
 }
 
 const SHELL: &str = "/bin/sh";
@@ -31,7 +34,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
     let mut input = stdin.lock();
     let mut out = std::io::stdout();
     loop {
-        let (disks, problems) = probe::list_disks(&cmd.sysfs);
+        let (disks, problems) = probe::survey(&cmd.sysfs, &cmd.dev);
         let _ = write!(out, "\n{}", header());
         let _ = write!(out, "{}", probe::render::overview(&disks));
         let controllers = probe::list_storage_controllers(&cmd.sysfs);

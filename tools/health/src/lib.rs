@@ -34,13 +34,13 @@ impl Verdict {
             Verdict::Passed => "ok",
             Verdict::Warning => "WARN",
             Verdict::Failing => "FAILING",
-            Verdict::Unknown => "?",
+            Verdict::Unknown => "unknown",
         }
     }
 }
 
 /// Everything health-related known about one disk.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Health {
     pub verdict: Verdict,
     /// "ata-smart", "nvme-smart-log", or "none".

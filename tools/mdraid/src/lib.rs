@@ -3,5 +3,6 @@
 //! members; examining, grouping and verifying arrays build on it.
 
 pub mod superblock;
+pub mod testwriter;
 
 pub use superblock::{find_superblock, Superblock, SuperblockError};

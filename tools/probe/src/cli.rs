@@ -4,8 +4,9 @@ use argh::FromArgs;
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// List every disk: name, size, sector sizes, vendor/model/serial, transport,
-/// controller driver and read-only state. Reads sysfs only; touches no disk.
+/// List every disk: identity (vendor, model, serial, transport, controller),
+/// health (ATA SMART, NVMe health log) and contents (filesystems, md members).
+/// Only reads: sysfs, a few small blocks of each disk, and SMART queries.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "probe")]
 pub struct ProbeCommand {
@@ -18,6 +19,12 @@ pub struct ProbeCommand {
     /// read this sysfs tree instead of /sys (for tests)
     #[argh(option, default = "PathBuf::from(\"/sys\")")]
     pub sysfs: PathBuf,
+    /// device nodes directory (default /dev)
+    #[argh(option, default = "PathBuf::from(\"/dev\")")]
+    pub dev: PathBuf,
+    /// sysfs only: no health queries, no reads from the disks
+    #[argh(switch)]
+    pub no_io: bool,
 }
 
 /// The `--json` document.
@@ -33,7 +40,11 @@ pub struct ProbeReport<'a> {
 }
 
 pub fn run(cmd: ProbeCommand) -> i32 {
-    let (disks, problems) = crate::list_disks(&cmd.sysfs);
+    let (disks, problems) = if cmd.no_io {
+        crate::list_disks(&cmd.sysfs)
+    } else {
+        crate::survey(&cmd.sysfs, &cmd.dev)
+    };
     let controllers = crate::list_storage_controllers(&cmd.sysfs);
     if cmd.json {
         let report = ProbeReport {

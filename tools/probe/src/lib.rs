@@ -6,6 +6,7 @@
 //! that field empty; nothing here panics or invents a value.
 
 pub mod cli;
+pub mod contents;
 mod identity;
 pub mod render;
 mod sysfs;
@@ -74,6 +75,8 @@ pub struct Partition {
     pub start_bytes: u64,
     pub size_bytes: u64,
     pub read_only: bool,
+    /// Filled by [`contents::fill`].
+    pub contents: Option<contents::Holds>,
 }
 
 /// One whole disk as the kernel sees it.
@@ -107,6 +110,9 @@ pub struct Disk {
     pub partitions: Vec<Partition>,
     /// Things worth telling the user (zero size, logical drive, ...).
     pub notes: Vec<String>,
+    /// Filled by [`contents::fill`]; None when not looked at.
+    pub health: Option<health::Health>,
+    pub contents: Option<contents::Holds>,
 }
 
 /// Block devices that are not disks the user brought: our own loop/ram
@@ -117,8 +123,16 @@ pub fn is_ignored_block_device(name: &str) -> bool {
         .any(|p| name.starts_with(p))
 }
 
+/// Lists the disks with their health and contents: sysfs for identity, then
+/// small read-only reads of each disk through the nodes in `dev_dir`.
+pub fn survey(sysfs: &Path, dev_dir: &Path) -> (Vec<Disk>, Vec<String>) {
+    let (mut disks, problems) = list_disks(sysfs);
+    contents::fill(&mut disks, dev_dir);
+    (disks, problems)
+}
+
 /// Lists the disks under `sysfs` (normally `/sys`), sorted by name, and the
-/// problems met on the way (one line each).
+/// problems met on the way (one line each). Reads sysfs only.
 pub fn list_disks(sysfs: &Path) -> (Vec<Disk>, Vec<String>) {
     let block = sysfs.join("block");
     let mut names: Vec<String> = match std::fs::read_dir(&block) {
@@ -176,6 +190,8 @@ pub fn probe_disk(sysfs: &Path, name: &str) -> std::io::Result<Disk> {
         io: sysfs::read_io_counters(&dir.join("stat")),
         partitions: partitions(&dir, name),
         notes: Vec::new(),
+        health: None,
+        contents: None,
     };
     identity::fill(sysfs, &dir, &real, &mut disk);
     if disk.size_bytes == 0 {
@@ -208,6 +224,7 @@ fn partitions(dir: &Path, disk: &str) -> Vec<Partition> {
                         size_bytes: sysfs::read_parsed::<u64>(&p.join("size"))?.saturating_mul(512),
                         read_only: sysfs::read_parsed::<u8>(&p.join("ro")) == Some(1),
                         name: pname,
+                        contents: None,
                     })
                 })
                 .collect()

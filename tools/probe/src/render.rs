@@ -41,38 +41,130 @@ fn cut(s: &str, width: usize) -> String {
     }
 }
 
+/// A few words on what a disk holds: the whole-disk signature, or its
+/// partitions' contents, e.g. `7 parts: FAT16 x3, vfat, md raid1 member`.
+pub fn contents_summary(d: &Disk) -> String {
+    if let Some(s) = d.contents.as_ref().and_then(|c| c.short()) {
+        return s;
+    }
+    if d.partitions.is_empty() {
+        return if d.contents.is_some() { "no known signature".into() } else { "-".into() };
+    }
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for p in &d.partitions {
+        if let Some(s) = p.contents.as_ref().and_then(|c| c.short()) {
+            match kinds.iter_mut().find(|(k, _)| *k == s) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((s, 1)),
+            }
+        }
+    }
+    let list: Vec<String> = kinds
+        .into_iter()
+        .map(|(k, n)| if n > 1 { format!("{k} x{n}") } else { k })
+        .collect();
+    if list.is_empty() {
+        format!("{} parts", d.partitions.len())
+    } else {
+        format!("{} parts: {}", d.partitions.len(), list.join(", "))
+    }
+}
+
 /// One line per disk, numbered from 1, fitting 80 columns.
 pub fn overview(disks: &[Disk]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        " #  {:<9} {:>10}  {:<22} {:<7} {:<12} STATE",
-        "DISK", "SIZE", "MODEL", "BUS", "DRIVER"
+        " #  {:<8} {:>9}  {:<16} {:<7} {:<7} CONTENTS",
+        "DISK", "SIZE", "MODEL", "BUS", "HEALTH"
     );
     for (i, d) in disks.iter().enumerate() {
         let model = match (&d.vendor, &d.model) {
-            (Some(v), Some(m)) if !m.starts_with(v.as_str()) => format!("{v} {m}"),
+            (Some(v), Some(m)) if !m.starts_with(v.as_str()) && v != "ATA" => format!("{v} {m}"),
             (_, Some(m)) => m.clone(),
             (Some(v), None) => v.clone(),
             (None, None) => "-".into(),
         };
-        let state = if d.read_only { "ro" } else { "RW" };
+        let health = d.health.as_ref().map(|h| h.verdict.label()).unwrap_or("-");
+        let mut contents = contents_summary(d);
+        if !d.read_only {
+            contents = format!("WRITABLE {contents}");
+        }
         let _ = writeln!(
             out,
-            "{:>2}  {:<9} {:>10}  {:<22} {:<7} {:<12} {}",
+            "{:>2}  {:<8} {:>9}  {:<16} {:<7} {:<7} {}",
             i + 1,
-            cut(&d.name, 9),
+            cut(&d.name, 8),
             human_size(d.size_bytes),
-            cut(&model, 22),
+            cut(&model, 16),
             d.transport.label(),
-            cut(d.driver.as_deref().unwrap_or("-"), 12),
-            state
+            health,
+            cut(&contents, 23)
         );
     }
     if disks.is_empty() {
         out.push_str("    (no disks found)\n");
     }
     out
+}
+
+fn holds_text(h: &crate::contents::Holds) -> String {
+    let mut parts = Vec::new();
+    if let Some(f) = &h.filesystem {
+        let mut s = f.kind.name().to_string();
+        if let Some(l) = &f.label {
+            s += &format!(" label \"{l}\"");
+        }
+        if let Some(u) = &f.uuid {
+            s += &format!(" uuid {u}");
+        }
+        parts.push(s);
+    }
+    if let Some(m) = &h.md_member {
+        parts.push(format!(
+            "md {} member ({} superblock), array {}{}, {} devices, role {}, events {}{}",
+            m.level,
+            m.version,
+            m.array_uuid,
+            m.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default(),
+            m.raid_disks,
+            m.role.map(|r| r.to_string()).unwrap_or_else(|| m.role_state.to_string()),
+            m.events,
+            if m.checksum_ok { "" } else { ", CHECKSUM BAD" }
+        ));
+    }
+    if let Some(p) = &h.problem {
+        parts.push(format!("problem: {p}"));
+    }
+    if parts.is_empty() {
+        "no known signature".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn health_text(out: &mut String, h: &health::Health) {
+    let _ = writeln!(out, "  {:<18} {} ({})", "health", h.verdict.label(), h.source);
+    let mut facts = Vec::new();
+    let mut add = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            facts.push(format!("{k} {v}"));
+        }
+    };
+    add("reallocated", h.reallocated_sectors.map(|v| v.to_string()));
+    add("pending", h.pending_sectors.map(|v| v.to_string()));
+    add("uncorrectable", h.uncorrectable_sectors.map(|v| v.to_string()));
+    add("media errors", h.media_errors.map(|v| v.to_string()));
+    add("power-on hours", h.power_on_hours.map(|v| v.to_string()));
+    add("temperature", h.temperature_c.map(|v| format!("{v} C")));
+    add("used", h.percentage_used.map(|v| format!("{v}%")));
+    add("spare", h.available_spare.map(|v| format!("{v}%")));
+    if !facts.is_empty() {
+        let _ = writeln!(out, "  {:<18} {}", "", facts.join(", "));
+    }
+    for f in &h.findings {
+        let _ = writeln!(out, "  {:<18} ! {f}", "");
+    }
 }
 
 /// One line naming every storage controller, flagging those without a
@@ -183,6 +275,12 @@ pub fn detail(d: &Disk) -> String {
             d.io.reads_completed, d.io.writes_completed
         ),
     );
+    if let Some(h) = &d.health {
+        health_text(&mut out, h);
+    }
+    if let Some(c) = &d.contents {
+        field(&mut out, "whole disk", &holds_text(c));
+    }
     if d.partitions.is_empty() {
         field(&mut out, "partitions", "none seen by the kernel");
     } else {
@@ -190,11 +288,12 @@ pub fn detail(d: &Disk) -> String {
         for p in &d.partitions {
             let _ = writeln!(
                 out,
-                "    {:<12} start {:>14} size {:>10}{}",
+                "    {:<10} start {:>13} size {:>10}{}  {}",
                 p.name,
                 p.start_bytes,
                 human_size(p.size_bytes),
-                if p.read_only { "  ro" } else { "  RW" }
+                if p.read_only { "  ro" } else { "  RW" },
+                p.contents.as_ref().map(holds_text).unwrap_or_default()
             );
         }
     }

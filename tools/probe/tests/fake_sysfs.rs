@@ -286,3 +286,66 @@ fn storage_controllers_with_and_without_driver() {
     assert!(line.contains("00:04.0 mptsas (no disks)"), "{line}");
     assert!(line.contains("NO DRIVER"), "{line}");
 }
+
+/// Contents and health through a "dev" directory of image files: an ext4
+/// partition, an md 1.2 member partition, a virtio disk whose health is
+/// unknown, and a SATA "disk" that is a plain file (no ATA pass-through).
+#[test]
+fn survey_reads_contents_from_the_device_nodes() {
+    let s = FakeSys::new("survey");
+    let pci = s.pci("0000:00:1f.2", "8086", "2922", "ahci");
+    let dev = format!("{pci}/ata1/host0/target0:0:0/0:0:0:0");
+    s.scsi_ids(&dev, "ATA", "QEMU HARDDISK", Some("S1"));
+    s.scsi_host("host0", "ahci");
+    s.block(&dev, "sda", 65536, 512);
+    for (n, start) in [(1u32, 2048u64), (2, 34816)] {
+        let p = format!("{dev}/block/sda/sda{n}");
+        s.write(&format!("{p}/partition"), format!("{n}\n").as_bytes());
+        s.write(&format!("{p}/start"), format!("{start}\n").as_bytes());
+        s.write(&format!("{p}/size"), b"16384\n");
+    }
+    let devdir = s.path().join("dev");
+    fs::create_dir_all(&devdir).unwrap();
+    fs::File::create(devdir.join("sda")).unwrap().set_len(32 << 20).unwrap();
+    // sda1: ext4 made by the real mkfs.
+    let p1 = devdir.join("sda1");
+    fs::File::create(&p1).unwrap().set_len(8 << 20).unwrap();
+    assert!(std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "dsm-vol"])
+        .arg(&p1)
+        .status()
+        .expect("mkfs.ext4 (e2fsprogs)")
+        .success());
+    // sda2: an md 1.2 superblock (magic, version 1, 2 raid disks, role 1).
+    let mut sb = vec![0u8; 8 << 20];
+    let at = 4096;
+    sb[at..at + 4].copy_from_slice(&0xa92b4efcu32.to_le_bytes());
+    sb[at + 4] = 1;
+    sb[at + 32..at + 45].copy_from_slice(b"DiskStation:2");
+    sb[at + 72] = 1;
+    sb[at + 92] = 2;
+    sb[at + 144] = 8; // super_offset in sectors
+    sb[at + 160] = 1; // dev_number
+    sb[at + 220] = 2; // max_dev
+    sb[at + 258] = 1; // dev_roles[1] = 1
+    fs::write(devdir.join("sda2"), &sb).unwrap();
+    let (disks, problems) = probe::survey(s.path(), &devdir);
+    assert!(problems.is_empty(), "{problems:?}");
+    let d = &disks[0];
+    let p = &d.partitions;
+    let fs1 = p[0].contents.as_ref().unwrap().filesystem.as_ref().unwrap();
+    assert_eq!(fs1.label.as_deref(), Some("dsm-vol"));
+    let md = p[1].contents.as_ref().unwrap().md_member.as_ref().unwrap();
+    assert_eq!((md.level.as_str(), md.role, md.name.as_deref()), ("raid1", Some(1), Some("DiskStation:2")));
+    assert!(!md.checksum_ok, "the test superblock carries no checksum");
+    // A regular file cannot answer ATA PASS-THROUGH: unknown, with a reason.
+    let h = d.health.as_ref().unwrap();
+    assert_eq!(h.verdict, health::Verdict::Unknown);
+    assert!(!h.findings.is_empty());
+    assert_eq!(probe::render::contents_summary(d), "2 parts: ext4 \"dsm-vol\", md raid1");
+    let overview = probe::render::overview(&disks);
+    assert!(overview.lines().all(|l| l.len() <= 80), "{overview}");
+    assert!(overview.contains("unknown 2 parts: ext4"), "{overview}");
+    let detail = probe::render::detail(d);
+    assert!(detail.contains("CHECKSUM BAD"), "{detail}");
+}

@@ -1,0 +1,119 @@
+//! What is on a disk, from small reads at known offsets: filesystem and
+//! volume signatures (fsmagic) and md superblocks (mdraid), for the whole
+//! disk and each partition the kernel found. Health comes from the health
+//! crate. All through read-only handles.
+
+use crate::{Disk, Transport};
+use serde::Serialize;
+use std::path::Path;
+
+/// What one block device (a disk or a partition) holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Holds {
+    pub filesystem: Option<fsmagic::Signature>,
+    pub md_member: Option<MdMember>,
+    /// A signature that is there but damaged, or a read that failed.
+    pub problem: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MdMember {
+    pub version: &'static str,
+    pub array_uuid: String,
+    pub name: Option<String>,
+    pub level: String,
+    pub raid_disks: u32,
+    pub role: Option<u32>,
+    pub role_state: &'static str,
+    pub events: u64,
+    pub checksum_ok: bool,
+}
+
+impl Holds {
+    /// A few words for the overview: `ext4 "data"`, `md raid1 member`.
+    pub fn short(&self) -> Option<String> {
+        if let Some(m) = &self.md_member {
+            return Some(format!("md {}", m.level));
+        }
+        if let Some(f) = &self.filesystem {
+            return Some(match &f.label {
+                Some(l) => format!("{} \"{}\"", f.kind.name(), l),
+                None => f.kind.name().to_string(),
+            });
+        }
+        self.problem.as_ref().map(|_| "damaged?".to_string())
+    }
+}
+
+pub fn examine(path: &Path) -> Holds {
+    let dev = match blockdev::Device::open(path) {
+        Ok(d) => d,
+        Err(e) => {
+            return Holds {
+                problem: Some(e.to_string()),
+                ..Default::default()
+            }
+        }
+    };
+    let mut holds = Holds::default();
+    match mdraid::find_superblock(&dev) {
+        Ok(Some(sb)) => {
+            holds.md_member = Some(MdMember {
+                version: sb.version,
+                level: sb.level_name(),
+                checksum_ok: sb.checksum_ok(),
+                array_uuid: sb.array_uuid,
+                name: sb.name,
+                raid_disks: sb.raid_disks,
+                role: sb.role,
+                role_state: sb.role_state,
+                events: sb.events,
+            });
+            if !holds.md_member.as_ref().is_some_and(|m| m.checksum_ok) {
+                holds.problem = Some("md superblock checksum mismatch".into());
+            }
+        }
+        Ok(None) => {}
+        Err(e) => holds.problem = Some(e.to_string()),
+    }
+    // A 1.0/0.90 member starts with its data: a filesystem may show through.
+    holds.filesystem = fsmagic::detect(&dev);
+    holds
+}
+
+/// How to ask this disk about its health, if at all.
+pub fn health_method(disk: &Disk) -> Option<health::Method> {
+    match disk.transport {
+        Transport::Nvme => Some(health::Method::NvmeAdmin),
+        // libata disks and USB bridges translate ATA PASS-THROUGH.
+        Transport::Sata | Transport::Usb => Some(health::Method::AtaPassThrough),
+        _ => None,
+    }
+}
+
+/// Fills health and contents of every disk, one thread per disk (the reads
+/// are small; a slow disk must not hold up the others).
+pub fn fill(disks: &mut [Disk], dev_dir: &Path) {
+    std::thread::scope(|s| {
+        for d in disks.iter_mut() {
+            s.spawn(move || {
+                if d.size_bytes == 0 {
+                    return;
+                }
+                let node = dev_dir.join(&d.name);
+                d.health = Some(match health_method(d) {
+                    Some(m) => health::query(&node, m),
+                    None => health::Health::unknown(format!(
+                        "{} disks cannot report health through {}",
+                        d.transport.label(),
+                        d.driver.as_deref().unwrap_or("this driver")
+                    )),
+                });
+                d.contents = Some(examine(&node));
+                for p in d.partitions.iter_mut() {
+                    p.contents = Some(examine(&dev_dir.join(&p.name)));
+                }
+            });
+        }
+    });
+}
