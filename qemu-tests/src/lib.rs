@@ -133,7 +133,8 @@ pub fn sha256_file(path: &Path) -> String {
         for chunk in first..last {
             let off = chunk * FINGERPRINT_CHUNK;
             let len = FINGERPRINT_CHUNK.min(size - off) as usize;
-            f.read_exact_at(&mut buf[..len], off).expect("read for hashing");
+            f.read_exact_at(&mut buf[..len], off)
+                .expect("read for hashing");
             if buf[..len].iter().any(|&b| b != 0) {
                 h.update(chunk.to_le_bytes());
                 h.update(&buf[..len]);

@@ -72,7 +72,11 @@ fn ahci_disk_with_serial_and_model() {
     assert_eq!(h["verdict"], "passed", "{h}");
     assert_eq!(h["identify"]["model"], "RESCUE AHCI DISK", "{h}");
     assert_eq!(h["identify"]["serial"], "SERAHCI", "{h}");
-    assert_eq!(h["identify"]["sectors"].as_u64(), Some(64 * MIB / 512), "{h}");
+    assert_eq!(
+        h["identify"]["sectors"].as_u64(),
+        Some(64 * MIB / 512),
+        "{h}"
+    );
     assert!(h["power_on_hours"].is_u64(), "{h}");
     assert_eq!(h["reallocated_sectors"], 0, "{h}");
 }
@@ -87,7 +91,12 @@ fn nvme_disk() {
     assert_eq!(h["source"], "nvme-smart-log", "{h}");
     assert_eq!(h["verdict"], "passed", "{h}");
     assert_eq!(h["critical_warning"], 0, "{h}");
-    assert!(h["temperature_c"].as_i64().is_some_and(|t| t > 0 && t < 100), "{h}");
+    assert!(
+        h["temperature_c"]
+            .as_i64()
+            .is_some_and(|t| t > 0 && t < 100),
+        "{h}"
+    );
 }
 
 #[test]
@@ -315,7 +324,10 @@ fn hotplug_menu_restart_and_ctrl_alt_del() {
     assert!(!vdb.contains("WRITABLE"), "{vdb}");
     vm.send("2\n");
     let detail = vm.wait_for("Enter: back", Duration::from_secs(30));
-    assert!(detail.contains("Disk vdb") && detail.contains("yes (block layer)"), "{detail}");
+    assert!(
+        detail.contains("Disk vdb") && detail.contains("yes (block layer)"),
+        "{detail}"
+    );
     assert!(detail.contains("HOTPLUG"), "{detail}");
     vm.send("\n");
     vm.wait_for("Choose: ", Duration::from_secs(30));
@@ -405,7 +417,13 @@ fn contents_and_failing_nvme_health() {
         .success());
     let md = dir.path().join("md.img");
     let mut member = vec![0u8; 16 * MIB as usize];
-    member[4096..8192].copy_from_slice(&mdraid::testwriter::write_v1(1, 2, 1, 4096, "DiskStation:3"));
+    member[4096..8192].copy_from_slice(&mdraid::testwriter::write_v1(
+        1,
+        2,
+        1,
+        4096,
+        "DiskStation:3",
+    ));
     std::fs::write(&md, member).unwrap();
     let empty = make_disk(&dir.path().join("empty.img"), 8 * MIB, "empty");
     let nv = make_disk(&dir.path().join("nvme.img"), 16 * MIB, "nvme");
@@ -423,7 +441,11 @@ fn contents_and_failing_nvme_health() {
     assert_eq!(sections.len(), 2, "{transcript}");
     let json = probe_json(&sections[0]);
     let fs = &disk_named(&json, "EXT4DISK").unwrap()["contents"]["filesystem"];
-    assert_eq!((fs["kind"].as_str(), fs["label"].as_str()), (Some("ext4"), Some("guestvol")), "{fs}");
+    assert_eq!(
+        (fs["kind"].as_str(), fs["label"].as_str()),
+        (Some("ext4"), Some("guestvol")),
+        "{fs}"
+    );
     let m = &disk_named(&json, "MDMEMBER").unwrap()["contents"]["md_member"];
     assert_eq!(m["name"], "DiskStation:3", "{m}");
     assert_eq!(m["level"], "raid1");
@@ -435,7 +457,10 @@ fn contents_and_failing_nvme_health() {
     assert_eq!(h["verdict"], "failing", "{h}");
     assert_eq!(h["critical_warning"], 4, "{h}");
     let text = &sections[1].output;
-    assert!(text.contains("FAILING") && text.contains("ext4 \"guestvol\"") && text.contains("md raid1"), "{text}");
+    assert!(
+        text.contains("FAILING") && text.contains("ext4 \"guestvol\"") && text.contains("md raid1"),
+        "{text}"
+    );
     assert!(text.contains("no known signature"), "{text}");
     let after: Vec<String> = paths.iter().map(|p| sha256_file(p)).collect();
     assert_eq!(after, before);

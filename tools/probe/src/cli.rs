@@ -25,6 +25,9 @@ pub struct ProbeCommand {
     /// sysfs only: no health queries, no reads from the disks
     #[argh(switch)]
     pub no_io: bool,
+    /// print how long the survey took (to stderr)
+    #[argh(switch)]
+    pub timing: bool,
 }
 
 /// The `--json` document.
@@ -40,12 +43,20 @@ pub struct ProbeReport<'a> {
 }
 
 pub fn run(cmd: ProbeCommand) -> i32 {
+    let start = std::time::Instant::now();
     let (disks, problems) = if cmd.no_io {
         crate::list_disks(&cmd.sysfs)
     } else {
         crate::survey(&cmd.sysfs, &cmd.dev)
     };
     let controllers = crate::list_storage_controllers(&cmd.sysfs);
+    if cmd.timing {
+        eprintln!(
+            "probe: {} disks surveyed in {:.1} ms",
+            disks.len(),
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+    }
     if cmd.json {
         let report = ProbeReport {
             schema: 1,

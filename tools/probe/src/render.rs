@@ -48,7 +48,11 @@ pub fn contents_summary(d: &Disk) -> String {
         return s;
     }
     if d.partitions.is_empty() {
-        return if d.contents.is_some() { "no known signature".into() } else { "-".into() };
+        return if d.contents.is_some() {
+            "no known signature".into()
+        } else {
+            "-".into()
+        };
     }
     let mut kinds: Vec<(String, usize)> = Vec::new();
     for p in &d.partitions {
@@ -126,9 +130,14 @@ fn holds_text(h: &crate::contents::Holds) -> String {
             m.level,
             m.version,
             m.array_uuid,
-            m.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default(),
+            m.name
+                .as_ref()
+                .map(|n| format!(" \"{n}\""))
+                .unwrap_or_default(),
             m.raid_disks,
-            m.role.map(|r| r.to_string()).unwrap_or_else(|| m.role_state.to_string()),
+            m.role
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| m.role_state.to_string()),
             m.events,
             if m.checksum_ok { "" } else { ", CHECKSUM BAD" }
         ));
@@ -144,7 +153,13 @@ fn holds_text(h: &crate::contents::Holds) -> String {
 }
 
 fn health_text(out: &mut String, h: &health::Health) {
-    let _ = writeln!(out, "  {:<18} {} ({})", "health", h.verdict.label(), h.source);
+    let _ = writeln!(
+        out,
+        "  {:<18} {} ({})",
+        "health",
+        h.verdict.label(),
+        h.source
+    );
     let mut facts = Vec::new();
     let mut add = |k: &str, v: Option<String>| {
         if let Some(v) = v {
@@ -153,7 +168,10 @@ fn health_text(out: &mut String, h: &health::Health) {
     };
     add("reallocated", h.reallocated_sectors.map(|v| v.to_string()));
     add("pending", h.pending_sectors.map(|v| v.to_string()));
-    add("uncorrectable", h.uncorrectable_sectors.map(|v| v.to_string()));
+    add(
+        "uncorrectable",
+        h.uncorrectable_sectors.map(|v| v.to_string()),
+    );
     add("media errors", h.media_errors.map(|v| v.to_string()));
     add("power-on hours", h.power_on_hours.map(|v| v.to_string()));
     add("temperature", h.temperature_c.map(|v| format!("{v} C")));
@@ -187,7 +205,24 @@ pub fn controllers(ctrls: &[crate::StorageController], disks: &[Disk]) -> String
             }
         })
         .collect();
-    format!("Controllers: {}\n", items.join(", "))
+    // Wrapped to 80 columns for serial consoles.
+    let mut out = String::from("Controllers:");
+    let mut col = out.len();
+    for (i, item) in items.iter().enumerate() {
+        let piece = if i + 1 < items.len() {
+            format!(" {item},")
+        } else {
+            format!(" {item}")
+        };
+        if col + piece.len() > 79 {
+            out.push_str("\n ");
+            col = 1;
+        }
+        out.push_str(&piece);
+        col += piece.len();
+    }
+    out.push('\n');
+    out
 }
 
 /// Everything known about one disk, one field per line.
@@ -321,5 +356,26 @@ mod tests {
     fn cut_marks_truncation() {
         assert_eq!(cut("abcdef", 4), "abc~");
         assert_eq!(cut("abc", 4), "abc");
+    }
+}
+
+#[cfg(test)]
+mod controller_tests {
+    use super::*;
+    #[test]
+    fn controller_line_wraps_at_80_columns() {
+        let c: Vec<crate::StorageController> = (0..8)
+            .map(|i| crate::StorageController {
+                slot: format!("0000:00:0{i}.0"),
+                id: "1000:0079".into(),
+                class: "010400".into(),
+                kind: "RAID",
+                driver: Some("megaraid_sas".into()),
+            })
+            .collect();
+        let text = controllers(&c, &[]);
+        assert!(text.lines().count() > 1);
+        assert!(text.lines().all(|l| l.len() <= 80), "{text}");
+        assert_eq!(text.matches("megaraid_sas").count(), 8);
     }
 }

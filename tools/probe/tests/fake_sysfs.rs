@@ -306,7 +306,10 @@ fn survey_reads_contents_from_the_device_nodes() {
     }
     let devdir = s.path().join("dev");
     fs::create_dir_all(&devdir).unwrap();
-    fs::File::create(devdir.join("sda")).unwrap().set_len(32 << 20).unwrap();
+    fs::File::create(devdir.join("sda"))
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
     // sda1: ext4 made by the real mkfs.
     let p1 = devdir.join("sda1");
     fs::File::create(&p1).unwrap().set_len(8 << 20).unwrap();
@@ -336,13 +339,19 @@ fn survey_reads_contents_from_the_device_nodes() {
     let fs1 = p[0].contents.as_ref().unwrap().filesystem.as_ref().unwrap();
     assert_eq!(fs1.label.as_deref(), Some("dsm-vol"));
     let md = p[1].contents.as_ref().unwrap().md_member.as_ref().unwrap();
-    assert_eq!((md.level.as_str(), md.role, md.name.as_deref()), ("raid1", Some(1), Some("DiskStation:2")));
+    assert_eq!(
+        (md.level.as_str(), md.role, md.name.as_deref()),
+        ("raid1", Some(1), Some("DiskStation:2"))
+    );
     assert!(!md.checksum_ok, "the test superblock carries no checksum");
     // A regular file cannot answer ATA PASS-THROUGH: unknown, with a reason.
     let h = d.health.as_ref().unwrap();
     assert_eq!(h.verdict, health::Verdict::Unknown);
     assert!(!h.findings.is_empty());
-    assert_eq!(probe::render::contents_summary(d), "2 parts: ext4 \"dsm-vol\", md raid1");
+    assert_eq!(
+        probe::render::contents_summary(d),
+        "2 parts: ext4 \"dsm-vol\", md raid1"
+    );
     let overview = probe::render::overview(&disks);
     assert!(overview.lines().all(|l| l.len() <= 80), "{overview}");
     assert!(overview.contains("unknown 2 parts: ext4"), "{overview}");
