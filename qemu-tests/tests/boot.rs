@@ -368,8 +368,12 @@ fn demo_disk_set_boots_and_is_found() {
     let dir = TempDir::new("demo");
     let disks = demo::demo_disks(dir.path(), true).expect("demo disks");
     let hashes: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
-    let (sections, transcript) = run_script(&image, VmConfig::new(disks.clone()), "probe --json\n");
-    assert_eq!(sections.len(), 1, "{transcript}");
+    let (sections, transcript) = run_script(
+        &image,
+        VmConfig::new(disks.clone()),
+        "probe --json\ngpt verify /dev/sda\ngpt verify /dev/sdb\ngpt show /dev/sda\ngpt show /dev/sdb\nprobe\n",
+    );
+    assert_eq!(sections.len(), 6, "{transcript}");
     let json = probe_json(&sections[0]);
     for d in &disks {
         let found = disk_named(&json, &d.serial)
@@ -396,6 +400,48 @@ fn demo_disk_set_boots_and_is_found() {
         numbers("RAID-LD-0001"),
         [1, 2, 3, 4, 5, 6, 7],
         "compacted copy"
+    );
+    // Our own GPT reading agrees, and flags the compacted copy (whose CRCs
+    // are all valid: partition editors see nothing wrong there).
+    let table = |serial: &str| disk_named(&json, serial).unwrap()["partition_table"].clone();
+    let boot = table("ESXI-BOOT-0001");
+    assert_eq!(boot["layout"], "ESXi 5.x/6.x boot disk", "{boot}");
+    assert_eq!(boot["problems"], 0, "{boot}");
+    let raid = table("RAID-LD-0001");
+    assert_eq!(
+        raid["layout"], "ESXi 5.x/6.x boot disk (entries compacted)",
+        "{raid}"
+    );
+    assert_eq!(raid["problems"], 1, "{raid}");
+    let parts = &disk_named(&json, "ESXI-BOOT-0001").unwrap()["partitions"];
+    assert_eq!(parts[2]["type_name"], "VMware VMFS", "{parts}");
+    // gpt verify: exit 1 and the slot moves for the copy, exit 0 for the original.
+    let verdicts: Vec<(i32, bool)> = sections[1..3]
+        .iter()
+        .map(|s| {
+            let moves =
+                s.output.contains("esxi-compacted") && s.output.contains("4->5, 5->6, 6->7, 7->8");
+            (s.exit, moves)
+        })
+        .collect();
+    assert!(
+        verdicts.contains(&(1, true)) && verdicts.contains(&(0, false)),
+        "{verdicts:?}\n{}\n{}",
+        sections[1].output,
+        sections[2].output
+    );
+    assert!(
+        sections[3..5]
+            .iter()
+            .any(|s| s.output.contains("     4  (empty)")),
+        "{}",
+        sections[3].output
+    );
+    assert!(
+        sections[5].output.contains("GPT! ESXi 5/6 compacted")
+            && sections[5].output.contains("ESXi 5/6 boot"),
+        "{}",
+        sections[5].output
     );
     let after: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
     assert_eq!(after, hashes);

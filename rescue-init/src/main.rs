@@ -24,6 +24,7 @@ struct Rescue {
 #[argh(subcommand)]
 enum Subcommand {
     Probe(probe::cli::ProbeCommand),
+    Gpt(gpt::cli::GptCommand),
     Menu(menu::MenuCommand),
     RunScript(RunScriptCommand),
     Poweroff(PoweroffCommand),
@@ -74,6 +75,7 @@ fn main() {
     };
     let code = match parsed.command {
         Subcommand::Probe(c) => probe::cli::run(c),
+        Subcommand::Gpt(c) => gpt::cli::run(c),
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
         Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {

@@ -110,6 +110,23 @@ pub fn fill(disks: &mut [Disk], dev_dir: &Path) {
                     )),
                 });
                 d.contents = Some(examine(&node));
+                if let Ok(dev) = blockdev::Device::open(&node) {
+                    let table = gpt::summarize(&dev);
+                    if table.table != "none" {
+                        for p in d.partitions.iter_mut() {
+                            p.type_name = table
+                                .entries
+                                .iter()
+                                .find(|e| Some(e.slot) == p.number)
+                                .map(|e| {
+                                    e.type_name
+                                        .map(String::from)
+                                        .unwrap_or_else(|| e.type_guid.to_string())
+                                });
+                        }
+                        d.partition_table = Some(table);
+                    }
+                }
                 for p in d.partitions.iter_mut() {
                     p.contents = Some(examine(&dev_dir.join(&p.name)));
                 }

@@ -77,6 +77,8 @@ pub struct Partition {
     pub read_only: bool,
     /// Filled by [`contents::fill`].
     pub contents: Option<contents::Holds>,
+    /// The GPT partition type of this slot, when the disk has a GPT.
+    pub type_name: Option<String>,
 }
 
 /// One whole disk as the kernel sees it.
@@ -113,6 +115,8 @@ pub struct Disk {
     /// Filled by [`contents::fill`]; None when not looked at.
     pub health: Option<health::Health>,
     pub contents: Option<contents::Holds>,
+    /// The partition table as on disk (GPT headers' state, slots, ESXi layout).
+    pub partition_table: Option<gpt::Summary>,
 }
 
 /// Block devices that are not disks the user brought: our own loop/ram
@@ -192,6 +196,7 @@ pub fn probe_disk(sysfs: &Path, name: &str) -> std::io::Result<Disk> {
         notes: Vec::new(),
         health: None,
         contents: None,
+        partition_table: None,
     };
     identity::fill(sysfs, &dir, &real, &mut disk);
     if disk.size_bytes == 0 {
@@ -225,6 +230,7 @@ fn partitions(dir: &Path, disk: &str) -> Vec<Partition> {
                         read_only: sysfs::read_parsed::<u8>(&p.join("ro")) == Some(1),
                         name: pname,
                         contents: None,
+                        type_name: None,
                     })
                 })
                 .collect()

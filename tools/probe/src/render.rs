@@ -5,32 +5,26 @@ use std::fmt::Write;
 
 /// `1536` -> `1.5 KiB`; exact for small values.
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
+    scaled(bytes, 1024, ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"])
 }
 
 /// Decimal units as on the drive's label: `128035676160` -> `128.0 GB`.
 pub fn decimal_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
-    if bytes < 1000 {
+    scaled(bytes, 1000, ["kB", "MB", "GB", "TB", "PB", "EB"])
+}
+
+fn scaled(bytes: u64, base: u64, units: [&str; 6]) -> String {
+    if bytes < base {
         return format!("{bytes} B");
     }
-    let mut v = bytes as f64 / 1000.0;
+    let base = base as f64;
+    let mut v = bytes as f64 / base;
     let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
+    while v >= base && unit < units.len() - 1 {
+        v /= base;
         unit += 1;
     }
-    format!("{v:.1} {}", UNITS[unit])
+    format!("{v:.1} {}", units[unit])
 }
 
 fn cut(s: &str, width: usize) -> String {
@@ -44,6 +38,33 @@ fn cut(s: &str, width: usize) -> String {
 /// A few words on what a disk holds: the whole-disk signature, or its
 /// partitions' contents, e.g. `7 parts: FAT16 x3, vfat, md raid1 member`.
 pub fn contents_summary(d: &Disk) -> String {
+    let flag = match &d.partition_table {
+        Some(t) if t.problems > 0 => "GPT! ",
+        _ => "",
+    };
+    format!("{flag}{}", contents_text(d))
+}
+
+fn contents_text(d: &Disk) -> String {
+    if let Some(layout) = d.partition_table.as_ref().and_then(|t| t.layout.as_deref()) {
+        // Short for the overview: "ESXi 5.x/6.x boot disk" -> "ESXi 5/6 boot",
+        // "... boot disk (entries compacted)" -> "ESXi 5/6 compacted".
+        let layout = layout
+            .replace(".x", "")
+            .replace(" boot disk (entries compacted)", " compacted")
+            .replace(" boot disk", " boot");
+        let datastores: Vec<String> = d
+            .partitions
+            .iter()
+            .filter_map(|p| p.contents.as_ref().and_then(|c| c.short()))
+            .filter(|s| s.starts_with("VMFS"))
+            .collect();
+        return if datastores.is_empty() {
+            layout
+        } else {
+            format!("{layout} + {}", datastores.join(", "))
+        };
+    }
     if let Some(s) = d.contents.as_ref().and_then(|c| c.short()) {
         return s;
     }
@@ -215,8 +236,8 @@ pub fn controllers(ctrls: &[crate::StorageController], disks: &[Disk]) -> String
             format!(" {item}")
         };
         if col + piece.len() > 79 {
-            out.push_str("\n ");
-            col = 1;
+            out.push('\n');
+            col = 0;
         }
         out.push_str(&piece);
         col += piece.len();
@@ -316,6 +337,30 @@ pub fn detail(d: &Disk) -> String {
     if let Some(c) = &d.contents {
         field(&mut out, "whole disk", &holds_text(c));
     }
+    if let Some(t) = &d.partition_table {
+        field(
+            &mut out,
+            "partition table",
+            &format!(
+                "{} (primary {}, backup {}){}{}",
+                t.table.to_uppercase(),
+                if t.primary_ok { "ok" } else { "DAMAGED" },
+                if t.backup_ok { "ok" } else { "DAMAGED" },
+                t.layout
+                    .as_ref()
+                    .map(|l| format!(", {l}"))
+                    .unwrap_or_default(),
+                if t.problems > 0 {
+                    format!(
+                        ", {} findings: see 'rescue gpt verify {}'",
+                        t.problems, d.path
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
     if d.partitions.is_empty() {
         field(&mut out, "partitions", "none seen by the kernel");
     } else {
@@ -323,11 +368,15 @@ pub fn detail(d: &Disk) -> String {
         for p in &d.partitions {
             let _ = writeln!(
                 out,
-                "    {:<10} start {:>13} size {:>10}{}  {}",
+                "    {:<10} start {:>13} size {:>10}{}  {}{}",
                 p.name,
                 p.start_bytes,
                 human_size(p.size_bytes),
                 if p.read_only { "  ro" } else { "  RW" },
+                p.type_name
+                    .as_ref()
+                    .map(|t| format!("[{t}] "))
+                    .unwrap_or_default(),
                 p.contents.as_ref().map(holds_text).unwrap_or_default()
             );
         }

@@ -1,0 +1,327 @@
+//! The GUID partition table exactly as it is on disk: protective MBR, both
+//! headers field by field with stored and computed CRCs, both entry arrays
+//! with their slot numbers (slot N is partition N; empty slots are kept),
+//! and findings that explain what is wrong, including entry arrays that look
+//! compacted compared with the slot layouts ESXi writes.
+//!
+//! Header (UEFI 2.10 section 5.3.2), byte offsets: 0 "EFI PART", 8 revision,
+//! 12 header size, 16 header CRC32 (computed over header-size bytes with this
+//! field zeroed), 24 my LBA, 32 alternate LBA, 40 first usable LBA, 48 last
+//! usable LBA, 56 disk GUID, 72 entry array LBA, 80 number of entries, 84
+//! entry size, 88 entry array CRC32 (over count * size bytes).
+//! Entry: 0 type GUID, 16 unique GUID, 32 first LBA, 40 last LBA,
+//! 48 attributes, 56 name (UTF-16LE, 36 code units).
+
+pub mod apply;
+pub mod cli;
+pub mod guid;
+pub mod inuse;
+pub mod mbr;
+pub mod plan;
+pub mod repair_cli;
+pub mod undofile;
+pub mod verify;
+
+use blockdev::BlockDevice;
+pub use guid::{Guid, TypeClass};
+use serde::Serialize;
+use std::fmt;
+
+pub const SIGNATURE: &[u8; 8] = b"EFI PART";
+/// Entry arrays larger than this are refused as damaged (128 entries of 128
+/// bytes is 16 KiB; the spec's minimum array is 16 KiB).
+pub const MAX_ARRAY_BYTES: u64 = 4 << 20;
+
+/// A problem reading or parsing, with where and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GptError {
+    pub offset: u64,
+    pub message: String,
+}
+
+impl fmt::Display for GptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "byte {}: {}", self.offset, self.message)
+    }
+}
+
+fn err(offset: u64, message: impl Into<String>) -> GptError {
+    GptError { offset, message: message.into() }
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from(le32(b, at)) | (u64::from(le32(b, at + 4)) << 32)
+}
+fn guid_at(b: &[u8], at: usize) -> Guid {
+    let mut g = [0u8; 16];
+    g.copy_from_slice(&b[at..at + 16]);
+    Guid(g)
+}
+
+/// A GPT header's fields as stored, and the CRCs as computed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Header {
+    pub revision: u32,
+    pub header_size: u32,
+    pub header_crc_stored: u32,
+    pub header_crc_computed: u32,
+    pub my_lba: u64,
+    pub alternate_lba: u64,
+    pub first_usable_lba: u64,
+    pub last_usable_lba: u64,
+    pub disk_guid: Guid,
+    pub entries_lba: u64,
+    pub entry_count: u32,
+    pub entry_size: u32,
+    pub entries_crc_stored: u32,
+}
+
+impl Header {
+    pub fn header_crc_ok(&self) -> bool {
+        self.header_crc_stored == self.header_crc_computed
+    }
+    pub fn array_bytes(&self) -> u64 {
+        u64::from(self.entry_count) * u64::from(self.entry_size)
+    }
+}
+
+/// Parses a header sector read at LBA `lba`. Field values that make the
+/// array unreadable are errors; others are left for [`verify`].
+pub fn parse_header(sector: &[u8], lba: u64, sector_size: u32) -> Result<Header, GptError> {
+    let at = lba * u64::from(sector_size);
+    if sector.len() < 92 {
+        return Err(err(at, format!("header needs 92 bytes, have {}", sector.len())));
+    }
+    if &sector[0..8] != SIGNATURE {
+        return Err(err(at, "no GPT header here (signature \"EFI PART\" missing)"));
+    }
+    let header_size = le32(sector, 12);
+    if header_size < 92 || header_size as usize > sector.len() {
+        return Err(err(
+            at + 12,
+            format!("header size is {header_size}, expected 92 to {} (the sector size)", sector.len()),
+        ));
+    }
+    let entry_size = le32(sector, 84);
+    if entry_size < 128 || entry_size % 128 != 0 {
+        return Err(err(at + 84, format!("entry size is {entry_size}, expected a multiple of 128 (128 * 2^n)")));
+    }
+    let entry_count = le32(sector, 80);
+    let array = u64::from(entry_count) * u64::from(entry_size);
+    if array > MAX_ARRAY_BYTES {
+        return Err(err(
+            at + 80,
+            format!("{entry_count} entries of {entry_size} bytes is {array} bytes, more than the {MAX_ARRAY_BYTES} accepted"),
+        ));
+    }
+    let mut copy = sector[..header_size as usize].to_vec();
+    copy[16..20].fill(0);
+    Ok(Header {
+        revision: le32(sector, 8),
+        header_size,
+        header_crc_stored: le32(sector, 16),
+        header_crc_computed: crc32fast::hash(&copy),
+        my_lba: le64(sector, 24),
+        alternate_lba: le64(sector, 32),
+        first_usable_lba: le64(sector, 40),
+        last_usable_lba: le64(sector, 48),
+        disk_guid: guid_at(sector, 56),
+        entries_lba: le64(sector, 72),
+        entry_count,
+        entry_size,
+        entries_crc_stored: le32(sector, 88),
+    })
+}
+
+/// One used slot of an entry array.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// 1-based: the partition number the kernel and partition tools use.
+    pub slot: u32,
+    pub type_guid: Guid,
+    pub type_name: Option<&'static str>,
+    pub unique_guid: Guid,
+    pub first_lba: u64,
+    pub last_lba: u64,
+    pub attributes: u64,
+    pub name: String,
+}
+
+impl Entry {
+    pub fn sectors(&self) -> u64 {
+        self.last_lba.saturating_add(1).saturating_sub(self.first_lba)
+    }
+    pub fn class(&self) -> TypeClass {
+        guid::type_info(&self.type_guid).map(|t| t.1).unwrap_or(TypeClass::Other)
+    }
+}
+
+/// Parses the used slots of an entry array.
+pub fn parse_entries(array: &[u8], entry_size: u32) -> Vec<Entry> {
+    let size = entry_size as usize;
+    array
+        .chunks_exact(size)
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let type_guid = guid_at(e, 0);
+            if type_guid.is_zero() {
+                return None;
+            }
+            let units: Vec<u16> = e[56..128]
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .take_while(|&u| u != 0)
+                .collect();
+            Some(Entry {
+                slot: i as u32 + 1,
+                type_guid,
+                type_name: guid::type_info(&type_guid).map(|t| t.0),
+                unique_guid: guid_at(e, 16),
+                first_lba: le64(e, 32),
+                last_lba: le64(e, 40),
+                attributes: le64(e, 48),
+                name: String::from_utf16_lossy(&units),
+            })
+        })
+        .collect()
+}
+
+/// One copy of the table (primary or backup).
+#[derive(Clone, Debug, Serialize)]
+pub struct TableCopy {
+    /// Where its header was read.
+    pub header_lba: u64,
+    pub header: Header,
+    /// None when the array could not be read.
+    pub entries_crc_computed: Option<u32>,
+    pub entries: Vec<Entry>,
+    pub array_error: Option<String>,
+    #[serde(skip)]
+    pub raw_array: Vec<u8>,
+}
+
+impl TableCopy {
+    pub fn array_crc_ok(&self) -> bool {
+        self.entries_crc_computed == Some(self.header.entries_crc_stored)
+    }
+}
+
+/// Everything about a disk's GPT.
+#[derive(Clone, Debug, Serialize)]
+pub struct GptView {
+    pub sector_size: u32,
+    /// Size of the disk in logical sectors.
+    pub disk_sectors: u64,
+    pub mbr: mbr::Mbr,
+    pub primary: Result<TableCopy, GptError>,
+    pub backup: Result<TableCopy, GptError>,
+}
+
+fn read_at(dev: &dyn BlockDevice, offset: u64, len: u64) -> Result<Vec<u8>, GptError> {
+    if offset.checked_add(len).is_none_or(|end| end > dev.size()) {
+        return Err(err(offset, format!("{len} bytes at byte {offset} lie beyond the end of the disk ({} bytes)", dev.size())));
+    }
+    let mut b = vec![0u8; len as usize];
+    dev.read_exact_at(&mut b, offset).map_err(|e| err(offset, format!("read failed: {e}")))?;
+    Ok(b)
+}
+
+/// Reads a header at `lba` and its entry array.
+pub fn read_copy(dev: &dyn BlockDevice, lba: u64, sector_size: u32) -> Result<TableCopy, GptError> {
+    let ss = u64::from(sector_size);
+    let sector = read_at(dev, lba * ss, ss)?;
+    let header = parse_header(&sector, lba, sector_size)?;
+    let (entries_crc_computed, entries, array_error, raw_array) =
+        match read_at(dev, header.entries_lba.saturating_mul(ss), header.array_bytes()) {
+            Ok(a) => (Some(crc32fast::hash(&a)), parse_entries(&a, header.entry_size), None, a),
+            Err(e) => (None, Vec::new(), Some(format!("entry array at LBA {}: {e}", header.entries_lba)), Vec::new()),
+        };
+    Ok(TableCopy { header_lba: lba, header, entries_crc_computed, entries, array_error, raw_array })
+}
+
+/// The logical sector size of the GPT on `dev`: the device's, or for an
+/// image file of a 4Kn disk, 4096 when "EFI PART" sits at byte 4096.
+pub fn detect_sector_size(dev: &dyn BlockDevice) -> u32 {
+    let ss = dev.logical_sector_size();
+    if ss == 512 {
+        let at_512 = read_at(dev, 512, 8).is_ok_and(|b| b == SIGNATURE);
+        let at_4k = read_at(dev, 4096, 8).is_ok_and(|b| b == SIGNATURE);
+        if !at_512 && at_4k {
+            return 4096;
+        }
+    }
+    ss
+}
+
+/// Reads both copies: the primary at LBA 1, the backup where the primary
+/// says (alternate LBA), else at the last LBA.
+pub fn read(dev: &dyn BlockDevice) -> GptView {
+    let sector_size = detect_sector_size(dev);
+    let ss = u64::from(sector_size);
+    let disk_sectors = dev.size() / ss;
+    let last = disk_sectors.saturating_sub(1);
+    let mbr = mbr::read(dev);
+    let primary = read_copy(dev, 1, sector_size);
+    let backup = match &primary {
+        Ok(p) if p.header.alternate_lba != last && p.header.alternate_lba > 1 && p.header.alternate_lba < disk_sectors => {
+            read_copy(dev, p.header.alternate_lba, sector_size).or_else(|_| read_copy(dev, last, sector_size))
+        }
+        _ => read_copy(dev, last, sector_size),
+    };
+    GptView { sector_size, disk_sectors, mbr, primary, backup }
+}
+
+/// The table's used slots: the primary's if readable, else the backup's.
+pub fn best_entries(v: &GptView) -> &[Entry] {
+    match (&v.primary, &v.backup) {
+        (Ok(p), _) if p.array_crc_ok() || v.backup.is_err() => &p.entries,
+        (_, Ok(b)) => &b.entries,
+        (Ok(p), _) => &p.entries,
+        _ => &[],
+    }
+}
+
+/// A partition table summary for the disk overview.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// "gpt", "mbr", or "none".
+    pub table: &'static str,
+    pub primary_ok: bool,
+    pub backup_ok: bool,
+    pub entries: Vec<Entry>,
+    /// Findings at warning level or worse (see `rescue gpt verify`).
+    pub problems: usize,
+    /// The ESXi layout recognised, e.g. "ESXi 5.x/6.x boot disk".
+    pub layout: Option<String>,
+}
+
+/// Reads only the first and last sectors' worth of metadata.
+pub fn summarize(dev: &dyn BlockDevice) -> Summary {
+    let v = read(dev);
+    let findings = verify::verify(&v);
+    let problems = findings.iter().filter(|f| f.severity >= verify::Severity::Warning).count();
+    let layout = verify::esxi_layout(best_entries(&v)).map(|l| l.description());
+    let table = if v.primary.is_ok() || v.backup.is_ok() {
+        "gpt"
+    } else if v.mbr.kind != mbr::MbrKind::None {
+        "mbr"
+    } else {
+        "none"
+    };
+    Summary {
+        table,
+        primary_ok: v.primary.as_ref().is_ok_and(|p| p.header.header_crc_ok() && p.array_crc_ok()),
+        backup_ok: v.backup.as_ref().is_ok_and(|b| b.header.header_crc_ok() && b.array_crc_ok()),
+        entries: best_entries(&v).to_vec(),
+        problems: if table == "gpt" { problems } else { 0 },
+        layout,
+    }
+}
+
+#[cfg(test)]
+pub mod testdisk;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,64 @@
+//! The MBR in sector 0: protective (one 0xEE entry), hybrid (0xEE plus
+//! others), a plain MBR partition table, or nothing. Entries at 446, 16 bytes
+//! each: 0 boot flag, 4 type, 8 first LBA, 12 sector count; 0x55AA at 510.
+
+use blockdev::BlockDevice;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MbrKind {
+    Protective,
+    Hybrid,
+    Classic,
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MbrEntry {
+    pub index: u8,
+    pub bootable: bool,
+    pub kind: u8,
+    pub first_lba: u32,
+    pub sectors: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Mbr {
+    pub kind: MbrKind,
+    pub entries: Vec<MbrEntry>,
+}
+
+pub fn parse(sector: &[u8]) -> Mbr {
+    if sector.len() < 512 || sector[510] != 0x55 || sector[511] != 0xAA {
+        return Mbr { kind: MbrKind::None, entries: Vec::new() };
+    }
+    let entries: Vec<MbrEntry> = (0..4)
+        .filter_map(|i| {
+            let e = &sector[446 + 16 * i..462 + 16 * i];
+            (e[4] != 0).then(|| MbrEntry {
+                index: i as u8 + 1,
+                bootable: e[0] == 0x80,
+                kind: e[4],
+                first_lba: u32::from_le_bytes([e[8], e[9], e[10], e[11]]),
+                sectors: u32::from_le_bytes([e[12], e[13], e[14], e[15]]),
+            })
+        })
+        .collect();
+    let ee = entries.iter().filter(|e| e.kind == 0xEE).count();
+    let kind = match (ee, entries.len()) {
+        (0, 0) => MbrKind::None,
+        (0, _) => MbrKind::Classic,
+        (_, n) if n == ee => MbrKind::Protective,
+        _ => MbrKind::Hybrid,
+    };
+    Mbr { kind, entries }
+}
+
+pub fn read(dev: &dyn BlockDevice) -> Mbr {
+    let mut b = vec![0u8; 512];
+    if dev.size() < 512 || dev.read_exact_at(&mut b, 0).is_err() {
+        return Mbr { kind: MbrKind::None, entries: Vec::new() };
+    }
+    parse(&b)
+}

@@ -1,0 +1,285 @@
+//! `rescue gpt repair` and `rescue gpt undo`.
+
+use crate::apply;
+use crate::plan::{self, Mode, Plan};
+use crate::undofile::UndoFile;
+use crate::{verify, Entry, GptView};
+use argh::FromArgs;
+use blockdev::{BlockDevice, Device, WriteAccess};
+use std::path::{Path, PathBuf};
+
+/// Repair the GPT of TARGET. Dry run by default: prints the plan and a byte
+/// diff of every sector it would change. Exactly one mode:
+/// --fix-crc, --from-backup, --from-primary, --relocate-backup,
+/// --restore-slots-from REF, --esxi-slots, --move-slot FROM:TO.
+/// Nothing is compacted, sorted or moved unless the mode says so.
+/// To apply: --write --undo FILE (on an image file --write is the
+/// confirmation). The undo file is written and synced first, then the backup
+/// copy, then the primary, each synced, then everything is read back.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "repair")]
+pub struct RepairCommand {
+    /// disk or image file
+    #[argh(positional)]
+    pub target: String,
+    /// recompute the array and header CRCs of each copy as it is
+    #[argh(switch)]
+    pub fix_crc: bool,
+    /// rebuild the primary header and array from the backup (location fields
+    /// adapted, CRCs recomputed)
+    #[argh(switch)]
+    pub from_backup: bool,
+    /// rebuild the backup header and array from the primary (location fields
+    /// adapted, CRCs recomputed)
+    #[argh(switch)]
+    pub from_primary: bool,
+    /// move the backup array and header to the end of a grown or shrunk disk;
+    /// fixes the primary's backup LBA (0x20) and the last usable LBA (0x30)
+    /// in both headers; slots and everything else kept
+    #[argh(switch)]
+    pub relocate_backup: bool,
+    /// put each entry back into the slot it has in REF: an image or dump of
+    /// the original disk, or @primary / @backup for the other copy of this
+    /// disk. Entries are matched by unique partition GUID, else by type and
+    /// start LBA
+    #[argh(option)]
+    pub restore_slots_from: Option<String>,
+    /// put the entries into the slots ESXi uses (5.x/6.x: 1,5,6,7,8,(9),2,3
+    /// in disk order; 7.x/8.x: 1,5,6,7,(8)); refuses when ambiguous
+    #[argh(switch)]
+    pub esxi_slots: bool,
+    /// expert: move the entry in slot FROM to the empty slot TO (1-based)
+    #[argh(option)]
+    pub move_slot: Option<String>,
+    /// apply the plan (needs --undo)
+    #[argh(switch)]
+    pub write: bool,
+    /// undo file to write before changing anything (must not exist yet)
+    #[argh(option)]
+    pub undo: Option<PathBuf>,
+    /// print the plan as JSON (sectors listed without bytes)
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Restore the sectors recorded in UNDOFILE onto DISK exactly. Shows the
+/// plan (byte diff); --write applies it. Refuses when the disk size or
+/// sector size differ from the recorded ones.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "undo")]
+pub struct UndoCommand {
+    /// disk or image file
+    #[argh(positional)]
+    pub disk: String,
+    /// undo file written by `gpt repair --write --undo FILE`
+    #[argh(positional)]
+    pub undo_file: PathBuf,
+    /// apply (on an image file this is the confirmation)
+    #[argh(switch)]
+    pub write: bool,
+}
+
+/// Used entries of the first intact copy of the GPT on `path`.
+pub fn reference_entries(path: &str) -> Result<Vec<Entry>, String> {
+    let dev = Device::open(path).map_err(|e| e.to_string())?;
+    let v = crate::read(&dev);
+    intact_entries(&v).ok_or_else(|| format!("{path}: no intact GPT copy (header and array CRCs right) to take slots from"))
+}
+
+fn intact_entries(v: &GptView) -> Option<Vec<Entry>> {
+    for c in [&v.primary, &v.backup] {
+        if let Ok(c) = c {
+            if c.header.header_crc_ok() && c.array_crc_ok() {
+                return Some(c.entries.clone());
+            }
+        }
+    }
+    None
+}
+
+fn parse_mode(cmd: &RepairCommand, v: &GptView) -> Result<Mode, String> {
+    let mut modes = Vec::new();
+    if cmd.fix_crc {
+        modes.push(Mode::FixCrc);
+    }
+    if cmd.from_backup {
+        modes.push(Mode::FromBackup);
+    }
+    if cmd.from_primary {
+        modes.push(Mode::FromPrimary);
+    }
+    if cmd.relocate_backup {
+        modes.push(Mode::RelocateBackup);
+    }
+    if cmd.esxi_slots {
+        modes.push(Mode::EsxiSlots);
+    }
+    if let Some(r) = &cmd.restore_slots_from {
+        let reference = match r.as_str() {
+            "@primary" | "@backup" => {
+                let c = if r == "@primary" { &v.primary } else { &v.backup };
+                match c {
+                    Ok(c) if c.header.header_crc_ok() && c.array_crc_ok() => c.entries.clone(),
+                    Ok(_) => return Err(format!("{r}: that copy's CRCs are wrong; it cannot serve as the reference")),
+                    Err(e) => return Err(format!("{r}: {e}")),
+                }
+            }
+            path => reference_entries(path)?,
+        };
+        modes.push(Mode::RestoreSlots { reference, label: r.clone() });
+    }
+    if let Some(m) = &cmd.move_slot {
+        let parsed = m.split_once(':').and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)));
+        match parsed {
+            Some((from, to)) if from >= 1 && to >= 1 => modes.push(Mode::MoveSlot { from, to }),
+            _ => return Err(format!("--move-slot {m}: expected FROM:TO, two slot numbers from 1")),
+        }
+    }
+    match modes.len() {
+        1 => Ok(modes.remove(0)),
+        0 => Err("choose one repair mode: --fix-crc, --from-backup, --from-primary, --relocate-backup, --restore-slots-from REF, --esxi-slots or --move-slot FROM:TO (see --help)".into()),
+        _ => Err("choose only one repair mode per run; a mode that needs several steps lists them in its plan".into()),
+    }
+}
+
+fn print_plan(plan: &Plan, json: bool) -> bool {
+    if json {
+        match serde_json::to_string_pretty(plan) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("gpt: {e}");
+                return false;
+            }
+        }
+    } else {
+        print!("{}", plan.render());
+    }
+    true
+}
+
+pub fn run_repair(cmd: RepairCommand) -> i32 {
+    let dev = match Device::open(&cmd.target) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("gpt: {e}");
+            return 2;
+        }
+    };
+    let view = crate::read(&dev);
+    let mode = match parse_mode(&cmd, &view) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("gpt: {e}");
+            return 2;
+        }
+    };
+    let plan = match plan::plan(&dev, &view, &mode) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gpt: repair {} refused: {}", mode.describe(), e.message);
+            return 2;
+        }
+    };
+    if !print_plan(&plan, cmd.json) {
+        return 2;
+    }
+    if !cmd.write {
+        if !plan.is_empty() {
+            println!("Dry run: nothing written. Add --write --undo FILE to apply.");
+        }
+        return 0;
+    }
+    let Some(undo) = cmd.undo.as_deref() else {
+        eprintln!("gpt: --write needs --undo FILE: the old sectors are saved there before anything is written");
+        return 2;
+    };
+    if plan.is_empty() {
+        return 0;
+    }
+    match write_plan(&cmd.target, &plan, undo) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("gpt: {e}");
+            2
+        }
+    }
+}
+
+fn open_for_writing(target: &str) -> Result<Device, String> {
+    crate::inuse::check_not_in_use(Path::new(target))?;
+    // The user named this target together with --write: that is the
+    // confirmation on the command line.
+    let access = WriteAccess::confirmed_by_user(target);
+    Device::open_writable(target, &access).map_err(|e| e.to_string())
+}
+
+fn write_plan(target: &str, plan: &Plan, undo: &Path) -> Result<(), String> {
+    let dev = open_for_writing(target)?;
+    let log = apply::apply(&dev, plan, undo).map_err(|e| e.to_string())?;
+    for l in &log.lines {
+        println!("{l}");
+    }
+    let after = crate::read(&dev);
+    let findings = verify::verify(&after);
+    println!("After the repair:");
+    print!("{}", crate::cli::render_findings(&findings));
+    println!("To undo: gpt undo {target} {} --write", undo.display());
+    Ok(())
+}
+
+pub fn run_undo(cmd: UndoCommand) -> i32 {
+    let bytes = match std::fs::read(&cmd.undo_file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("gpt: {}: {e}", cmd.undo_file.display());
+            return 2;
+        }
+    };
+    let undo = match UndoFile::decode(&bytes) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("gpt: {}: {e}", cmd.undo_file.display());
+            return 2;
+        }
+    };
+    let dev = match Device::open(&cmd.disk) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("gpt: {e}");
+            return 2;
+        }
+    };
+    // An image file has no sector size of its own: take the recorded one.
+    // A disk's must match it (undo_plan refuses otherwise).
+    let ss = if dev.kind() == blockdev::DeviceKind::RegularFile { undo.sector_size } else { dev.logical_sector_size() };
+    let plan = match apply::undo_plan(&dev, ss, &undo) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gpt: {e}");
+            return 2;
+        }
+    };
+    print!("{}", plan.render());
+    if !cmd.write {
+        if !plan.is_empty() {
+            println!("Dry run: nothing written. Add --write to apply.");
+        }
+        return 0;
+    }
+    if plan.is_empty() {
+        return 0;
+    }
+    let result = open_for_writing(&cmd.disk).and_then(|d| apply::apply_undo(&d, &plan).map_err(|e| e.to_string()));
+    match result {
+        Ok(log) => {
+            for l in &log.lines {
+                println!("{l}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("gpt: {e}");
+            2
+        }
+    }
+}

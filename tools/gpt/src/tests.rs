@@ -1,0 +1,173 @@
+use crate::testdisk::*;
+use crate::verify::{verify, Severity};
+use crate::*;
+use blockdev::MemDevice;
+
+const SECTORS: u64 = 131072; // 64 MiB
+
+fn codes(v: &GptView) -> Vec<&'static str> {
+    verify(v).into_iter().filter(|f| f.severity >= Severity::Warning).map(|f| f.code).collect()
+}
+
+fn view(d: Vec<u8>) -> GptView {
+    read(&MemDevice::new(d, 512))
+}
+
+#[test]
+fn esxi5_intact_is_clean_and_recognised() {
+    let v = view(disk(SECTORS, 512, &esxi5_parts()));
+    assert_eq!(codes(&v), Vec::<&str>::new());
+    let p = v.primary.as_ref().unwrap();
+    let slots: Vec<u32> = p.entries.iter().map(|e| e.slot).collect();
+    assert_eq!(slots, [1, 2, 3, 5, 6, 7, 8]);
+    assert_eq!(p.entries[2].type_name, Some("VMware VMFS"));
+    assert!(verify(&v).iter().any(|f| f.code == "esxi-layout"));
+    let text = cli::render_show(&v);
+    assert!(text.contains("     4  (empty)"), "{text}");
+}
+
+#[test]
+fn compacted_copy_on_a_larger_disk_is_flagged_with_the_slot_moves() {
+    // The copy tool rewrote both tables for the new size: all CRCs valid.
+    let v = view(disk(SECTORS * 3 / 2, 512, &compact(esxi5_parts())));
+    let findings = verify(&v);
+    assert_eq!(codes(&v), ["esxi-compacted"], "{findings:?}");
+    let msg = &findings[0].message;
+    assert!(msg.contains("4->5, 5->6, 6->7, 7->8"), "{msg}");
+    let l = verify::esxi_layout(best_entries(&v)).unwrap();
+    assert!(!l.ambiguous);
+}
+
+#[test]
+fn raw_copy_without_rewrite_strands_the_backup() {
+    let mut d = disk(SECTORS, 512, &esxi5_parts());
+    d.resize(SECTORS as usize * 512 * 3 / 2, 0);
+    let v = view(d);
+    assert_eq!(codes(&v), ["backup-not-at-end", "backup-stranded"]);
+    assert_eq!(v.backup.as_ref().unwrap().header_lba, SECTORS - 1);
+}
+
+#[test]
+fn corrupt_primary_header_and_bad_array_crcs() {
+    let mut d = disk(SECTORS, 512, &esxi5_parts());
+    d[512 + 40] ^= 0xFF; // first usable LBA changed, CRC not updated
+    let v = view(d);
+    assert!(codes(&v).contains(&"header-crc"), "{:?}", verify(&v));
+    let mut d = disk(SECTORS, 512, &esxi5_parts());
+    // The same byte changed in both arrays: arrays equal, both CRCs wrong.
+    let backup_array = (SECTORS - 1 - 32) as usize * 512;
+    d[1024 + 6 * 128 + 60] ^= 1;
+    d[backup_array + 6 * 128 + 60] ^= 1;
+    let v = view(d);
+    assert_eq!(codes(&v), ["array-crc", "array-crc"]);
+    // Primary header gone: the backup still gives the partitions.
+    let mut d = disk(SECTORS, 512, &esxi5_parts());
+    d[512..520].copy_from_slice(b"NOTAGPT!");
+    let v = view(d);
+    assert_eq!(codes(&v), ["primary-missing"]);
+    assert_eq!(best_entries(&v).len(), 7);
+}
+
+#[test]
+fn sector_size_4096_image() {
+    let v = read(&MemDevice::new(disk(SECTORS / 8, 4096, &[Part { slot: 1, type_guid: VMFS, first: 256, last: 16000, name: "datastore1" }]), 512));
+    assert_eq!(v.sector_size, 4096);
+    assert_eq!(codes(&v), Vec::<&str>::new());
+    let e = &v.primary.as_ref().unwrap().entries[0];
+    assert_eq!((e.first_lba, e.name.as_str()), (256, "datastore1"));
+}
+
+#[test]
+fn malformed_headers_give_clear_errors() {
+    let good = disk(SECTORS, 512, &esxi5_parts());
+    let set = |d: &mut Vec<u8>, at: usize, v: u32| d[512 + at..512 + at + 4].copy_from_slice(&v.to_le_bytes());
+    let mut d = good.clone();
+    set(&mut d, 12, 600);
+    assert!(view(d).primary.unwrap_err().message.contains("header size is 600"));
+    let mut d = good.clone();
+    set(&mut d, 80, u32::MAX);
+    assert!(view(d).primary.unwrap_err().message.contains("4294967295 entries"));
+    let mut d = good.clone();
+    set(&mut d, 84, 100);
+    assert!(view(d).primary.unwrap_err().message.contains("multiple of 128"));
+    let mut d = good.clone();
+    d[512 + 72..512 + 80].copy_from_slice(&(SECTORS * 2).to_le_bytes());
+    let v = view(d);
+    assert!(v.primary.as_ref().unwrap().array_error.as_ref().unwrap().contains("beyond the end"));
+    let truncated = good[..4096].to_vec();
+    let v = view(truncated);
+    assert!(v.primary.is_ok() && v.backup.is_err());
+    let v = view(vec![]);
+    assert!(v.primary.is_err() && v.backup.is_err());
+    assert_eq!(codes(&v), Vec::<&str>::new());
+}
+
+fn sgdisk(args: &[&str], img: &std::path::Path) -> String {
+    let out = std::process::Command::new("sgdisk")
+        .args(args)
+        .arg(img)
+        .output()
+        .expect("sgdisk is needed (apt-get install gdisk)");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// sgdisk, the independent reference: it reads our test disks as valid,
+/// sees no problem in the compacted copy (that is the incident), and the
+/// partitions it writes are read back slot for slot.
+#[test]
+fn sgdisk_agrees() {
+    let dir = std::env::temp_dir().join(format!("gpt-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("esxi.img");
+    std::fs::write(&img, disk(SECTORS, 512, &esxi5_parts())).unwrap();
+    assert!(sgdisk(&["-v"], &img).contains("No problems found"), "{}", sgdisk(&["-v"], &img));
+    std::fs::write(&img, disk(SECTORS * 3 / 2, 512, &compact(esxi5_parts()))).unwrap();
+    assert!(sgdisk(&["-v"], &img).contains("No problems found"));
+    // sgdisk writes an ESXi layout; we read its slots and LBAs.
+    let img2 = dir.join("sg.img");
+    std::fs::File::create(&img2).unwrap().set_len(SECTORS * 512).unwrap();
+    let mut args: Vec<String> = vec!["-a".into(), "1".into()];
+    for p in esxi5_parts() {
+        let code = match p.type_guid {
+            EFI => "EF00",
+            VMFS => "FB00",
+            VMKDIAG => "FC00",
+            _ => "0700",
+        };
+        args.push(format!("-n{}:{}:{}", p.slot, p.first, p.last));
+        args.push(format!("-t{}:{code}", p.slot));
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    sgdisk(&a, &img2);
+    let dev = blockdev::Device::open(&img2).unwrap();
+    let v = read(&dev);
+    assert_eq!(codes(&v), Vec::<&str>::new(), "{:?}", verify(&v));
+    let got: Vec<(u32, u64, u64, TypeClass)> = v.primary.as_ref().unwrap().entries.iter().map(|e| (e.slot, e.first_lba, e.last_lba, e.class())).collect();
+    let want: Vec<(u32, u64, u64, TypeClass)> = esxi5_parts()
+        .iter()
+        .map(|p| (p.slot, p.first, p.last, guid::type_info(&Guid::parse(p.type_guid).unwrap()).unwrap().1))
+        .collect();
+    let mut want = want;
+    want.sort_by_key(|w| w.0);
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    #[test]
+    fn corrupted_tables_never_panic(edits in proptest::collection::vec((0usize..(40 * 512), proptest::num::u8::ANY), 1..20), cut in 0usize..(SECTORS as usize * 512)) {
+        let mut d = disk(SECTORS / 16, 512, &esxi5_parts().into_iter().filter(|p| p.last < 8000).collect::<Vec<_>>());
+        let n = d.len();
+        for (at, v) in edits {
+            d[at % n] = v;
+            let back = n - 1 - (at % (40 * 512)).min(n - 1);
+            d[back] = v;
+        }
+        d.truncate(cut % (n + 1));
+        let v = view(d);
+        let _ = verify(&v);
+        let _ = cli::render_show(&v);
+        let _ = summarize(&MemDevice::new(vec![0u8; 4096], 512));
+    }
+}

@@ -1,0 +1,509 @@
+//! The incident-003 scenarios on sparse image files: verify's findings, the
+//! repair's sectors byte for byte, sgdisk's opinion afterwards, partition
+//! data still where the entries point, and undo back to the input.
+//!
+//! The fixtures come from a GPT writer in this file (independent of the
+//! crate's code): an ESXi 5.x-style boot disk with slot 4 empty and slots
+//! 5-8 in the array's second 512-byte sector.
+
+use blockdev::{BlockDevice, Device, WriteAccess};
+use gpt::plan::{self, Mode, Plan};
+use gpt::verify::{self, Severity};
+use gpt::{apply, undofile::UndoFile};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MIB: u64 = 1 << 20;
+const EFI: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+const BASIC: &str = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7";
+const VMFS: &str = "AA31E02A-400F-11DB-9590-000C2911D1B8";
+const DIAG: &str = "9D275380-40AD-11DB-BF97-000C2911D1B8";
+
+/// Mixed-endian GUID bytes from text, written here independently of the crate.
+fn guid(text: &str) -> [u8; 16] {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let mut b = [0u8; 16];
+    for i in 0..16 {
+        b[i] = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    b[0..4].reverse();
+    b[4..6].reverse();
+    b[6..8].reverse();
+    b
+}
+
+#[derive(Clone)]
+struct Part {
+    id: u8,
+    type_guid: &'static str,
+    first: u64,
+    last: u64,
+    attrs: u64,
+    name: &'static str,
+}
+
+impl Part {
+    fn unique(&self) -> [u8; 16] {
+        let mut g = [0u8; 16];
+        for (i, x) in g.iter_mut().enumerate() {
+            *x = self.id.wrapping_mul(37).wrapping_add(i as u8 * 11) ^ 0x5a;
+        }
+        g
+    }
+}
+
+/// The ESXi 5.x layout in slot order (1,2,3,5,6,7,8; disk order
+/// 1,5,6,7,8,2,3), scaled to a 64 MiB disk; LBAs divided by `ss / 512`.
+fn esxi5(ss: u64, total: u64) -> Vec<(u32, Part)> {
+    let k = ss / 512;
+    let last_usable = total - 1 - 16384 / ss - 1;
+    let p = |id, t, first: u64, last: u64, attrs, name| Part { id, type_guid: t, first: first / k, last: (last + 1) / k - 1, attrs, name };
+    vec![
+        (1, p(1, EFI, 64, 8191, 0x4, "")),
+        (2, p(2, BASIC, 40960, 57343, 0, "scratch")),
+        (3, Part { last: last_usable, ..p(3, VMFS, 57344, 57344 + k * 2 - 1, 0, "datastore1") }),
+        (5, p(5, BASIC, 8224, 16383, 0, "bootbank")),
+        (6, p(6, BASIC, 16416, 24575, 0, "altbootbank")),
+        (7, p(7, DIAG, 24608, 32767, 0, "")),
+        (8, p(8, BASIC, 32800, 40959, 0, "store")),
+    ]
+}
+
+/// Renumbered 1..N in slot order: what the raw-copy path of incident 003 did.
+fn compacted(parts: &[(u32, Part)]) -> Vec<(u32, Part)> {
+    parts.iter().enumerate().map(|(i, (_, p))| (i as u32 + 1, p.clone())).collect()
+}
+
+fn array(parts: &[(u32, Part)]) -> Vec<u8> {
+    let mut a = vec![0u8; 128 * 128];
+    for (slot, p) in parts {
+        let e = &mut a[(*slot as usize - 1) * 128..*slot as usize * 128];
+        e[0..16].copy_from_slice(&guid(p.type_guid));
+        e[16..32].copy_from_slice(&p.unique());
+        e[32..40].copy_from_slice(&p.first.to_le_bytes());
+        e[40..48].copy_from_slice(&p.last.to_le_bytes());
+        e[48..56].copy_from_slice(&p.attrs.to_le_bytes());
+        for (i, u) in p.name.encode_utf16().enumerate() {
+            e[56 + 2 * i..58 + 2 * i].copy_from_slice(&u.to_le_bytes());
+        }
+    }
+    a
+}
+
+fn header(ss: u64, my: u64, alt: u64, first_usable: u64, last_usable: u64, entries: u64, arr: &[u8]) -> Vec<u8> {
+    let mut h = vec![0u8; ss as usize];
+    h[0..8].copy_from_slice(b"EFI PART");
+    h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+    h[12..16].copy_from_slice(&92u32.to_le_bytes());
+    h[24..32].copy_from_slice(&my.to_le_bytes());
+    h[32..40].copy_from_slice(&alt.to_le_bytes());
+    h[40..48].copy_from_slice(&first_usable.to_le_bytes());
+    h[48..56].copy_from_slice(&last_usable.to_le_bytes());
+    h[56..72].copy_from_slice(&guid("6B0E2F51-3C1D-4F6A-9E2B-0A0B0C0D0001"));
+    h[72..80].copy_from_slice(&entries.to_le_bytes());
+    h[80..84].copy_from_slice(&128u32.to_le_bytes());
+    h[84..88].copy_from_slice(&128u32.to_le_bytes());
+    h[88..92].copy_from_slice(&crc32fast::hash(arr).to_le_bytes());
+    let crc = crc32fast::hash(&h[..92]);
+    h[16..20].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Writes protective MBR and both GPT copies for a disk of `total` sectors
+/// into the image file (which must already have that size).
+fn write_gpt(img: &Path, ss: u64, total: u64, parts: &[(u32, Part)]) {
+    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), total * ss);
+    let mut mbr = vec![0u8; ss as usize];
+    mbr[446 + 1..446 + 4].copy_from_slice(&[0, 2, 0]);
+    mbr[446 + 4] = 0xEE;
+    mbr[446 + 5..446 + 8].copy_from_slice(&[0xFF, 0xFF, 0xFF]);
+    mbr[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+    mbr[446 + 12..446 + 16].copy_from_slice(&((total - 1).min(u32::MAX as u64) as u32).to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xAA;
+    let arr = array(parts);
+    let n = arr.len() as u64 / ss;
+    let last = total - 1;
+    let (fu, lu) = (2 + n, last - n - 1);
+    f.write_all_at(&mbr, 0).unwrap();
+    f.write_all_at(&header(ss, 1, last, fu, lu, 2, &arr), ss).unwrap();
+    f.write_all_at(&arr, 2 * ss).unwrap();
+    f.write_all_at(&arr, (last - n) * ss).unwrap();
+    f.write_all_at(&header(ss, last, 1, fu, lu, last - n, &arr), last * ss).unwrap();
+}
+
+/// Marks each partition's first sector with its unique GUID.
+fn write_markers(img: &Path, ss: u64, parts: &[(u32, Part)]) {
+    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    for (_, p) in parts {
+        let mut m = b"PARTDATA".to_vec();
+        m.extend_from_slice(&p.unique());
+        f.write_all_at(&m, p.first * ss).unwrap();
+    }
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("gpt-repair-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sparse(path: &Path, bytes: u64) {
+    std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
+}
+
+/// A raw copy of `src` onto a new (sparse) file of `bytes`, nothing else.
+fn raw_copy(src: &Path, dst: &Path, bytes: u64) {
+    std::fs::copy(src, dst).unwrap();
+    std::fs::OpenOptions::new().write(true).open(dst).unwrap().set_len(bytes).unwrap();
+}
+
+/// The original ESXi 5.x boot disk: 64 MiB.
+fn original(dir: &TempDir, ss: u64) -> PathBuf {
+    let p = dir.path("original.img");
+    let total = 64 * MIB / ss;
+    sparse(&p, 64 * MIB);
+    let parts = esxi5(ss, total);
+    write_gpt(&p, ss, total, &parts);
+    write_markers(&p, ss, &parts);
+    p
+}
+
+fn warning_codes(img: &Path) -> Vec<&'static str> {
+    let dev = Device::open(img).unwrap();
+    let v = gpt::read(&dev);
+    let mut c: Vec<&'static str> = verify::verify(&v).into_iter().filter(|f| f.severity >= Severity::Warning).map(|f| f.code).collect();
+    c.sort();
+    c
+}
+
+fn make_plan(img: &Path, mode: Mode) -> Plan {
+    let dev = Device::open(img).unwrap();
+    let v = gpt::read(&dev);
+    plan::plan(&dev, &v, &mode).unwrap_or_else(|e| panic!("plan {mode:?}: {e}"))
+}
+
+fn repair(img: &Path, mode: Mode, undo: &Path) -> Plan {
+    let plan = make_plan(img, mode);
+    let dev = Device::open_writable(img, &WriteAccess::confirmed_by_user(img)).unwrap();
+    apply::apply(&dev, &plan, undo).unwrap();
+    plan
+}
+
+fn undo(img: &Path, undo: &Path) {
+    let u = UndoFile::decode(&std::fs::read(undo).unwrap()).unwrap();
+    let dev = Device::open_writable(img, &WriteAccess::confirmed_by_user(img)).unwrap();
+    let p = apply::undo_plan(&dev, u.sector_size, &u).unwrap();
+    apply::apply_undo(&dev, &p).unwrap();
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
+}
+
+/// sgdisk -v on an image (512-byte sectors) or, for 4096, through a loop
+/// device with 4096-byte logical sectors (needs root).
+fn sgdisk_verify(img: &Path, ss: u64) -> String {
+    let run = |target: &Path| {
+        let out = Command::new("sgdisk")
+            .arg("-v")
+            .arg(target)
+            .output()
+            .expect("sgdisk is needed for these tests (Debian package gdisk)");
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    if ss == 512 {
+        return run(img);
+    }
+    let out = Command::new("losetup")
+        .args(["-f", "--show", "--sector-size", &ss.to_string()])
+        .arg(img)
+        .output()
+        .expect("losetup (util-linux) is needed for the 4096-byte-sector sgdisk check");
+    assert!(
+        out.status.success(),
+        "losetup --sector-size {ss} failed (needs root and loop devices): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loopdev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let text = run(&loopdev);
+    let _ = Command::new("losetup").arg("-d").arg(&loopdev).status();
+    text
+}
+
+fn assert_sgdisk_clean(img: &Path, ss: u64) {
+    let out = sgdisk_verify(img, ss);
+    assert!(out.contains("No problems found"), "sgdisk -v {}:\n{out}", img.display());
+}
+
+/// Every used entry's first sector holds the marker of its unique GUID.
+fn assert_partitions_point_at_their_data(img: &Path) {
+    let dev = Device::open(img).unwrap();
+    let v = gpt::read(&dev);
+    let ss = u64::from(v.sector_size);
+    for c in [&v.primary, &v.backup] {
+        let c = c.as_ref().unwrap();
+        assert_eq!(c.entries.len(), 7);
+        for e in &c.entries {
+            let mut m = [0u8; 24];
+            dev.read_exact_at(&mut m, e.first_lba * ss).unwrap();
+            assert_eq!(&m[..8], b"PARTDATA");
+            assert_eq!(m[8..24], e.unique_guid.0, "slot {} points at another partition's data", e.slot);
+        }
+    }
+}
+
+fn read_range(img: &Path, offset: u64, len: u64) -> Vec<u8> {
+    let mut b = vec![0u8; len as usize];
+    std::fs::File::open(img).unwrap().read_exact_at(&mut b, offset).unwrap();
+    b
+}
+
+#[test]
+fn original_esxi5_disk_is_clean_for_us_and_sgdisk() {
+    let d = TempDir::new("orig");
+    let img = original(&d, 512);
+    assert_eq!(warning_codes(&img), Vec::<&str>::new());
+    assert_sgdisk_clean(&img, 512);
+    // The last four entries sit in the array's second sector (LBA 3), slot 4 is zero.
+    let a = read_range(&img, 1024, 16384);
+    assert!(a[3 * 128..4 * 128].iter().all(|&b| b == 0));
+    assert!(a[512..1024].chunks(128).all(|e| e[..16] != [0; 16]));
+    assert!(a[1024..].iter().all(|&b| b == 0));
+    assert_partitions_point_at_their_data(&img);
+}
+
+/// Grown 1.5x and both GPTs rewritten compacted (all CRCs valid).
+fn compacted_copy(d: &TempDir, orig: &Path, ss: u64) -> PathBuf {
+    let img = d.path("compacted.img");
+    let total = 96 * MIB / ss;
+    raw_copy(orig, &img, 96 * MIB);
+    write_gpt(&img, ss, total, &compacted(&esxi5(ss, 64 * MIB / ss)));
+    img
+}
+
+/// What the compacted copy should become: the same raw copy with an
+/// uncompacted GPT written for the new size.
+fn expected_grown(d: &TempDir, base: &Path, ss: u64) -> PathBuf {
+    let exp = d.path("expected.img");
+    std::fs::copy(base, &exp).unwrap();
+    write_gpt(&exp, ss, 96 * MIB / ss, &esxi5(ss, 64 * MIB / ss));
+    exp
+}
+
+fn compacted_scenario(ss: u64, mode: impl Fn(&Path) -> Mode) {
+    let d = TempDir::new(&format!("compacted-{ss}"));
+    let orig = original(&d, ss);
+    let img = compacted_copy(&d, &orig, ss);
+    let input = d.path("input.img");
+    std::fs::copy(&img, &input).unwrap();
+    let exp = expected_grown(&d, &img, ss);
+    assert_eq!(warning_codes(&img), ["esxi-compacted"]);
+    if ss == 512 {
+        // sgdisk sees nothing wrong: that is the incident.
+        assert_sgdisk_clean(&img, ss);
+    }
+    let undo_path = d.path("undo");
+    let plan = repair(&img, mode(&orig), &undo_path);
+    assert!(plan.steps.iter().any(|s| s.contains("move the entry in slot 4 to slot 5")), "{}", plan.render());
+    assert!(same_file(&img, &exp), "repaired image differs from the expected one");
+    // The primary array equals the original disk's array byte for byte.
+    assert_eq!(read_range(&img, 2 * ss, 16384), read_range(&orig, 2 * ss, 16384));
+    assert_eq!(warning_codes(&img), Vec::<&str>::new());
+    assert_sgdisk_clean(&img, ss);
+    assert_partitions_point_at_their_data(&img);
+    // Only GPT sectors changed: primary header + array sectors 1 and 2 (slots
+    // 1-8), the same in the backup.
+    let lbas: Vec<u64> = plan.changes.iter().map(|c| c.lba).collect();
+    let total = 96 * MIB / ss;
+    let n = 16384 / ss;
+    if ss == 512 {
+        assert_eq!(lbas, [total - 1 - n, total - n, total - 1, 2, 3, 1]);
+    } else {
+        assert_eq!(lbas, [total - 1 - n, total - 1, 2, 1]);
+    }
+    undo(&img, &undo_path);
+    assert!(same_file(&img, &input), "undo did not restore the input byte for byte");
+}
+
+#[test]
+fn compacted_copy_restored_from_the_original_image() {
+    compacted_scenario(512, |orig| Mode::RestoreSlots {
+        reference: gpt::repair_cli::reference_entries(orig.to_str().unwrap()).unwrap(),
+        label: orig.display().to_string(),
+    });
+}
+
+#[test]
+fn compacted_copy_restored_from_esxi_layout_knowledge() {
+    compacted_scenario(512, |_| Mode::EsxiSlots);
+}
+
+#[test]
+fn compacted_copy_4096_byte_sectors() {
+    compacted_scenario(4096, |_| Mode::EsxiSlots);
+}
+
+#[test]
+fn raw_copy_without_rewrite_relocates_the_backup() {
+    let d = TempDir::new("stranded");
+    let orig = original(&d, 512);
+    let img = d.path("grown.img");
+    raw_copy(&orig, &img, 96 * MIB);
+    let input = d.path("input.img");
+    std::fs::copy(&img, &input).unwrap();
+    assert_eq!(warning_codes(&img), ["backup-not-at-end", "backup-stranded"]);
+    // A slot repair here must say it relocates the backup too.
+    let p = make_plan(&img, Mode::EsxiSlots);
+    assert!(p.steps.iter().any(|s| s.contains("also relocates")), "{}", p.render());
+    let undo_path = d.path("undo");
+    let plan = repair(&img, Mode::RelocateBackup, &undo_path);
+    let text = plan.render();
+    assert!(text.contains("left as it is (not zeroed)"), "{text}");
+    assert!(text.contains("protective MBR"), "{text}");
+    // Expected: the new GPT for 96 MiB, and the old backup still in place.
+    let exp = expected_grown(&d, &input, 512);
+    assert!(same_file(&img, &exp), "relocated image differs from the expected one");
+    assert_eq!(warning_codes(&img), Vec::<&str>::new());
+    assert_sgdisk_clean(&img, 512);
+    assert_partitions_point_at_their_data(&img);
+    undo(&img, &undo_path);
+    assert!(same_file(&img, &input));
+}
+
+fn damaged_scenario(tag: &str, damage: impl Fn(&Path), codes: &[&str], mode: Mode) {
+    let d = TempDir::new(tag);
+    let orig = original(&d, 512);
+    let img = d.path("damaged.img");
+    std::fs::copy(&orig, &img).unwrap();
+    damage(&img);
+    let input = d.path("input.img");
+    std::fs::copy(&img, &input).unwrap();
+    assert_eq!(warning_codes(&img), codes);
+    let undo_path = d.path("undo");
+    repair(&img, mode, &undo_path);
+    assert!(same_file(&img, &orig), "{tag}: repair did not give the original back byte for byte");
+    assert_eq!(warning_codes(&img), Vec::<&str>::new());
+    assert_sgdisk_clean(&img, 512);
+    assert_partitions_point_at_their_data(&img);
+    undo(&img, &undo_path);
+    assert!(same_file(&img, &input));
+}
+
+fn patch(img: &Path, offset: u64, bytes: &[u8]) {
+    std::fs::OpenOptions::new().write(true).open(img).unwrap().write_all_at(bytes, offset).unwrap();
+}
+
+#[test]
+fn zeroed_primary_header_rebuilt_from_backup() {
+    damaged_scenario("zeroed-primary", |img| patch(img, 512, &[0u8; 512]), &["primary-missing"], Mode::FromBackup);
+}
+
+#[test]
+fn corrupt_primary_header_rebuilt_from_backup() {
+    // Garbage over the disk GUID: the header CRC no longer fits.
+    damaged_scenario(
+        "corrupt-primary",
+        |img| patch(img, 512 + 0x38, &[0xA5; 16]),
+        &["header-crc", "headers-differ"],
+        Mode::FromBackup,
+    );
+}
+
+#[test]
+fn missing_backup_rebuilt_from_primary() {
+    let last = 64 * MIB / 512 - 1;
+    damaged_scenario("zeroed-backup", |img| patch(img, last * 512, &[0u8; 512]), &["backup-missing"], Mode::FromPrimary);
+}
+
+#[test]
+fn both_array_crcs_bad_fixed_by_fix_crc() {
+    // Stored array CRCs wrong in both headers (header CRCs made to match),
+    // as after a hand edit that forgot step 5 of the manual procedure.
+    let damage = |img: &Path| {
+        let last = 64 * MIB / 512 - 1;
+        for lba in [1, last] {
+            let mut h = read_range(img, lba * 512, 512);
+            h[0x58] ^= 0xFF;
+            h[0x10..0x14].fill(0);
+            let c = crc32fast::hash(&h[..92]);
+            h[0x10..0x14].copy_from_slice(&c.to_le_bytes());
+            patch(img, lba * 512, &h);
+        }
+    };
+    damaged_scenario("array-crcs", damage, &["array-crc", "array-crc"], Mode::FixCrc);
+}
+
+#[test]
+fn refusals_explain_themselves() {
+    let d = TempDir::new("refuse");
+    let img = original(&d, 512);
+    let dev = Device::open(&img).unwrap();
+    let v = gpt::read(&dev);
+    let e = plan::plan(&dev, &v, &Mode::MoveSlot { from: 5, to: 6 }).unwrap_err();
+    assert!(e.message.contains("slot 6 is in use"), "{e}");
+    let e = plan::plan(&dev, &v, &Mode::MoveSlot { from: 4, to: 9 }).unwrap_err();
+    assert!(e.message.contains("slot 4 is empty"), "{e}");
+    let e = plan::plan(&dev, &v, &Mode::MoveSlot { from: 5, to: 129 }).unwrap_err();
+    assert!(e.message.contains("does not exist"), "{e}");
+    // Healthy disk: nothing to change.
+    assert!(plan::plan(&dev, &v, &Mode::FixCrc).unwrap().is_empty());
+    assert!(plan::plan(&dev, &v, &Mode::EsxiSlots).unwrap().is_empty());
+    assert!(plan::plan(&dev, &v, &Mode::RelocateBackup).unwrap().is_empty());
+    // A plain Linux disk is no ESXi layout.
+    let linux = d.path("linux.img");
+    sparse(&linux, 8 * MIB);
+    let lp = vec![(1, Part { id: 9, type_guid: "0FC63DAF-8483-4772-8E79-3D69D8477DE4", first: 2048, last: 8191, attrs: 0, name: "root" })];
+    write_gpt(&linux, 512, 16384, &lp);
+    let dev = Device::open(&linux).unwrap();
+    let v = gpt::read(&dev);
+    let e = plan::plan(&dev, &v, &Mode::EsxiSlots).unwrap_err();
+    assert!(e.message.contains("known ESXi boot disk layout"), "{e}");
+    // Expert move works and keeps the bytes of the entry.
+    let p = plan::plan(&dev, &v, &Mode::MoveSlot { from: 1, to: 4 }).unwrap();
+    assert!(p.render().contains("move the entry in slot 1 to slot 4"));
+}
+
+#[test]
+fn cli_dry_run_writes_nothing_and_write_needs_undo() {
+    use argh::FromArgs;
+    let d = TempDir::new("cli");
+    let orig = original(&d, 512);
+    let img = compacted_copy(&d, &orig, 512);
+    let before = std::fs::read(&img).unwrap();
+    let s = img.to_str().unwrap();
+    let cmd = |args: &[&str]| gpt::cli::GptCommand::from_args(&["gpt"], args).unwrap();
+    assert_eq!(gpt::cli::run(cmd(&["verify", s])), 1);
+    assert_eq!(gpt::cli::run(cmd(&["verify", orig.to_str().unwrap()])), 0);
+    assert_eq!(gpt::cli::run(cmd(&["repair", s, "--esxi-slots"])), 0);
+    assert_eq!(gpt::cli::run(cmd(&["repair", s, "--esxi-slots", "--write"])), 2);
+    assert_eq!(gpt::cli::run(cmd(&["repair", s])), 2);
+    assert_eq!(gpt::cli::run(cmd(&["repair", s, "--fix-crc", "--esxi-slots"])), 2);
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+    let undo_path = d.path("cli.undo");
+    let u = undo_path.to_str().unwrap();
+    assert_eq!(gpt::cli::run(cmd(&["repair", s, "--restore-slots-from", orig.to_str().unwrap(), "--write", "--undo", u])), 0);
+    assert_eq!(gpt::cli::run(cmd(&["verify", s])), 0);
+    // The undo file is never overwritten.
+    assert_eq!(gpt::cli::run(cmd(&["repair", s, "--move-slot", "8:9", "--write", "--undo", u])), 2);
+    assert_eq!(gpt::cli::run(cmd(&["undo", s, u])), 0);
+    assert_eq!(gpt::cli::run(cmd(&["undo", s, u, "--write"])), 0);
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+}
