@@ -4,7 +4,7 @@
 //!
 //! | disk | controller | what it is |
 //! |---|---|---|
-//! | `esxi-boot.img` | AHCI, model `ESXi BOOT SSD` | ESXi 5.x-style boot disk: GPT with slot 4 empty, bootbanks, vmkDiagnostic, scratch, and a VMFS5 datastore in slot 3 (the real ESXi-written fixture when `../shared/fixtures/vmfs` is there) |
+//! | `esxi-boot.img` | AHCI, model `ESXi BOOT SSD` | ESXi 5.0-style boot disk: GPT with slot 4 empty, FAT16 boot banks with `boot.cfg` (builds 5.0.0-1489271 / -1311175), vmkDiagnostic, scratch, and a VMFS5 datastore in slot 3 (the real ESXi-written fixture when `../shared/fixtures/vmfs` is there) |
 //! | `raid-ld.img` | MegaRAID (`megasas-gen2`) | the same boot disk after a raw copy to a 1.5x larger logical drive whose GPT was rewritten and compacted (incident 003) |
 //! | `dying-ssd.img` | NVMe | a disk with unreadable sectors (QEMU blkdebug) to image |
 //! | `dest.img` | virtio-blk | an empty ext4 destination labelled `RESCUEDEST` |
@@ -74,6 +74,44 @@ fn esxi_gpt(path: &Path, compact: bool) -> Result<(), String> {
     run(&mut cmd)
 }
 
+/// Builds of the demo's boot banks: ESXi 5.0 Update 3 (the second
+/// incident's version) and the build before it in the alternate bank.
+pub const BOOTBANK_BUILD: &str = "5.0.0-1489271";
+pub const ALTBOOTBANK_BUILD: &str = "5.0.0-1311175";
+
+/// FAT16 boot banks in slots 5 and 6 with a `boot.cfg` each, as ESXi has.
+fn bootbanks(disk: &Path, dir: &Path) -> Result<(), String> {
+    for (slot, label, build) in [
+        (5u32, "BOOTBANK1", BOOTBANK_BUILD),
+        (6, "BOOTBANK2", ALTBOOTBANK_BUILD),
+    ] {
+        let (_, first, last, _) = ESXI5_LAYOUT
+            .iter()
+            .find(|l| l.0 == slot)
+            .copied()
+            .ok_or("layout")?;
+        let sectors = last + 1 - first;
+        let kib = sectors * SECTOR / 1024;
+        run(Command::new("mkfs.vfat")
+            .args(["-F", "16", "-n", label, "--offset", &first.to_string()])
+            .arg(disk)
+            .arg(kib.to_string()))?;
+        let cfg = dir.join(format!("boot{slot}.cfg"));
+        std::fs::write(
+            &cfg,
+            format!("bootstate=0\ntitle=Loading VMware ESXi\nkernel=tboot.b00\nbuild={build}\nupdated=1\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(format!("{}@@{}", disk.display(), first * SECTOR))
+            .arg(&cfg)
+            .arg("::/BOOT.CFG"))?;
+        let _ = std::fs::remove_file(&cfg);
+    }
+    Ok(())
+}
+
 /// The real VMFS5 volume written by ESXi (LVM header + volume), if the
 /// shared fixtures are beside the checkout.
 pub fn vmfs5_fixture() -> Option<PathBuf> {
@@ -101,11 +139,14 @@ pub fn demo_disks(dir: &Path, fresh: bool) -> Result<Vec<Disk>, String> {
     let dying = dir.join("dying-ssd.img");
     let dest = dir.join("dest.img");
     let stamp = dir.join(".complete");
-    if fresh || !stamp.exists() {
+    // Bumped whenever the disk set changes, so old demo disks are remade.
+    const STAMP: &str = "demo disks v2\n";
+    if fresh || std::fs::read_to_string(&stamp).ok().as_deref() != Some(STAMP) {
         let _ = std::fs::remove_file(&stamp);
         let boot_size = 3584 * MIB;
         sparse_file(&boot, boot_size)?;
         esxi_gpt(&boot, false)?;
+        bootbanks(&boot, dir)?;
         if let Some(fx) = vmfs5_fixture() {
             write_gz_at(&fx, &boot, 2_367_488 * SECTOR)?;
         }
@@ -151,7 +192,7 @@ pub fn demo_disks(dir: &Path, fresh: bool) -> Result<Vec<Disk>, String> {
         run(Command::new("mkfs.ext4")
             .args(["-q", "-F", "-L", "RESCUEDEST"])
             .arg(&dest))?;
-        std::fs::write(&stamp, "demo disks complete\n").map_err(|e| e.to_string())?;
+        std::fs::write(&stamp, STAMP).map_err(|e| e.to_string())?;
     }
     let mut dying_disk = Disk::new(&dying, Controller::Nvme, "DYING-SSD-0001");
     dying_disk.drive_override = Some(format!(

@@ -437,9 +437,12 @@ fn demo_disk_set_boots_and_is_found() {
         "{}",
         sections[3].output
     );
+    let esxi = &disk_named(&json, "ESXI-BOOT-0001").unwrap()["esxi"];
+    assert_eq!(esxi["bootbank_build"], demo::BOOTBANK_BUILD, "{esxi}");
+    assert_eq!(esxi["altbootbank_build"], demo::ALTBOOTBANK_BUILD, "{esxi}");
     assert!(
-        sections[5].output.contains("GPT! ESXi 5/6 compacted")
-            && sections[5].output.contains("ESXi 5/6 boot"),
+        sections[5].output.contains("GPT! ESXi 5.0.0 compacted")
+            && sections[5].output.contains("ESXi 5.0.0 boot"),
         "{}",
         sections[5].output
     );

@@ -10,24 +10,36 @@ use std::io::Write;
 use std::path::Path;
 
 fn io_err(offset: u64, what: &str, e: impl std::fmt::Display) -> GptError {
-    GptError { offset, message: format!("{what}: {e}") }
+    GptError {
+        offset,
+        message: format!("{what}: {e}"),
+    }
 }
 
 fn read(dev: &dyn BlockDevice, offset: u64, len: usize) -> Result<Vec<u8>, GptError> {
     let mut b = vec![0u8; len];
-    dev.read_exact_at(&mut b, offset).map_err(|e| io_err(offset, "read", e))?;
+    dev.read_exact_at(&mut b, offset)
+        .map_err(|e| io_err(offset, "read", e))?;
     Ok(b)
 }
 
 /// Checks that the disk still holds what the plan was computed from.
 fn check_unchanged(dev: &Device, plan: &Plan) -> Result<(), GptError> {
     if dev.size() != plan.device_size {
-        return Err(io_err(0, "disk size changed since the plan", format!("{} != {}", dev.size(), plan.device_size)));
+        return Err(io_err(
+            0,
+            "disk size changed since the plan",
+            format!("{} != {}", dev.size(), plan.device_size),
+        ));
     }
     let ss = u64::from(plan.sector_size);
     for c in &plan.changes {
         if read(dev, c.lba * ss, c.old.len())? != c.old {
-            return Err(io_err(c.lba * ss, "the disk changed since the plan was made", format!("LBA {} ({})", c.lba, c.what)));
+            return Err(io_err(
+                c.lba * ss,
+                "the disk changed since the plan was made",
+                format!("LBA {} ({})", c.lba, c.what),
+            ));
         }
     }
     Ok(())
@@ -44,7 +56,10 @@ pub fn write_undo(path: &Path, undo: &UndoFile) -> Result<(), GptError> {
         .and_then(|_| f.sync_all())
         .map_err(|e| io_err(0, &format!("writing undo file {}", path.display()), e))?;
     // The directory entry must be durable too before the disk is touched.
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -53,7 +68,13 @@ pub fn write_undo(path: &Path, undo: &UndoFile) -> Result<(), GptError> {
 
 fn write_phase(dev: &Device, ss: u64, changes: &[&SectorChange]) -> Result<(), GptError> {
     for c in changes {
-        dev.write_all_at(&c.new, c.lba * ss).map_err(|e| io_err(c.lba * ss, &format!("writing LBA {} ({})", c.lba, c.what), e))?;
+        dev.write_all_at(&c.new, c.lba * ss).map_err(|e| {
+            io_err(
+                c.lba * ss,
+                &format!("writing LBA {} ({})", c.lba, c.what),
+                e,
+            )
+        })?;
     }
     dev.sync().map_err(|e| io_err(0, "sync", e))
 }
@@ -79,40 +100,75 @@ pub fn apply(dev: &Device, plan: &Plan, undo_path: &Path) -> Result<ApplyLog, Gp
         sector_size: plan.sector_size,
         device_size: plan.device_size,
         device_name: plan.device.clone(),
-        records: plan.changes.iter().map(|c| UndoRecord { offset: c.lba * ss, old: c.old.clone() }).collect(),
+        records: plan
+            .changes
+            .iter()
+            .map(|c| UndoRecord {
+                offset: c.lba * ss,
+                old: c.old.clone(),
+            })
+            .collect(),
     };
     write_undo(undo_path, &undo)?;
-    log.lines.push(format!("undo file {} written and synced ({} sectors)", undo_path.display(), undo.records.len()));
+    log.lines.push(format!(
+        "undo file {} written and synced ({} sectors)",
+        undo_path.display(),
+        undo.records.len()
+    ));
     for phase in [Phase::Backup, Phase::Primary] {
         let part: Vec<&SectorChange> = plan.changes.iter().filter(|c| c.phase == phase).collect();
         if part.is_empty() {
             continue;
         }
         write_phase(dev, ss, &part)?;
-        log.lines.push(format!("{phase:?} copy: {} sectors written and synced", part.len()).to_lowercase());
+        log.lines.push(
+            format!("{phase:?} copy: {} sectors written and synced", part.len()).to_lowercase(),
+        );
     }
     for c in &plan.changes {
         if read(dev, c.lba * ss, c.new.len())? != c.new {
-            return Err(io_err(c.lba * ss, "read-back differs from what was written", format!("LBA {} ({}); undo with the undo file", c.lba, c.what)));
+            return Err(io_err(
+                c.lba * ss,
+                "read-back differs from what was written",
+                format!("LBA {} ({}); undo with the undo file", c.lba, c.what),
+            ));
         }
     }
-    log.lines.push(format!("read back {} sectors: all as written", plan.changes.len()));
+    log.lines.push(format!(
+        "read back {} sectors: all as written",
+        plan.changes.len()
+    ));
     Ok(log)
 }
 
 /// The plan that restores the bytes recorded in `undo` (sectors whose bytes
 /// already match are skipped). Refuses when the device size or sector size
 /// differ from the recorded ones.
-pub fn undo_plan(dev: &dyn BlockDevice, sector_size: u32, undo: &UndoFile) -> Result<Plan, GptError> {
+pub fn undo_plan(
+    dev: &dyn BlockDevice,
+    sector_size: u32,
+    undo: &UndoFile,
+) -> Result<Plan, GptError> {
     if dev.size() != undo.device_size {
         return Err(io_err(
             0,
             "undo refused",
-            format!("the undo file is for a device of {} bytes, this one has {}", undo.device_size, dev.size()),
+            format!(
+                "the undo file is for a device of {} bytes, this one has {}",
+                undo.device_size,
+                dev.size()
+            ),
         ));
     }
     if sector_size != undo.sector_size {
-        return Err(io_err(0, "undo refused", format!("the undo file uses {}-byte sectors, this disk {sector_size}", undo.sector_size)));
+        return Err(io_err(
+            0,
+            "undo refused",
+            format!(
+                "the undo file uses {}-byte sectors, this disk {sector_size}",
+                undo.sector_size
+            ),
+        ));
     }
     let ss = u64::from(undo.sector_size);
     let mut changes = Vec::new();
@@ -153,9 +209,16 @@ pub fn apply_undo(dev: &Device, plan: &Plan) -> Result<ApplyLog, GptError> {
     write_phase(dev, ss, &all)?;
     for c in &plan.changes {
         if read(dev, c.lba * ss, c.new.len())? != c.new {
-            return Err(io_err(c.lba * ss, "read-back differs after undo", format!("LBA {}", c.lba)));
+            return Err(io_err(
+                c.lba * ss,
+                "read-back differs after undo",
+                format!("LBA {}", c.lba),
+            ));
         }
     }
-    log.lines.push(format!("{} sectors restored, synced and read back", plan.changes.len()));
+    log.lines.push(format!(
+        "{} sectors restored, synced and read back",
+        plan.changes.len()
+    ));
     Ok(log)
 }

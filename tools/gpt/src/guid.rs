@@ -100,8 +100,14 @@ pub const VMWARE_VMFSL: &str = "4EB2EA39-7855-4790-A79E-FAE495E21F8D";
 /// Known partition type GUIDs (UEFI spec, gdisk/util-linux tables, VMware).
 pub const KNOWN_TYPES: &[(&str, &str)] = &[
     (EFI_SYSTEM, "EFI system partition"),
-    ("21686148-6449-6E6F-744E-656564454649", "BIOS boot partition"),
-    ("024DEE41-33E7-11D3-9D69-0008C781F39F", "MBR partition scheme"),
+    (
+        "21686148-6449-6E6F-744E-656564454649",
+        "BIOS boot partition",
+    ),
+    (
+        "024DEE41-33E7-11D3-9D69-0008C781F39F",
+        "MBR partition scheme",
+    ),
     // VMware
     (VMWARE_VMFS, "VMware VMFS"),
     (VMWARE_DIAGNOSTIC, "VMware vmkDiagnostic"),
@@ -113,20 +119,32 @@ pub const KNOWN_TYPES: &[(&str, &str)] = &[
     (MS_BASIC_DATA, "Microsoft basic data"),
     ("E3C9E316-0B5C-4DB8-817D-F92DF00215AE", "Microsoft reserved"),
     ("DE94BBA4-06D1-4D40-A16A-BFD50179D6AC", "Windows recovery"),
-    ("5808C8AA-7E8F-42E0-85D2-E1E90434CFB3", "Windows LDM metadata"),
+    (
+        "5808C8AA-7E8F-42E0-85D2-E1E90434CFB3",
+        "Windows LDM metadata",
+    ),
     ("AF9B60A0-1431-4F62-BC68-3311714A69AD", "Windows LDM data"),
-    ("E75CAF8F-F680-4CEE-AFA3-B001E56EFC2D", "Windows Storage Spaces"),
+    (
+        "E75CAF8F-F680-4CEE-AFA3-B001E56EFC2D",
+        "Windows Storage Spaces",
+    ),
     // Linux
     ("0FC63DAF-8483-4772-8E79-3D69D8477DE4", "Linux filesystem"),
     ("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F", "Linux swap"),
     ("E6D6D379-F507-44C2-A23C-238F2A3DF928", "Linux LVM"),
     ("A19D880F-05FC-4D3B-A006-743F0F84911E", "Linux RAID"),
-    ("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "Linux root (x86-64)"),
+    (
+        "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+        "Linux root (x86-64)",
+    ),
     ("44479540-F297-41B2-9AF7-D131D5F0458A", "Linux root (x86)"),
     ("B921B045-1DF0-41C3-AF44-4C6F280D3FAE", "Linux root (ARM64)"),
     ("933AC7E1-2EB4-4F13-B844-0E14E2AEF915", "Linux /home"),
     ("3B8F8425-20E0-4F3B-907F-1A25A76F98E8", "Linux /srv"),
-    ("BC13C2FF-59E6-4262-A352-B275FD6F7172", "Linux extended boot"),
+    (
+        "BC13C2FF-59E6-4262-A352-B275FD6F7172",
+        "Linux extended boot",
+    ),
     ("CA7D7CCB-63ED-4C53-861C-1742536059CC", "Linux LUKS"),
     ("8DA63339-0007-60C0-C436-083AC8230908", "Linux reserved"),
     // Apple
@@ -135,7 +153,10 @@ pub const KNOWN_TYPES: &[(&str, &str)] = &[
     ("55465300-0000-11AA-AA11-00306543ECAC", "Apple UFS"),
     ("52414944-0000-11AA-AA11-00306543ECAC", "Apple RAID"),
     ("52414944-5F4F-11AA-AA11-00306543ECAC", "Apple RAID offline"),
-    ("426F6F74-0000-11AA-AA11-00306543ECAC", "Apple boot (Recovery HD)"),
+    (
+        "426F6F74-0000-11AA-AA11-00306543ECAC",
+        "Apple boot (Recovery HD)",
+    ),
     ("4C616265-6C00-11AA-AA11-00306543ECAC", "Apple label"),
     ("53746F72-6167-11AA-AA11-00306543ECAC", "Apple Core Storage"),
     // BSD, Solaris, others
@@ -144,7 +165,10 @@ pub const KNOWN_TYPES: &[(&str, &str)] = &[
     ("516E7CB5-6ECF-11D6-8FF8-00022D09712B", "FreeBSD swap"),
     ("516E7CB6-6ECF-11D6-8FF8-00022D09712B", "FreeBSD UFS"),
     ("516E7CBA-6ECF-11D6-8FF8-00022D09712B", "FreeBSD ZFS"),
-    ("6A898CC3-1DD2-11B2-99A6-080020736631", "Solaris /usr or Apple ZFS"),
+    (
+        "6A898CC3-1DD2-11B2-99A6-080020736631",
+        "Solaris /usr or Apple ZFS",
+    ),
     ("6A85CF4D-1DD2-11B2-99A6-080020736631", "Solaris root"),
     ("824CC7A0-36A8-11E3-890A-952519AD3F61", "OpenBSD data"),
     ("4FBD7E29-9D25-41B8-AFD0-062C0CEFF05D", "Ceph OSD"),

@@ -15,7 +15,11 @@ pub fn check_not_in_use(path: &Path) -> Result<(), String> {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
     let canonical = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    check_with(&canonical, Path::new("/sys/class/block"), &format!("{mounts}\n{swaps}"))
+    check_with(
+        &canonical,
+        Path::new("/sys/class/block"),
+        &format!("{mounts}\n{swaps}"),
+    )
 }
 
 /// The check on given inputs: `dev` a canonical device path (`/dev/sdb`),
@@ -42,15 +46,25 @@ pub fn check_with(dev: &Path, sys_class_block: &Path, mounts: &str) -> Result<()
     for n in &names {
         let holders = sys_class_block.join(n).join("holders");
         if let Ok(rd) = std::fs::read_dir(&holders) {
-            let h: Vec<String> = rd.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect();
+            let h: Vec<String> = rd
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(String::from))
+                .collect();
             if !h.is_empty() {
-                problems.push(format!("{n} is held by {} (md array, device-mapper or LVM)", h.join(", ")));
+                problems.push(format!(
+                    "{n} is held by {} (md array, device-mapper or LVM)",
+                    h.join(", ")
+                ));
             }
         }
         let dev_path = format!("/dev/{n}");
         for line in mounts.lines() {
-            let Some(src) = line.split_whitespace().next() else { continue };
-            let canon = std::fs::canonicalize(src).map(|p| p.display().to_string()).unwrap_or_else(|_| src.to_string());
+            let Some(src) = line.split_whitespace().next() else {
+                continue;
+            };
+            let canon = std::fs::canonicalize(src)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| src.to_string());
             if canon == dev_path {
                 problems.push(format!("{n} is in use: {line}"));
             }
@@ -74,7 +88,11 @@ mod tests {
     fn fake_sys() -> std::path::PathBuf {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
-        let d = std::env::temp_dir().join(format!("gpt-inuse-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let d = std::env::temp_dir().join(format!(
+            "gpt-inuse-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(d.join("sdx/holders")).unwrap();
         std::fs::create_dir_all(d.join("sdx/sdx1")).unwrap();
         std::fs::write(d.join("sdx/sdx1/partition"), "1\n").unwrap();
@@ -85,14 +103,18 @@ mod tests {
     #[test]
     fn idle_disk_passes() {
         let sys = fake_sys();
-        assert_eq!(check_with(Path::new("/dev/sdx"), &sys, "/dev/sda1 / ext4 rw 0 0\n"), Ok(()));
+        assert_eq!(
+            check_with(Path::new("/dev/sdx"), &sys, "/dev/sda1 / ext4 rw 0 0\n"),
+            Ok(())
+        );
         let _ = std::fs::remove_dir_all(sys);
     }
 
     #[test]
     fn mounted_partition_or_holder_refuses() {
         let sys = fake_sys();
-        let e = check_with(Path::new("/dev/sdx"), &sys, "/dev/sdx1 /mnt vfat rw 0 0\n").unwrap_err();
+        let e =
+            check_with(Path::new("/dev/sdx"), &sys, "/dev/sdx1 /mnt vfat rw 0 0\n").unwrap_err();
         assert!(e.contains("sdx1 is in use"), "{e}");
         std::fs::create_dir_all(sys.join("sdx/holders/md0")).unwrap();
         let e = check_with(Path::new("/dev/sdx"), &sys, "").unwrap_err();

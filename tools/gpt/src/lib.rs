@@ -11,6 +11,23 @@
 //! entry size, 88 entry array CRC32 (over count * size bytes).
 //! Entry: 0 type GUID, 16 unique GUID, 32 first LBA, 40 last LBA,
 //! 48 attributes, 56 name (UTF-16LE, 36 code units).
+//!
+//! Reading: [`read`] (sector size from the device; for an image file of a
+//! 4Kn disk, 4096 when "EFI PART" sits at byte 4096), the backup where the
+//! primary says, else at the last LBA. [`verify::verify`] lists findings
+//! with stable codes: header-crc, array-crc, array-unreadable, my-lba,
+//! primary-missing, backup-missing, backup-not-at-end, backup-stranded,
+//! last-usable-beyond-disk, arrays-differ, headers-differ, out-of-range,
+//! overlap, esxi-compacted, no-protective-mbr (warnings and errors);
+//! esxi-layout, hybrid-mbr, pmbr-size, revision, no-gpt (info).
+//!
+//! Repair: [`plan::plan`] computes whole sectors to rewrite for one
+//! [`plan::Mode`] (never compacting, sorting or relocating unless the mode
+//! says so; extra steps are listed in the plan), [`apply::apply`] writes the
+//! undo file ([`undofile`]) first, then the backup copy, then the primary,
+//! each synced, and reads everything back; [`apply::undo_plan`] restores.
+//! [`inuse::check_not_in_use`] refuses mounted or held disks.
+//! [`plan::suggestions`] names the repairs that fix what a disk shows.
 
 pub mod apply;
 pub mod cli;
@@ -46,7 +63,10 @@ impl fmt::Display for GptError {
 }
 
 fn err(offset: u64, message: impl Into<String>) -> GptError {
-    GptError { offset, message: message.into() }
+    GptError {
+        offset,
+        message: message.into(),
+    }
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
@@ -93,21 +113,33 @@ impl Header {
 pub fn parse_header(sector: &[u8], lba: u64, sector_size: u32) -> Result<Header, GptError> {
     let at = lba * u64::from(sector_size);
     if sector.len() < 92 {
-        return Err(err(at, format!("header needs 92 bytes, have {}", sector.len())));
+        return Err(err(
+            at,
+            format!("header needs 92 bytes, have {}", sector.len()),
+        ));
     }
     if &sector[0..8] != SIGNATURE {
-        return Err(err(at, "no GPT header here (signature \"EFI PART\" missing)"));
+        return Err(err(
+            at,
+            "no GPT header here (signature \"EFI PART\" missing)",
+        ));
     }
     let header_size = le32(sector, 12);
     if header_size < 92 || header_size as usize > sector.len() {
         return Err(err(
             at + 12,
-            format!("header size is {header_size}, expected 92 to {} (the sector size)", sector.len()),
+            format!(
+                "header size is {header_size}, expected 92 to {} (the sector size)",
+                sector.len()
+            ),
         ));
     }
     let entry_size = le32(sector, 84);
-    if entry_size < 128 || entry_size % 128 != 0 {
-        return Err(err(at + 84, format!("entry size is {entry_size}, expected a multiple of 128 (128 * 2^n)")));
+    if entry_size < 128 || !entry_size.is_multiple_of(128) {
+        return Err(err(
+            at + 84,
+            format!("entry size is {entry_size}, expected a multiple of 128 (128 * 2^n)"),
+        ));
     }
     let entry_count = le32(sector, 80);
     let array = u64::from(entry_count) * u64::from(entry_size);
@@ -152,10 +184,14 @@ pub struct Entry {
 
 impl Entry {
     pub fn sectors(&self) -> u64 {
-        self.last_lba.saturating_add(1).saturating_sub(self.first_lba)
+        self.last_lba
+            .saturating_add(1)
+            .saturating_sub(self.first_lba)
     }
     pub fn class(&self) -> TypeClass {
-        guid::type_info(&self.type_guid).map(|t| t.1).unwrap_or(TypeClass::Other)
+        guid::type_info(&self.type_guid)
+            .map(|t| t.1)
+            .unwrap_or(TypeClass::Other)
     }
 }
 
@@ -222,10 +258,17 @@ pub struct GptView {
 
 fn read_at(dev: &dyn BlockDevice, offset: u64, len: u64) -> Result<Vec<u8>, GptError> {
     if offset.checked_add(len).is_none_or(|end| end > dev.size()) {
-        return Err(err(offset, format!("{len} bytes at byte {offset} lie beyond the end of the disk ({} bytes)", dev.size())));
+        return Err(err(
+            offset,
+            format!(
+                "{len} bytes at byte {offset} lie beyond the end of the disk ({} bytes)",
+                dev.size()
+            ),
+        ));
     }
     let mut b = vec![0u8; len as usize];
-    dev.read_exact_at(&mut b, offset).map_err(|e| err(offset, format!("read failed: {e}")))?;
+    dev.read_exact_at(&mut b, offset)
+        .map_err(|e| err(offset, format!("read failed: {e}")))?;
     Ok(b)
 }
 
@@ -234,12 +277,32 @@ pub fn read_copy(dev: &dyn BlockDevice, lba: u64, sector_size: u32) -> Result<Ta
     let ss = u64::from(sector_size);
     let sector = read_at(dev, lba * ss, ss)?;
     let header = parse_header(&sector, lba, sector_size)?;
-    let (entries_crc_computed, entries, array_error, raw_array) =
-        match read_at(dev, header.entries_lba.saturating_mul(ss), header.array_bytes()) {
-            Ok(a) => (Some(crc32fast::hash(&a)), parse_entries(&a, header.entry_size), None, a),
-            Err(e) => (None, Vec::new(), Some(format!("entry array at LBA {}: {e}", header.entries_lba)), Vec::new()),
-        };
-    Ok(TableCopy { header_lba: lba, header, entries_crc_computed, entries, array_error, raw_array })
+    let (entries_crc_computed, entries, array_error, raw_array) = match read_at(
+        dev,
+        header.entries_lba.saturating_mul(ss),
+        header.array_bytes(),
+    ) {
+        Ok(a) => (
+            Some(crc32fast::hash(&a)),
+            parse_entries(&a, header.entry_size),
+            None,
+            a,
+        ),
+        Err(e) => (
+            None,
+            Vec::new(),
+            Some(format!("entry array at LBA {}: {e}", header.entries_lba)),
+            Vec::new(),
+        ),
+    };
+    Ok(TableCopy {
+        header_lba: lba,
+        header,
+        entries_crc_computed,
+        entries,
+        array_error,
+        raw_array,
+    })
 }
 
 /// The logical sector size of the GPT on `dev`: the device's, or for an
@@ -266,12 +329,23 @@ pub fn read(dev: &dyn BlockDevice) -> GptView {
     let mbr = mbr::read(dev);
     let primary = read_copy(dev, 1, sector_size);
     let backup = match &primary {
-        Ok(p) if p.header.alternate_lba != last && p.header.alternate_lba > 1 && p.header.alternate_lba < disk_sectors => {
-            read_copy(dev, p.header.alternate_lba, sector_size).or_else(|_| read_copy(dev, last, sector_size))
+        Ok(p)
+            if p.header.alternate_lba != last
+                && p.header.alternate_lba > 1
+                && p.header.alternate_lba < disk_sectors =>
+        {
+            read_copy(dev, p.header.alternate_lba, sector_size)
+                .or_else(|_| read_copy(dev, last, sector_size))
         }
         _ => read_copy(dev, last, sector_size),
     };
-    GptView { sector_size, disk_sectors, mbr, primary, backup }
+    GptView {
+        sector_size,
+        disk_sectors,
+        mbr,
+        primary,
+        backup,
+    }
 }
 
 /// The table's used slots: the primary's if readable, else the backup's.
@@ -286,23 +360,51 @@ pub fn best_entries(v: &GptView) -> &[Entry] {
 
 /// A partition table summary for the disk overview.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Summary {
+pub struct GptSummary {
     /// "gpt", "mbr", or "none".
     pub table: &'static str,
+    /// Header and array CRCs right and the header where it says it is.
     pub primary_ok: bool,
     pub backup_ok: bool,
+    /// Used entries (slot = partition number, LBAs, type name) of the
+    /// primary, or of the backup when the primary is damaged.
     pub entries: Vec<Entry>,
     /// Findings at warning level or worse (see `rescue gpt verify`).
     pub problems: usize,
+    /// The most severe finding's code, e.g. "esxi-compacted".
+    pub worst: Option<&'static str>,
     /// The ESXi layout recognised, e.g. "ESXi 5.x/6.x boot disk".
     pub layout: Option<String>,
 }
 
-/// Reads only the first and last sectors' worth of metadata.
-pub fn summarize(dev: &dyn BlockDevice) -> Summary {
+/// Older name of [`GptSummary`].
+pub type Summary = GptSummary;
+
+/// The partition table in brief, for the disk overview. Reads the MBR, the
+/// primary header and array at the start of the disk, and the backup header
+/// and array (at the end, or where the primary says): a few dozen sectors.
+/// An unreadable disk gives table "none".
+pub fn summarize(dev: &dyn BlockDevice) -> GptSummary {
+    summarize_checked(dev).unwrap_or(GptSummary {
+        table: "none",
+        primary_ok: false,
+        backup_ok: false,
+        entries: Vec::new(),
+        problems: 0,
+        worst: None,
+        layout: None,
+    })
+}
+
+/// Like [`summarize`], but an error when sector 0 cannot be read at all.
+pub fn summarize_checked(dev: &dyn BlockDevice) -> Result<GptSummary, GptError> {
+    read_at(dev, 0, dev.size().min(512))?;
     let v = read(dev);
     let findings = verify::verify(&v);
-    let problems = findings.iter().filter(|f| f.severity >= verify::Severity::Warning).count();
+    let serious: Vec<&verify::Finding> = findings
+        .iter()
+        .filter(|f| f.severity >= verify::Severity::Warning)
+        .collect();
     let layout = verify::esxi_layout(best_entries(&v)).map(|l| l.description());
     let table = if v.primary.is_ok() || v.backup.is_ok() {
         "gpt"
@@ -311,14 +413,20 @@ pub fn summarize(dev: &dyn BlockDevice) -> Summary {
     } else {
         "none"
     };
-    Summary {
+    let is_gpt = table == "gpt";
+    Ok(GptSummary {
         table,
-        primary_ok: v.primary.as_ref().is_ok_and(|p| p.header.header_crc_ok() && p.array_crc_ok()),
-        backup_ok: v.backup.as_ref().is_ok_and(|b| b.header.header_crc_ok() && b.array_crc_ok()),
+        primary_ok: v.primary.as_ref().is_ok_and(plan::intact),
+        backup_ok: v.backup.as_ref().is_ok_and(plan::intact),
         entries: best_entries(&v).to_vec(),
-        problems: if table == "gpt" { problems } else { 0 },
+        problems: if is_gpt { serious.len() } else { 0 },
+        worst: if is_gpt {
+            serious.first().map(|f| f.code)
+        } else {
+            None
+        },
         layout,
-    }
+    })
 }
 
 #[cfg(test)]

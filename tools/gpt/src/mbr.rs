@@ -26,13 +26,23 @@ pub struct MbrEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Mbr {
     pub kind: MbrKind,
+    /// 0x55AA at byte 510.
+    pub boot_signature: bool,
+    /// The 32-bit disk signature at byte 440.
+    pub disk_signature: u32,
     pub entries: Vec<MbrEntry>,
 }
 
 pub fn parse(sector: &[u8]) -> Mbr {
     if sector.len() < 512 || sector[510] != 0x55 || sector[511] != 0xAA {
-        return Mbr { kind: MbrKind::None, entries: Vec::new() };
+        return Mbr {
+            kind: MbrKind::None,
+            boot_signature: false,
+            disk_signature: 0,
+            entries: Vec::new(),
+        };
     }
+    let disk_signature = u32::from_le_bytes([sector[440], sector[441], sector[442], sector[443]]);
     let entries: Vec<MbrEntry> = (0..4)
         .filter_map(|i| {
             let e = &sector[446 + 16 * i..462 + 16 * i];
@@ -52,13 +62,23 @@ pub fn parse(sector: &[u8]) -> Mbr {
         (_, n) if n == ee => MbrKind::Protective,
         _ => MbrKind::Hybrid,
     };
-    Mbr { kind, entries }
+    Mbr {
+        kind,
+        boot_signature: true,
+        disk_signature,
+        entries,
+    }
 }
 
 pub fn read(dev: &dyn BlockDevice) -> Mbr {
     let mut b = vec![0u8; 512];
     if dev.size() < 512 || dev.read_exact_at(&mut b, 0).is_err() {
-        return Mbr { kind: MbrKind::None, entries: Vec::new() };
+        return Mbr {
+            kind: MbrKind::None,
+            boot_signature: false,
+            disk_signature: 0,
+            entries: Vec::new(),
+        };
     }
     parse(&b)
 }

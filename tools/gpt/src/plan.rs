@@ -106,14 +106,20 @@ impl Plan {
             let _ = writeln!(out, "  note: {n}");
         }
         if self.changes.is_empty() {
-            let _ = writeln!(out, "Nothing to change: the disk already holds what this repair would write.");
+            let _ = writeln!(
+                out,
+                "Nothing to change: the disk already holds what this repair would write."
+            );
             return out;
         }
         let _ = writeln!(
             out,
             "Sectors to write: {} ({} in the backup phase, written and synced first)",
             self.changes.len(),
-            self.changes.iter().filter(|c| c.phase == Phase::Backup).count()
+            self.changes
+                .iter()
+                .filter(|c| c.phase == Phase::Backup)
+                .count()
         );
         for c in &self.changes {
             out.push_str(&render_diff(c, self.sector_size));
@@ -147,7 +153,13 @@ fn hexline(b: &[u8]) -> String {
         let _ = write!(s, "{x:02x} ");
     }
     s.push('|');
-    s.extend(b.iter().map(|&x| if (0x20..0x7f).contains(&x) { x as char } else { '.' }));
+    s.extend(b.iter().map(|&x| {
+        if (0x20..0x7f).contains(&x) {
+            x as char
+        } else {
+            '.'
+        }
+    }));
     s.push('|');
     s
 }
@@ -165,7 +177,10 @@ fn read_sectors(dev: &dyn BlockDevice, lba: u64, count: u64, ss: u64) -> Result<
     if offset.checked_add(len).is_none_or(|end| end > dev.size()) {
         return Err(GptError {
             offset,
-            message: format!("LBA {lba}+{count} lies beyond the end of the disk ({} bytes)", dev.size()),
+            message: format!(
+                "LBA {lba}+{count} lies beyond the end of the disk ({} bytes)",
+                dev.size()
+            ),
         });
     }
     let mut b = vec![0u8; len as usize];
@@ -187,7 +202,14 @@ fn put64(b: &mut [u8], at: usize, v: u64) {
 /// location fields and the array CRC replaced and the header CRC recomputed.
 /// Everything else (revision, header size, disk GUID, first usable LBA,
 /// entry count and size, bytes after the header) is kept.
-pub fn rebuild_header(src: &[u8], my: u64, alternate: u64, last_usable: u64, entries_lba: u64, array_crc: u32) -> Vec<u8> {
+pub fn rebuild_header(
+    src: &[u8],
+    my: u64,
+    alternate: u64,
+    last_usable: u64,
+    entries_lba: u64,
+    array_crc: u32,
+) -> Vec<u8> {
     let mut h = src.to_vec();
     let size = (u32::from_le_bytes([h[12], h[13], h[14], h[15]]) as usize).clamp(92, h.len());
     put64(&mut h, 0x18, my);
@@ -241,7 +263,12 @@ fn diff_region(
             let what = match entry_size {
                 Some(es) => format!(
                     "{what} ({})",
-                    slot_range(1, r.start as u64, (r.end as u64).min(new.len() as u64).max(r.start as u64 + 1), es)
+                    slot_range(
+                        1,
+                        r.start as u64,
+                        (r.end as u64).min(new.len() as u64).max(r.start as u64 + 1),
+                        es
+                    )
                 ),
                 None => what.to_string(),
             };
@@ -280,17 +307,76 @@ fn changes_for(dev: &dyn BlockDevice, t: &Target) -> Result<Vec<SectorChange>, G
     let mut out = Vec::new();
     let es = Some(t.entry_size);
     if t.write_backup {
-        diff_region(dev, ss, t.backup_entries_lba, &t.array, Phase::Backup, "backup entry array", es, &mut out)?;
-        let h = rebuild_header(&t.src_header, t.backup_lba, 1, t.last_usable, t.backup_entries_lba, crc);
-        diff_region(dev, ss, t.backup_lba, &h, Phase::Backup, "backup header", None, &mut out)?;
+        diff_region(
+            dev,
+            ss,
+            t.backup_entries_lba,
+            &t.array,
+            Phase::Backup,
+            "backup entry array",
+            es,
+            &mut out,
+        )?;
+        let h = rebuild_header(
+            &t.src_header,
+            t.backup_lba,
+            1,
+            t.last_usable,
+            t.backup_entries_lba,
+            crc,
+        );
+        diff_region(
+            dev,
+            ss,
+            t.backup_lba,
+            &h,
+            Phase::Backup,
+            "backup header",
+            None,
+            &mut out,
+        )?;
     }
     if t.write_primary {
-        diff_region(dev, ss, t.primary_entries_lba, &t.array, Phase::Primary, "primary entry array", es, &mut out)?;
-        let h = rebuild_header(&t.src_header, 1, t.backup_lba, t.last_usable, t.primary_entries_lba, crc);
-        diff_region(dev, ss, 1, &h, Phase::Primary, "primary header", None, &mut out)?;
+        diff_region(
+            dev,
+            ss,
+            t.primary_entries_lba,
+            &t.array,
+            Phase::Primary,
+            "primary entry array",
+            es,
+            &mut out,
+        )?;
+        let h = rebuild_header(
+            &t.src_header,
+            1,
+            t.backup_lba,
+            t.last_usable,
+            t.primary_entries_lba,
+            crc,
+        );
+        diff_region(
+            dev,
+            ss,
+            1,
+            &h,
+            Phase::Primary,
+            "primary header",
+            None,
+            &mut out,
+        )?;
     }
     if let Some(m) = &t.mbr {
-        diff_region(dev, ss, 0, m, Phase::Primary, "protective MBR", None, &mut out)?;
+        diff_region(
+            dev,
+            ss,
+            0,
+            m,
+            Phase::Primary,
+            "protective MBR",
+            None,
+            &mut out,
+        )?;
     }
     Ok(out)
 }
@@ -298,10 +384,16 @@ fn changes_for(dev: &dyn BlockDevice, t: &Target) -> Result<Vec<SectorChange>, G
 fn entry_desc(e: &Entry) -> String {
     format!(
         "{} LBA {}-{}{}",
-        e.type_name.map(String::from).unwrap_or_else(|| e.type_guid.to_string()),
+        e.type_name
+            .map(String::from)
+            .unwrap_or_else(|| e.type_guid.to_string()),
         e.first_lba,
         e.last_lba,
-        if e.name.is_empty() { String::new() } else { format!(" \"{}\"", e.name) }
+        if e.name.is_empty() {
+            String::new()
+        } else {
+            format!(" \"{}\"", e.name)
+        }
     )
 }
 
@@ -310,13 +402,25 @@ fn entry_desc(e: &Entry) -> String {
 /// why and what to do instead.
 pub fn plan(dev: &dyn BlockDevice, view: &GptView, mode: &Mode) -> Result<Plan, GptError> {
     let ss = u64::from(view.sector_size);
-    let last = view.disk_sectors.checked_sub(1).ok_or_else(|| refuse("the disk is empty"))?;
+    let last = view
+        .disk_sectors
+        .checked_sub(1)
+        .ok_or_else(|| refuse("the disk is empty"))?;
+    if let (Err(p), Err(b)) = (&view.primary, &view.backup) {
+        return Err(refuse(format!(
+            "no GPT on this disk: primary: {p}; backup: {b}. Nothing to repair from"
+        )));
+    }
     let mut steps = Vec::new();
     let mut notes = Vec::new();
     let changes = match mode {
         Mode::FixCrc => fix_crc(dev, view, &mut steps, &mut notes)?,
         Mode::FromBackup => {
-            let b = view.backup.as_ref().map_err(|e| refuse(format!("the backup copy is unusable ({e}); nothing to rebuild the primary from")))?;
+            let b = view.backup.as_ref().map_err(|e| {
+                refuse(format!(
+                    "the backup copy is unusable ({e}); nothing to rebuild the primary from"
+                ))
+            })?;
             if !intact(b) {
                 return Err(refuse(format!(
                     "the backup copy at LBA {} is not intact (header CRC {}, array CRC {}); rebuilding the primary from it would copy the damage. If only CRCs are wrong, use --fix-crc",
@@ -326,11 +430,13 @@ pub fn plan(dev: &dyn BlockDevice, view: &GptView, mode: &Mode) -> Result<Plan, 
                 )));
             }
             let pel = match &view.primary {
-                Ok(p) if p.header.header_crc_ok() && p.header.entries_lba >= 2 => p.header.entries_lba,
+                Ok(p) if p.header.header_crc_ok() && p.header.entries_lba >= 2 => {
+                    p.header.entries_lba
+                }
                 _ => 2,
             };
             let array_sectors = b.header.array_bytes().div_ceil(ss);
-            if pel + array_sectors > b.header.first_usable_lba {
+            if pel.saturating_add(array_sectors) > b.header.first_usable_lba {
                 return Err(refuse(format!(
                     "a primary array at LBA {pel} ({array_sectors} sectors) would reach into the usable area starting at LBA {}",
                     b.header.first_usable_lba
@@ -340,7 +446,10 @@ pub fn plan(dev: &dyn BlockDevice, view: &GptView, mode: &Mode) -> Result<Plan, 
                 "rebuild the primary header (LBA 1) from the backup header at LBA {}: current LBA 1, backup LBA {}, entry array LBA {pel}; everything else copied, CRCs recomputed",
                 b.header_lba, b.header_lba
             ));
-            steps.push(format!("copy the backup entry array ({} slots, slot positions kept) to LBA {pel}", b.header.entry_count));
+            steps.push(format!(
+                "copy the backup entry array ({} slots, slot positions kept) to LBA {pel}",
+                b.header.entry_count
+            ));
             let t = Target {
                 src_header: read_sectors(dev, b.header_lba, 1, ss)?,
                 array: b.raw_array.clone(),
@@ -357,7 +466,11 @@ pub fn plan(dev: &dyn BlockDevice, view: &GptView, mode: &Mode) -> Result<Plan, 
             changes_for(dev, &t)?
         }
         Mode::FromPrimary => {
-            let p = view.primary.as_ref().map_err(|e| refuse(format!("the primary copy is unusable ({e}); nothing to rebuild the backup from")))?;
+            let p = view.primary.as_ref().map_err(|e| {
+                refuse(format!(
+                    "the primary copy is unusable ({e}); nothing to rebuild the backup from"
+                ))
+            })?;
             if !intact(p) {
                 return Err(refuse(format!(
                     "the primary copy is not intact (header CRC {}, array CRC {}); rebuilding the backup from it would copy the damage. If only CRCs are wrong, use --fix-crc",
@@ -390,7 +503,10 @@ pub fn plan(dev: &dyn BlockDevice, view: &GptView, mode: &Mode) -> Result<Plan, 
             steps.push(format!(
                 "rebuild the backup header at LBA {bl} from the primary: current LBA {bl}, backup LBA 1, entry array LBA {bel}; everything else copied, CRCs recomputed"
             ));
-            steps.push(format!("copy the primary entry array ({} slots, slot positions kept) to LBA {bel}", p.header.entry_count));
+            steps.push(format!(
+                "copy the primary entry array ({} slots, slot positions kept) to LBA {bel}",
+                p.header.entry_count
+            ));
             let t = Target {
                 src_header: read_sectors(dev, 1, 1, ss)?,
                 array: p.raw_array.clone(),
@@ -406,9 +522,10 @@ pub fn plan(dev: &dyn BlockDevice, view: &GptView, mode: &Mode) -> Result<Plan, 
             };
             changes_for(dev, &t)?
         }
-        Mode::RelocateBackup | Mode::RestoreSlots { .. } | Mode::EsxiSlots | Mode::MoveSlot { .. } => {
-            whole_table(dev, view, mode, &mut steps, &mut notes)?
-        }
+        Mode::RelocateBackup
+        | Mode::RestoreSlots { .. }
+        | Mode::EsxiSlots
+        | Mode::MoveSlot { .. } => whole_table(dev, view, mode, &mut steps, &mut notes)?,
     };
     Ok(Plan {
         mode: mode.describe(),
@@ -429,10 +546,18 @@ fn ok_word(ok: bool) -> &'static str {
     }
 }
 
-fn fix_crc(dev: &dyn BlockDevice, view: &GptView, steps: &mut Vec<String>, notes: &mut Vec<String>) -> Result<Vec<SectorChange>, GptError> {
+fn fix_crc(
+    dev: &dyn BlockDevice,
+    view: &GptView,
+    steps: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<SectorChange>, GptError> {
     let ss = u64::from(view.sector_size);
     let mut out = Vec::new();
-    for (name, c, phase) in [("backup", &view.backup, Phase::Backup), ("primary", &view.primary, Phase::Primary)] {
+    for (name, c, phase) in [
+        ("backup", &view.backup, Phase::Backup),
+        ("primary", &view.primary, Phase::Primary),
+    ] {
         let c = match c {
             Ok(c) => c,
             Err(e) => {
@@ -441,7 +566,10 @@ fn fix_crc(dev: &dyn BlockDevice, view: &GptView, steps: &mut Vec<String>, notes
             }
         };
         let Some(array_crc) = c.entries_crc_computed else {
-            notes.push(format!("the {name} entry array cannot be read ({}): its CRCs are left alone", c.array_error.as_deref().unwrap_or("?")));
+            notes.push(format!(
+                "the {name} entry array cannot be read ({}): its CRCs are left alone",
+                c.array_error.as_deref().unwrap_or("?")
+            ));
             continue;
         };
         if c.header.header_crc_ok() && c.array_crc_ok() {
@@ -449,21 +577,40 @@ fn fix_crc(dev: &dyn BlockDevice, view: &GptView, steps: &mut Vec<String>, notes
         }
         let src = read_sectors(dev, c.header_lba, 1, ss)?;
         let h = &c.header;
-        let new = rebuild_header(&src, h.my_lba, h.alternate_lba, h.last_usable_lba, h.entries_lba, array_crc);
+        let new = rebuild_header(
+            &src,
+            h.my_lba,
+            h.alternate_lba,
+            h.last_usable_lba,
+            h.entries_lba,
+            array_crc,
+        );
         if !c.array_crc_ok() {
             steps.push(format!(
                 "{name} header at LBA {}: array CRC (0x58) {:08x} -> {array_crc:08x}, computed over the {name} array as it is",
                 c.header_lba, h.entries_crc_stored
             ));
         }
-        steps.push(format!("{name} header at LBA {}: recompute the header CRC (0x10)", c.header_lba));
+        steps.push(format!(
+            "{name} header at LBA {}: recompute the header CRC (0x10)",
+            c.header_lba
+        ));
         if !h.header_crc_ok() {
             notes.push(format!(
                 "the {name} header's own CRC was wrong: its fields may be damaged; check them with `gpt show`. Fixing the CRC makes them authoritative; if the other copy is intact, --from-{} is the safer repair",
                 if name == "primary" { "backup" } else { "primary" }
             ));
         }
-        diff_region(dev, ss, c.header_lba, &new, phase, &format!("{name} header"), None, &mut out)?;
+        diff_region(
+            dev,
+            ss,
+            c.header_lba,
+            &new,
+            phase,
+            &format!("{name} header"),
+            None,
+            &mut out,
+        )?;
     }
     if out.is_empty() && steps.is_empty() && notes.is_empty() {
         notes.push("all CRCs are already right".into());
@@ -473,7 +620,13 @@ fn fix_crc(dev: &dyn BlockDevice, view: &GptView, steps: &mut Vec<String>, notes
 
 /// Relocation and slot changes: both copies are rewritten from one intact
 /// copy with a (possibly) new entry array.
-fn whole_table(dev: &dyn BlockDevice, view: &GptView, mode: &Mode, steps: &mut Vec<String>, notes: &mut Vec<String>) -> Result<Vec<SectorChange>, GptError> {
+fn whole_table(
+    dev: &dyn BlockDevice,
+    view: &GptView,
+    mode: &Mode,
+    steps: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<SectorChange>, GptError> {
     let ss = u64::from(view.sector_size);
     let last = view.disk_sectors - 1;
     let (src, src_name) = match (&view.primary, &view.backup) {
@@ -491,7 +644,10 @@ fn whole_table(dev: &dyn BlockDevice, view: &GptView, mode: &Mode, steps: &mut V
         }
     }
     if src_name == "backup" {
-        steps.push(format!("the primary copy is damaged: both copies are rebuilt from the backup at LBA {}", src.header_lba));
+        steps.push(format!(
+            "the primary copy is damaged: both copies are rebuilt from the backup at LBA {}",
+            src.header_lba
+        ));
     }
     let h = &src.header;
     let es = h.entry_size as usize;
@@ -502,7 +658,14 @@ fn whole_table(dev: &dyn BlockDevice, view: &GptView, mode: &Mode, steps: &mut V
         Mode::RelocateBackup => src.raw_array.clone(),
         Mode::RestoreSlots { reference, label } => {
             let moves = slots_from_reference(&src.entries, reference, label, notes)?;
-            apply_moves(&src.raw_array, &src.entries, &moves, es, h.entry_count, steps)?
+            apply_moves(
+                &src.raw_array,
+                &src.entries,
+                &moves,
+                es,
+                h.entry_count,
+                steps,
+            )?
         }
         Mode::EsxiSlots => {
             let l = verify::esxi_layout(&src.entries).ok_or_else(|| {
@@ -515,16 +678,33 @@ fn whole_table(dev: &dyn BlockDevice, view: &GptView, mode: &Mode, steps: &mut V
                 )));
             }
             steps.push(format!("recognised an {}", l.name));
-            apply_moves(&src.raw_array, &src.entries, &l.mapping, es, h.entry_count, steps)?
+            apply_moves(
+                &src.raw_array,
+                &src.entries,
+                &l.mapping,
+                es,
+                h.entry_count,
+                steps,
+            )?
         }
         Mode::MoveSlot { from, to } => {
             if !src.entries.iter().any(|e| e.slot == *from) {
                 return Err(refuse(format!("slot {from} is empty: nothing to move")));
             }
             if let Some(e) = src.entries.iter().find(|e| e.slot == *to) {
-                return Err(refuse(format!("slot {to} is in use ({}): move that entry away first", entry_desc(e))));
+                return Err(refuse(format!(
+                    "slot {to} is in use ({}): move that entry away first",
+                    entry_desc(e)
+                )));
             }
-            apply_moves(&src.raw_array, &src.entries, &[(*from, *to)], es, h.entry_count, steps)?
+            apply_moves(
+                &src.raw_array,
+                &src.entries,
+                &[(*from, *to)],
+                es,
+                h.entry_count,
+                steps,
+            )?
         }
         _ => unreachable!("whole_table is only called for relocation and slot modes"),
     };
@@ -542,7 +722,12 @@ fn whole_table(dev: &dyn BlockDevice, view: &GptView, mode: &Mode, steps: &mut V
     };
     let relocate = matches!(mode, Mode::RelocateBackup) || current_backup != last;
     let (backup_lba, backup_entries_lba, last_usable) = if relocate {
-        let bel = last.checked_sub(array_sectors).ok_or_else(|| refuse("the disk is too small for a backup array"))?;
+        let bel = last
+            .checked_sub(array_sectors)
+            .filter(|b| *b > h.first_usable_lba)
+            .ok_or_else(|| {
+                refuse("the disk is too small for a backup array after the first usable LBA")
+            })?;
         let lu = bel - 1;
         if let Some(e) = src.entries.iter().find(|e| e.last_lba > lu) {
             return Err(refuse(format!(
@@ -570,16 +755,28 @@ fn whole_table(dev: &dyn BlockDevice, view: &GptView, mode: &Mode, steps: &mut V
         (last, bel, lu)
     } else {
         let bel = match &view.backup {
-            Ok(b) if b.header_lba == current_backup && b.header.header_crc_ok() => b.header.entries_lba,
-            _ => current_backup - array_sectors,
+            Ok(b) if b.header_lba == current_backup && b.header.header_crc_ok() => {
+                b.header.entries_lba
+            }
+            _ => current_backup.saturating_sub(array_sectors),
         };
+        if bel <= h.last_usable_lba {
+            return Err(refuse(format!(
+                "a backup array at LBA {bel} would overlap the usable area (last usable LBA {}): use --relocate-backup",
+                h.last_usable_lba
+            )));
+        }
         (current_backup, bel, h.last_usable_lba)
     };
     let primary_entries_lba = match &view.primary {
         Ok(p) if p.header.header_crc_ok() && p.header.entries_lba >= 2 => p.header.entries_lba,
         _ => 2,
     };
-    let mbr = if relocate { pmbr_fix(dev, view, steps, notes)? } else { None };
+    let mbr = if relocate {
+        pmbr_fix(dev, view, steps, notes)?
+    } else {
+        None
+    };
     steps.push("write the backup copy (array, then header), sync; then the primary (array, header), sync; then read back and verify".into());
     notes.push("disk GUID, partition GUIDs, types, names, attributes and LBAs are kept; slots change only as listed".into());
     let t = Target {
@@ -600,7 +797,12 @@ fn whole_table(dev: &dyn BlockDevice, view: &GptView, mode: &Mode, steps: &mut V
 
 /// The protective MBR's 0xEE entry should cover the disk (up to 2^32-1
 /// sectors); after a disk grew it still has the old size.
-fn pmbr_fix(dev: &dyn BlockDevice, view: &GptView, steps: &mut Vec<String>, notes: &mut Vec<String>) -> Result<Option<Vec<u8>>, GptError> {
+fn pmbr_fix(
+    dev: &dyn BlockDevice,
+    view: &GptView,
+    steps: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<Option<Vec<u8>>, GptError> {
     use crate::mbr::MbrKind;
     let want = (view.disk_sectors - 1).min(u64::from(u32::MAX)) as u32;
     match view.mbr.kind {
@@ -629,16 +831,28 @@ fn pmbr_fix(dev: &dyn BlockDevice, view: &GptView, steps: &mut Vec<String>, note
 }
 
 /// (current slot, target slot) for entries whose slot differs in `reference`.
-fn slots_from_reference(current: &[Entry], reference: &[Entry], label: &str, notes: &mut Vec<String>) -> Result<Vec<(u32, u32)>, GptError> {
+fn slots_from_reference(
+    current: &[Entry],
+    reference: &[Entry],
+    label: &str,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(u32, u32)>, GptError> {
     if reference.is_empty() {
-        return Err(refuse(format!("the reference {label} has no partition entries")));
+        return Err(refuse(format!(
+            "the reference {label} has no partition entries"
+        )));
     }
     let mut moves = Vec::new();
     let mut matched_refs = Vec::new();
     for e in current {
-        let by_guid = (!e.unique_guid.is_zero())
-            .then(|| reference.iter().filter(|r| r.unique_guid == e.unique_guid).collect::<Vec<_>>())
-            .unwrap_or_default();
+        let by_guid: Vec<&Entry> = if e.unique_guid.is_zero() {
+            Vec::new()
+        } else {
+            reference
+                .iter()
+                .filter(|r| r.unique_guid == e.unique_guid)
+                .collect()
+        };
         let found = match by_guid.len() {
             1 => Some(by_guid[0]),
             0 => {
@@ -652,7 +866,12 @@ fn slots_from_reference(current: &[Entry], reference: &[Entry], label: &str, not
                     _ => return Err(refuse(format!("entry in slot {} ({}) matches several reference entries by type and start LBA", e.slot, entry_desc(e)))),
                 }
             }
-            _ => return Err(refuse(format!("the reference {label} has the unique GUID {} more than once", e.unique_guid))),
+            _ => {
+                return Err(refuse(format!(
+                    "the reference {label} has the unique GUID {} more than once",
+                    e.unique_guid
+                )))
+            }
         };
         match found {
             Some(r) => {
@@ -674,7 +893,11 @@ fn slots_from_reference(current: &[Entry], reference: &[Entry], label: &str, not
     }
     for r in reference {
         if !matched_refs.contains(&r.slot) {
-            notes.push(format!("reference slot {} ({}) has no matching entry on this disk", r.slot, entry_desc(r)));
+            notes.push(format!(
+                "reference slot {} ({}) has no matching entry on this disk",
+                r.slot,
+                entry_desc(r)
+            ));
         }
     }
     Ok(moves)
@@ -682,16 +905,34 @@ fn slots_from_reference(current: &[Entry], reference: &[Entry], label: &str, not
 
 /// Builds the new array: every entry copied byte for byte (all `entry_size`
 /// bytes) into its target slot; other slots all zero as empty slots are.
-fn apply_moves(raw: &[u8], entries: &[Entry], moves: &[(u32, u32)], es: usize, count: u32, steps: &mut Vec<String>) -> Result<Vec<u8>, GptError> {
-    let target = |slot: u32| moves.iter().find(|m| m.0 == slot).map(|m| m.1).unwrap_or(slot);
+fn apply_moves(
+    raw: &[u8],
+    entries: &[Entry],
+    moves: &[(u32, u32)],
+    es: usize,
+    count: u32,
+    steps: &mut Vec<String>,
+) -> Result<Vec<u8>, GptError> {
+    let target = |slot: u32| {
+        moves
+            .iter()
+            .find(|m| m.0 == slot)
+            .map(|m| m.1)
+            .unwrap_or(slot)
+    };
     let mut taken: Vec<(u32, u32)> = Vec::new();
     for e in entries {
         let t = target(e.slot);
         if t == 0 || t > count {
-            return Err(refuse(format!("slot {t} does not exist: the table has slots 1-{count}")));
+            return Err(refuse(format!(
+                "slot {t} does not exist: the table has slots 1-{count}"
+            )));
         }
         if let Some((other, _)) = taken.iter().find(|(_, tt)| *tt == t) {
-            return Err(refuse(format!("the entries of slots {other} and {} would both go to slot {t}", e.slot)));
+            return Err(refuse(format!(
+                "the entries of slots {other} and {} would both go to slot {t}",
+                e.slot
+            )));
         }
         taken.push((e.slot, t));
     }
@@ -709,8 +950,14 @@ fn apply_moves(raw: &[u8], entries: &[Entry], moves: &[(u32, u32)], es: usize, c
         let dst = (*to as usize - 1) * es..*to as usize * es;
         array[dst].copy_from_slice(&raw[src]);
         if from != to {
-            let e = entries.iter().find(|e| e.slot == *from).expect("taken lists used entries");
-            steps.push(format!("move the entry in slot {from} to slot {to}: {}", entry_desc(e)));
+            let e = entries
+                .iter()
+                .find(|e| e.slot == *from)
+                .expect("taken lists used entries");
+            steps.push(format!(
+                "move the entry in slot {from} to slot {to}: {}",
+                entry_desc(e)
+            ));
         }
     }
     let moved = taken.iter().filter(|(f, t)| f != t).count();
@@ -725,4 +972,57 @@ fn apply_moves(raw: &[u8], entries: &[Entry], moves: &[(u32, u32)], es: usize, c
         }
     }
     Ok(array)
+}
+
+/// The repairs that would fix what `view` shows, most useful first, each
+/// with the reason (for the menu: it offers these and shows their plan).
+/// Only modes whose plan can be made are listed.
+pub fn suggestions(dev: &dyn BlockDevice, view: &GptView) -> Vec<(Mode, String)> {
+    let mut out: Vec<(Mode, String)> = Vec::new();
+    let p_ok = view.primary.as_ref().is_ok_and(intact);
+    let b_ok = view.backup.as_ref().is_ok_and(intact);
+    if !p_ok && b_ok {
+        out.push((
+            Mode::FromBackup,
+            "the primary GPT is damaged and the backup is intact".into(),
+        ));
+    }
+    if p_ok && !b_ok {
+        out.push((
+            Mode::FromPrimary,
+            "the backup GPT is damaged or missing and the primary is intact".into(),
+        ));
+    }
+    if !p_ok && !b_ok {
+        let crc_only = |c: &Result<TableCopy, GptError>| {
+            c.as_ref().is_ok_and(|c| c.entries_crc_computed.is_some())
+        };
+        if crc_only(&view.primary) || crc_only(&view.backup) {
+            out.push((Mode::FixCrc, "no copy is intact; if only the CRCs are wrong (a hand edit), recomputing them helps".into()));
+        }
+    }
+    let last = view.disk_sectors.saturating_sub(1);
+    let backup_at = match &view.primary {
+        Ok(p) if p.header.header_crc_ok() => Some(p.header.alternate_lba),
+        _ => None,
+    };
+    if (p_ok || b_ok) && backup_at.is_some_and(|b| b != last) {
+        out.push((
+            Mode::RelocateBackup,
+            "the backup GPT is not at the end of the disk (the disk grew or shrank)".into(),
+        ));
+    }
+    if let Some(l) = verify::esxi_layout(crate::best_entries(view)) {
+        if l.compacted() && !l.ambiguous {
+            out.push((
+                Mode::EsxiSlots,
+                format!(
+                    "the entries look compacted; put them back into the {} slots",
+                    l.name
+                ),
+            ));
+        }
+    }
+    out.retain(|(m, _)| plan(dev, view, m).is_ok_and(|p| !p.is_empty()));
+    out
 }

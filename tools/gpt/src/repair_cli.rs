@@ -83,18 +83,17 @@ pub struct UndoCommand {
 pub fn reference_entries(path: &str) -> Result<Vec<Entry>, String> {
     let dev = Device::open(path).map_err(|e| e.to_string())?;
     let v = crate::read(&dev);
-    intact_entries(&v).ok_or_else(|| format!("{path}: no intact GPT copy (header and array CRCs right) to take slots from"))
+    intact_entries(&v).ok_or_else(|| {
+        format!("{path}: no intact GPT copy (header and array CRCs right) to take slots from")
+    })
 }
 
 fn intact_entries(v: &GptView) -> Option<Vec<Entry>> {
-    for c in [&v.primary, &v.backup] {
-        if let Ok(c) = c {
-            if c.header.header_crc_ok() && c.array_crc_ok() {
-                return Some(c.entries.clone());
-            }
-        }
-    }
-    None
+    [&v.primary, &v.backup]
+        .into_iter()
+        .flatten()
+        .find(|c| c.header.header_crc_ok() && c.array_crc_ok())
+        .map(|c| c.entries.clone())
 }
 
 fn parse_mode(cmd: &RepairCommand, v: &GptView) -> Result<Mode, String> {
@@ -117,22 +116,39 @@ fn parse_mode(cmd: &RepairCommand, v: &GptView) -> Result<Mode, String> {
     if let Some(r) = &cmd.restore_slots_from {
         let reference = match r.as_str() {
             "@primary" | "@backup" => {
-                let c = if r == "@primary" { &v.primary } else { &v.backup };
+                let c = if r == "@primary" {
+                    &v.primary
+                } else {
+                    &v.backup
+                };
                 match c {
                     Ok(c) if c.header.header_crc_ok() && c.array_crc_ok() => c.entries.clone(),
-                    Ok(_) => return Err(format!("{r}: that copy's CRCs are wrong; it cannot serve as the reference")),
+                    Ok(_) => {
+                        return Err(format!(
+                            "{r}: that copy's CRCs are wrong; it cannot serve as the reference"
+                        ))
+                    }
                     Err(e) => return Err(format!("{r}: {e}")),
                 }
             }
             path => reference_entries(path)?,
         };
-        modes.push(Mode::RestoreSlots { reference, label: r.clone() });
+        modes.push(Mode::RestoreSlots {
+            reference,
+            label: r.clone(),
+        });
     }
     if let Some(m) = &cmd.move_slot {
-        let parsed = m.split_once(':').and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)));
+        let parsed = m.split_once(':').and_then(|(a, b)| {
+            Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?))
+        });
         match parsed {
             Some((from, to)) if from >= 1 && to >= 1 => modes.push(Mode::MoveSlot { from, to }),
-            _ => return Err(format!("--move-slot {m}: expected FROM:TO, two slot numbers from 1")),
+            _ => {
+                return Err(format!(
+                    "--move-slot {m}: expected FROM:TO, two slot numbers from 1"
+                ))
+            }
         }
     }
     match modes.len() {
@@ -158,6 +174,13 @@ fn print_plan(plan: &Plan, json: bool) -> bool {
 }
 
 pub fn run_repair(cmd: RepairCommand) -> i32 {
+    if cmd.write {
+        // Refuse early, before any plan is shown as if it could be applied.
+        if let Err(e) = crate::inuse::check_not_in_use(Path::new(&cmd.target)) {
+            eprintln!("gpt: {e}");
+            return 2;
+        }
+    }
     let dev = match Device::open(&cmd.target) {
         Ok(d) => d,
         Err(e) => {
@@ -213,9 +236,24 @@ fn open_for_writing(target: &str) -> Result<Device, String> {
     Device::open_writable(target, &access).map_err(|e| e.to_string())
 }
 
+/// After writing to a disk: set the block layer's read-only flag again (the
+/// appliance keeps every disk read-only unless asked) and remind the user
+/// that the kernel still holds the old partition table.
+fn after_disk_write(dev: &Device, target: &str) {
+    if dev.kind() != blockdev::DeviceKind::BlockDevice {
+        return;
+    }
+    if let Err(e) = blockdev::set_read_only(target, true) {
+        eprintln!("gpt: note: could not set {target} read-only again: {e}");
+    }
+    println!("The kernel still uses the partition table it read at boot: reboot (or re-read the table) to see the change.");
+}
+
 fn write_plan(target: &str, plan: &Plan, undo: &Path) -> Result<(), String> {
     let dev = open_for_writing(target)?;
-    let log = apply::apply(&dev, plan, undo).map_err(|e| e.to_string())?;
+    let result = apply::apply(&dev, plan, undo);
+    after_disk_write(&dev, target);
+    let log = result.map_err(|e| e.to_string())?;
     for l in &log.lines {
         println!("{l}");
     }
@@ -251,7 +289,11 @@ pub fn run_undo(cmd: UndoCommand) -> i32 {
     };
     // An image file has no sector size of its own: take the recorded one.
     // A disk's must match it (undo_plan refuses otherwise).
-    let ss = if dev.kind() == blockdev::DeviceKind::RegularFile { undo.sector_size } else { dev.logical_sector_size() };
+    let ss = if dev.kind() == blockdev::DeviceKind::RegularFile {
+        undo.sector_size
+    } else {
+        dev.logical_sector_size()
+    };
     let plan = match apply::undo_plan(&dev, ss, &undo) {
         Ok(p) => p,
         Err(e) => {
@@ -269,7 +311,8 @@ pub fn run_undo(cmd: UndoCommand) -> i32 {
     if plan.is_empty() {
         return 0;
     }
-    let result = open_for_writing(&cmd.disk).and_then(|d| apply::apply_undo(&d, &plan).map_err(|e| e.to_string()));
+    let result = open_for_writing(&cmd.disk)
+        .and_then(|d| apply::apply_undo(&d, &plan).map_err(|e| e.to_string()));
     match result {
         Ok(log) => {
             for l in &log.lines {

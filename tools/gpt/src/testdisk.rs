@@ -20,20 +20,69 @@ pub const VMKDIAG: &str = "9D275380-40AD-11DB-BF97-000C2911D1B8";
 /// order 1,2,3,5,6,7,8, disk order 1,5,6,7,8,2,3, slot 4 empty.
 pub fn esxi5_parts() -> Vec<Part> {
     vec![
-        Part { slot: 1, type_guid: EFI, first: 64, last: 8191, name: "" },
-        Part { slot: 2, type_guid: BASIC, first: 40960, last: 57343, name: "" },
-        Part { slot: 3, type_guid: VMFS, first: 57344, last: 131000, name: "" },
-        Part { slot: 5, type_guid: BASIC, first: 8224, last: 16383, name: "" },
-        Part { slot: 6, type_guid: BASIC, first: 16416, last: 24575, name: "" },
-        Part { slot: 7, type_guid: VMKDIAG, first: 24608, last: 32767, name: "" },
-        Part { slot: 8, type_guid: BASIC, first: 32800, last: 40959, name: "" },
+        Part {
+            slot: 1,
+            type_guid: EFI,
+            first: 64,
+            last: 8191,
+            name: "",
+        },
+        Part {
+            slot: 2,
+            type_guid: BASIC,
+            first: 40960,
+            last: 57343,
+            name: "",
+        },
+        Part {
+            slot: 3,
+            type_guid: VMFS,
+            first: 57344,
+            last: 131000,
+            name: "",
+        },
+        Part {
+            slot: 5,
+            type_guid: BASIC,
+            first: 8224,
+            last: 16383,
+            name: "",
+        },
+        Part {
+            slot: 6,
+            type_guid: BASIC,
+            first: 16416,
+            last: 24575,
+            name: "",
+        },
+        Part {
+            slot: 7,
+            type_guid: VMKDIAG,
+            first: 24608,
+            last: 32767,
+            name: "",
+        },
+        Part {
+            slot: 8,
+            type_guid: BASIC,
+            first: 32800,
+            last: 40959,
+            name: "",
+        },
     ]
 }
 
 /// The same entries renumbered 1..N in slot order, as the copy tool of
 /// incident 003 left them.
 pub fn compact(parts: Vec<Part>) -> Vec<Part> {
-    parts.into_iter().enumerate().map(|(i, p)| Part { slot: i as u32 + 1, ..p }).collect()
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| Part {
+            slot: i as u32 + 1,
+            ..p
+        })
+        .collect()
 }
 
 pub fn entry_array(parts: &[Part], count: u32) -> Vec<u8> {
@@ -51,7 +100,15 @@ pub fn entry_array(parts: &[Part], count: u32) -> Vec<u8> {
     a
 }
 
-pub fn header(my: u64, alt: u64, first_usable: u64, last_usable: u64, entries_lba: u64, array: &[u8], ss: u32) -> Vec<u8> {
+pub fn header(
+    my: u64,
+    alt: u64,
+    first_usable: u64,
+    last_usable: u64,
+    entries_lba: u64,
+    array: &[u8],
+    ss: u32,
+) -> Vec<u8> {
     let mut h = vec![0u8; ss as usize];
     h[0..8].copy_from_slice(b"EFI PART");
     h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
@@ -77,7 +134,8 @@ pub fn disk(sectors: u64, ss: u32, parts: &[Part]) -> Vec<u8> {
     // Protective MBR: one 0xEE entry from LBA 1 over the disk.
     d[446 + 4] = 0xEE;
     d[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
-    d[446 + 12..446 + 16].copy_from_slice(&((sectors - 1).min(u32::MAX as u64) as u32).to_le_bytes());
+    d[446 + 12..446 + 16]
+        .copy_from_slice(&((sectors - 1).min(u32::MAX as u64) as u32).to_le_bytes());
     d[510] = 0x55;
     d[511] = 0xAA;
     let array = entry_array(parts, 128);
@@ -89,6 +147,14 @@ pub fn disk(sectors: u64, ss: u32, parts: &[Part]) -> Vec<u8> {
     d[2 * s..2 * s + array.len()].copy_from_slice(&array);
     let backup_array = last - array_sectors;
     d[backup_array as usize * s..backup_array as usize * s + array.len()].copy_from_slice(&array);
-    d[last as usize * s..].copy_from_slice(&header(last, 1, first_usable, last_usable, backup_array, &array, ss));
+    d[last as usize * s..].copy_from_slice(&header(
+        last,
+        1,
+        first_usable,
+        last_usable,
+        backup_array,
+        &array,
+        ss,
+    ));
     d
 }

@@ -6,7 +6,11 @@ use blockdev::MemDevice;
 const SECTORS: u64 = 131072; // 64 MiB
 
 fn codes(v: &GptView) -> Vec<&'static str> {
-    verify(v).into_iter().filter(|f| f.severity >= Severity::Warning).map(|f| f.code).collect()
+    verify(v)
+        .into_iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .map(|f| f.code)
+        .collect()
 }
 
 fn view(d: Vec<u8>) -> GptView {
@@ -70,7 +74,20 @@ fn corrupt_primary_header_and_bad_array_crcs() {
 
 #[test]
 fn sector_size_4096_image() {
-    let v = read(&MemDevice::new(disk(SECTORS / 8, 4096, &[Part { slot: 1, type_guid: VMFS, first: 256, last: 16000, name: "datastore1" }]), 512));
+    let v = read(&MemDevice::new(
+        disk(
+            SECTORS / 8,
+            4096,
+            &[Part {
+                slot: 1,
+                type_guid: VMFS,
+                first: 256,
+                last: 16000,
+                name: "datastore1",
+            }],
+        ),
+        512,
+    ));
     assert_eq!(v.sector_size, 4096);
     assert_eq!(codes(&v), Vec::<&str>::new());
     let e = &v.primary.as_ref().unwrap().entries[0];
@@ -80,20 +97,41 @@ fn sector_size_4096_image() {
 #[test]
 fn malformed_headers_give_clear_errors() {
     let good = disk(SECTORS, 512, &esxi5_parts());
-    let set = |d: &mut Vec<u8>, at: usize, v: u32| d[512 + at..512 + at + 4].copy_from_slice(&v.to_le_bytes());
+    let set = |d: &mut Vec<u8>, at: usize, v: u32| {
+        d[512 + at..512 + at + 4].copy_from_slice(&v.to_le_bytes())
+    };
     let mut d = good.clone();
     set(&mut d, 12, 600);
-    assert!(view(d).primary.unwrap_err().message.contains("header size is 600"));
+    assert!(view(d)
+        .primary
+        .unwrap_err()
+        .message
+        .contains("header size is 600"));
     let mut d = good.clone();
     set(&mut d, 80, u32::MAX);
-    assert!(view(d).primary.unwrap_err().message.contains("4294967295 entries"));
+    assert!(view(d)
+        .primary
+        .unwrap_err()
+        .message
+        .contains("4294967295 entries"));
     let mut d = good.clone();
     set(&mut d, 84, 100);
-    assert!(view(d).primary.unwrap_err().message.contains("multiple of 128"));
+    assert!(view(d)
+        .primary
+        .unwrap_err()
+        .message
+        .contains("multiple of 128"));
     let mut d = good.clone();
     d[512 + 72..512 + 80].copy_from_slice(&(SECTORS * 2).to_le_bytes());
     let v = view(d);
-    assert!(v.primary.as_ref().unwrap().array_error.as_ref().unwrap().contains("beyond the end"));
+    assert!(v
+        .primary
+        .as_ref()
+        .unwrap()
+        .array_error
+        .as_ref()
+        .unwrap()
+        .contains("beyond the end"));
     let truncated = good[..4096].to_vec();
     let v = view(truncated);
     assert!(v.primary.is_ok() && v.backup.is_err());
@@ -108,7 +146,11 @@ fn sgdisk(args: &[&str], img: &std::path::Path) -> String {
         .arg(img)
         .output()
         .expect("sgdisk is needed (apt-get install gdisk)");
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// sgdisk, the independent reference: it reads our test disks as valid,
@@ -120,12 +162,19 @@ fn sgdisk_agrees() {
     std::fs::create_dir_all(&dir).unwrap();
     let img = dir.join("esxi.img");
     std::fs::write(&img, disk(SECTORS, 512, &esxi5_parts())).unwrap();
-    assert!(sgdisk(&["-v"], &img).contains("No problems found"), "{}", sgdisk(&["-v"], &img));
+    assert!(
+        sgdisk(&["-v"], &img).contains("No problems found"),
+        "{}",
+        sgdisk(&["-v"], &img)
+    );
     std::fs::write(&img, disk(SECTORS * 3 / 2, 512, &compact(esxi5_parts()))).unwrap();
     assert!(sgdisk(&["-v"], &img).contains("No problems found"));
     // sgdisk writes an ESXi layout; we read its slots and LBAs.
     let img2 = dir.join("sg.img");
-    std::fs::File::create(&img2).unwrap().set_len(SECTORS * 512).unwrap();
+    std::fs::File::create(&img2)
+        .unwrap()
+        .set_len(SECTORS * 512)
+        .unwrap();
     let mut args: Vec<String> = vec!["-a".into(), "1".into()];
     for p in esxi5_parts() {
         let code = match p.type_guid {
@@ -142,10 +191,26 @@ fn sgdisk_agrees() {
     let dev = blockdev::Device::open(&img2).unwrap();
     let v = read(&dev);
     assert_eq!(codes(&v), Vec::<&str>::new(), "{:?}", verify(&v));
-    let got: Vec<(u32, u64, u64, TypeClass)> = v.primary.as_ref().unwrap().entries.iter().map(|e| (e.slot, e.first_lba, e.last_lba, e.class())).collect();
+    let got: Vec<(u32, u64, u64, TypeClass)> = v
+        .primary
+        .as_ref()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| (e.slot, e.first_lba, e.last_lba, e.class()))
+        .collect();
     let want: Vec<(u32, u64, u64, TypeClass)> = esxi5_parts()
         .iter()
-        .map(|p| (p.slot, p.first, p.last, guid::type_info(&Guid::parse(p.type_guid).unwrap()).unwrap().1))
+        .map(|p| {
+            (
+                p.slot,
+                p.first,
+                p.last,
+                guid::type_info(&Guid::parse(p.type_guid).unwrap())
+                    .unwrap()
+                    .1,
+            )
+        })
         .collect();
     let mut want = want;
     want.sort_by_key(|w| w.0);

@@ -37,7 +37,10 @@ pub struct UndoFile {
 }
 
 fn bad(offset: u64, message: String) -> GptError {
-    GptError { offset, message: format!("undo file: {message}") }
+    GptError {
+        offset,
+        message: format!("undo file: {message}"),
+    }
 }
 
 impl UndoFile {
@@ -65,13 +68,22 @@ impl UndoFile {
     /// Parses and checks an undo file; errors name the byte offset and field.
     pub fn decode(b: &[u8]) -> Result<UndoFile, GptError> {
         if b.len() > MAX_UNDO_BYTES {
-            return Err(bad(0, format!("{} bytes, more than the {MAX_UNDO_BYTES} accepted", b.len())));
+            return Err(bad(
+                0,
+                format!("{} bytes, more than the {MAX_UNDO_BYTES} accepted", b.len()),
+            ));
         }
         if b.len() < 34 {
-            return Err(bad(0, format!("{} bytes, shorter than the 34-byte minimum", b.len())));
+            return Err(bad(
+                0,
+                format!("{} bytes, shorter than the 34-byte minimum", b.len()),
+            ));
         }
         if &b[0..8] != MAGIC {
-            return Err(bad(0, format!("magic is {:02x?}, expected \"GPTUNDO1\"", &b[0..8])));
+            return Err(bad(
+                0,
+                format!("magic is {:02x?}, expected \"GPTUNDO1\"", &b[0..8]),
+            ));
         }
         let body = &b[..b.len() - 4];
         let stored = u32::from_le_bytes(b[b.len() - 4..].try_into().expect("4 bytes"));
@@ -92,31 +104,59 @@ impl UndoFile {
         let count = u32_at(24);
         let name_len = u16::from_le_bytes([body[28], body[29]]) as usize;
         let mut at = 30usize;
-        let name = body
-            .get(at..at + name_len)
-            .ok_or_else(|| bad(28, format!("device name of {name_len} bytes runs past the end")))?;
+        let name = body.get(at..at + name_len).ok_or_else(|| {
+            bad(
+                28,
+                format!("device name of {name_len} bytes runs past the end"),
+            )
+        })?;
         let device_name = String::from_utf8_lossy(name).into_owned();
         at += name_len;
         let mut records = Vec::new();
         for i in 0..count {
-            let head = body
-                .get(at..at + 12)
-                .ok_or_else(|| bad(at as u64, format!("record {i} of {count} runs past the end")))?;
+            let head = body.get(at..at + 12).ok_or_else(|| {
+                bad(
+                    at as u64,
+                    format!("record {i} of {count} runs past the end"),
+                )
+            })?;
             let offset = u64::from_le_bytes(head[0..8].try_into().expect("8 bytes"));
             let len = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
-            let old = body
-                .get(at + 12..at + 12 + len)
-                .ok_or_else(|| bad(at as u64 + 8, format!("record {i}: {len} bytes run past the end")))?;
-            if offset.checked_add(len as u64).is_none_or(|end| end > device_size) {
-                return Err(bad(at as u64, format!("record {i}: bytes {offset}+{len} lie beyond the device size {device_size}")));
+            let old = body.get(at + 12..at + 12 + len).ok_or_else(|| {
+                bad(
+                    at as u64 + 8,
+                    format!("record {i}: {len} bytes run past the end"),
+                )
+            })?;
+            if offset
+                .checked_add(len as u64)
+                .is_none_or(|end| end > device_size)
+            {
+                return Err(bad(
+                    at as u64,
+                    format!(
+                        "record {i}: bytes {offset}+{len} lie beyond the device size {device_size}"
+                    ),
+                ));
             }
-            records.push(UndoRecord { offset, old: old.to_vec() });
+            records.push(UndoRecord {
+                offset,
+                old: old.to_vec(),
+            });
             at += 12 + len;
         }
         if at != body.len() {
-            return Err(bad(at as u64, format!("{} bytes after the last record", body.len() - at)));
+            return Err(bad(
+                at as u64,
+                format!("{} bytes after the last record", body.len() - at),
+            ));
         }
-        Ok(UndoFile { sector_size, device_size, device_name, records })
+        Ok(UndoFile {
+            sector_size,
+            device_size,
+            device_name,
+            records,
+        })
     }
 }
 
@@ -130,8 +170,14 @@ mod tests {
             device_size: 1 << 20,
             device_name: "/dev/sdb".into(),
             records: vec![
-                UndoRecord { offset: 512, old: vec![1; 512] },
-                UndoRecord { offset: 4096, old: vec![2; 512] },
+                UndoRecord {
+                    offset: 512,
+                    old: vec![1; 512],
+                },
+                UndoRecord {
+                    offset: 4096,
+                    old: vec![2; 512],
+                },
             ],
         }
     }

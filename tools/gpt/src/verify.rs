@@ -21,7 +21,11 @@ pub struct Finding {
 }
 
 fn f(severity: Severity, code: &'static str, message: String) -> Finding {
-    Finding { severity, code, message }
+    Finding {
+        severity,
+        code,
+        message,
+    }
 }
 
 /// An ESXi slot layout: which slot holds which kind of partition, the slots
@@ -89,27 +93,34 @@ impl EsxiLayout {
     }
 }
 
-fn mappings(entries: &[&Entry], t: &Template, ti: usize, ei: usize, cur: &mut Vec<(u32, u32)>, out: &mut Vec<Vec<(u32, u32)>>) {
+fn mappings(
+    entries: &[&Entry],
+    slots: &[(u32, TypeClass, bool)],
+    ti: usize,
+    ei: usize,
+    cur: &mut Vec<(u32, u32)>,
+    out: &mut Vec<Vec<(u32, u32)>>,
+) {
     if out.len() > 4 {
         return;
     }
     if ei == entries.len() {
-        if t.slots[ti..].iter().all(|s| !s.2) {
+        if slots[ti..].iter().all(|s| !s.2) {
             out.push(cur.clone());
         }
         return;
     }
-    if ti == t.slots.len() {
+    if ti == slots.len() {
         return;
     }
-    let (slot, class, required) = t.slots[ti];
+    let (slot, class, required) = slots[ti];
     if entries[ei].class() == class {
         cur.push((entries[ei].slot, slot));
-        mappings(entries, t, ti + 1, ei + 1, cur, out);
+        mappings(entries, slots, ti + 1, ei + 1, cur, out);
         cur.pop();
     }
     if !required {
-        mappings(entries, t, ti + 1, ei, cur, out);
+        mappings(entries, slots, ti + 1, ei, cur, out);
     }
 }
 
@@ -118,7 +129,12 @@ fn disk_order_fits(entries: &[&Entry], mapping: &[(u32, u32)], t: &Template) -> 
     by_disk.sort_by_key(|e| e.first_lba);
     let target = |slot: u32| mapping.iter().find(|m| m.0 == slot).map(|m| m.1);
     let order: Vec<u32> = by_disk.iter().filter_map(|e| target(e.slot)).collect();
-    let expected: Vec<u32> = t.disk_order.iter().copied().filter(|s| order.contains(s)).collect();
+    let expected: Vec<u32> = t
+        .disk_order
+        .iter()
+        .copied()
+        .filter(|s| order.contains(s))
+        .collect();
     order == expected
 }
 
@@ -126,15 +142,52 @@ fn disk_order_fits(entries: &[&Entry], mapping: &[(u32, u32)], t: &Template) -> 
 /// same order, gaps removed), from entry types, slot order and disk order.
 pub fn esxi_layout(entries: &[Entry]) -> Option<EsxiLayout> {
     let used: Vec<&Entry> = entries.iter().collect();
-    if !used.iter().any(|e| matches!(e.class(), TypeClass::VmkDiagnostic | TypeClass::Vmfs | TypeClass::VmfsL)) {
+    if !used.iter().any(|e| {
+        matches!(
+            e.class(),
+            TypeClass::VmkDiagnostic | TypeClass::Vmfs | TypeClass::VmfsL
+        )
+    }) {
         return None;
     }
     for t in [&ESXI_5_6, &ESXI_7_8] {
         let mut all = Vec::new();
-        mappings(&used, t, 0, 0, &mut Vec::new(), &mut all);
-        let fitting: Vec<Vec<(u32, u32)>> = all.into_iter().filter(|m| disk_order_fits(&used, m, t)).collect();
+        mappings(&used, t.slots, 0, 0, &mut Vec::new(), &mut all);
+        let fitting: Vec<Vec<(u32, u32)>> = all
+            .into_iter()
+            .filter(|m| disk_order_fits(&used, m, t))
+            .collect();
         if let Some(first) = fitting.first() {
-            return Some(EsxiLayout { name: t.name, mapping: first.clone(), ambiguous: fitting.len() > 1 });
+            return Some(EsxiLayout {
+                name: t.name,
+                mapping: first.clone(),
+                ambiguous: fitting.len() > 1,
+            });
+        }
+    }
+    // Entries sorted by start LBA (sgdisk -s, sfdisk -r, TestDisk): match the
+    // types in disk order against the layout's disk order instead.
+    let mut by_disk = used.clone();
+    by_disk.sort_by_key(|e| (e.first_lba, e.slot));
+    if by_disk.windows(2).any(|w| w[0].first_lba == w[1].first_lba) {
+        return None;
+    }
+    for t in [&ESXI_5_6, &ESXI_7_8] {
+        let ordered: Vec<(u32, TypeClass, bool)> = t
+            .disk_order
+            .iter()
+            .filter_map(|s| t.slots.iter().find(|x| x.0 == *s).copied())
+            .collect();
+        let mut all = Vec::new();
+        mappings(&by_disk, &ordered, 0, 0, &mut Vec::new(), &mut all);
+        if let Some(first) = all.first() {
+            let mut mapping = first.clone();
+            mapping.sort();
+            return Some(EsxiLayout {
+                name: t.name,
+                mapping,
+                ambiguous: all.len() > 1,
+            });
         }
     }
     None
@@ -157,9 +210,14 @@ fn copy_findings(which: &str, c: &TableCopy, v: &GptView, out: &mut Vec<Finding>
         _ => {}
     }
     if h.my_lba != c.header_lba {
-        out.push(f(Severity::Error, "my-lba", format!(
-            "{which} header read at LBA {} says it is at LBA {}", c.header_lba, h.my_lba
-        )));
+        out.push(f(
+            Severity::Error,
+            "my-lba",
+            format!(
+                "{which} header read at LBA {} says it is at LBA {}",
+                c.header_lba, h.my_lba
+            ),
+        ));
     }
     if h.last_usable_lba >= v.disk_sectors {
         out.push(f(Severity::Error, "last-usable-beyond-disk", format!(
@@ -168,7 +226,14 @@ fn copy_findings(which: &str, c: &TableCopy, v: &GptView, out: &mut Vec<Finding>
         )));
     }
     if h.revision != 0x0001_0000 {
-        out.push(f(Severity::Info, "revision", format!("{which} header revision is {:08x} (1.0 is 00010000)", h.revision)));
+        out.push(f(
+            Severity::Info,
+            "revision",
+            format!(
+                "{which} header revision is {:08x} (1.0 is 00010000)",
+                h.revision
+            ),
+        ));
     }
 }
 
@@ -199,9 +264,14 @@ pub fn verify(v: &GptView) -> Vec<Finding> {
     if let Ok(b) = &v.backup {
         copy_findings("backup", b, v, &mut out);
         if b.header_lba != last {
-            out.push(f(Severity::Warning, "backup-stranded", format!(
-                "the backup header was found at LBA {}, not at the last LBA {}", b.header_lba, last
-            )));
+            out.push(f(
+                Severity::Warning,
+                "backup-stranded",
+                format!(
+                    "the backup header was found at LBA {}, not at the last LBA {}",
+                    b.header_lba, last
+                ),
+            ));
         }
     }
     if let (Ok(p), Ok(b)) = (&v.primary, &v.backup) {
@@ -209,31 +279,87 @@ pub fn verify(v: &GptView) -> Vec<Finding> {
             let slots: Vec<String> = (0..p.header.entry_count.max(b.header.entry_count) as usize)
                 .filter(|&i| {
                     let size = p.header.entry_size as usize;
-                    p.raw_array.get(i * size..(i + 1) * size) != b.raw_array.get(i * size..(i + 1) * size)
+                    p.raw_array.get(i * size..(i + 1) * size)
+                        != b.raw_array.get(i * size..(i + 1) * size)
                 })
                 .take(16)
                 .map(|i| (i + 1).to_string())
                 .collect();
-            out.push(f(Severity::Error, "arrays-differ", format!(
-                "primary and backup entry arrays differ (slots {})", slots.join(", ")
-            )));
+            out.push(f(
+                Severity::Error,
+                "arrays-differ",
+                format!(
+                    "primary and backup entry arrays differ (slots {})",
+                    slots.join(", ")
+                ),
+            ));
         }
-        for (name, a, bb) in [
-            ("disk GUID", p.header.disk_guid.to_string(), b.header.disk_guid.to_string()),
-            ("first usable LBA", p.header.first_usable_lba.to_string(), b.header.first_usable_lba.to_string()),
-            ("last usable LBA", p.header.last_usable_lba.to_string(), b.header.last_usable_lba.to_string()),
-            ("entry count", p.header.entry_count.to_string(), b.header.entry_count.to_string()),
-            ("entry size", p.header.entry_size.to_string(), b.header.entry_size.to_string()),
-        ] {
-            if a != bb {
-                out.push(f(Severity::Error, "headers-differ", format!("{name}: primary {a}, backup {bb}")));
+        // A header whose own CRC is wrong differs for that reason alone.
+        if p.header.header_crc_ok() && b.header.header_crc_ok() {
+            for (name, a, bb) in [
+                (
+                    "disk GUID",
+                    p.header.disk_guid.to_string(),
+                    b.header.disk_guid.to_string(),
+                ),
+                (
+                    "first usable LBA",
+                    p.header.first_usable_lba.to_string(),
+                    b.header.first_usable_lba.to_string(),
+                ),
+                (
+                    "last usable LBA",
+                    p.header.last_usable_lba.to_string(),
+                    b.header.last_usable_lba.to_string(),
+                ),
+                (
+                    "entry count",
+                    p.header.entry_count.to_string(),
+                    b.header.entry_count.to_string(),
+                ),
+                (
+                    "entry size",
+                    p.header.entry_size.to_string(),
+                    b.header.entry_size.to_string(),
+                ),
+            ] {
+                if a != bb {
+                    out.push(f(
+                        Severity::Error,
+                        "headers-differ",
+                        format!("{name}: primary {a}, backup {bb}"),
+                    ));
+                }
             }
         }
     }
-    if v.mbr.kind == crate::mbr::MbrKind::None {
-        out.push(f(Severity::Warning, "no-protective-mbr", "sector 0 has no protective MBR (0x55AA and a type 0xEE entry)".into()));
-    } else if v.mbr.kind == crate::mbr::MbrKind::Hybrid {
-        out.push(f(Severity::Info, "hybrid-mbr", "the MBR is hybrid (0xEE plus other entries)".into()));
+    match v.mbr.kind {
+        crate::mbr::MbrKind::None => out.push(f(
+            Severity::Warning,
+            "no-protective-mbr",
+            "sector 0 has no protective MBR (0x55AA and a type 0xEE entry): MBR-only tools may take the disk for empty".into(),
+        )),
+        crate::mbr::MbrKind::Classic => out.push(f(
+            Severity::Warning,
+            "no-protective-mbr",
+            "sector 0 holds an MBR partition table without a 0xEE entry: MBR-only tools see those partitions, not the GPT".into(),
+        )),
+        crate::mbr::MbrKind::Hybrid => out.push(f(Severity::Info, "hybrid-mbr", "the MBR is hybrid (0xEE plus other entries)".into())),
+        crate::mbr::MbrKind::Protective => {
+            let want = v.disk_sectors.saturating_sub(1).min(u64::from(u32::MAX)) as u32;
+            if let Some(e) = v.mbr.entries.iter().find(|e| e.kind == 0xEE) {
+                if e.sectors != want {
+                    out.push(f(
+                        Severity::Info,
+                        "pmbr-size",
+                        format!(
+                            "the protective MBR's 0xEE entry covers {} sectors, the disk {want}: usual after a copy to a disk of another size (--relocate-backup also fixes this)",
+                            e.sectors
+                        ),
+                    ));
+                }
+            }
+        }
     }
     let entries = best_entries(v);
     let (first_usable, last_usable) = match (&v.primary, &v.backup) {
@@ -252,13 +378,22 @@ pub fn verify(v: &GptView) -> Vec<Finding> {
     for (i, a) in entries.iter().enumerate() {
         for b in &entries[i + 1..] {
             if a.first_lba <= b.last_lba && b.first_lba <= a.last_lba {
-                out.push(f(Severity::Error, "overlap", format!("partitions {} and {} overlap", a.slot, b.slot)));
+                out.push(f(
+                    Severity::Error,
+                    "overlap",
+                    format!("partitions {} and {} overlap", a.slot, b.slot),
+                ));
             }
         }
     }
     if let Some(l) = esxi_layout(entries) {
         if l.compacted() {
-            let moves: Vec<String> = l.mapping.iter().filter(|(a, b)| a != b).map(|(a, b)| format!("{a}->{b}")).collect();
+            let moves: Vec<String> = l
+                .mapping
+                .iter()
+                .filter(|(a, b)| a != b)
+                .map(|(a, b)| format!("{a}->{b}"))
+                .collect();
             out.push(f(Severity::Warning, "esxi-compacted", format!(
                 "looks like an {} whose entries were compacted (slots renumbered, gaps removed): ESXi finds its partitions by slot number; they belong in slots {}{}",
                 l.name,
@@ -266,9 +401,13 @@ pub fn verify(v: &GptView) -> Vec<Finding> {
                 if l.ambiguous { " (more than one layout fits: check against the original disk)" } else { "" }
             )));
         } else {
-            out.push(f(Severity::Info, "esxi-layout", format!("{}: slot layout intact", l.name)));
+            out.push(f(
+                Severity::Info,
+                "esxi-layout",
+                format!("{}: slot layout intact", l.name),
+            ));
         }
     }
-    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }

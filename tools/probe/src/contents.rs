@@ -124,6 +124,10 @@ pub fn fill(disks: &mut [Disk], dev_dir: &Path) {
                                         .unwrap_or_else(|| e.type_guid.to_string())
                                 });
                         }
+                        if table.layout.is_some() {
+                            let ss = u64::from(gpt::detect_sector_size(&dev));
+                            d.esxi = Some(crate::esxi::read(&dev, ss, &table.entries));
+                        }
                         d.partition_table = Some(table);
                     }
                 }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod contents;
+pub mod esxi;
 mod identity;
 pub mod render;
 mod sysfs;
@@ -117,6 +118,8 @@ pub struct Disk {
     pub contents: Option<contents::Holds>,
     /// The partition table as on disk (GPT headers' state, slots, ESXi layout).
     pub partition_table: Option<gpt::Summary>,
+    /// The ESXi builds in the boot banks, for an ESXi boot disk.
+    pub esxi: Option<esxi::EsxiBoot>,
 }
 
 /// Block devices that are not disks the user brought: our own loop/ram
@@ -197,6 +200,7 @@ pub fn probe_disk(sysfs: &Path, name: &str) -> std::io::Result<Disk> {
         health: None,
         contents: None,
         partition_table: None,
+        esxi: None,
     };
     identity::fill(sysfs, &dir, &real, &mut disk);
     if disk.size_bytes == 0 {

@@ -53,6 +53,11 @@ fn contents_text(d: &Disk) -> String {
             .replace(".x", "")
             .replace(" boot disk (entries compacted)", " compacted")
             .replace(" boot disk", " boot");
+        // The build from the boot bank is more precise than the layout's era.
+        let layout = match d.esxi.as_ref().and_then(|e| e.version()) {
+            Some(v) => layout.replace("5/6", v).replace("7/8", v),
+            None => layout,
+        };
         let datastores: Vec<String> = d
             .partitions
             .iter()
@@ -100,7 +105,7 @@ pub fn overview(disks: &[Disk]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        " #  {:<8} {:>9}  {:<16} {:<7} {:<7} CONTENTS",
+        " #  {:<8} {:>9}  {:<14} {:<7} {:<7} CONTENTS",
         "DISK", "SIZE", "MODEL", "BUS", "HEALTH"
     );
     for (i, d) in disks.iter().enumerate() {
@@ -117,14 +122,14 @@ pub fn overview(disks: &[Disk]) -> String {
         }
         let _ = writeln!(
             out,
-            "{:>2}  {:<8} {:>9}  {:<16} {:<7} {:<7} {}",
+            "{:>2}  {:<8} {:>9}  {:<14} {:<7} {:<7} {}",
             i + 1,
             cut(&d.name, 8),
             human_size(d.size_bytes),
-            cut(&model, 16),
+            cut(&model, 14),
             d.transport.label(),
             health,
-            cut(&contents, 23)
+            cut(&contents, 25)
         );
     }
     if disks.is_empty() {
@@ -358,6 +363,17 @@ pub fn detail(d: &Disk) -> String {
                 } else {
                     String::new()
                 }
+            ),
+        );
+    }
+    if let Some(e) = &d.esxi {
+        field(
+            &mut out,
+            "ESXi boot banks",
+            &format!(
+                "bootbank {}, altbootbank {}",
+                e.bootbank_build.as_deref().unwrap_or("unreadable"),
+                e.altbootbank_build.as_deref().unwrap_or("unreadable")
             ),
         );
     }
