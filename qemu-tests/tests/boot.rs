@@ -514,3 +514,128 @@ fn contents_and_failing_nvme_health() {
     let after: Vec<String> = paths.iter().map(|p| sha256_file(p)).collect();
     assert_eq!(after, before);
 }
+
+/// Incident 003 repaired from the menu: the compacted ESXi boot disk on a
+/// MegaRAID logical drive gets its slots back; after a reboot the guest
+/// kernel sees partitions 1,2,3,5,6,7,8 at the same offsets; the other
+/// disks are unchanged; the undo file restores the compacted table exactly.
+#[test]
+fn gpt_repair_from_the_menu_survives_reboot() {
+    let image = Image::built();
+    let dir = TempDir::new("gptrepair");
+    let disks = demo::demo_disks(dir.path(), true).expect("demo disks");
+    let others: Vec<&Disk> = disks
+        .iter()
+        .filter(|d| d.serial != "RAID-LD-0001")
+        .collect();
+    let before: Vec<String> = others.iter().map(|d| sha256_file(&d.path)).collect();
+    let raid_path = disks
+        .iter()
+        .find(|d| d.serial == "RAID-LD-0001")
+        .unwrap()
+        .path
+        .clone();
+    let compacted = sha256_file(&raid_path);
+
+    // Offsets the kernel sees before, by partition number.
+    let parts = |json: &Value| -> Vec<(u64, u64)> {
+        disk_named(json, "RAID-LD-0001").unwrap()["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["number"].as_u64().unwrap(),
+                    p["start_bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (s, t) = run_script(&image, VmConfig::new(disks.clone()), "probe --json\n");
+    assert_eq!(s.len(), 1, "{t}");
+    let old = parts(&probe_json(&s[0]));
+    assert_eq!(
+        old.iter().map(|p| p.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7]
+    );
+
+    let mut vm = Vm::start(&image, &VmConfig::new(disks.clone()));
+    let overview = vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    let number = overview
+        .lines()
+        .find(|l| l.contains("RAID-LD") && l.contains("GPT!"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no flagged RAID disk in:\n{overview}"))
+        .to_string();
+    vm.send(&format!("{number}\n"));
+    let detail = vm.wait_for("g: GPT findings and repairs", Duration::from_secs(60));
+    // The boot banks are found through the layout even on the compacted table.
+    assert!(
+        detail.contains("bootbank 5.0.0-1489271, altbootbank 5.0.0-1311175"),
+        "{detail}"
+    );
+    vm.send("g\n");
+    let view = vm.wait_for("Repair choice (Enter: back): ", Duration::from_secs(60));
+    assert!(view.contains("esxi-compacted"), "{view}");
+    let choice = view
+        .lines()
+        .filter(|l| l.contains("ESXi"))
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|w| w.parse::<u32>().is_ok())
+        .unwrap_or_else(|| panic!("no ESXi repair offered:\n{view}"))
+        .to_string();
+    // A wrong confirmation writes nothing.
+    vm.send(&format!("{choice}\n"));
+    vm.wait_for("anything else cancels: ", Duration::from_secs(60));
+    vm.send("yes\n");
+    vm.wait_for("Cancelled: nothing was written.", Duration::from_secs(30));
+    vm.wait_for("Repair choice (Enter: back): ", Duration::from_secs(60));
+    assert_eq!(
+        sha256_file(&raid_path),
+        compacted,
+        "a cancelled repair wrote"
+    );
+    vm.send(&format!("{choice}\n"));
+    let plan = vm.wait_for("anything else cancels: ", Duration::from_secs(60));
+    assert!(plan.contains("RAID-LD-0001"), "{plan}");
+    vm.send("RAID-LD-0001\n");
+    let result = vm.wait_for("Repair choice (Enter: back): ", Duration::from_secs(120));
+    assert!(result.contains("Repair written and verified."), "{result}");
+    assert!(
+        result.contains("Undo file: /run/rescue/gpt-undo-"),
+        "{result}"
+    );
+    vm.send("\n");
+    vm.wait_for("Choose: ", Duration::from_secs(60));
+    vm.send("p\n");
+    vm.wait_for("[y/N]", Duration::from_secs(30));
+    vm.send("y\n");
+    vm.wait_exit(Duration::from_secs(60));
+
+    // After the "reboot": the ESXi slots, at the very same offsets.
+    let (s, t) = run_script(
+        &image,
+        VmConfig::new(disks.clone()),
+        "probe --json\ngpt verify /dev/sda\ngpt verify /dev/sdb\n",
+    );
+    assert_eq!(s.len(), 3, "{t}");
+    let new = parts(&probe_json(&s[0]));
+    assert_eq!(
+        new.iter().map(|p| p.0).collect::<Vec<_>>(),
+        [1, 2, 3, 5, 6, 7, 8]
+    );
+    let mut old_offsets: Vec<u64> = old.iter().map(|p| p.1).collect();
+    let mut new_offsets: Vec<u64> = new.iter().map(|p| p.1).collect();
+    old_offsets.sort();
+    new_offsets.sort();
+    assert_eq!(old_offsets, new_offsets, "partitions moved");
+    assert!(
+        s[1..].iter().all(|x| x.exit == 0),
+        "{}\n{}",
+        s[1].output,
+        s[2].output
+    );
+    let after: Vec<String> = others.iter().map(|d| sha256_file(&d.path)).collect();
+    assert_eq!(after, before, "another disk changed");
+    assert_ne!(sha256_file(&raid_path), compacted);
+}

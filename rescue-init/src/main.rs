@@ -3,6 +3,7 @@
 
 mod bootlog;
 mod cmdline;
+mod gptmenu;
 mod init;
 mod menu;
 mod modules;

@@ -83,11 +83,29 @@ pub fn run(cmd: MenuCommand) -> i32 {
             }
             n => match n.parse::<usize>() {
                 Ok(i) if i >= 1 && i <= disks.len() => {
-                    let _ = write!(out, "\n{}", probe::render::detail(&disks[i - 1]));
-                    let _ = write!(out, "\nEnter: back to the overview: ");
+                    let disk = &disks[i - 1];
+                    let _ = write!(out, "\n{}", probe::render::detail(disk));
+                    let has_gpt = disk
+                        .partition_table
+                        .as_ref()
+                        .is_some_and(|t| t.table == "gpt");
+                    if has_gpt {
+                        let _ = write!(
+                            out,
+                            "\ng: GPT findings and repairs; Enter: back to the overview: "
+                        );
+                    } else {
+                        let _ = write!(out, "\nEnter: back to the overview: ");
+                    }
                     let _ = out.flush();
-                    if read_line(&mut input).is_none() {
-                        return 0;
+                    match read_line(&mut input) {
+                        None => return 0,
+                        Some(l) if has_gpt && l.trim() == "g" => {
+                            if !crate::gptmenu::run(disk, &mut input, &mut out) {
+                                return 0;
+                            }
+                        }
+                        Some(_) => {}
                     }
                 }
                 _ => {
@@ -112,7 +130,7 @@ fn header() -> String {
     )
 }
 
-fn read_line(input: &mut impl BufRead) -> Option<String> {
+pub fn read_line(input: &mut impl BufRead) -> Option<String> {
     let mut s = String::new();
     match input.read_line(&mut s) {
         Ok(0) | Err(_) => None,

@@ -249,7 +249,10 @@ fn after_disk_write(dev: &Device, target: &str) {
     println!("The kernel still uses the partition table it read at boot: reboot (or re-read the table) to see the change.");
 }
 
-fn write_plan(target: &str, plan: &Plan, undo: &Path) -> Result<(), String> {
+/// Applies `plan` to `target` (the user confirmed it): undo file first, then
+/// the backup copy, then the primary, each synced, then read back; prints the
+/// log and the findings after the repair. Shared by the CLI and the menu.
+pub fn write_plan(target: &str, plan: &Plan, undo: &Path) -> Result<(), String> {
     let dev = open_for_writing(target)?;
     let result = apply::apply(&dev, plan, undo);
     after_disk_write(&dev, target);

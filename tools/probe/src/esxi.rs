@@ -32,8 +32,18 @@ pub fn build_of(boot_cfg: &str) -> Option<String> {
 }
 
 /// Reads both boot banks of an ESXi boot disk whose GPT slots are `entries`.
+/// On a compacted table the banks are found where the layout puts them, not
+/// in the (wrong) slots 5 and 6.
 pub fn read(dev: &dyn blockdev::BlockDevice, sector_size: u64, entries: &[gpt::Entry]) -> EsxiBoot {
-    let bank = |slot: u32| -> Option<String> {
+    let mapping = gpt::verify::esxi_layout(entries)
+        .map(|l| l.mapping)
+        .unwrap_or_default();
+    let bank = |esxi_slot: u32| -> Option<String> {
+        let slot = mapping
+            .iter()
+            .find(|(_, to)| *to == esxi_slot)
+            .map(|(from, _)| *from)
+            .unwrap_or(esxi_slot);
         let e = entries.iter().find(|e| e.slot == slot)?;
         let vol = fat::Volume::open(dev, e.first_lba.checked_mul(sector_size)?).ok()?;
         let cfg = vol.read_file("boot.cfg").ok()?;
