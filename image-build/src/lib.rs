@@ -7,6 +7,7 @@
 //! (a small archive to append to the initramfs), [`select_modules`].
 
 pub mod cpio;
+pub mod pxe;
 
 pub use cpio::{cpio_newc, extra_initrd, parse_newc, CpioEntry, EntryKind};
 use kmod::ModuleIndex;

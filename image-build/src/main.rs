@@ -131,6 +131,10 @@ fn build(args: Args) -> Result<(), Error> {
     let kernel =
         std::fs::read(&tree.vmlinuz).map_err(|e| format!("{}: {e}", tree.vmlinuz.display()))?;
     write_atomically(&out.join("vmlinuz"), &kernel)?;
+    let pxe_dir = out.join("pxe");
+    for w in pxe::write_bundle(&pxe_dir, &kernel, &compressed)? {
+        eprintln!("image-build: {w}");
+    }
     let bin_size = std::fs::metadata(&rescue_bin).map(|m| m.len()).unwrap_or(0);
     println!(
         "kernel:     {} ({})",
@@ -154,6 +158,10 @@ fn build(args: Args) -> Result<(), Error> {
         "vmlinuz:    {} bytes -> {}",
         kernel.len(),
         out.join("vmlinuz").display()
+    );
+    println!(
+        "pxe:        {} (boot.ipxe, pxelinux.cfg/default, grub/grub.cfg)",
+        pxe_dir.display()
     );
     println!("built in {:.1} s", start.elapsed().as_secs_f32());
     Ok(())

@@ -289,6 +289,9 @@ pub struct VmConfig {
     pub extra_args: Vec<String>,
     /// Start a QMP monitor (see [`Vm::qmp`]).
     pub qmp: bool,
+    /// Boot from this directory over the network (QEMU's TFTP server and
+    /// the NIC's iPXE ROM) instead of passing the kernel directly.
+    pub pxe_dir: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -300,6 +303,7 @@ impl VmConfig {
             memory_mb: 1024,
             extra_args: Vec::new(),
             qmp: false,
+            pxe_dir: None,
         }
     }
     pub fn script(mut self, s: &str) -> VmConfig {
@@ -327,13 +331,25 @@ impl VmConfig {
             "-no-reboot",
         ])
         .args(["-display", "none", "-vga", "none"])
-        .args(["-m", &self.memory_mb.to_string()])
-        .arg("-kernel")
-        .arg(kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .arg("-append")
-        .arg(append);
+        .args(["-m", &self.memory_mb.to_string()]);
+        match &self.pxe_dir {
+            Some(dir) => {
+                cmd.arg("-netdev")
+                    .arg(format!(
+                        "user,id=n0,tftp={},bootfile=boot.ipxe",
+                        dir.display()
+                    ))
+                    .args(["-device", "e1000,netdev=n0", "-boot", "n"]);
+            }
+            None => {
+                cmd.arg("-kernel")
+                    .arg(kernel)
+                    .arg("-initrd")
+                    .arg(initrd)
+                    .arg("-append")
+                    .arg(append);
+            }
+        }
         for (i, d) in self.disks.iter().enumerate() {
             cmd.args(d.qemu_args(i));
         }

@@ -639,3 +639,34 @@ fn gpt_repair_from_the_menu_survives_reboot() {
     assert_eq!(after, before, "another disk changed");
     assert_ne!(sha256_file(&raid_path), compacted);
 }
+
+/// PXE: QEMU's TFTP server and the e1000's iPXE ROM boot `out/pxe/` as
+/// image-build wrote it (its iPXE menu's default entry after the timeout),
+/// to the menu on the serial console, which lists the disk; then power off.
+#[test]
+fn pxe_boot_from_the_bundle() {
+    let image = Image::built();
+    let pxe = image.kernel.parent().unwrap().join("pxe");
+    for f in [
+        "boot.ipxe",
+        "vmlinuz",
+        "initramfs.img",
+        "pxelinux.0",
+        "pxelinux.cfg/default",
+        "grub/grub.cfg",
+    ] {
+        assert!(pxe.join(f).exists(), "{} missing", pxe.join(f).display());
+    }
+    let dir = TempDir::new("pxe");
+    let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
+    let mut cfg = VmConfig::new(vec![Disk::new(&a, Controller::VirtioBlk, "PXEDISK")]);
+    cfg.pxe_dir = Some(pxe);
+    let mut vm = Vm::start(&image, &cfg);
+    let boot = vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    assert!(boot.contains("menus on /dev/tty1 /dev/ttyS0"), "{boot}");
+    assert!(boot.contains(" vda "), "{boot}");
+    vm.send("p\n");
+    vm.wait_for("[y/N]", Duration::from_secs(30));
+    vm.send("y\n");
+    vm.wait_exit(Duration::from_secs(60));
+}
