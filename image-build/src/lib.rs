@@ -7,6 +7,7 @@
 //! (a small archive to append to the initramfs), [`select_modules`].
 
 pub mod cpio;
+pub mod media;
 pub mod pxe;
 
 pub use cpio::{cpio_newc, extra_initrd, parse_newc, CpioEntry, EntryKind};
@@ -98,7 +99,7 @@ pub struct KernelTree {
     pub package: Option<String>,
 }
 
-fn run(cmd: &mut Command) -> Result<String, Error> {
+pub(crate) fn run(cmd: &mut Command) -> Result<String, Error> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
@@ -136,30 +137,7 @@ pub fn resolve_kernel_package() -> Result<String, Error> {
 /// generates its module index with depmod (the package ships none).
 pub fn fetch_debian_kernel(cache: &Path) -> Result<KernelTree, Error> {
     let package = resolve_kernel_package()?;
-    let root = cache.join(&package);
-    let done = root.join(".extracted");
-    if !done.exists() {
-        std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
-        let deb = find_deb(cache, &package);
-        let deb = match deb {
-            Some(d) => d,
-            None => {
-                eprintln!("image-build: apt-get download {package}");
-                run(Command::new("apt-get")
-                    .args(["download", &package])
-                    .current_dir(cache))?;
-                find_deb(cache, &package).ok_or_else(|| {
-                    format!(
-                        "apt-get download {package} left no .deb in {}",
-                        cache.display()
-                    )
-                })?
-            }
-        };
-        let _ = std::fs::remove_dir_all(&root);
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
-        std::fs::write(&done, &package).map_err(|e| e.to_string())?;
-    }
+    let root = fetch_package(cache, &package)?;
     let version = package
         .strip_prefix("linux-image-")
         .ok_or("unexpected kernel package name")?
@@ -172,6 +150,36 @@ pub fn fetch_debian_kernel(cache: &Path) -> Result<KernelTree, Error> {
     };
     ensure_module_index(&tree)?;
     Ok(tree)
+}
+
+/// Downloads (once) Debian package `package` into `cache` with `apt-get
+/// download` and extracts it to `cache/<package>/`; returns that root.
+pub fn fetch_package(cache: &Path, package: &str) -> Result<PathBuf, Error> {
+    let root = cache.join(package);
+    let done = root.join(".extracted");
+    if done.exists() {
+        return Ok(root);
+    }
+    std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let deb = match find_deb(cache, package) {
+        Some(d) => d,
+        None => {
+            eprintln!("image-build: apt-get download {package}");
+            run(Command::new("apt-get")
+                .args(["download", package])
+                .current_dir(cache))?;
+            find_deb(cache, package).ok_or_else(|| {
+                format!(
+                    "apt-get download {package} left no .deb in {}",
+                    cache.display()
+                )
+            })?
+        }
+    };
+    let _ = std::fs::remove_dir_all(&root);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+    std::fs::write(&done, package).map_err(|e| e.to_string())?;
+    Ok(root)
 }
 
 fn find_deb(cache: &Path, package: &str) -> Option<PathBuf> {

@@ -135,6 +135,13 @@ fn build(args: Args) -> Result<(), Error> {
     for w in pxe::write_bundle(&pxe_dir, &kernel, &compressed)? {
         eprintln!("image-build: {w}");
     }
+    let usb = media::build_usb(
+        &out.join("rescue-usb.img"),
+        &out.join("work-usb"),
+        &ws.join("cache/boot"),
+        &kernel,
+        &compressed,
+    )?;
     let bin_size = std::fs::metadata(&rescue_bin).map(|m| m.len()).unwrap_or(0);
     println!(
         "kernel:     {} ({})",
@@ -162,6 +169,12 @@ fn build(args: Args) -> Result<(), Error> {
     println!(
         "pxe:        {} (boot.ipxe, pxelinux.cfg/default, grub/grub.cfg)",
         pxe_dir.display()
+    );
+    println!(
+        "usb image:  {} bytes (EFI system partition {} bytes) -> {}",
+        usb.bytes,
+        usb.esp_bytes,
+        out.join("rescue-usb.img").display()
     );
     println!("built in {:.1} s", start.elapsed().as_secs_f32());
     Ok(())

@@ -292,6 +292,13 @@ pub struct VmConfig {
     /// Boot from this directory over the network (QEMU's TFTP server and
     /// the NIC's iPXE ROM) instead of passing the kernel directly.
     pub pxe_dir: Option<PathBuf>,
+    /// Boot this USB stick image (attached with snapshot=on: the file is
+    /// never written) instead of passing the kernel directly.
+    pub usb_stick: Option<PathBuf>,
+    /// UEFI firmware (OVMF, package ovmf) instead of SeaBIOS: `(true, _)`
+    /// with Secure Boot enforced and Microsoft's keys enrolled. The
+    /// variables file is copied to the given path.
+    pub uefi: Option<(bool, PathBuf)>,
 }
 
 impl VmConfig {
@@ -304,6 +311,8 @@ impl VmConfig {
             extra_args: Vec::new(),
             qmp: false,
             pxe_dir: None,
+            usb_stick: None,
+            uefi: None,
         }
     }
     pub fn script(mut self, s: &str) -> VmConfig {
@@ -322,18 +331,51 @@ impl VmConfig {
     /// line and disks; the caller adds the serial console.
     pub fn qemu_command(&self, kernel: &Path, initrd: &Path, append: &str) -> Command {
         let mut cmd = Command::new(qemu_binary());
-        cmd.args([
-            "-accel",
-            "tcg",
-            "-machine",
-            "q35",
-            "-nodefaults",
-            "-no-reboot",
-        ])
-        .args(["-display", "none", "-vga", "none"])
-        .args(["-m", &self.memory_mb.to_string()]);
-        match &self.pxe_dir {
-            Some(dir) => {
+        let secure = self.uefi.as_ref().is_some_and(|u| u.0);
+        cmd.args(["-accel", "tcg", "-nodefaults", "-no-reboot"])
+            .args(["-machine", if secure { "q35,smm=on" } else { "q35" }])
+            .args(["-display", "none", "-vga", "none"])
+            .args(["-m", &self.memory_mb.to_string()]);
+        if let Some((secure, vars_copy)) = &self.uefi {
+            let (code, vars) = if *secure {
+                (
+                    "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+                    "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+                )
+            } else {
+                (
+                    "/usr/share/OVMF/OVMF_CODE_4M.fd",
+                    "/usr/share/OVMF/OVMF_VARS_4M.fd",
+                )
+            };
+            std::fs::copy(vars, vars_copy).expect("copy the OVMF variables (package ovmf)");
+            if *secure {
+                cmd.args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+            }
+            cmd.arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=0,file={code},readonly=on"
+                ))
+                .arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    vars_copy.display()
+                ));
+        }
+        match (&self.pxe_dir, &self.usb_stick) {
+            (_, Some(stick)) => {
+                cmd.arg("-drive")
+                    .arg(format!(
+                        "if=none,id=stick,format=raw,snapshot=on,file={}",
+                        stick.display()
+                    ))
+                    .args(["-device", "qemu-xhci,id=stickbus"])
+                    .args([
+                        "-device",
+                        "usb-storage,drive=stick,bus=stickbus.0,bootindex=0",
+                    ]);
+            }
+            (Some(dir), None) => {
                 cmd.arg("-netdev")
                     .arg(format!(
                         "user,id=n0,tftp={},bootfile=boot.ipxe",
@@ -341,7 +383,7 @@ impl VmConfig {
                     ))
                     .args(["-device", "e1000,netdev=n0", "-boot", "n"]);
             }
-            None => {
+            (None, None) => {
                 cmd.arg("-kernel")
                     .arg(kernel)
                     .arg("-initrd")

@@ -64,6 +64,7 @@ pub fn run() -> ! {
     if let Some(l) = loader.as_mut() {
         coldplug(l, &opts, uevents.as_ref());
     }
+    mount_efivars(loader.as_mut());
     let guarded = guard_all();
     blog::say(&format!(
         "{guarded} block devices set read-only; nothing is mounted, assembled or written"
@@ -135,18 +136,24 @@ fn mount_virtual_filesystems() {
             }
         }
     }
-    // efivars for the Secure Boot state; absent on BIOS machines.
-    let efivars = "/sys/firmware/efi/efivars";
-    if Path::new(efivars).exists() {
-        let _ = mount(
-            "efivarfs",
-            efivars,
-            "efivarfs",
-            quiet | MountFlags::RDONLY,
-            c"",
-        );
-    }
     let _ = std::fs::create_dir_all("/mnt");
+}
+
+/// efivars (Secure Boot state, boot entries) on UEFI machines, read-only.
+/// efivarfs is a module in Debian's kernel, so this comes after coldplug.
+fn mount_efivars(loader: Option<&mut Loader>) {
+    if !Path::new("/sys/firmware/efi").exists() {
+        return;
+    }
+    if let Some(l) = loader {
+        let mut report = LoadReport::default();
+        l.load("efivarfs", &mut report);
+    }
+    let target = "/sys/firmware/efi/efivars";
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RDONLY;
+    if let Err(e) = mount("efivarfs", target, "efivarfs", flags, c"") {
+        blog::say(&format!("efivarfs: {e}"));
+    }
 }
 
 fn usable_consoles(wanted: &[Console]) -> Vec<Console> {
