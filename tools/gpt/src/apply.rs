@@ -10,10 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 fn io_err(offset: u64, what: &str, e: impl std::fmt::Display) -> GptError {
-    GptError {
-        offset,
-        message: format!("{what}: {e}"),
-    }
+    GptError::new(offset, format!("{what}: {e}"))
 }
 
 fn read(dev: &dyn BlockDevice, offset: u64, len: usize) -> Result<Vec<u8>, GptError> {
@@ -79,6 +76,13 @@ fn write_phase(dev: &Device, ss: u64, changes: &[&SectorChange]) -> Result<(), G
     dev.sync().map_err(|e| io_err(0, "sync", e))
 }
 
+/// Drops the (synced, clean) cached pages of `dev` so the read-back comes
+/// from the disk, not from the page cache the write just filled. Advice
+/// only: where the kernel ignores it the read-back still checks the cache.
+fn drop_cache(dev: &Device) {
+    let _ = rustix::fs::fadvise(dev.file(), 0, None, rustix::fs::Advice::DontNeed);
+}
+
 /// What [`apply`] did, step by step.
 #[derive(Clone, Debug, Default)]
 pub struct ApplyLog {
@@ -125,6 +129,7 @@ pub fn apply(dev: &Device, plan: &Plan, undo_path: &Path) -> Result<ApplyLog, Gp
             format!("{phase:?} copy: {} sectors written and synced", part.len()).to_lowercase(),
         );
     }
+    drop_cache(dev);
     for c in &plan.changes {
         if read(dev, c.lba * ss, c.new.len())? != c.new {
             return Err(io_err(
@@ -207,6 +212,7 @@ pub fn apply_undo(dev: &Device, plan: &Plan) -> Result<ApplyLog, GptError> {
     let ss = u64::from(plan.sector_size);
     let all: Vec<&SectorChange> = plan.changes.iter().collect();
     write_phase(dev, ss, &all)?;
+    drop_cache(dev);
     for c in &plan.changes {
         if read(dev, c.lba * ss, c.new.len())? != c.new {
             return Err(io_err(

@@ -53,6 +53,9 @@ pub struct VerifyCommand {
 #[derive(Serialize)]
 struct Report<'a> {
     view: &'a GptView,
+    /// Primary vs backup, field by field and slot by slot (show only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    differences: Option<Vec<String>>,
     findings: &'a [verify::Finding],
 }
 
@@ -75,6 +78,7 @@ pub fn run(cmd: GptCommand) -> i32 {
     if json {
         let r = Report {
             view: &view,
+            differences: show.then(|| differences(&view)),
             findings: &findings,
         };
         match serde_json::to_string_pretty(&r) {
@@ -123,7 +127,10 @@ pub fn render_findings(findings: &[verify::Finding]) -> String {
     out
 }
 
-fn attr_text(a: u64) -> String {
+/// Entry attribute bits in words. Bits 0-2 are defined by UEFI for every
+/// type; bits 48-63 belong to the partition type (named here for Microsoft
+/// basic data, whose bits 60, 62 and 63 Windows uses).
+pub fn attr_text(a: u64, class: crate::TypeClass) -> String {
     if a == 0 {
         return String::new();
     }
@@ -137,7 +144,15 @@ fn attr_text(a: u64) -> String {
             parts.push(name.to_string());
         }
     }
-    let typed = a >> 48;
+    let mut typed = a >> 48;
+    if class == crate::TypeClass::BasicData {
+        for (bit, name) in [(60, "read-only"), (62, "hidden"), (63, "no-drive-letter")] {
+            if a & (1 << bit) != 0 {
+                parts.push(name.to_string());
+                typed &= !(1 << (bit - 48));
+            }
+        }
+    }
     if typed != 0 {
         parts.push(format!("type-specific bits 48-63 = {typed:#06x}"));
     }
@@ -254,7 +269,7 @@ fn render_copy(
                     e.name,
                     e.unique_guid,
                     if e.attributes != 0 {
-                        format!(" attrs {}", attr_text(e.attributes))
+                        format!(" attrs {}", attr_text(e.attributes, e.class()))
                     } else {
                         String::new()
                     }

@@ -17,9 +17,10 @@
 //! primary says, else at the last LBA. [`verify::verify`] lists findings
 //! with stable codes: header-crc, array-crc, array-unreadable, my-lba,
 //! primary-missing, backup-missing, backup-not-at-end, backup-stranded,
-//! last-usable-beyond-disk, arrays-differ, headers-differ, out-of-range,
-//! overlap, esxi-compacted, no-protective-mbr (warnings and errors);
-//! esxi-layout, hybrid-mbr, pmbr-size, revision, no-gpt (info).
+//! last-usable-beyond-disk, usable-range, array-overlaps-usable,
+//! array-location, arrays-differ, headers-differ, out-of-range, overlap,
+//! esxi-compacted, no-protective-mbr (warnings and errors); esxi-layout,
+//! hybrid-mbr, pmbr-size, backup-alternate, revision, no-gpt (info).
 //!
 //! Repair: [`plan::plan`] computes whole sectors to rewrite for one
 //! [`plan::Mode`] (never compacting, sorting or relocating unless the mode
@@ -49,11 +50,57 @@ pub const SIGNATURE: &[u8; 8] = b"EFI PART";
 /// bytes is 16 KiB; the spec's minimum array is 16 KiB).
 pub const MAX_ARRAY_BYTES: u64 = 4 << 20;
 
-/// A problem reading or parsing, with where and what.
+/// A problem reading or parsing, with where and what. Parse errors about
+/// one on-disk field also name the field and give the expected and found
+/// values (for scripts reading `--json`); `message` says it all in words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GptError {
+    /// Byte offset on the disk (or in the undo file) the problem is at.
     pub offset: u64,
     pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+}
+
+impl GptError {
+    /// An error at `offset` that is not about one field.
+    pub fn new(offset: u64, message: impl Into<String>) -> GptError {
+        GptError {
+            offset,
+            message: message.into(),
+            field: None,
+            expected: None,
+            found: None,
+        }
+    }
+
+    /// A field at `offset` holds `found` where `expected` was required;
+    /// `why` (may be empty) is added to the message.
+    pub fn field(
+        offset: u64,
+        field: &'static str,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+        why: &str,
+    ) -> GptError {
+        let (expected, found) = (expected.into(), found.into());
+        let mut message = format!("{field}: expected {expected}, found {found}");
+        if !why.is_empty() {
+            message.push_str(": ");
+            message.push_str(why);
+        }
+        GptError {
+            offset,
+            message,
+            field: Some(field),
+            expected: Some(expected),
+            found: Some(found),
+        }
+    }
 }
 
 impl fmt::Display for GptError {
@@ -62,11 +109,24 @@ impl fmt::Display for GptError {
     }
 }
 
+impl std::error::Error for GptError {}
+
 fn err(offset: u64, message: impl Into<String>) -> GptError {
-    GptError {
-        offset,
-        message: message.into(),
+    GptError::new(offset, message)
+}
+
+/// Bytes as text for messages: printable ASCII kept, others as `\xNN`.
+fn printable(b: &[u8]) -> String {
+    let mut s = String::from("\"");
+    for &x in b {
+        if (0x20..0x7f).contains(&x) && x != b'"' && x != b'\\' {
+            s.push(x as char);
+        } else {
+            s.push_str(&format!("\\x{x:02x}"));
+        }
     }
+    s.push('"');
+    s
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
@@ -113,40 +173,57 @@ impl Header {
 pub fn parse_header(sector: &[u8], lba: u64, sector_size: u32) -> Result<Header, GptError> {
     let at = lba * u64::from(sector_size);
     if sector.len() < 92 {
-        return Err(err(
+        return Err(GptError::field(
             at,
-            format!("header needs 92 bytes, have {}", sector.len()),
+            "header sector",
+            "at least 92 bytes",
+            format!("{} bytes", sector.len()),
+            "the disk ends inside the header",
         ));
     }
     if &sector[0..8] != SIGNATURE {
-        return Err(err(
+        return Err(GptError::field(
             at,
-            "no GPT header here (signature \"EFI PART\" missing)",
+            "signature (0x00)",
+            "\"EFI PART\"",
+            printable(&sector[0..8]),
+            "no GPT header here",
         ));
     }
     let header_size = le32(sector, 12);
     if header_size < 92 || header_size as usize > sector.len() {
-        return Err(err(
+        return Err(GptError::field(
             at + 12,
-            format!(
-                "header size is {header_size}, expected 92 to {} (the sector size)",
-                sector.len()
-            ),
+            "header size (0x0C)",
+            format!("92 to {} (the sector size)", sector.len()),
+            header_size.to_string(),
+            "the header CRC cannot be checked",
         ));
     }
     let entry_size = le32(sector, 84);
     if entry_size < 128 || !entry_size.is_multiple_of(128) {
-        return Err(err(
+        return Err(GptError::field(
             at + 84,
-            format!("entry size is {entry_size}, expected a multiple of 128 (128 * 2^n)"),
+            "entry size (0x54)",
+            "a multiple of 128 (128 * 2^n)",
+            entry_size.to_string(),
+            "the entry array cannot be cut into entries",
         ));
     }
     let entry_count = le32(sector, 80);
     let array = u64::from(entry_count) * u64::from(entry_size);
     if array > MAX_ARRAY_BYTES {
-        return Err(err(
+        return Err(GptError::field(
             at + 80,
-            format!("{entry_count} entries of {entry_size} bytes is {array} bytes, more than the {MAX_ARRAY_BYTES} accepted"),
+            "entry count (0x50)",
+            format!(
+                "at most {} entries of {entry_size} bytes ({MAX_ARRAY_BYTES} bytes)",
+                MAX_ARRAY_BYTES / u64::from(entry_size)
+            ),
+            entry_count.to_string(),
+            &format!(
+                "{entry_count} entries of {entry_size} bytes is {array} bytes: a damaged header"
+            ),
         ));
     }
     let mut copy = sector[..header_size as usize].to_vec();
@@ -328,16 +405,25 @@ pub fn read(dev: &dyn BlockDevice) -> GptView {
     let last = disk_sectors.saturating_sub(1);
     let mbr = mbr::read(dev);
     let primary = read_copy(dev, 1, sector_size);
+    let at_end = || {
+        read_copy(dev, last, sector_size).or_else(|e| {
+            // A disk that grew with its primary damaged: the backup is still
+            // at the old end, which the protective MBR's size remembers.
+            match pmbr_backup_hint(&mbr, last) {
+                Some(lba) => read_copy(dev, lba, sector_size).map_err(|_| e),
+                None => Err(e),
+            }
+        })
+    };
     let backup = match &primary {
         Ok(p)
             if p.header.alternate_lba != last
                 && p.header.alternate_lba > 1
                 && p.header.alternate_lba < disk_sectors =>
         {
-            read_copy(dev, p.header.alternate_lba, sector_size)
-                .or_else(|_| read_copy(dev, last, sector_size))
+            read_copy(dev, p.header.alternate_lba, sector_size).or_else(|_| at_end())
         }
-        _ => read_copy(dev, last, sector_size),
+        _ => at_end(),
     };
     GptView {
         sector_size,
@@ -346,6 +432,21 @@ pub fn read(dev: &dyn BlockDevice) -> GptView {
         primary,
         backup,
     }
+}
+
+/// Where the backup header of a disk of the size the protective MBR covers
+/// would be (its 0xEE entry spans LBA 1 to the old last LBA), when that is
+/// before the current last LBA.
+fn pmbr_backup_hint(m: &mbr::Mbr, last: u64) -> Option<u64> {
+    if m.kind != mbr::MbrKind::Protective {
+        return None;
+    }
+    let e = m.entries.iter().find(|e| e.kind == 0xEE)?;
+    if e.first_lba != 1 || e.sectors == u32::MAX {
+        return None;
+    }
+    let lba = u64::from(e.sectors);
+    (lba > 2 && lba < last).then_some(lba)
 }
 
 /// The table's used slots: the primary's if readable, else the backup's.
@@ -358,6 +459,29 @@ pub fn best_entries(v: &GptView) -> &[Entry] {
     }
 }
 
+/// The state of one GPT header copy, for the overview.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyState {
+    /// Header and array CRCs right, header where it says it is.
+    Ok,
+    /// A header is there but a CRC is wrong or it names another LBA.
+    Damaged,
+    /// The entry array could not be read.
+    ArrayUnreadable,
+    /// No header (no signature, or fields that make it unusable).
+    Missing,
+}
+
+fn copy_state(c: &Result<TableCopy, GptError>) -> CopyState {
+    match c {
+        Err(_) => CopyState::Missing,
+        Ok(c) if c.array_error.is_some() => CopyState::ArrayUnreadable,
+        Ok(c) if plan::intact(c) => CopyState::Ok,
+        Ok(_) => CopyState::Damaged,
+    }
+}
+
 /// A partition table summary for the disk overview.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GptSummary {
@@ -366,6 +490,8 @@ pub struct GptSummary {
     /// Header and array CRCs right and the header where it says it is.
     pub primary_ok: bool,
     pub backup_ok: bool,
+    pub primary_state: CopyState,
+    pub backup_state: CopyState,
     /// Used entries (slot = partition number, LBAs, type name) of the
     /// primary, or of the backup when the primary is damaged.
     pub entries: Vec<Entry>,
@@ -380,15 +506,16 @@ pub struct GptSummary {
 /// Older name of [`GptSummary`].
 pub type Summary = GptSummary;
 
-/// The partition table in brief, for the disk overview. Reads the MBR, the
-/// primary header and array at the start of the disk, and the backup header
-/// and array (at the end, or where the primary says): a few dozen sectors.
-/// An unreadable disk gives table "none".
+/// The partition table in brief, for the disk overview; see
+/// [`summarize_checked`] for what is read. A disk whose sector 0 cannot be
+/// read gives table "none".
 pub fn summarize(dev: &dyn BlockDevice) -> GptSummary {
     summarize_checked(dev).unwrap_or(GptSummary {
         table: "none",
         primary_ok: false,
         backup_ok: false,
+        primary_state: CopyState::Missing,
+        backup_state: CopyState::Missing,
         entries: Vec::new(),
         problems: 0,
         worst: None,
@@ -396,10 +523,72 @@ pub fn summarize(dev: &dyn BlockDevice) -> GptSummary {
     })
 }
 
+/// How much of each end of the disk [`summarize_checked`] reads.
+pub const SUMMARY_WINDOW: u64 = 1 << 20;
+
+/// A device that only lets reads through inside given byte ranges: the
+/// overview must not send a slow or dying disk seeking to places a damaged
+/// header names.
+struct Window<'a> {
+    dev: &'a dyn BlockDevice,
+    ranges: Vec<(u64, u64)>,
+}
+
+impl BlockDevice for Window<'_> {
+    fn size(&self) -> u64 {
+        self.dev.size()
+    }
+    fn logical_sector_size(&self) -> u32 {
+        self.dev.logical_sector_size()
+    }
+    fn physical_sector_size(&self) -> u32 {
+        self.dev.physical_sector_size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let end = offset.saturating_add(buf.len() as u64);
+        if buf.is_empty() || self.ranges.iter().any(|&(a, b)| a <= offset && end <= b) {
+            self.dev.read_at(buf, offset)
+        } else {
+            Err(std::io::Error::other(format!(
+                "bytes {offset}-{end} are outside what the overview reads (first and last MiB, the backup the primary names)"
+            )))
+        }
+    }
+    fn name(&self) -> &str {
+        self.dev.name()
+    }
+}
+
 /// Like [`summarize`], but an error when sector 0 cannot be read at all.
+/// Reads only the first and the last MiB of the disk, plus the MiB that
+/// ends at the backup header the primary names (when the primary header's
+/// CRC is right) or, with a damaged primary, at the old last LBA the
+/// protective MBR covers: where the backup of a disk that grew is stranded.
 pub fn summarize_checked(dev: &dyn BlockDevice) -> Result<GptSummary, GptError> {
     read_at(dev, 0, dev.size().min(512))?;
-    let v = read(dev);
+    let size = dev.size();
+    let mut w = Window {
+        dev,
+        ranges: vec![
+            (0, size.min(SUMMARY_WINDOW)),
+            (size.saturating_sub(SUMMARY_WINDOW), size),
+        ],
+    };
+    let ss = u64::from(detect_sector_size(&w));
+    let named = read_at(&w, ss, ss)
+        .ok()
+        .and_then(|sector| parse_header(&sector, 1, ss as u32).ok())
+        .filter(Header::header_crc_ok)
+        .map(|h| h.alternate_lba)
+        .or_else(|| pmbr_backup_hint(&mbr::read(&w), (size / ss).saturating_sub(1)));
+    if let Some(lba) = named {
+        let at = lba.saturating_mul(ss);
+        if at.saturating_add(ss) <= size {
+            w.ranges
+                .push((at.saturating_sub(SUMMARY_WINDOW - ss), at + ss));
+        }
+    }
+    let v = read(&w);
     let findings = verify::verify(&v);
     let serious: Vec<&verify::Finding> = findings
         .iter()
@@ -418,6 +607,8 @@ pub fn summarize_checked(dev: &dyn BlockDevice) -> Result<GptSummary, GptError> 
         table,
         primary_ok: v.primary.as_ref().is_ok_and(plan::intact),
         backup_ok: v.backup.as_ref().is_ok_and(plan::intact),
+        primary_state: copy_state(&v.primary),
+        backup_state: copy_state(&v.backup),
         entries: best_entries(&v).to_vec(),
         problems: if is_gpt { serious.len() } else { 0 },
         worst: if is_gpt {

@@ -112,15 +112,20 @@ impl Plan {
             );
             return out;
         }
-        let _ = writeln!(
-            out,
-            "Sectors to write: {} ({} in the backup phase, written and synced first)",
-            self.changes.len(),
-            self.changes
-                .iter()
-                .filter(|c| c.phase == Phase::Backup)
-                .count()
-        );
+        let backup = self
+            .changes
+            .iter()
+            .filter(|c| c.phase == Phase::Backup)
+            .count();
+        if backup > 0 && backup < self.changes.len() {
+            let _ = writeln!(
+                out,
+                "Sectors to write: {} ({backup} in the backup phase, written and synced first)",
+                self.changes.len(),
+            );
+        } else {
+            let _ = writeln!(out, "Sectors to write: {}", self.changes.len());
+        }
         for c in &self.changes {
             out.push_str(&render_diff(c, self.sector_size));
         }
@@ -165,29 +170,24 @@ fn hexline(b: &[u8]) -> String {
 }
 
 fn refuse(msg: impl Into<String>) -> GptError {
-    GptError {
-        offset: 0,
-        message: msg.into(),
-    }
+    GptError::new(0, msg)
 }
 
 fn read_sectors(dev: &dyn BlockDevice, lba: u64, count: u64, ss: u64) -> Result<Vec<u8>, GptError> {
     let offset = lba.saturating_mul(ss);
     let len = count.saturating_mul(ss);
     if offset.checked_add(len).is_none_or(|end| end > dev.size()) {
-        return Err(GptError {
+        return Err(GptError::new(
             offset,
-            message: format!(
+            format!(
                 "LBA {lba}+{count} lies beyond the end of the disk ({} bytes)",
                 dev.size()
             ),
-        });
+        ));
     }
     let mut b = vec![0u8; len as usize];
-    dev.read_exact_at(&mut b, offset).map_err(|e| GptError {
-        offset,
-        message: format!("read failed: {e}"),
-    })?;
+    dev.read_exact_at(&mut b, offset)
+        .map_err(|e| GptError::new(offset, format!("read failed: {e}")))?;
     Ok(b)
 }
 
@@ -450,6 +450,12 @@ pub fn plan(dev: &dyn BlockDevice, view: &GptView, mode: &Mode) -> Result<Plan, 
                 "copy the backup entry array ({} slots, slot positions kept) to LBA {pel}",
                 b.header.entry_count
             ));
+            if b.header_lba != last {
+                steps.push(format!(
+                    "afterwards (a second run): the backup is at LBA {}, not at the end of the disk (last LBA {last}): once the primary is back, run --relocate-backup to move it there; this repair leaves it where it is",
+                    b.header_lba
+                ));
+            }
             let t = Target {
                 src_header: read_sectors(dev, b.header_lba, 1, ss)?,
                 array: b.raw_array.clone(),
@@ -1002,8 +1008,9 @@ pub fn suggestions(dev: &dyn BlockDevice, view: &GptView) -> Vec<(Mode, String)>
         }
     }
     let last = view.disk_sectors.saturating_sub(1);
-    let backup_at = match &view.primary {
-        Ok(p) if p.header.header_crc_ok() => Some(p.header.alternate_lba),
+    let backup_at = match (&view.primary, &view.backup) {
+        (Ok(p), _) if p.header.header_crc_ok() => Some(p.header.alternate_lba),
+        (_, Ok(b)) if b_ok => Some(b.header_lba),
         _ => None,
     };
     if (p_ok || b_ok) && backup_at.is_some_and(|b| b != last) {

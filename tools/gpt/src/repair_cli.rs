@@ -39,9 +39,9 @@ pub struct RepairCommand {
     #[argh(switch)]
     pub relocate_backup: bool,
     /// put each entry back into the slot it has in REF: an image or dump of
-    /// the original disk, or @primary / @backup for the other copy of this
-    /// disk. Entries are matched by unique partition GUID, else by type and
-    /// start LBA
+    /// the original disk, an `sgdisk -b` backup file of it, or @primary /
+    /// @backup for the other copy of this disk. Entries are matched by
+    /// unique partition GUID, else by type and start LBA
     #[argh(option)]
     pub restore_slots_from: Option<String>,
     /// put the entries into the slots ESXi uses (5.x/6.x: 1,5,6,7,8,(9),2,3
@@ -79,13 +79,53 @@ pub struct UndoCommand {
     pub write: bool,
 }
 
-/// Used entries of the first intact copy of the GPT on `path`.
+/// Used entries of the first intact copy of the GPT on `path`: an image or
+/// a device of the original disk, a dump of its first sectors (`dd`), or a
+/// GPT backup file written by `sgdisk -b`.
 pub fn reference_entries(path: &str) -> Result<Vec<Entry>, String> {
     let dev = Device::open(path).map_err(|e| e.to_string())?;
     let v = crate::read(&dev);
-    intact_entries(&v).ok_or_else(|| {
-        format!("{path}: no intact GPT copy (header and array CRCs right) to take slots from")
-    })
+    intact_entries(&v)
+        .or_else(|| sgdisk_backup_entries(&dev))
+        .ok_or_else(|| {
+            format!("{path}: no intact GPT copy (header and array CRCs right) to take slots from")
+        })
+}
+
+/// An `sgdisk -b` backup file: protective MBR, main header, backup header,
+/// then one copy of the entry array, each starting on a sector boundary
+/// (sector size of the disk it was taken from). The main header still names
+/// LBA 2 for its array, so the array is read at LBA 3 here; the entries
+/// count only when both CRCs are right.
+pub fn sgdisk_backup_entries(dev: &dyn BlockDevice) -> Option<Vec<Entry>> {
+    for ss in [512u32, 4096] {
+        let s = u64::from(ss);
+        let mut head = vec![0u8; 3 * ss as usize];
+        if dev.read_exact_at(&mut head, 0).is_err() {
+            continue;
+        }
+        let (main, backup) = (
+            &head[ss as usize..2 * ss as usize],
+            &head[2 * ss as usize..],
+        );
+        let (Ok(h), Ok(_)) = (
+            crate::parse_header(main, 1, ss),
+            crate::parse_header(backup, 2, ss),
+        ) else {
+            continue;
+        };
+        if !h.header_crc_ok() || dev.size() != 3 * s + h.array_bytes().div_ceil(s) * s {
+            continue;
+        }
+        let mut array = vec![0u8; h.array_bytes() as usize];
+        if dev.read_exact_at(&mut array, 3 * s).is_err()
+            || crc32fast::hash(&array) != h.entries_crc_stored
+        {
+            continue;
+        }
+        return Some(crate::parse_entries(&array, h.entry_size));
+    }
+    None
 }
 
 fn intact_entries(v: &GptView) -> Option<Vec<Entry>> {

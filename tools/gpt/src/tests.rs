@@ -102,11 +102,28 @@ fn malformed_headers_give_clear_errors() {
     };
     let mut d = good.clone();
     set(&mut d, 12, 600);
-    assert!(view(d)
-        .primary
-        .unwrap_err()
-        .message
-        .contains("header size is 600"));
+    let e = view(d).primary.unwrap_err();
+    assert_eq!(
+        (e.offset, e.field, e.expected.as_deref(), e.found.as_deref()),
+        (
+            512 + 12,
+            Some("header size (0x0C)"),
+            Some("92 to 512 (the sector size)"),
+            Some("600")
+        )
+    );
+    assert!(
+        e.to_string()
+            .starts_with("byte 524: header size (0x0C): expected 92 to 512"),
+        "{e}"
+    );
+    let mut d = good.clone();
+    set(&mut d, 12, 91);
+    assert_eq!(view(d).primary.unwrap_err().found.as_deref(), Some("91"));
+    let mut d = good.clone();
+    d[512..520].copy_from_slice(b"EFI\0PAR\"");
+    let e = view(d).primary.unwrap_err();
+    assert!(e.message.contains(r#"found "EFI\x00PAR\x22""#), "{e}");
     let mut d = good.clone();
     set(&mut d, 80, u32::MAX);
     assert!(view(d)
@@ -235,4 +252,179 @@ proptest::proptest! {
         let _ = cli::render_show(&v);
         let _ = summarize(&MemDevice::new(vec![0u8; 4096], 512));
     }
+}
+
+/// Rewrites a header field of the primary (`backup` false) or backup copy
+/// and fixes the header CRC, so only the field's meaning is wrong.
+fn set_field(d: &mut [u8], backup: bool, at: usize, bytes: &[u8]) {
+    let base = if backup { d.len() - 512 } else { 512 };
+    let h = &mut d[base..base + 512];
+    h[at..at + bytes.len()].copy_from_slice(bytes);
+    h[16..20].fill(0);
+    let c = crc32fast::hash(&h[..92]);
+    h[16..20].copy_from_slice(&c.to_le_bytes());
+}
+
+fn all_codes(v: &GptView) -> Vec<&'static str> {
+    let mut c: Vec<&'static str> = verify(v).into_iter().map(|f| f.code).collect();
+    c.sort();
+    c
+}
+
+#[test]
+fn lbas_out_of_range_are_explained() {
+    let good = disk(SECTORS, 512, &esxi5_parts());
+    // First usable after last usable (both copies, so they still agree).
+    let mut d = good.clone();
+    set_field(&mut d, false, 40, &200_000u64.to_le_bytes());
+    set_field(&mut d, true, 40, &200_000u64.to_le_bytes());
+    let c = all_codes(&view(d));
+    assert!(c.contains(&"usable-range"), "{c:?}");
+    // Primary array moved into the usable area (LBA 100); first usable kept.
+    let mut d = good.clone();
+    let arr = d[1024..1024 + 16384].to_vec();
+    d[100 * 512..100 * 512 + 16384].copy_from_slice(&arr);
+    set_field(&mut d, false, 72, &100u64.to_le_bytes());
+    let v = view(d);
+    let f = verify(&v);
+    assert_eq!(codes(&v), ["array-overlaps-usable"], "{f:?}");
+    assert!(f[0].message.contains("LBA 100-131"), "{}", f[0].message);
+    // Array LBA 1: covers its own header.
+    let mut d = good.clone();
+    set_field(&mut d, false, 72, &1u64.to_le_bytes());
+    let c = all_codes(&view(d));
+    assert!(c.contains(&"array-location"), "{c:?}");
+    // Backup's backup LBA not 1: info only.
+    let mut d = good.clone();
+    set_field(&mut d, true, 32, &7u64.to_le_bytes());
+    let v = view(d);
+    assert_eq!(codes(&v), Vec::<&str>::new());
+    assert!(all_codes(&v).contains(&"backup-alternate"));
+    // A partition past the end of a shrunk disk (image cut to 48 MiB, the
+    // stale backup gone): explained as beyond the end of the disk.
+    let mut d = good.clone();
+    d.truncate(48 << 20);
+    let v = view(d);
+    let f = verify(&v);
+    assert!(
+        f.iter().any(|f| f.code == "out-of-range"
+            && f.message.contains("partition 3")
+            && f.message.contains("beyond the end of the disk")),
+        "{f:?}"
+    );
+    assert!(f.iter().any(|f| f.code == "last-usable-beyond-disk"));
+    // Overlap names both ranges.
+    let mut parts = esxi5_parts();
+    parts[1].first = 8000;
+    let v = view(disk(SECTORS, 512, &parts));
+    let f = verify(&v);
+    let o = f
+        .iter()
+        .find(|f| f.code == "overlap")
+        .expect("overlap found");
+    assert!(
+        o.message
+            .contains("partitions 1 (LBA 64-8191) and 2 (LBA 8000-57343)"),
+        "{}",
+        o.message
+    );
+}
+
+/// Records every byte range read.
+struct Recorder {
+    inner: MemDevice,
+    reads: std::sync::Mutex<Vec<(u64, u64)>>,
+}
+
+impl blockdev::BlockDevice for Recorder {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn logical_sector_size(&self) -> u32 {
+        self.inner.logical_sector_size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.reads
+            .lock()
+            .unwrap()
+            .push((offset, offset + buf.len() as u64));
+        self.inner.read_at(buf, offset)
+    }
+    fn name(&self) -> &str {
+        "recorder"
+    }
+}
+
+fn summary_reads(d: Vec<u8>) -> (GptSummary, Vec<(u64, u64)>) {
+    let r = Recorder {
+        inner: MemDevice::new(d, 512),
+        reads: Default::default(),
+    };
+    let s = summarize_checked(&r).unwrap();
+    let reads = r.reads.into_inner().unwrap();
+    (s, reads)
+}
+
+#[test]
+fn summary_reads_only_the_ends_and_the_named_backup() {
+    const MIB: u64 = 1 << 20;
+    let size = SECTORS * 512;
+    let within = |reads: &[(u64, u64)], extra: Option<(u64, u64)>| {
+        reads.iter().all(|&(a, b)| {
+            b <= MIB || a >= size * 3 / 2 - MIB || extra.is_some_and(|(x, y)| x <= a && b <= y)
+        })
+    };
+    // Grown disk, backup stranded at the old end: read there too.
+    let mut d = disk(SECTORS, 512, &esxi5_parts());
+    d.resize(size as usize * 3 / 2, 0);
+    let (s, reads) = summary_reads(d.clone());
+    assert_eq!(
+        (s.primary_state, s.backup_state, s.worst),
+        (CopyState::Ok, CopyState::Ok, Some("backup-not-at-end"))
+    );
+    assert!(within(&reads, Some((size - MIB, size))), "{reads:?}");
+    assert!(reads.iter().any(|&(a, _)| a == size - 512));
+    // A damaged primary naming the array mid-disk: that is not read.
+    let mut d2 = d.clone();
+    d2[512 + 72..512 + 80].copy_from_slice(&(SECTORS / 2).to_le_bytes());
+    let (s, reads) = summary_reads(d2);
+    assert_eq!(s.primary_state, CopyState::ArrayUnreadable);
+    let mid = SECTORS / 2 * 512;
+    assert!(
+        reads.iter().all(|&(a, b)| b <= mid || a >= mid + 16384),
+        "{reads:?}"
+    );
+    assert!(within(&reads, Some((size - MIB, size))), "{reads:?}");
+    // Grown and the primary header destroyed: the backup at the old end is
+    // found through the protective MBR's size.
+    let mut d3 = d.clone();
+    d3[512..1024].fill(0);
+    let (s, reads) = summary_reads(d3);
+    assert_eq!(
+        (s.primary_state, s.backup_state, s.entries.len()),
+        (CopyState::Missing, CopyState::Ok, 7)
+    );
+    assert!(within(&reads, Some((size - MIB, size))), "{reads:?}");
+    // Healthy disk: ends only; everything fine.
+    let (s, reads) = summary_reads(disk(SECTORS, 512, &esxi5_parts()));
+    assert_eq!((s.problems, s.backup_state), (0, CopyState::Ok));
+    assert!(reads.iter().all(|&(a, b)| b <= MIB || a >= size - MIB));
+}
+
+#[test]
+fn attributes_in_words() {
+    use crate::cli::attr_text;
+    assert_eq!(attr_text(0, TypeClass::Other), "");
+    assert_eq!(
+        attr_text(0x4, TypeClass::EfiSystem),
+        "0x4 (legacy-bios-bootable)"
+    );
+    assert_eq!(
+        attr_text(0xC000_0000_0000_0001, TypeClass::BasicData),
+        "0xc000000000000001 (required, hidden, no-drive-letter)"
+    );
+    assert_eq!(
+        attr_text(0x8000_0000_0000_0100, TypeClass::Other),
+        "0x8000000000000100 (type-specific bits 48-63 = 0x8000, reserved bits 0x100)"
+    );
 }

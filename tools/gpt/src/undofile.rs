@@ -37,10 +37,7 @@ pub struct UndoFile {
 }
 
 fn bad(offset: u64, message: String) -> GptError {
-    GptError {
-        offset,
-        message: format!("undo file: {message}"),
-    }
+    GptError::new(offset, format!("undo file: {message}"))
 }
 
 impl UndoFile {

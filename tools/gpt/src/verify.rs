@@ -40,6 +40,14 @@ pub struct Template {
 /// 7 vmkDiagnostic, 8 store, 9 second vmkDiagnostic (6.x), 2 scratch,
 /// 3 VMFS datastore; slot 4 empty. On disk: 1,5,6,7,8,(9),2,3. Installs on
 /// USB media lack 2 and 3.
+///
+/// Known from published `partedUtil getptbl` listings (5.x: slots 1,5,6,7,8
+/// with their types; 6.0: 1,5,6,7,8,9,2,3 in disk order) and VMware's 5.5
+/// upgrade guide ("the partition table is a fixed part of the binary
+/// image"); see /work/shared/notes/reference-tools.md section 2. Types:
+/// EFI system (1), Microsoft basic data ("linuxNative", 2/5/6/8),
+/// vmkDiagnostic (7/9), VMFS (3). Not known: whether every 6.x build places
+/// the second vmkDiagnostic partition, so slot 9 is optional here.
 pub const ESXI_5_6: Template = Template {
     name: "ESXi 5.x/6.x boot disk",
     slots: &[
@@ -57,6 +65,15 @@ pub const ESXI_5_6: Template = Template {
 
 /// ESXi 7.x/8.x boot disks: 1 system boot, 5/6 boot banks, 7 OSDATA
 /// (VMFS-L), 8 VMFS datastore when there is room; slots 2-4 empty.
+///
+/// Known from one real ESXi 7 boot disk image published as a test fixture
+/// of dissect.volume (slot 1 "BOOT" EFI system, 5 "BOOTBANK1" and
+/// 6 "BOOTBANK2" Microsoft basic data, 7 "OSDATA" type 4EB2EA39-7855-4790-
+/// A79E-FAE495E21F8D, 8 "datastore1" VMFS, in that disk order) and VMware's
+/// description of the 7.0 layout (system boot, two boot banks, ESX-OSData).
+/// Not verified: 8.x (assumed the same, as VMware documents no change) and
+/// installs whose OSDATA lives on another device (no VMFS-L or VMFS entry:
+/// such tables are not recognised as ESXi, so never flagged or rewritten).
 pub const ESXI_7_8: Template = Template {
     name: "ESXi 7.x/8.x boot disk",
     slots: &[
@@ -225,6 +242,48 @@ fn copy_findings(which: &str, c: &TableCopy, v: &GptView, out: &mut Vec<Finding>
             h.last_usable_lba, v.disk_sectors.saturating_sub(1)
         )));
     }
+    if h.first_usable_lba > h.last_usable_lba {
+        out.push(f(Severity::Error, "usable-range", format!(
+            "{which} header's first usable LBA {} is after its last usable LBA {}: no room for partitions, the header is damaged",
+            h.first_usable_lba, h.last_usable_lba
+        )));
+    }
+    // The entry array must lie outside the usable area (partitions would
+    // overwrite it) and must not cover sector 0 or its own header.
+    let ss = u64::from(v.sector_size.max(1));
+    let array_sectors = h.array_bytes().div_ceil(ss);
+    if array_sectors > 0 {
+        let (a0, a1) = (
+            h.entries_lba,
+            h.entries_lba.saturating_add(array_sectors - 1),
+        );
+        if a0 <= h.last_usable_lba && h.first_usable_lba <= a1 {
+            out.push(f(Severity::Error, "array-overlaps-usable", format!(
+                "{which} entry array (LBA {a0}-{a1}) lies inside the usable LBAs {}-{}: writing to a partition there would overwrite the table",
+                h.first_usable_lba, h.last_usable_lba
+            )));
+        }
+        if a0 == 0 || (a0 <= c.header_lba && c.header_lba <= a1) {
+            out.push(f(
+                Severity::Error,
+                "array-location",
+                format!(
+                    "{which} entry array (LBA {a0}-{a1}) covers {}: the header is damaged",
+                    if a0 == 0 {
+                        "the MBR in LBA 0".to_string()
+                    } else {
+                        format!("its own header at LBA {}", c.header_lba)
+                    }
+                ),
+            ));
+        }
+    }
+    if which == "backup" && h.alternate_lba != 1 {
+        out.push(f(Severity::Info, "backup-alternate", format!(
+            "the backup header's backup LBA (0x20) is {}, the primary is at LBA 1 (--from-primary rewrites it)",
+            h.alternate_lba
+        )));
+    }
     if h.revision != 0x0001_0000 {
         out.push(f(
             Severity::Info,
@@ -368,7 +427,21 @@ pub fn verify(v: &GptView) -> Vec<Finding> {
         _ => (0, 0),
     };
     for e in entries {
-        if e.first_lba > e.last_lba || e.first_lba < first_usable || e.last_lba > last_usable {
+        if e.first_lba > e.last_lba {
+            out.push(f(
+                Severity::Error,
+                "out-of-range",
+                format!(
+                    "partition {} ends (LBA {}) before it starts (LBA {})",
+                    e.slot, e.last_lba, e.first_lba
+                ),
+            ));
+        } else if e.last_lba >= v.disk_sectors {
+            out.push(f(Severity::Error, "out-of-range", format!(
+                "partition {} spans LBA {}-{}, beyond the end of the disk (last LBA {}): the disk is smaller than the one the table was made for",
+                e.slot, e.first_lba, e.last_lba, v.disk_sectors.saturating_sub(1)
+            )));
+        } else if e.first_lba < first_usable || e.last_lba > last_usable {
             out.push(f(Severity::Error, "out-of-range", format!(
                 "partition {} spans LBA {}-{}, outside the usable LBAs {first_usable}-{last_usable}",
                 e.slot, e.first_lba, e.last_lba
@@ -381,7 +454,10 @@ pub fn verify(v: &GptView) -> Vec<Finding> {
                 out.push(f(
                     Severity::Error,
                     "overlap",
-                    format!("partitions {} and {} overlap", a.slot, b.slot),
+                    format!(
+                        "partitions {} (LBA {}-{}) and {} (LBA {}-{}) overlap: writing to one damages the other",
+                        a.slot, a.first_lba, a.last_lba, b.slot, b.first_lba, b.last_lba
+                    ),
                 ));
             }
         }

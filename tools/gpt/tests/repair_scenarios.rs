@@ -227,14 +227,12 @@ fn original(dir: &TempDir, ss: u64) -> PathBuf {
     p
 }
 
-fn warning_codes(img: &Path) -> Vec<&'static str> {
+/// Every finding's code, info level included, sorted: the tests expect
+/// exactly these.
+fn finding_codes(img: &Path) -> Vec<&'static str> {
     let dev = Device::open(img).unwrap();
     let v = gpt::read(&dev);
-    let mut c: Vec<&'static str> = verify::verify(&v)
-        .into_iter()
-        .filter(|f| f.severity >= Severity::Warning)
-        .map(|f| f.code)
-        .collect();
+    let mut c: Vec<&'static str> = verify::verify(&v).into_iter().map(|f| f.code).collect();
     c.sort();
     c
 }
@@ -341,7 +339,7 @@ fn read_range(img: &Path, offset: u64, len: u64) -> Vec<u8> {
 fn original_esxi5_disk_is_clean_for_us_and_sgdisk() {
     let d = TempDir::new("orig");
     let img = original(&d, 512);
-    assert_eq!(warning_codes(&img), Vec::<&str>::new());
+    assert_eq!(finding_codes(&img), ["esxi-layout"]);
     assert_sgdisk_clean(&img, 512);
     // The last four entries sit in the array's second sector (LBA 3), slot 4 is zero.
     let a = read_range(&img, 1024, 16384);
@@ -376,7 +374,7 @@ fn compacted_scenario(ss: u64, mode: impl Fn(&Path) -> Mode) {
     let input = d.path("input.img");
     std::fs::copy(&img, &input).unwrap();
     let exp = expected_grown(&d, &img, ss);
-    assert_eq!(warning_codes(&img), ["esxi-compacted"]);
+    assert_eq!(finding_codes(&img), ["esxi-compacted"]);
     if ss == 512 {
         // sgdisk sees nothing wrong: that is the incident.
         assert_sgdisk_clean(&img, ss);
@@ -405,7 +403,7 @@ fn compacted_scenario(ss: u64, mode: impl Fn(&Path) -> Mode) {
         read_range(&img, 2 * ss, 16384),
         read_range(&orig, 2 * ss, 16384)
     );
-    assert_eq!(warning_codes(&img), Vec::<&str>::new());
+    assert_eq!(finding_codes(&img), ["esxi-layout"]);
     assert_sgdisk_clean(&img, ss);
     assert_partitions_point_at_their_data(&img);
     // Only GPT sectors changed: primary header + array sectors 1 and 2 (slots
@@ -434,6 +432,24 @@ fn compacted_copy_restored_from_the_original_image() {
 }
 
 #[test]
+fn compacted_copy_restored_from_an_sgdisk_backup_file() {
+    compacted_scenario(512, |orig| {
+        let sgb = orig.with_extension("sgb");
+        let out = Command::new("sgdisk")
+            .arg("-b")
+            .arg(&sgb)
+            .arg(orig)
+            .output()
+            .expect("sgdisk is needed for these tests (Debian package gdisk)");
+        assert!(out.status.success(), "{out:?}");
+        Mode::RestoreSlots {
+            reference: gpt::repair_cli::reference_entries(sgb.to_str().unwrap()).unwrap(),
+            label: sgb.display().to_string(),
+        }
+    });
+}
+
+#[test]
 fn compacted_copy_restored_from_esxi_layout_knowledge() {
     compacted_scenario(512, |_| Mode::EsxiSlots);
 }
@@ -452,8 +468,13 @@ fn raw_copy_without_rewrite_relocates_the_backup() {
     let input = d.path("input.img");
     std::fs::copy(&img, &input).unwrap();
     assert_eq!(
-        warning_codes(&img),
-        ["backup-not-at-end", "backup-stranded"]
+        finding_codes(&img),
+        [
+            "backup-not-at-end",
+            "backup-stranded",
+            "esxi-layout",
+            "pmbr-size"
+        ]
     );
     // A slot repair here must say it relocates the backup too.
     let p = make_plan(&img, Mode::EsxiSlots);
@@ -473,7 +494,65 @@ fn raw_copy_without_rewrite_relocates_the_backup() {
         same_file(&img, &exp),
         "relocated image differs from the expected one"
     );
-    assert_eq!(warning_codes(&img), Vec::<&str>::new());
+    assert_eq!(finding_codes(&img), ["esxi-layout"]);
+    assert_sgdisk_clean(&img, 512);
+    assert_partitions_point_at_their_data(&img);
+    undo(&img, &undo_path);
+    assert!(same_file(&img, &input));
+}
+
+/// Raw copy to a larger disk and then the primary header destroyed: the
+/// backup is found at the old end (the protective MBR remembers the old
+/// size), --from-backup says a second run is needed, and --relocate-backup
+/// alone rebuilds both copies at the right places.
+#[test]
+fn grown_disk_with_destroyed_primary_finds_the_stranded_backup() {
+    let d = TempDir::new("grown-noprimary");
+    let orig = original(&d, 512);
+    let img = d.path("grown.img");
+    raw_copy(&orig, &img, 96 * MIB);
+    let grown = d.path("grown-intact.img");
+    std::fs::copy(&img, &grown).unwrap();
+    patch(&img, 512, &[0u8; 512]);
+    let input = d.path("input.img");
+    std::fs::copy(&img, &input).unwrap();
+    let old_last = 64 * MIB / 512 - 1;
+    let dev = Device::open(&img).unwrap();
+    let v = gpt::read(&dev);
+    assert_eq!(v.backup.as_ref().unwrap().header_lba, old_last);
+    assert_eq!(
+        finding_codes(&img),
+        [
+            "backup-stranded",
+            "esxi-layout",
+            "pmbr-size",
+            "primary-missing"
+        ]
+    );
+    let offered: Vec<String> = plan::suggestions(&dev, &v)
+        .iter()
+        .map(|(m, _)| m.describe())
+        .collect();
+    assert_eq!(offered, ["--from-backup", "--relocate-backup"]);
+    let p = make_plan(&img, Mode::FromBackup);
+    assert!(
+        p.steps.iter().any(|s| s.contains("run --relocate-backup")),
+        "{}",
+        p.render()
+    );
+    let undo_path = d.path("undo");
+    let plan = repair(&img, Mode::RelocateBackup, &undo_path);
+    assert!(
+        plan.steps
+            .iter()
+            .any(|s| s.contains("rebuilt from the backup")),
+        "{}",
+        plan.render()
+    );
+    // The same as relocating on the undamaged grown copy.
+    let exp = expected_grown(&d, &grown, 512);
+    assert!(same_file(&img, &exp), "{}", plan.render());
+    assert_eq!(finding_codes(&img), ["esxi-layout"]);
     assert_sgdisk_clean(&img, 512);
     assert_partitions_point_at_their_data(&img);
     undo(&img, &undo_path);
@@ -488,7 +567,10 @@ fn damaged_scenario(tag: &str, damage: impl Fn(&Path), codes: &[&str], mode: Mod
     damage(&img);
     let input = d.path("input.img");
     std::fs::copy(&img, &input).unwrap();
-    assert_eq!(warning_codes(&img), codes);
+    let mut expected = codes.to_vec();
+    expected.push("esxi-layout");
+    expected.sort();
+    assert_eq!(finding_codes(&img), expected);
     let dev = Device::open(&img).unwrap();
     let offered: Vec<String> = plan::suggestions(&dev, &gpt::read(&dev))
         .iter()
@@ -501,7 +583,7 @@ fn damaged_scenario(tag: &str, damage: impl Fn(&Path), codes: &[&str], mode: Mod
         same_file(&img, &orig),
         "{tag}: repair did not give the original back byte for byte"
     );
-    assert_eq!(warning_codes(&img), Vec::<&str>::new());
+    assert_eq!(finding_codes(&img), ["esxi-layout"]);
     assert_sgdisk_clean(&img, 512);
     assert_partitions_point_at_their_data(&img);
     undo(&img, &undo_path);
