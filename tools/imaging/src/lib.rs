@@ -1,0 +1,20 @@
+//! ddrescue-class disk imaging for the rescue appliance.
+//!
+//! - [`mapfile`]: GNU ddrescue's mapfile (parse, write, atomic save, extent list).
+//! - [`engine`]: the phased copy (copy / trim / scrape / retry) over any
+//!   [`blockdev::BlockDevice`], resumable from its mapfile.
+//! - [`fault`]: a fault-injecting device (bad sectors, slow areas, vanishing).
+//! - [`progress`]: progress snapshots and the console renderer.
+//! - [`hash`]: SHA-256 of the image with bad areas as zeros.
+//! - [`cli`]: `rescue image`.
+
+pub mod cli;
+pub mod engine;
+pub mod fault;
+pub mod hash;
+pub mod mapfile;
+pub mod progress;
+
+pub use engine::{rescue, FileSink, MapStore, Options, Outcome, Report, Sink, Totals};
+pub use fault::FaultDevice;
+pub use mapfile::{Extent, Map, PhaseChar, Status};

@@ -1,0 +1,701 @@
+//! `rescue image` end to end on files, with GNU ddrescue/ddrescuelog (Debian
+//! package gddrescue) as the independent reference, and the bad-input refusals.
+
+use argh::FromArgs;
+use imaging::cli::{run, ImageCommand};
+use imaging::mapfile::{self, render, Header, Map, Status};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Dir(PathBuf);
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!("imaging-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+    fn p(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn s(&self, name: &str) -> String {
+        self.p(name).display().to_string()
+    }
+}
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tool(name: &str) -> Command {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "reference tool `{name}` is missing: install the Debian package gddrescue"
+    );
+    Command::new(name)
+}
+
+fn cli(args: &[&str]) -> i32 {
+    let cmd = ImageCommand::from_args(&["image"], args).unwrap_or_else(|e| panic!("{}", e.output));
+    run(cmd)
+}
+
+fn data(size: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    v[size / 4..size / 4 + (256 << 10)].fill(0);
+    v
+}
+
+/// A ddrescue test-mode map: `bad` sector numbers are `-`, the rest `+`.
+fn fault_map(size: u64, bad: &[u64]) -> String {
+    let mut m = Map::new(size);
+    m.set(0, size, Status::Finished);
+    for &s in bad {
+        m.set(s * 512, 512, Status::BadSector);
+    }
+    render(&m, &Header::default())
+}
+
+fn bad_list(size: u64) -> Vec<u64> {
+    let n = size / 512;
+    let mut v: Vec<u64> = (0..40u64).map(|i| (i * 7919 + 13) * 37 % n).collect();
+    v.extend(5000..5100); // a scratch
+    v.push(n - 1);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Size and bad bytes as ddrescue's test mode sees them: trailing bad sectors
+/// are outside the apparent size (`bad_list` always ends with the last sector).
+fn effective(size: u64, bad: &[u64]) -> (u64, u64) {
+    let mut end = size;
+    let mut n = bad.len() as u64;
+    for &s in bad.iter().rev() {
+        if (s + 1) * 512 == end {
+            end -= 512;
+            n -= 1;
+        } else {
+            break;
+        }
+    }
+    (end, n * 512)
+}
+
+fn load(p: &Path) -> Map {
+    mapfile::load(p).unwrap().unwrap().0
+}
+
+fn extents(m: &Map) -> Vec<(u64, u64, char)> {
+    m.extents()
+        .map(|e| (e.pos, e.size, e.status.as_char()))
+        .collect()
+}
+
+fn sha256sum(p: &Path) -> String {
+    let o = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum (coreutils)");
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn same_bytes_and_map_as_gnu_ddrescue_test_mode() {
+    let d = Dir::new("vsdd");
+    let size = 6u64 << 20;
+    let src = data(size as usize, 5);
+    std::fs::write(d.p("src"), &src).unwrap();
+    let bad = bad_list(size);
+    std::fs::write(d.p("fault"), fault_map(size, &bad)).unwrap();
+    let before = sha256sum(&d.p("src"));
+
+    let st = tool("ddrescue")
+        .args(["-q", "-H"])
+        .arg(d.p("fault"))
+        .arg(d.p("src"))
+        .arg(d.p("dd.img"))
+        .arg(d.p("dd.map"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "ddrescue failed: {st}");
+
+    let code = cli(&[
+        &d.s("src"),
+        &d.s("our.img"),
+        "--map",
+        &d.s("our.map"),
+        "--simulate-bad",
+        &d.s("fault"),
+        "--no-direct",
+    ]);
+    assert_eq!(code, 1, "bad areas remain -> exit 1");
+    assert_eq!(before, sha256sum(&d.p("src")), "the source was modified");
+    let ours = std::fs::read(d.p("our.img")).unwrap();
+    let theirs = std::fs::read(d.p("dd.img")).unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    assert!(ours == theirs, "rescued bytes differ from GNU ddrescue's");
+    let (mo, md) = (load(&d.p("our.map")), load(&d.p("dd.map")));
+    assert_eq!(extents(&mo), extents(&md));
+    // Exactly the injected sectors are bad.
+    let (eff, bad_bytes) = effective(size, &bad);
+    assert_eq!(mo.size(), eff);
+    assert_eq!(mo.bytes(Status::BadSector), bad_bytes);
+    // ddrescuelog reads our map and agrees it matches ddrescue's.
+    let st = tool("ddrescuelog")
+        .args(["-q", "-p"])
+        .arg(d.p("dd.map"))
+        .arg(d.p("our.map"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "ddrescuelog -p says the maps differ");
+}
+
+#[test]
+fn mapfile_round_trips_with_ddrescue_and_ddrescuelog() {
+    let d = Dir::new("rt");
+    let size = 4u64 << 20;
+    std::fs::write(d.p("src"), data(size as usize, 9)).unwrap();
+    let bad = bad_list(size);
+    std::fs::write(d.p("fault"), fault_map(size, &bad)).unwrap();
+    // A partial ddrescue map with every status: copy pass 1 only, no trim/scrape.
+    let st = tool("ddrescue")
+        .args(["-q", "--cpass=1", "-n", "-N", "-H"])
+        .arg(d.p("fault"))
+        .arg(d.p("src"))
+        .arg(d.p("img"))
+        .arg(d.p("dd.map"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = std::fs::read_to_string(d.p("dd.map")).unwrap();
+    let m = mapfile::parse(&text).unwrap().map.unwrap();
+    assert!(
+        m.bytes(Status::NonTrimmed) > 0 || m.bytes(Status::NonTried) > 0,
+        "{text}"
+    );
+    // Our rendering of their map has the same non-comment lines, byte for byte.
+    let ours = render(&m, &Header::default());
+    let body = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(body(&ours), body(&text));
+    std::fs::write(d.p("our.map"), &ours).unwrap();
+    let st = tool("ddrescuelog")
+        .args(["-q", "-p"])
+        .arg(d.p("dd.map"))
+        .arg(d.p("our.map"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // ddrescuelog's listing of bad (non-finished) blocks from our map.
+    let o = tool("ddrescuelog")
+        .args(["-l-"])
+        .arg(d.p("our.map"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+
+    // We resume ddrescue's partial rescue; ddrescue resumes ours.
+    let code = cli(&[
+        &d.s("src"),
+        &d.s("img"),
+        "--map",
+        &d.s("dd.map"),
+        "--simulate-bad",
+        &d.s("fault"),
+        "--no-direct",
+    ]);
+    assert_eq!(code, 1);
+    let done = load(&d.p("dd.map"));
+    let (eff, bad_bytes) = effective(size, &bad);
+    assert_eq!(done.bytes(Status::BadSector), bad_bytes);
+    assert_eq!(done.bytes(Status::Finished), eff - bad_bytes);
+    let st = tool("ddrescuelog")
+        .args(["-q", "-D"])
+        .arg(d.p("dd.map"))
+        .status()
+        .unwrap();
+    assert!(!st.success(), "-D: not finished while bad sectors remain");
+
+    // ddrescue takes our finished map and has nothing left to do but retry.
+    let st = tool("ddrescue")
+        .args(["-q", "-H"])
+        .arg(d.p("fault"))
+        .arg(d.p("src"))
+        .arg(d.p("img"))
+        .arg(d.p("dd.map"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let again = load(&d.p("dd.map"));
+    assert_eq!(extents(&again), extents(&done));
+    let src = std::fs::read(d.p("src")).unwrap();
+    let img = std::fs::read(d.p("img")).unwrap();
+    for e in again.extents().filter(|e| e.status == Status::Finished) {
+        assert!(img[e.pos as usize..e.end() as usize] == src[e.pos as usize..e.end() as usize]);
+    }
+}
+
+#[test]
+fn ddrescue_resumes_a_map_we_left_interrupted() {
+    use imaging::{rescue, FaultDevice, FileSink, MapStore, Options};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let d = Dir::new("ddresume");
+    let size = 4u64 << 20;
+    std::fs::write(d.p("src"), data(size as usize, 17)).unwrap();
+    let bad = bad_list(size);
+    std::fs::write(d.p("fault"), fault_map(size, &bad)).unwrap();
+    let fault = load(&d.p("fault"));
+    let dev = FaultDevice::from_test_mapfile(blockdev::Device::open(d.p("src")).unwrap(), &fault);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(d.p("img"))
+        .unwrap();
+    let mut sink = FileSink::new(file, false).unwrap();
+    let mut map = Map::new(blockdev::BlockDevice::size(&dev));
+    let stop = AtomicBool::new(false);
+    let store = MapStore {
+        path: Some(d.p("map")),
+        header: Header::default(),
+    };
+    let opts = Options {
+        progress_interval: std::time::Duration::ZERO,
+        cluster_size: 64 << 10,
+        ..Options::default()
+    };
+    let r = rescue(&dev, &mut sink, &mut map, &store, &opts, &stop, &mut |p| {
+        if p.reads >= 40 {
+            stop.store(true, Ordering::Relaxed)
+        }
+    });
+    assert!(
+        matches!(r.outcome, imaging::Outcome::Interrupted),
+        "{:?}",
+        r.outcome
+    );
+    drop(sink);
+    let st = tool("ddrescue")
+        .args(["-q", "-H"])
+        .arg(d.p("fault"))
+        .arg(d.p("src"))
+        .arg(d.p("img"))
+        .arg(d.p("map"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "ddrescue refused our interrupted map");
+    let m = load(&d.p("map"));
+    let (eff, bad_bytes) = effective(size, &bad);
+    assert_eq!(m.bytes(Status::BadSector), bad_bytes);
+    assert_eq!(m.bytes(Status::Finished), eff - bad_bytes);
+}
+
+#[test]
+fn hash_matches_sha256sum_and_checks_with_sha256sum_c() {
+    let d = Dir::new("hash");
+    let size = 3u64 << 20;
+    std::fs::write(d.p("src"), data(size as usize, 3)).unwrap();
+    std::fs::write(d.p("fault"), fault_map(size, &[7, 8, 4000])).unwrap();
+    let code = cli(&[
+        &d.s("src"),
+        &d.s("img"),
+        "--map",
+        &d.s("map"),
+        "--hash",
+        "sha256",
+        "--hash-file",
+        "--simulate-bad",
+        &d.s("fault"),
+        "--no-direct",
+    ]);
+    assert_eq!(code, 1);
+    let line = std::fs::read_to_string(d.p("img.sha256")).unwrap();
+    assert_eq!(line, format!("{}  img\n", sha256sum(&d.p("img"))));
+    let st = Command::new("sha256sum")
+        .arg("-c")
+        .arg("--quiet")
+        .arg("img.sha256")
+        .current_dir(&d.0)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Without faults the hash is the source's.
+    let code = cli(&[
+        &d.s("src"),
+        &d.s("img2"),
+        "--map",
+        &d.s("map2"),
+        "--hash",
+        "sha256",
+        "--hash-file",
+        "--no-direct",
+    ]);
+    assert_eq!(code, 0);
+    let line = std::fs::read_to_string(d.p("img2.sha256")).unwrap();
+    assert!(line.starts_with(&sha256sum(&d.p("src"))));
+}
+
+#[test]
+fn sparse_leaves_holes_and_preallocate_reserves() {
+    let d = Dir::new("sparse");
+    let size = 8usize << 20;
+    let mut v = data(size, 4);
+    v[1 << 20..6 << 20].fill(0);
+    std::fs::write(d.p("src"), &v).unwrap();
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("sp"),
+            "--map",
+            &d.s("m1"),
+            "--sparse",
+            "--no-direct"
+        ]),
+        0
+    );
+    assert_eq!(std::fs::read(d.p("sp")).unwrap(), v);
+    let alloc = std::fs::metadata(d.p("sp")).unwrap().blocks() * 512;
+    assert!(alloc < 5 << 20, "sparse image allocates {alloc} bytes");
+    // Over an old file full of 0xAA: zero blocks are punched, not left stale.
+    std::fs::write(d.p("old"), vec![0xAAu8; size]).unwrap();
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("old"),
+            "--map",
+            &d.s("m3"),
+            "--sparse",
+            "--no-direct"
+        ]),
+        0
+    );
+    assert!(
+        std::fs::read(d.p("old")).unwrap() == v,
+        "stale bytes under --sparse"
+    );
+    let alloc = std::fs::metadata(d.p("old")).unwrap().blocks() * 512;
+    assert!(alloc < 5 << 20, "punched image allocates {alloc} bytes");
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("pre"),
+            "--map",
+            &d.s("m2"),
+            "--preallocate",
+            "--no-direct"
+        ]),
+        0
+    );
+    assert_eq!(std::fs::read(d.p("pre")).unwrap(), v);
+    let alloc = std::fs::metadata(d.p("pre")).unwrap().blocks() * 512;
+    assert!(
+        alloc >= size as u64,
+        "preallocated image allocates only {alloc} bytes"
+    );
+}
+
+/// Every refusal leaves DST uncreated (or unchanged) and the mapfile unchanged.
+#[test]
+fn bad_input_is_refused_before_anything_is_written() {
+    let d = Dir::new("refuse");
+    let size = 1u64 << 20;
+    std::fs::write(d.p("src"), data(size as usize, 1)).unwrap();
+    let untouched = |dst: &str, map: Option<&[u8]>| {
+        assert!(!d.p(dst).exists(), "{dst} was created");
+        if let Some(m) = map {
+            assert_eq!(std::fs::read(d.p("map")).unwrap(), m, "mapfile changed");
+        }
+    };
+    // Unreadable mapfile.
+    std::fs::write(d.p("map"), b"0 ? 1\n0 0x100000 Q\n").unwrap();
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("dst"),
+            "--map",
+            &d.s("map"),
+            "--no-direct"
+        ]),
+        2
+    );
+    untouched("dst", Some(b"0 ? 1\n0 0x100000 Q\n"));
+    // Binary garbage.
+    std::fs::write(d.p("map"), [0xffu8, 0xfe, 0, 1]).unwrap();
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("dst"),
+            "--map",
+            &d.s("map"),
+            "--no-direct"
+        ]),
+        2
+    );
+    untouched("dst", Some(&[0xff, 0xfe, 0, 1]));
+    // Mapfile of a different size.
+    let other = "0 + 1\n0 0x200000 +\n";
+    std::fs::write(d.p("map"), other).unwrap();
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("dst"),
+            "--map",
+            &d.s("map"),
+            "--no-direct"
+        ]),
+        2
+    );
+    untouched("dst", Some(other.as_bytes()));
+    std::fs::remove_file(d.p("map")).unwrap();
+    // DST is SRC: same path, and a hard link.
+    let before = std::fs::read(d.p("src")).unwrap();
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("src"),
+            "--map",
+            &d.s("map"),
+            "--no-direct"
+        ]),
+        2
+    );
+    std::fs::hard_link(d.p("src"), d.p("link")).unwrap();
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("link"),
+            "--map",
+            &d.s("map"),
+            "--no-direct"
+        ]),
+        2
+    );
+    // The mapfile must not be SRC or DST.
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("dst"),
+            "--map",
+            &d.s("src"),
+            "--no-direct"
+        ]),
+        2
+    );
+    std::fs::write(d.p("dst2"), b"old").unwrap();
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("dst2"),
+            "--map",
+            &d.s("dst2"),
+            "--no-direct"
+        ]),
+        2
+    );
+    assert_eq!(std::fs::read(d.p("dst2")).unwrap(), b"old");
+    assert_eq!(std::fs::read(d.p("src")).unwrap(), before);
+    assert!(!d.p("map").exists());
+    // DST neither file nor block device; --write not repeating DST; bad --hash.
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            "/dev/null",
+            "--map",
+            &d.s("map"),
+            "--no-direct"
+        ]),
+        2
+    );
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("dst"),
+            "--map",
+            &d.s("map"),
+            "--write",
+            "/dev/sdz",
+            "--no-direct"
+        ]),
+        2
+    );
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("dst"),
+            "--map",
+            &d.s("map"),
+            "--hash",
+            "md5",
+            "--no-direct"
+        ]),
+        2
+    );
+    untouched("dst", None);
+    assert!(!d.p("map").exists());
+    // Missing source.
+    assert_eq!(
+        cli(&[
+            &d.s("nope"),
+            &d.s("dst"),
+            "--map",
+            &d.s("map"),
+            "--no-direct"
+        ]),
+        2
+    );
+    untouched("dst", None);
+}
+
+#[test]
+fn existing_dst_is_not_truncated_and_clean_source_exits_0() {
+    let d = Dir::new("notrunc");
+    let size = 1usize << 20;
+    let v = data(size, 2);
+    std::fs::write(d.p("src"), &v).unwrap();
+    let mut longer = vec![0xAAu8; size + 4096];
+    longer[..10].fill(1);
+    std::fs::write(d.p("dst"), &longer).unwrap();
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("dst"),
+            "--map",
+            &d.s("map"),
+            "--no-direct"
+        ]),
+        0
+    );
+    let out = std::fs::read(d.p("dst")).unwrap();
+    assert_eq!(out.len(), size + 4096, "DST was truncated");
+    assert_eq!(&out[..size], &v[..]);
+    assert!(out[size..].iter().all(|&b| b == 0xAA));
+    // A second run on the finished map reads nothing and still exits 0.
+    assert_eq!(
+        cli(&[
+            &d.s("src"),
+            &d.s("dst"),
+            "--map",
+            &d.s("map"),
+            "--no-direct"
+        ]),
+        0
+    );
+}
+
+/// The stop flag (SIGINT/SIGTERM in the appliance) ends the run with exit 1
+/// and a valid mapfile; the same command then finishes the job.
+#[test]
+fn stop_flag_interrupts_and_the_same_command_resumes() {
+    use std::sync::atomic::AtomicBool;
+    let d = Dir::new("stop");
+    let size = 2usize << 20;
+    let v = data(size, 6);
+    std::fs::write(d.p("src"), &v).unwrap();
+    let args = [
+        d.s("src"),
+        d.s("img"),
+        "--map".into(),
+        d.s("map"),
+        "--no-direct".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cmd = ImageCommand::from_args(&["image"], &args).unwrap();
+    let code = imaging::cli::run_with_stop(cmd, &AtomicBool::new(true));
+    assert_eq!(code, 1);
+    let m = load(&d.p("map"));
+    assert_eq!(m.size(), size as u64);
+    assert!(m.bytes(Status::Finished) < size as u64, "stopped at once");
+    assert_eq!(cli(&args), 0);
+    assert_eq!(std::fs::read(d.p("img")).unwrap(), v);
+}
+
+/// A loop device (root and loop support needed) detached on drop.
+struct Loop(String);
+impl Loop {
+    fn new(file: &Path) -> Loop {
+        let o = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file)
+            .output()
+            .expect("losetup (util-linux) is needed");
+        assert!(
+            o.status.success(),
+            "losetup failed (run the tests as root with loop devices): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Loop(String::from_utf8(o.stdout).unwrap().trim().to_string())
+    }
+}
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+/// Block devices: DST needs --write DST, must be large enough and must not
+/// be SRC; SRC as a block device is read with O_DIRECT through aligned buffers.
+#[test]
+fn block_device_source_and_destination() {
+    let d = Dir::new("blk");
+    let v = data(4 << 20, 12);
+    std::fs::write(d.p("src"), &v).unwrap();
+    std::fs::write(d.p("big"), vec![0u8; 8 << 20]).unwrap();
+    std::fs::write(d.p("small"), vec![0u8; 1 << 20]).unwrap();
+    let big = Loop::new(&d.p("big"));
+    let small = Loop::new(&d.p("small"));
+    let map = d.s("map");
+    // No confirmation, wrong confirmation, too small: refused, nothing written.
+    assert_eq!(cli(&[&d.s("src"), &big.0, "--map", &map]), 2);
+    assert_eq!(
+        cli(&[&d.s("src"), &big.0, "--map", &map, "--write", &small.0]),
+        2
+    );
+    assert_eq!(
+        cli(&[&d.s("src"), &small.0, "--map", &map, "--write", &small.0]),
+        2
+    );
+    assert!(!d.p("map").exists());
+    assert!(std::fs::read(&big.0).unwrap().iter().all(|&b| b == 0));
+    // Confirmed clone to the larger device.
+    assert_eq!(
+        cli(&[&d.s("src"), &big.0, "--map", &map, "--write", &big.0]),
+        0
+    );
+    let out = std::fs::read(&big.0).unwrap();
+    assert_eq!(&out[..4 << 20], &v[..]);
+    assert!(out[4 << 20..].iter().all(|&b| b == 0));
+    // The device as SRC (O_DIRECT) to a file; and as its own DST: refused.
+    assert_eq!(cli(&[&big.0, &d.s("img"), "--map", &d.s("map2")]), 0);
+    assert_eq!(std::fs::read(d.p("img")).unwrap(), out);
+    assert_eq!(
+        cli(&[&big.0, &big.0, "--map", &d.s("map3"), "--write", &big.0]),
+        2
+    );
+    assert!(!d.p("map3").exists());
+}
