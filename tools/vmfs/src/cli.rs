@@ -1,0 +1,1095 @@
+//! `rescue vmfs`: browse and extract VMFS datastores, read-only.
+
+use crate::damage::{parse_mapfile, Ranges};
+use crate::inode::FileType;
+use crate::source::{open_source, Opened};
+use crate::volume::{Piece, Stat, Volume};
+use argh::FromArgs;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// VMFS 3/5/6 datastores: show, list, read and extract files, read-only.
+/// SRC is a disk, a partition or an image; the VMFS partition is found from
+/// GPT/MBR by itself. A volume spanning several devices takes them all
+/// (as further SRCs or with --extent), in any order.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "vmfs")]
+pub struct VmfsCommand {
+    #[argh(subcommand)]
+    pub action: Action,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Action {
+    Info(InfoCommand),
+    Ls(LsCommand),
+    Stat(StatCommand),
+    Cat(CatCommand),
+    Extract(ExtractCommand),
+    FilesHit(FilesHitCommand),
+    Scan(ScanCommand),
+    Tree(TreeCommand),
+}
+
+/// Print the folder tree with sizes: SRC... [PATH].
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "tree")]
+pub struct TreeCommand {
+    /// SRC... then an optional VMFS path
+    #[argh(positional)]
+    pub args: Vec<String>,
+    /// further devices of a spanned volume
+    #[argh(option)]
+    pub extent: Vec<String>,
+    /// byte offset of the VMFS partition in SRC
+    #[argh(option)]
+    pub offset: Option<u64>,
+    /// also show the system files (.*.sf)
+    #[argh(switch, short = 'a')]
+    pub all: bool,
+}
+
+/// Scan the file descriptor area for files no directory reaches (after
+/// directory damage) and list them as orphans with their FD address, type
+/// and size; `cat`/`extract` can then not name them by path, but
+/// `--json` gives what is needed to find them. Exit 1 if any.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "scan")]
+pub struct ScanCommand {
+    /// disks, partitions or images holding the volume
+    #[argh(positional)]
+    pub src: Vec<String>,
+    /// further devices of a spanned volume
+    #[argh(option)]
+    pub extent: Vec<String>,
+    /// byte offset of the VMFS partition in SRC
+    #[argh(option)]
+    pub offset: Option<u64>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Volume facts: version, label, UUID, block sizes, capacity, extents.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "info")]
+pub struct InfoCommand {
+    /// disks, partitions or images holding the volume
+    #[argh(positional)]
+    pub src: Vec<String>,
+    /// further devices of a spanned volume
+    #[argh(option)]
+    pub extent: Vec<String>,
+    /// byte offset of the VMFS partition in SRC (skips GPT/MBR search)
+    #[argh(option)]
+    pub offset: Option<u64>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// List a directory (default "/"): SRC... [PATH].
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "ls")]
+pub struct LsCommand {
+    /// SRC... then an optional VMFS path (sources are the leading arguments
+    /// that exist as files or devices)
+    #[argh(positional)]
+    pub args: Vec<String>,
+    /// further devices of a spanned volume
+    #[argh(option)]
+    pub extent: Vec<String>,
+    /// byte offset of the VMFS partition in SRC
+    #[argh(option)]
+    pub offset: Option<u64>,
+    /// long listing: type, mode, size, date, FD address, link target
+    #[argh(switch, short = 'l')]
+    pub long: bool,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// File metadata: SRC... PATH.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "stat")]
+pub struct StatCommand {
+    /// SRC... then the VMFS path
+    #[argh(positional)]
+    pub args: Vec<String>,
+    /// further devices of a spanned volume
+    #[argh(option)]
+    pub extent: Vec<String>,
+    /// byte offset of the VMFS partition in SRC
+    #[argh(option)]
+    pub offset: Option<u64>,
+    /// also list where the file's bytes are on the devices
+    #[argh(switch)]
+    pub extents: bool,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Write a file's bytes to stdout: SRC... PATH.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "cat")]
+pub struct CatCommand {
+    /// SRC... then the VMFS path
+    #[argh(positional)]
+    pub args: Vec<String>,
+    /// further devices of a spanned volume
+    #[argh(option)]
+    pub extent: Vec<String>,
+    /// byte offset of the VMFS partition in SRC
+    #[argh(option)]
+    pub offset: Option<u64>,
+    /// start at this byte of the file
+    #[argh(option)]
+    pub start: Option<u64>,
+    /// write at most this many bytes
+    #[argh(option)]
+    pub length: Option<u64>,
+}
+
+/// Copy files or folders out, recursively: SRC... PATH... DEST_DIR. Sizes
+/// and times kept, thin regions written as holes, unreadable bytes
+/// zero-filled and listed in DEST_DIR/vmfs-extract-report.txt. Exit 1 when
+/// bytes were lost.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "extract")]
+pub struct ExtractCommand {
+    /// SRC... then VMFS paths, then the destination directory
+    #[argh(positional)]
+    pub args: Vec<String>,
+    /// further devices of a spanned volume
+    #[argh(option)]
+    pub extent: Vec<String>,
+    /// byte offset of the VMFS partition in SRC
+    #[argh(option)]
+    pub offset: Option<u64>,
+    /// ddrescue mapfile of SRC (an image): its bad areas read as errors
+    #[argh(option)]
+    pub map: Option<String>,
+    /// no progress lines
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+}
+
+/// List the files (and byte ranges) that overlap bad areas of a ddrescue
+/// mapfile, without extracting: SRC... --map MAPFILE. Exit 1 if any.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "files-hit")]
+pub struct FilesHitCommand {
+    /// disks, partitions or images holding the volume
+    #[argh(positional)]
+    pub src: Vec<String>,
+    /// further devices of a spanned volume
+    #[argh(option)]
+    pub extent: Vec<String>,
+    /// byte offset of the VMFS partition in SRC
+    #[argh(option)]
+    pub offset: Option<u64>,
+    /// ddrescue mapfile of the first SRC
+    #[argh(option)]
+    pub map: String,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+pub fn run(cmd: VmfsCommand) -> i32 {
+    let r = match cmd.action {
+        Action::Info(c) => info(c),
+        Action::Ls(c) => ls(c),
+        Action::Stat(c) => stat(c),
+        Action::Cat(c) => cat(c),
+        Action::Extract(c) => extract(c),
+        Action::FilesHit(c) => files_hit(c),
+        Action::Scan(c) => scan(c),
+        Action::Tree(c) => tree(c),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vmfs: {e}");
+            2
+        }
+    }
+}
+
+type CliResult = Result<i32, String>;
+
+fn is_host_source(p: &str) -> bool {
+    std::fs::metadata(p)
+        .map(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.is_file() || m.file_type().is_block_device()
+        })
+        .unwrap_or(false)
+}
+
+/// Splits positionals into sources (leading host files/devices) and the rest.
+fn split_args(args: &[String]) -> (Vec<String>, Vec<String>) {
+    let n = args
+        .iter()
+        .take_while(|a| is_host_source(a))
+        .count()
+        .max(1)
+        .min(args.len());
+    (args[..n].to_vec(), args[n..].to_vec())
+}
+
+struct Opened2 {
+    vol: Volume,
+    /// Per volume device: (source path, offset of the device on it).
+    origins: Vec<(String, u64)>,
+}
+
+fn open_volume(
+    srcs: &[String],
+    extents: &[String],
+    offset: Option<u64>,
+    bad: Option<&Ranges>,
+) -> Result<Opened2, String> {
+    if srcs.is_empty() {
+        return Err("no source given (a disk, partition or image)".into());
+    }
+    let mut devs = Vec::new();
+    let mut origins = Vec::new();
+    for (i, s) in srcs.iter().chain(extents).enumerate() {
+        // The offset and mapfile apply to the first source only.
+        let found: Vec<Opened> = open_source(
+            s,
+            if i == 0 { offset } else { None },
+            if i == 0 { bad } else { None },
+        )
+        .map_err(|e| e.to_string())?;
+        for o in found {
+            origins.push((o.path, o.offset));
+            devs.push(o.dev);
+        }
+    }
+    let vol = Volume::from_devices(devs).map_err(|e| e.to_string())?;
+    for w in &vol.warnings {
+        eprintln!("vmfs: warning: {w}");
+    }
+    Ok(Opened2 { vol, origins })
+}
+
+fn json_out<T: Serialize>(v: &T) -> CliResult {
+    let s = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+    println!("{s}");
+    Ok(0)
+}
+
+fn human(n: u64) -> String {
+    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+fn info(c: InfoCommand) -> CliResult {
+    let o = open_volume(&c.src, &c.extent, c.offset, None)?;
+    let i = o.vol.info();
+    if c.json {
+        return json_out(&i);
+    }
+    println!(
+        "VMFS version:   {} (descriptor {}.{}){}",
+        i.vmfs_version,
+        i.major,
+        i.minor,
+        if i.local { ", VMFS-L" } else { "" }
+    );
+    println!("label:          {}", i.label);
+    println!("UUID:           {}", i.uuid);
+    println!(
+        "block size:     {} (sub-block {})",
+        human(i.block_size),
+        human(i.sub_block_size as u64)
+    );
+    println!(
+        "capacity:       {} ({} bytes)",
+        human(i.capacity),
+        i.capacity
+    );
+    if let Some(l) = &i.lvm {
+        println!(
+            "LVM:            version {}, volume {} ({}), {} device(s)",
+            l.version, l.volume_name, l.volume_uuid, l.num_devices
+        );
+    } else {
+        println!("LVM:            none (bare volume)");
+    }
+    for s in &i.segments {
+        let (p, off) = &o.origins[s.dev];
+        println!(
+            "  extent: volume {:#x}..{:#x} on {p} at {:#x}",
+            s.l_off,
+            s.l_off + s.len,
+            off + s.p_off
+        );
+    }
+    for (s, l) in &i.missing {
+        println!(
+            "  MISSING: volume {:#x}..{:#x} is on no given device",
+            s,
+            s + l
+        );
+    }
+    for r in &i.resources {
+        println!(
+            "  {}: {} resources of {} ({} per cluster, {} clusters/group, {} groups)",
+            r.name,
+            r.total,
+            human(r.res_size),
+            r.per_cluster,
+            r.clusters_per_group,
+            r.groups
+        );
+    }
+    Ok(if i.missing.is_empty() && o.vol.warnings.is_empty() {
+        0
+    } else {
+        1
+    })
+}
+
+fn date(t: u32) -> String {
+    // Civil date from unix seconds (UTC), no dependency.
+    let days = t as i64 / 86400;
+    let secs = t as i64 % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60
+    )
+}
+
+fn mode_str(st: &Stat) -> String {
+    let mut s = String::new();
+    s.push(st.file_type.letter());
+    for shift in [6, 3, 0] {
+        let b = (st.mode >> shift) & 7;
+        s.push(if b & 4 != 0 { 'r' } else { '-' });
+        s.push(if b & 2 != 0 { 'w' } else { '-' });
+        s.push(if b & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+#[derive(Serialize)]
+struct LsEntry {
+    name: String,
+    #[serde(flatten)]
+    stat: Option<Stat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn ls(c: LsCommand) -> CliResult {
+    let (srcs, rest) = split_args(&c.args);
+    if rest.len() > 1 {
+        return Err(format!("ls takes one path, got {rest:?}"));
+    }
+    let path = rest.first().map(String::as_str).unwrap_or("/");
+    let o = open_volume(&srcs, &c.extent, c.offset, None)?;
+    let v = &o.vol;
+    let st = v.stat(path).map_err(|e| e.to_string())?;
+    let entries = if st.file_type.is_dir() {
+        v.read_dir(path).map_err(|e| e.to_string())?
+    } else {
+        vec![crate::DirEntry {
+            name: path.rsplit('/').next().unwrap_or(path).to_string(),
+            addr: st.addr,
+            file_type: st.file_type,
+        }]
+    };
+    let mut bad = 0;
+    let mut out = Vec::new();
+    for e in entries {
+        let s = v.inode(e.addr).and_then(|i| v.stat_inode(&i));
+        if s.is_err() {
+            bad += 1;
+        }
+        out.push(LsEntry {
+            name: e.name,
+            error: s.as_ref().err().map(|e| e.to_string()),
+            stat: s.ok(),
+        });
+    }
+    if c.json {
+        json_out(&out)?;
+    } else {
+        for e in &out {
+            match (&e.stat, c.long) {
+                (_, false) => println!("{}", e.name),
+                (Some(s), true) => {
+                    let mut extra = String::new();
+                    if let Some(l) = &s.link {
+                        extra = format!(" -> {l}");
+                    }
+                    if let Some(r) = &s.rdm {
+                        extra = format!(" (raw device mapping to {})", r.id.trim());
+                    }
+                    println!(
+                        "{} {:>3} {:>5} {:>5} {:>15} {} {:#010x} {}{}",
+                        mode_str(s),
+                        s.nlink,
+                        s.uid,
+                        s.gid,
+                        s.size,
+                        date(s.mtime),
+                        s.addr,
+                        e.name,
+                        extra
+                    );
+                }
+                (None, true) => println!(
+                    "?????????? {} ({})",
+                    e.name,
+                    e.error.as_deref().unwrap_or("")
+                ),
+            }
+        }
+    }
+    for e in out.iter().filter(|e| e.error.is_some()) {
+        eprintln!(
+            "vmfs: warning: {}: {}",
+            e.name,
+            e.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(if bad > 0 { 1 } else { 0 })
+}
+
+fn stat(c: StatCommand) -> CliResult {
+    let (srcs, rest) = split_args(&c.args);
+    let [path] = rest.as_slice() else {
+        return Err("stat takes SRC... PATH".into());
+    };
+    let o = open_volume(&srcs, &c.extent, c.offset, None)?;
+    let v = &o.vol;
+    let ino = v.lookup(path).map_err(|e| e.to_string())?;
+    let st = v.stat_inode(&ino).map_err(|e| e.to_string())?;
+    let extents = if c.extents && !st.file_type.is_dir() && st.file_type != FileType::Rdm {
+        Some(v.device_extents(&ino).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    if c.json {
+        #[derive(Serialize)]
+        struct S<'a> {
+            stat: &'a Stat,
+            extents: &'a Option<Vec<crate::FileExtent>>,
+        }
+        return json_out(&S {
+            stat: &st,
+            extents: &extents,
+        });
+    }
+    println!("path:        {path}");
+    println!("type:        {:?}", st.file_type);
+    println!("size:        {} ({})", st.size, human(st.size));
+    println!("mode:        {} ({:o})", mode_str(&st), st.mode);
+    println!("uid/gid:     {}/{}", st.uid, st.gid);
+    println!("links:       {}", st.nlink);
+    println!("mtime:       {}", date(st.mtime));
+    println!("FD address:  {:#010x}", st.addr);
+    println!(
+        "addressing:  ZLA {} , block {}",
+        st.zla,
+        human(st.block_size)
+    );
+    if let Some(l) = &st.link {
+        println!("target:      {l}");
+    }
+    if let Some(r) = &st.rdm {
+        println!(
+            "maps disk:   id type {} len {}: {:?}",
+            r.id_type, r.id_len, r.id
+        );
+    }
+    if let Some(ex) = &extents {
+        for e in ex {
+            let (p, off) = &o.origins[e.device];
+            println!(
+                "  file {:#x}+{:#x} at {p} {:#x}",
+                e.file_offset,
+                e.len,
+                off + e.device_offset
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn cat(c: CatCommand) -> CliResult {
+    let (srcs, rest) = split_args(&c.args);
+    let [path] = rest.as_slice() else {
+        return Err("cat takes SRC... PATH".into());
+    };
+    let o = open_volume(&srcs, &c.extent, c.offset, None)?;
+    let f = o.vol.open(path).map_err(|e| e.to_string())?;
+    let start = c.start.unwrap_or(0).min(f.size());
+    let end = c
+        .length
+        .map(|l| start.saturating_add(l).min(f.size()))
+        .unwrap_or(f.size());
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut pos = start;
+    while pos < end {
+        let n = ((end - pos) as usize).min(buf.len());
+        let got = f.read_at(&mut buf[..n], pos).map_err(|e| e.to_string())?;
+        if got == 0 {
+            break;
+        }
+        if let Err(e) = out.write_all(&buf[..got]) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(0);
+            }
+            return Err(format!("writing stdout: {e}"));
+        }
+        pos += got as u64;
+    }
+    out.flush().map_err(|e| format!("writing stdout: {e}"))?;
+    Ok(0)
+}
+
+/// Lost byte ranges of one extracted file.
+#[derive(Serialize, Debug)]
+pub struct Loss {
+    pub path: String,
+    pub ranges: Vec<(u64, u64)>,
+    pub reason: String,
+}
+
+struct Extractor<'a> {
+    vol: &'a Volume,
+    quiet: bool,
+    total: u64,
+    done: u64,
+    files: u64,
+    started: Instant,
+    last: Instant,
+    losses: Vec<Loss>,
+    skipped: Vec<String>,
+    visited: HashSet<u32>,
+}
+
+impl Extractor<'_> {
+    fn progress(&mut self, force: bool) {
+        if self.quiet || (!force && self.last.elapsed().as_millis() < 1000) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = self.done as f64 / secs;
+        let eta = if rate > 0.0 {
+            (self.total.saturating_sub(self.done)) as f64 / rate
+        } else {
+            0.0
+        };
+        eprintln!(
+            "vmfs: {} of {} ({:.0}%), {}/s, ETA {:.0}s, {} files",
+            human(self.done),
+            human(self.total),
+            if self.total > 0 {
+                self.done as f64 * 100.0 / self.total as f64
+            } else {
+                100.0
+            },
+            human(rate as u64),
+            eta,
+            self.files
+        );
+    }
+
+    fn extract(&mut self, path: &str, dest: &Path) {
+        let ino = match self.vol.lookup(path) {
+            Ok(i) => i,
+            Err(e) => {
+                self.skipped.push(format!("{path}: {e}"));
+                return;
+            }
+        };
+        self.extract_inode(path, ino, dest);
+    }
+
+    fn extract_inode(&mut self, path: &str, ino: crate::Inode, dest: &Path) {
+        match ino.ftype {
+            FileType::Directory => {
+                if !self.visited.insert(ino.addr) {
+                    self.skipped.push(format!(
+                        "{path}: directory FD {:#010x} seen before (a loop)",
+                        ino.addr
+                    ));
+                    return;
+                }
+                if let Err(e) = std::fs::create_dir_all(dest) {
+                    self.skipped
+                        .push(format!("{path}: creating {}: {e}", dest.display()));
+                    return;
+                }
+                let entries = match self.vol.dir_entries(&ino) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        self.skipped.push(format!("{path}: {e}"));
+                        return;
+                    }
+                };
+                for e in entries {
+                    if e.name == "." || e.name == ".." {
+                        continue;
+                    }
+                    let child = format!("{}/{}", path.trim_end_matches('/'), e.name);
+                    match self.vol.inode(e.addr) {
+                        Ok(i) => self.extract_inode(&child, i, &dest.join(&e.name)),
+                        Err(err) => self.skipped.push(format!("{child}: {err}")),
+                    }
+                }
+            }
+            FileType::Symlink => {
+                let t = self.vol.stat_inode(&ino).ok().and_then(|s| s.link);
+                match t {
+                    Some(t) => {
+                        let _ = std::fs::remove_file(dest);
+                        if let Err(e) = std::os::unix::fs::symlink(&t, dest) {
+                            self.skipped.push(format!("{path}: symlink: {e}"));
+                        }
+                    }
+                    None => self.skipped.push(format!("{path}: unreadable symlink")),
+                }
+            }
+            FileType::Rdm => {
+                let r = crate::RdmTarget::parse(&ino.data)
+                    .map(|r| r.id)
+                    .unwrap_or_default();
+                self.skipped.push(format!(
+                    "{path}: raw device mapping to disk {:?}: no data on the volume",
+                    r.trim()
+                ));
+            }
+            FileType::File | FileType::System => self.copy_file(path, ino, dest),
+            t => self
+                .skipped
+                .push(format!("{path}: file type {t:?} not extracted")),
+        }
+    }
+
+    fn copy_file(&mut self, path: &str, ino: crate::Inode, dest: &Path) {
+        let mtime = ino.mtime;
+        let size = ino.size;
+        let pieces = match self.vol.pieces(&ino) {
+            Ok(p) => p,
+            Err(e) => {
+                self.skipped
+                    .push(format!("{path}: block map unreadable: {e}"));
+                return;
+            }
+        };
+        let out = match std::fs::File::create(dest) {
+            Ok(f) => f,
+            Err(e) => {
+                self.skipped
+                    .push(format!("{path}: creating {}: {e}", dest.display()));
+                return;
+            }
+        };
+        use std::os::unix::fs::FileExt;
+        let mut lost: Vec<(u64, u64)> = Vec::new();
+        let mut reason = String::new();
+        let mut buf = vec![0u8; 1 << 20];
+        for (off, len, piece) in pieces {
+            if piece == Piece::Zero {
+                self.done += len;
+                continue; // a hole in the destination
+            }
+            let mut pos = off;
+            while pos < off + len {
+                let n = ((off + len - pos) as usize).min(buf.len());
+                match self.vol.read_inode(&ino, &mut buf[..n], pos, 0) {
+                    Ok(_) => {
+                        if let Err(e) = out.write_all_at(&buf[..n], pos) {
+                            self.skipped
+                                .push(format!("{path}: writing {}: {e}", dest.display()));
+                            return;
+                        }
+                    }
+                    Err(_) => {
+                        // Retry sector by sector; what fails stays a hole
+                        // (zeros) and is reported.
+                        for s in (0..n).step_by(512) {
+                            let m = 512.min(n - s);
+                            let at = pos + s as u64;
+                            match self.vol.read_inode(&ino, &mut buf[..m], at, 0) {
+                                Ok(_) => {
+                                    let _ = out.write_all_at(&buf[..m], at);
+                                }
+                                Err(e) => {
+                                    if reason.is_empty() {
+                                        reason = e.to_string();
+                                    }
+                                    match lost.last_mut() {
+                                        Some(l) if l.0 + l.1 == at => l.1 += m as u64,
+                                        _ => lost.push((at, m as u64)),
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                pos += n as u64;
+                self.done += n as u64;
+                self.progress(false);
+            }
+        }
+        if let Err(e) = out.set_len(size) {
+            self.skipped.push(format!("{path}: setting size: {e}"));
+        }
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime as u64);
+        let _ = out.set_modified(t);
+        self.files += 1;
+        if !lost.is_empty() {
+            self.losses.push(Loss {
+                path: path.to_string(),
+                ranges: lost,
+                reason,
+            });
+        }
+    }
+}
+
+fn tree_size(v: &Volume, path: &str) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_string()];
+    let mut seen = HashSet::new();
+    while let Some(p) = stack.pop() {
+        let Ok(ino) = v.lookup(&p) else { continue };
+        if !seen.insert(ino.addr) {
+            continue;
+        }
+        if ino.ftype.is_dir() {
+            if let Ok(es) = v.dir_entries(&ino) {
+                for e in es.into_iter().filter(|e| e.name != "." && e.name != "..") {
+                    stack.push(format!("{}/{}", p.trim_end_matches('/'), e.name));
+                }
+            }
+        } else if matches!(ino.ftype, FileType::File | FileType::System) {
+            total += ino.size;
+        }
+    }
+    total
+}
+
+fn load_map(path: &str) -> Result<Ranges, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading mapfile {path}: {e}"))?;
+    parse_mapfile(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+fn extract(c: ExtractCommand) -> CliResult {
+    let (srcs, mut rest) = split_args(&c.args);
+    if rest.len() < 2 {
+        return Err("extract takes SRC... PATH... DEST_DIR".into());
+    }
+    let dest = PathBuf::from(rest.pop().unwrap_or_default());
+    let bad = c.map.as_deref().map(load_map).transpose()?;
+    let o = open_volume(&srcs, &c.extent, c.offset, bad.as_ref())?;
+    std::fs::create_dir_all(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
+    let total = rest.iter().map(|p| tree_size(&o.vol, p)).sum();
+    let mut x = Extractor {
+        vol: &o.vol,
+        quiet: c.quiet,
+        total,
+        done: 0,
+        files: 0,
+        started: Instant::now(),
+        last: Instant::now(),
+        losses: Vec::new(),
+        skipped: Vec::new(),
+        visited: HashSet::new(),
+    };
+    for p in &rest {
+        let name = p.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        let target = if name.is_empty() {
+            dest.clone()
+        } else {
+            dest.join(name)
+        };
+        x.extract(p, &target);
+    }
+    x.progress(true);
+    let lost: u64 = x
+        .losses
+        .iter()
+        .flat_map(|l| l.ranges.iter().map(|r| r.1))
+        .sum();
+    println!(
+        "extracted {} files, {} in {:.1}s; {} bytes lost in {} files; {} items skipped",
+        x.files,
+        human(x.done),
+        x.started.elapsed().as_secs_f64(),
+        lost,
+        x.losses.len(),
+        x.skipped.len()
+    );
+    for s in &x.skipped {
+        println!("skipped: {s}");
+    }
+    if !x.losses.is_empty() || !x.skipped.is_empty() {
+        let mut r = String::from(
+            "# vmfs extract report: bytes that could not be read were written as zeros\n",
+        );
+        for l in &x.losses {
+            r.push_str(&format!("LOST {}: {}\n", l.path, l.reason));
+            for (s, n) in &l.ranges {
+                r.push_str(&format!("  bytes {s}..{} ({n} bytes)\n", s + n));
+            }
+        }
+        for s in &x.skipped {
+            r.push_str(&format!("SKIPPED {s}\n"));
+        }
+        let rp = dest.join("vmfs-extract-report.txt");
+        std::fs::write(&rp, r).map_err(|e| format!("writing {}: {e}", rp.display()))?;
+        println!("report: {}", rp.display());
+        for l in &x.losses {
+            println!("lost: {} ({} ranges)", l.path, l.ranges.len());
+        }
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// One file that overlaps bad areas.
+#[derive(Serialize, Debug)]
+pub struct Hit {
+    pub path: String,
+    /// File byte ranges on bad areas.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// Files of the volume whose stored bytes overlap `bad` (in coordinates of
+/// the first source; `origins` maps volume devices to it).
+pub fn files_hit_in(
+    vol: &Volume,
+    origins: &[(String, u64)],
+    bad: &Ranges,
+) -> (Vec<Hit>, Vec<String>) {
+    let mut hits = Vec::new();
+    let mut errors = Vec::new();
+    let mut stack = vec![("".to_string(), crate::inode::ROOT_ADDR)];
+    let mut seen = HashSet::new();
+    let first = origins.first().map(|o| o.0.clone()).unwrap_or_default();
+    while let Some((path, addr)) = stack.pop() {
+        if !seen.insert(addr) {
+            continue;
+        }
+        let ino = match vol.inode(addr) {
+            Ok(i) => i,
+            Err(e) => {
+                errors.push(format!("{path}: {e}"));
+                continue;
+            }
+        };
+        match ino.ftype {
+            FileType::Directory => match vol.dir_entries(&ino) {
+                Ok(es) => {
+                    for e in es.into_iter().filter(|e| e.name != "." && e.name != "..") {
+                        stack.push((format!("{path}/{}", e.name), e.addr));
+                    }
+                }
+                Err(e) => errors.push(format!("{path}/: {e}")),
+            },
+            FileType::File | FileType::System | FileType::Symlink => match vol.device_extents(&ino)
+            {
+                Ok(ex) => {
+                    let mut ranges = Vec::new();
+                    for e in ex {
+                        let (p, base) = &origins[e.device];
+                        if *p != first {
+                            continue;
+                        }
+                        for (s, l) in bad.intersect(base + e.device_offset, e.len) {
+                            ranges.push((e.file_offset + (s - base - e.device_offset), l));
+                        }
+                    }
+                    if !ranges.is_empty() {
+                        hits.push(Hit { path, ranges });
+                    }
+                }
+                Err(e) => errors.push(format!("{path}: {e}")),
+            },
+            _ => {}
+        }
+    }
+    hits.sort_by(|a, b| a.path.cmp(&b.path));
+    (hits, errors)
+}
+
+fn files_hit(c: FilesHitCommand) -> CliResult {
+    let bad = load_map(&c.map)?;
+    // Metadata is read without the bad areas applied: if metadata itself is
+    // in a bad area the listing says so through the errors below.
+    let o = open_volume(&c.src, &c.extent, c.offset, Some(&bad))
+        .or_else(|_| open_volume(&c.src, &c.extent, c.offset, None))?;
+    let (hits, errors) = files_hit_in(&o.vol, &o.origins, &bad);
+    if c.json {
+        #[derive(Serialize)]
+        struct R<'a> {
+            hits: &'a [Hit],
+            errors: &'a [String],
+        }
+        json_out(&R {
+            hits: &hits,
+            errors: &errors,
+        })?;
+    } else {
+        for h in &hits {
+            let n: u64 = h.ranges.iter().map(|r| r.1).sum();
+            println!("{}: {} bytes in {} ranges", h.path, n, h.ranges.len());
+            for (s, l) in &h.ranges {
+                println!("  {s}..{}", s + l);
+            }
+        }
+        for e in &errors {
+            println!("unreadable metadata: {e}");
+        }
+        if hits.is_empty() && errors.is_empty() {
+            println!("no file overlaps a bad area");
+        }
+    }
+    Ok(if hits.is_empty() && errors.is_empty() {
+        0
+    } else {
+        1
+    })
+}
+
+fn scan(c: ScanCommand) -> CliResult {
+    let o = open_volume(&c.src, &c.extent, c.offset, None)?;
+    let (orphans, errors) = o.vol.orphans();
+    let stats: Vec<Stat> = orphans
+        .iter()
+        .filter_map(|i| o.vol.stat_inode(i).ok())
+        .collect();
+    if c.json {
+        #[derive(Serialize)]
+        struct R<'a> {
+            orphans: &'a [Stat],
+            errors: &'a [String],
+        }
+        json_out(&R {
+            orphans: &stats,
+            errors: &errors,
+        })?;
+    } else {
+        for s in &stats {
+            println!(
+                "orphan FD {:#010x} {:?} {} bytes, mtime {}",
+                s.addr,
+                s.file_type,
+                s.size,
+                date(s.mtime)
+            );
+        }
+        for e in &errors {
+            println!("unreadable: {e}");
+        }
+        println!("{} orphans", stats.len());
+    }
+    Ok(if stats.is_empty() { 0 } else { 1 })
+}
+
+fn tree(c: TreeCommand) -> CliResult {
+    let (srcs, rest) = split_args(&c.args);
+    let path = rest.first().map(String::as_str).unwrap_or("/");
+    let o = open_volume(&srcs, &c.extent, c.offset, None)?;
+    let v = &o.vol;
+    let root = v.lookup(path).map_err(|e| e.to_string())?;
+    println!("{path}");
+    let mut problems = 0;
+    let mut seen = HashSet::new();
+    // (inode, depth) in listing order.
+    fn walk(
+        v: &Volume,
+        ino: &crate::Inode,
+        depth: usize,
+        all: bool,
+        seen: &mut HashSet<u32>,
+        problems: &mut u32,
+    ) {
+        if !seen.insert(ino.addr) {
+            println!(
+                "{}(loop: FD {:#010x} already shown)",
+                "  ".repeat(depth),
+                ino.addr
+            );
+            *problems += 1;
+            return;
+        }
+        let mut es = match v.dir_entries(ino) {
+            Ok(e) => e,
+            Err(e) => {
+                println!("{}(unreadable: {e})", "  ".repeat(depth));
+                *problems += 1;
+                return;
+            }
+        };
+        es.sort_by(|a, b| a.name.cmp(&b.name));
+        for e in es {
+            if e.name == "."
+                || e.name == ".."
+                || (!all && e.name.starts_with('.') && e.name.ends_with(".sf"))
+            {
+                continue;
+            }
+            match v.inode(e.addr) {
+                Ok(i) if i.ftype.is_dir() => {
+                    println!("{}{}/", "  ".repeat(depth), e.name);
+                    walk(v, &i, depth + 1, all, seen, problems);
+                }
+                Ok(i) => println!(
+                    "{}{}  {} ({})",
+                    "  ".repeat(depth),
+                    e.name,
+                    human(i.size),
+                    format!("{:?}", i.ftype).to_lowercase()
+                ),
+                Err(err) => {
+                    println!("{}{}  (unreadable: {err})", "  ".repeat(depth), e.name);
+                    *problems += 1;
+                }
+            }
+        }
+    }
+    if root.ftype.is_dir() {
+        walk(v, &root, 1, c.all, &mut seen, &mut problems);
+    }
+    Ok(if problems > 0 { 1 } else { 0 })
+}

@@ -1,0 +1,150 @@
+//! Errors: every one names what was being read and where.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong while reading a VMFS volume.
+#[derive(Debug)]
+pub enum Error {
+    /// The underlying device failed (`what` names the structure and offset).
+    Io { what: String, source: io::Error },
+    /// On-disk data does not make sense (bad magic, out-of-range field, loop).
+    Corrupt(String),
+    /// A valid structure we do not know how to read.
+    Unsupported(String),
+    /// A path or name that does not exist.
+    NotFound(String),
+    /// A path component that is not a directory.
+    NotADirectory(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(what: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+    pub fn corrupt(msg: impl Into<String>) -> Error {
+        Error::Corrupt(msg.into())
+    }
+    /// True for device read failures (as opposed to bad metadata).
+    pub fn is_io(&self) -> bool {
+        matches!(self, Error::Io { .. })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { what, source } => write!(f, "I/O error reading {what}: {source}"),
+            Error::Corrupt(m) => write!(f, "corrupt metadata: {m}"),
+            Error::Unsupported(m) => write!(f, "unsupported: {m}"),
+            Error::NotFound(m) => write!(f, "not found: {m}"),
+            Error::NotADirectory(m) => write!(f, "not a directory: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Little-endian field access on a byte slice; out of range reads are
+/// errors naming the structure, never panics.
+pub(crate) struct Le<'a> {
+    pub buf: &'a [u8],
+    pub what: &'a str,
+}
+
+impl<'a> Le<'a> {
+    pub fn new(buf: &'a [u8], what: &'a str) -> Self {
+        Le { buf, what }
+    }
+    pub fn bytes(&self, off: usize, len: usize) -> Result<&'a [u8]> {
+        self.buf.get(off..off.saturating_add(len)).ok_or_else(|| {
+            Error::corrupt(format!(
+                "{}: field at +{off:#x} ({len} bytes) is past the end ({} bytes)",
+                self.what,
+                self.buf.len()
+            ))
+        })
+    }
+    pub fn u8(&self, off: usize) -> Result<u8> {
+        Ok(self.bytes(off, 1)?[0])
+    }
+    pub fn u16(&self, off: usize) -> Result<u16> {
+        let b = self.bytes(off, 2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    pub fn u32(&self, off: usize) -> Result<u32> {
+        let b = self.bytes(off, 4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub fn u64(&self, off: usize) -> Result<u64> {
+        let b = self.bytes(off, 8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub fn uuid(&self, off: usize) -> Result<Uuid> {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(self.bytes(off, 16)?);
+        Ok(Uuid(a))
+    }
+    /// A NUL-padded string field (lossy UTF-8).
+    pub fn cstr(&self, off: usize, len: usize) -> Result<String> {
+        let b = self.bytes(off, len)?;
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        Ok(String::from_utf8_lossy(&b[..end]).into_owned())
+    }
+}
+
+/// A VMware UUID: timeLo u32, timeHi u32, rand u16, mac[6], shown as
+/// `xxxxxxxx-xxxxxxxx-xxxx-xxxxxxxxxxxx` (the form ESXi prints).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Uuid(pub [u8; 16]);
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = &self.0;
+        let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let hi = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        let r = u16::from_le_bytes([b[8], b[9]]);
+        write!(f, "{lo:08x}-{hi:08x}-{r:04x}-")?;
+        for c in &b[10..16] {
+            write!(f, "{c:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl serde::Serialize for Uuid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// Reads exactly `buf.len()` bytes or fails with an error naming `what`.
+pub(crate) fn read_exact(
+    dev: &dyn blockdev::BlockDevice,
+    buf: &mut [u8],
+    off: u64,
+    what: &str,
+) -> Result<()> {
+    dev.read_exact_at(buf, off)
+        .map_err(|e| Error::io(format!("{what} at {}:{off:#x}", dev.name()), e))
+}

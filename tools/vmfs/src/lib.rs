@@ -1,0 +1,24 @@
+//! Read-only VMFS 3/5/6: the LVM layer (volumes spanning devices), the
+//! filesystem descriptor, file descriptors, directories and file data
+//! through every address type, for browsing and extracting datastores from
+//! disks, partitions and images, including damaged ones.
+
+pub mod cli;
+pub mod damage;
+pub mod dir;
+pub mod error;
+pub mod fs;
+pub mod inode;
+pub mod lvm;
+pub mod source;
+pub mod volume;
+
+pub use dir::DirEntry;
+pub use error::{Error, Result, Uuid};
+pub use fs::{detect, LvmSignature, Superblock, VmfsSignature};
+pub use inode::{FileType, Inode, RdmTarget};
+pub use lvm::{LogicalVolume, LvmHeader};
+pub use volume::{FileExtent, FileReader, Piece, Stat, Volume, VolumeInfo};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,307 @@
+//! Finding the VMFS partition on a disk or image (GPT, MBR, or none) and
+//! presenting it as its own block device.
+
+use crate::error::{Error, Result};
+use crate::fs::{FS_DESC_OFFSET, FS_MAGIC, FS_MAGIC_LOCAL};
+use crate::lvm::{LVM_HEADER_OFFSET, LVM_MAGIC};
+use blockdev::BlockDevice;
+use std::io;
+use std::sync::Arc;
+
+/// GPT partition type of VMFS, as stored on disk (mixed-endian form of
+/// AA31E02A-400F-11DB-9590-000C2911D1B8).
+pub const GPT_TYPE_VMFS: [u8; 16] = [
+    0x2A, 0xE0, 0x31, 0xAA, 0x0F, 0x40, 0xDB, 0x11, 0x95, 0x90, 0x00, 0x0C, 0x29, 0x11, 0xD1, 0xB8,
+];
+/// MBR partition type of VMFS.
+pub const MBR_TYPE_VMFS: u8 = 0xFB;
+
+/// A window of another device: a partition.
+pub struct Slice {
+    inner: Arc<dyn BlockDevice>,
+    offset: u64,
+    len: u64,
+    name: String,
+}
+
+impl Slice {
+    pub fn new(inner: Arc<dyn BlockDevice>, offset: u64, len: u64) -> Slice {
+        let len = len.min(inner.size().saturating_sub(offset));
+        let name = if offset == 0 {
+            inner.name().to_string()
+        } else {
+            format!("{}@{offset:#x}", inner.name())
+        };
+        Slice {
+            inner,
+            offset,
+            len,
+            name,
+        }
+    }
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+impl BlockDevice for Slice {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn logical_sector_size(&self) -> u32 {
+        self.inner.logical_sector_size()
+    }
+    fn physical_sector_size(&self) -> u32 {
+        self.inner.physical_sector_size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if offset >= self.len {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(self.len - offset) as usize;
+        self.inner.read_at(&mut buf[..n], self.offset + offset)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// What kind of VMFS start sits at the beginning of a device.
+fn looks_like_vmfs(dev: &dyn BlockDevice, base: u64) -> bool {
+    let mut m = [0u8; 4];
+    if dev.read_exact_at(&mut m, base + LVM_HEADER_OFFSET).is_ok()
+        && u32::from_le_bytes(m) == LVM_MAGIC
+    {
+        return true;
+    }
+    dev.read_exact_at(&mut m, base + FS_DESC_OFFSET).is_ok()
+        && matches!(u32::from_le_bytes(m), FS_MAGIC | FS_MAGIC_LOCAL)
+}
+
+/// A partition found on a disk.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Found {
+    pub offset: u64,
+    pub len: u64,
+    /// "gpt", "mbr" or "whole".
+    pub table: &'static str,
+    pub index: usize,
+}
+
+/// VMFS partitions of `dev`: the device itself if VMFS starts at 0, else
+/// GPT entries of the VMFS type (or any entry with VMFS inside), else MBR
+/// entries of type 0xFB (or with VMFS inside).
+pub fn find_vmfs(dev: &dyn BlockDevice) -> Vec<Found> {
+    if looks_like_vmfs(dev, 0) {
+        return vec![Found {
+            offset: 0,
+            len: dev.size(),
+            table: "whole",
+            index: 0,
+        }];
+    }
+    let mut out = gpt_parts(dev);
+    if out.is_empty() {
+        out = mbr_parts(dev);
+    }
+    out
+}
+
+fn gpt_parts(dev: &dyn BlockDevice) -> Vec<Found> {
+    let mut out = Vec::new();
+    let mut sizes = vec![dev.logical_sector_size().max(512) as u64];
+    for s in [512u64, 4096] {
+        if !sizes.contains(&s) {
+            sizes.push(s);
+        }
+    }
+    for ss in sizes {
+        let mut h = [0u8; 92];
+        if dev.read_exact_at(&mut h, ss).is_err() || &h[0..8] != b"EFI PART" {
+            continue;
+        }
+        let u64_at = |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().unwrap_or([0; 4]));
+        let entries_lba = u64_at(0x48);
+        let count = u32_at(0x50).min(1024) as usize;
+        let esize = u32_at(0x54) as usize;
+        if !(128..=4096).contains(&esize) {
+            continue;
+        }
+        let mut tbl = vec![0u8; count * esize];
+        let Some(at) = entries_lba.checked_mul(ss) else {
+            continue;
+        };
+        if dev.read_exact_at(&mut tbl, at).is_err() {
+            continue;
+        }
+        let mut any = Vec::new();
+        for (i, e) in tbl.chunks_exact(esize).enumerate() {
+            if e[..16].iter().all(|&b| b == 0) {
+                continue;
+            }
+            let first = u64::from_le_bytes(e[0x20..0x28].try_into().unwrap_or([0; 8]));
+            let last = u64::from_le_bytes(e[0x28..0x30].try_into().unwrap_or([0; 8]));
+            if last < first {
+                continue;
+            }
+            let (Some(off), Some(len)) =
+                (first.checked_mul(ss), (last - first + 1).checked_mul(ss))
+            else {
+                continue;
+            };
+            let f = Found {
+                offset: off,
+                len,
+                table: "gpt",
+                index: i + 1,
+            };
+            if e[..16] == GPT_TYPE_VMFS {
+                out.push(f);
+            } else if looks_like_vmfs(dev, off) {
+                any.push(f);
+            }
+        }
+        out.extend(any);
+        if !out.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+fn mbr_parts(dev: &dyn BlockDevice) -> Vec<Found> {
+    let mut s = [0u8; 512];
+    if dev.read_exact_at(&mut s, 0).is_err() || s[510] != 0x55 || s[511] != 0xAA {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for i in 0..4 {
+        let e = &s[446 + i * 16..462 + i * 16];
+        let lba = u32::from_le_bytes([e[8], e[9], e[10], e[11]]) as u64;
+        let n = u32::from_le_bytes([e[12], e[13], e[14], e[15]]) as u64;
+        if e[4] == 0 || n == 0 || e[4] == 0xEE {
+            continue;
+        }
+        let off = lba * 512;
+        if e[4] == MBR_TYPE_VMFS || looks_like_vmfs(dev, off) {
+            out.push(Found {
+                offset: off,
+                len: n * 512,
+                table: "mbr",
+                index: i + 1,
+            });
+        }
+    }
+    out
+}
+
+/// An opened source: the VMFS device and where it starts on `path`.
+pub struct Opened {
+    pub dev: Box<dyn BlockDevice>,
+    pub path: String,
+    pub offset: u64,
+}
+
+/// Opens a source path: the device itself when VMFS starts at its first
+/// byte, else the VMFS partitions found on it; `offset` forces a start.
+/// `bad` (from a ddrescue mapfile, in source coordinates) makes reads in
+/// those areas fail as on a failing disk.
+pub fn open_source(
+    path: &str,
+    offset: Option<u64>,
+    bad: Option<&crate::damage::Ranges>,
+) -> Result<Vec<Opened>> {
+    let dev = blockdev::Device::open(path).map_err(|e| Error::io(format!("opening {path}"), e))?;
+    let mut dev: Arc<dyn BlockDevice> = Arc::new(dev);
+    if let Some(b) = bad {
+        dev = Arc::new(crate::damage::BadAreaDevice::new(dev, b.clone()));
+    }
+    let found = match offset {
+        Some(off) => vec![Found {
+            offset: off,
+            len: dev.size().saturating_sub(off),
+            table: "offset",
+            index: 0,
+        }],
+        None => find_vmfs(dev.as_ref()),
+    };
+    if found.is_empty() {
+        return Err(Error::NotFound(format!(
+            "{path}: no VMFS found (no LVM header at 1 MiB, no FS descriptor at 2 MiB, no VMFS partition in GPT or MBR)"
+        )));
+    }
+    Ok(found
+        .into_iter()
+        .map(|f| Opened {
+            dev: Box::new(Slice::new(dev.clone(), f.offset, f.len)),
+            path: path.to_string(),
+            offset: f.offset,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blockdev::MemDevice;
+
+    fn disk_with_gpt(type_guid: [u8; 16], sector: usize) -> Vec<u8> {
+        let mut d = vec![0u8; 8 << 20];
+        let h = sector;
+        d[h..h + 8].copy_from_slice(b"EFI PART");
+        d[h + 0x48..h + 0x50].copy_from_slice(&2u64.to_le_bytes());
+        d[h + 0x50..h + 0x54].copy_from_slice(&128u32.to_le_bytes());
+        d[h + 0x54..h + 0x58].copy_from_slice(&128u32.to_le_bytes());
+        let e = 2 * sector + 128; // second entry
+        d[e..e + 16].copy_from_slice(&type_guid);
+        let first = (1u64 << 20) / sector as u64;
+        d[e + 0x20..e + 0x28].copy_from_slice(&first.to_le_bytes());
+        d[e + 0x28..e + 0x30].copy_from_slice(&((8u64 << 20) / sector as u64 - 1).to_le_bytes());
+        d
+    }
+
+    #[test]
+    fn finds_vmfs_partition_in_gpt_by_type() {
+        for ss in [512usize, 4096] {
+            let d = disk_with_gpt(GPT_TYPE_VMFS, ss);
+            let f = find_vmfs(&MemDevice::new(d, ss as u32));
+            assert_eq!(
+                f,
+                vec![Found {
+                    offset: 1 << 20,
+                    len: 7 << 20,
+                    table: "gpt",
+                    index: 2
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn finds_vmfs_by_content_when_type_is_other() {
+        let mut d = disk_with_gpt([1; 16], 512);
+        let lvm = (1 << 20) + LVM_HEADER_OFFSET as usize;
+        d.resize(lvm + 4096, 0);
+        d[lvm..lvm + 4].copy_from_slice(&LVM_MAGIC.to_le_bytes());
+        let f = find_vmfs(&MemDevice::new(d, 512));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].offset, 1 << 20);
+        // Nothing at all.
+        assert!(find_vmfs(&MemDevice::new(vec![0u8; 4 << 20], 512)).is_empty());
+    }
+
+    #[test]
+    fn mbr_type_fb() {
+        let mut d = vec![0u8; 4 << 20];
+        d[510] = 0x55;
+        d[511] = 0xAA;
+        let e = 446;
+        d[e + 4] = MBR_TYPE_VMFS;
+        d[e + 8..e + 12].copy_from_slice(&2048u32.to_le_bytes());
+        d[e + 12..e + 16].copy_from_slice(&4096u32.to_le_bytes());
+        let f = find_vmfs(&MemDevice::new(d, 512));
+        assert_eq!(f[0].offset, 2048 * 512);
+        assert_eq!(f[0].table, "mbr");
+    }
+}
