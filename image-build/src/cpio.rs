@@ -149,6 +149,18 @@ pub fn extra_initrd(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
     cpio_newc(&entries)
 }
 
+/// `base` (e.g. the zstd-compressed `out/initramfs.img`) followed by `extra`
+/// (e.g. from [`extra_initrd`]), as one initrd for the kernel. The kernel
+/// looks for the next archive's `070701` magic only at a 4-byte aligned
+/// offset, so `base` is padded with zero bytes (which it skips) first.
+pub fn append_initrd(base: &[u8], extra: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(base.len() + 3 + extra.len());
+    out.extend_from_slice(base);
+    pad4(&mut out);
+    out.extend_from_slice(extra);
+    out
+}
+
 /// Reads an archive back (for tests and checks): (path, mode, data) per entry.
 pub fn parse_newc(mut bytes: &[u8]) -> Result<Vec<(String, u32, Vec<u8>)>, String> {
     let mut out = Vec::new();

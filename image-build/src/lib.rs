@@ -3,14 +3,25 @@
 //! `rescue` binary as `/init`, busybox, and the storage/filesystem/NIC module
 //! closure with a filtered module index).
 //!
-//! Library API used by the QEMU harness: [`cpio_newc`], [`extra_initrd`]
-//! (a small archive to append to the initramfs), [`select_modules`].
+//! Library API used by the QEMU harness and tests:
+//! - [`cpio_newc`]: writes a newc archive from [`CpioEntry`]s (file, dir,
+//!   symlink, char device), uid/gid 0, mtime 0, inode numbers in entry order;
+//!   [`parse_newc`] reads one back.
+//! - [`extra_initrd`]: a small uncompressed archive of a few files to append
+//!   to `out/initramfs.img`; [`append_initrd`] does the appending with the
+//!   4-byte alignment the kernel needs between archives (the zstd image's
+//!   length is usually not a multiple of 4).
+//! - [`module_closure`]: the modules to ship, pure over the text of
+//!   modules.dep / modules.alias / modules.softdep / modules.builtin;
+//!   [`select_modules`] does the same over a loaded index ([`load_index`]).
+//! - [`initramfs_entries`], [`compress`]: the image itself, reproducibly
+//!   (same inputs, same bytes: entries sorted by path, no host metadata).
 
 pub mod cpio;
 pub mod media;
 pub mod pxe;
 
-pub use cpio::{cpio_newc, extra_initrd, parse_newc, CpioEntry, EntryKind};
+pub use cpio::{append_initrd, cpio_newc, extra_initrd, parse_newc, CpioEntry, EntryKind};
 use kmod::ModuleIndex;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -138,10 +149,7 @@ pub fn resolve_kernel_package() -> Result<String, Error> {
 pub fn fetch_debian_kernel(cache: &Path) -> Result<KernelTree, Error> {
     let package = resolve_kernel_package()?;
     let root = fetch_package(cache, &package)?;
-    let version = package
-        .strip_prefix("linux-image-")
-        .ok_or("unexpected kernel package name")?
-        .to_string();
+    let version = single_kernel_version(&root.join("lib/modules"))?;
     let tree = KernelTree {
         vmlinuz: root.join("boot").join(format!("vmlinuz-{version}")),
         modules_dir: root.join("lib/modules").join(&version),
@@ -180,6 +188,25 @@ pub fn fetch_package(cache: &Path, package: &str) -> Result<PathBuf, Error> {
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
     std::fs::write(&done, package).map_err(|e| e.to_string())?;
     Ok(root)
+}
+
+/// The one directory name under `lib/modules` of an extracted kernel
+/// package: that is the kernel version.
+fn single_kernel_version(lib_modules: &Path) -> Result<String, Error> {
+    let mut names: Vec<String> = std::fs::read_dir(lib_modules)
+        .map_err(|e| format!("{}: {e}", lib_modules.display()))?
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(format!(
+            "{}: expected exactly one kernel version directory, found {names:?}",
+            lib_modules.display()
+        )),
+    }
 }
 
 fn find_deb(cache: &Path, package: &str) -> Option<PathBuf> {
@@ -221,6 +248,143 @@ pub fn ensure_module_index(tree: &KernelTree) -> Result<(), Error> {
         .arg(&tree.version))
     .map_err(|e| format!("{e}\n(depmod comes with the kmod package: apt-get install kmod)"))?;
     Ok(())
+}
+
+/// A tree given by the user (`--modules DIR`): used as it is when it has a
+/// modules.dep; otherwise indexed in a copy under `scratch` (so depmod never
+/// writes into the user's directory, which may be the host's /lib/modules).
+/// The copy hard-links the `.ko` files (depmod only creates its index files,
+/// by rename, so the originals are never written) and copies the rest.
+pub fn prepare_module_tree(tree: KernelTree, scratch: &Path) -> Result<KernelTree, Error> {
+    if tree.modules_dir.join("modules.dep").exists() {
+        return Ok(tree);
+    }
+    let copy = scratch.join("lib/modules").join(&tree.version);
+    let _ = std::fs::remove_dir_all(&copy);
+    link_tree(&tree.modules_dir, &copy)?;
+    let copied = KernelTree {
+        modules_dir: copy,
+        ..tree
+    };
+    eprintln!(
+        "image-build: no modules.dep in the given tree; depmod -b {} {}",
+        scratch.display(),
+        copied.version
+    );
+    ensure_module_index(&copied)?;
+    Ok(copied)
+}
+
+fn link_tree(from: &Path, to: &Path) -> Result<(), Error> {
+    let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    std::fs::create_dir_all(to).map_err(|e| err(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| err(from, e))? {
+        let entry = entry.map_err(|e| err(from, e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(|e| err(&src, e))?;
+        if kind.is_dir() {
+            link_tree(&src, &dst)?;
+        } else if kind.is_symlink() {
+            // Linked files are copied; linked directories (`build`, `source`
+            // point at kernel headers) are not module trees: left out.
+            if std::fs::metadata(&src).is_ok_and(|m| m.is_file()) {
+                std::fs::copy(&src, &dst).map_err(|e| err(&src, e))?;
+            }
+        } else {
+            let is_module = src.extension().is_some_and(|x| x == "ko");
+            if !(is_module && std::fs::hard_link(&src, &dst).is_ok()) {
+                std::fs::copy(&src, &dst).map_err(|e| err(&src, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// depmod writes one `softdep` line per MODULE_SOFTDEP of a module (btrfs
+/// has four: blake2b-256, sha256, xxhash64, crypto-crc32c), and a reader
+/// that keeps one line per module loses the others. This merges them: one
+/// line per module, in order of first appearance, `pre:` and `post:` names
+/// each once in order, in depmod's format `softdep MOD pre: A B post: C`.
+pub fn merge_softdeps(text: &str) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut merged: std::collections::HashMap<String, (Vec<String>, Vec<String>)> =
+        std::collections::HashMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("softdep") {
+            continue;
+        }
+        let Some(m) = words.next() else { continue };
+        let entry = merged.entry(m.to_string()).or_insert_with(|| {
+            order.push(m.to_string());
+            Default::default()
+        });
+        let mut post = false;
+        for w in words {
+            match w {
+                "pre:" => post = false,
+                "post:" => post = true,
+                name => {
+                    let list = if post { &mut entry.1 } else { &mut entry.0 };
+                    if !list.iter().any(|x| x == name) {
+                        list.push(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    for m in &order {
+        let (pre, post) = &merged[m];
+        out.push_str("softdep ");
+        out.push_str(m);
+        if !pre.is_empty() {
+            out.push_str(" pre: ");
+            out.push_str(&pre.join(" "));
+        }
+        if !post.is_empty() {
+            out.push_str(" post: ");
+            out.push_str(&post.join(" "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Loads the module index of `modules_dir` like [`kmod::ModuleIndex::load`],
+/// with the softdep lines merged ([`merge_softdeps`]).
+pub fn load_index(modules_dir: &Path) -> Result<ModuleIndex, Error> {
+    let read = |name: &str| std::fs::read_to_string(modules_dir.join(name));
+    let dep = read("modules.dep")
+        .map_err(|e| format!("{}: {e}", modules_dir.join("modules.dep").display()))?;
+    Ok(ModuleIndex::parse(
+        modules_dir,
+        &dep,
+        &read("modules.alias").unwrap_or_default(),
+        &merge_softdeps(&read("modules.softdep").unwrap_or_default()),
+        &read("modules.builtin").unwrap_or_default(),
+    ))
+}
+
+/// [`select_modules`] straight from the text of a kernel's modules.dep,
+/// modules.alias, modules.softdep and modules.builtin: the closure of
+/// `wanted` (hard dependencies and `pre:` softdeps, resolved through the
+/// aliases; `-` and `_` are the same), in load order, and the warnings.
+pub fn module_closure(
+    dep: &str,
+    alias: &str,
+    softdep: &str,
+    builtin: &str,
+    wanted: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let index = ModuleIndex::parse(
+        Path::new("/"),
+        dep,
+        alias,
+        &merge_softdeps(softdep),
+        builtin,
+    );
+    select_modules(&index, wanted)
 }
 
 /// The modules to ship: the closure of `wanted` in load order, and one
@@ -272,6 +436,47 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The program interpreter (PT_INTERP) a 64-bit little-endian ELF file asks
+/// for, i.e. whether it is dynamically linked; None for static (and
+/// static-pie) executables and for anything that is not such an ELF file.
+/// ELF64 header: e_phoff u64 at 0x20, e_phentsize u16 at 0x36, e_phnum u16
+/// at 0x38; program header: p_type u32 at 0 (3 = PT_INTERP), p_offset u64 at
+/// 8, p_filesz u64 at 32.
+pub fn elf_interpreter(bytes: &[u8]) -> Option<String> {
+    if bytes.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(bytes.get(o..o + 8)?.try_into().ok()?));
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let (phentsize, phnum) = (u16_at(0x36)? as usize, u16_at(0x38)? as usize);
+    for i in 0..phnum {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(ph)? == 3 {
+            let off = usize::try_from(u64_at(ph + 8)?).ok()?;
+            let len = usize::try_from(u64_at(ph + 32)?).ok()?;
+            let raw = bytes.get(off..off.checked_add(len)?)?;
+            let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            return Some(String::from_utf8_lossy(&raw[..end]).into_owned());
+        }
+    }
+    None
+}
+
+/// Reads a program for the initramfs, which has no C library: a dynamically
+/// linked one could not start there.
+fn read_static(path: &Path, hint: &str) -> Result<Vec<u8>, Error> {
+    let bytes = read(path)?;
+    match elf_interpreter(&bytes) {
+        Some(interp) => Err(format!(
+            "{} is dynamically linked (interpreter {interp}); the initramfs has no libc: {hint}",
+            path.display()
+        )),
+        None => Ok(bytes),
+    }
+}
+
 /// Every initramfs entry, sorted so that parents come before children.
 pub fn initramfs_entries(
     payload: &Payload,
@@ -303,12 +508,18 @@ pub fn initramfs_entries(
     entries.push(CpioEntry::file(
         "bin/rescue",
         0o755,
-        read(&payload.rescue_bin)?,
+        read_static(
+            &payload.rescue_bin,
+            "build it for x86_64-unknown-linux-musl",
+        )?,
     ));
     entries.push(CpioEntry::file(
         "bin/busybox",
         0o755,
-        read(&payload.busybox)?,
+        read_static(
+            &payload.busybox,
+            "use Debian's busybox-static (apt-get install busybox-static)",
+        )?,
     ));
     for a in applets {
         entries.push(CpioEntry::symlink(&format!("bin/{a}"), "busybox"));
@@ -361,9 +572,13 @@ pub fn initramfs_entries(
     let alias = filter("modules.alias", &|l| {
         l.split_whitespace().nth(2).map(String::from)
     })?;
-    let softdep = filter("modules.softdep", &|l| {
-        l.split_whitespace().nth(1).map(String::from)
-    })?;
+    let softdep: String = merge_softdeps(
+        &std::fs::read_to_string(tree.modules_dir.join("modules.softdep")).unwrap_or_default(),
+    )
+    .lines()
+    .filter(|l| keep_line(l.split_whitespace().nth(1)))
+    .map(|l| format!("{l}\n"))
+    .collect();
     entries.push(CpioEntry::file(&format!("{kdir}/modules.dep"), 0o644, dep));
     entries.push(CpioEntry::file(
         &format!("{kdir}/modules.alias"),
@@ -373,14 +588,22 @@ pub fn initramfs_entries(
     entries.push(CpioEntry::file(
         &format!("{kdir}/modules.softdep"),
         0o644,
-        softdep,
+        softdep.into_bytes(),
     ));
+    // What is built in stays true whatever is shipped: kept whole.
     let builtin = std::fs::read(tree.modules_dir.join("modules.builtin")).unwrap_or_default();
     entries.push(CpioEntry::file(
         &format!("{kdir}/modules.builtin"),
         0o644,
         builtin,
     ));
+    if let Ok(modinfo) = std::fs::read(tree.modules_dir.join("modules.builtin.modinfo")) {
+        entries.push(CpioEntry::file(
+            &format!("{kdir}/modules.builtin.modinfo"),
+            0o644,
+            modinfo,
+        ));
+    }
 
     entries.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
     entries.dedup_by(|a, b| a.path == b.path);

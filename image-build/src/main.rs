@@ -17,7 +17,8 @@ struct Args {
     /// kernel image to use instead of Debian's package (with --modules)
     #[argh(option)]
     kernel: Option<PathBuf>,
-    /// its lib/modules/<version> directory
+    /// its lib/modules/<version> directory (without a modules.dep it is
+    /// indexed by depmod in a hard-linked copy under cache/depmod)
     #[argh(option)]
     modules: Option<PathBuf>,
     /// use this rescue binary instead of building it
@@ -65,8 +66,9 @@ fn build_rescue(ws: &Path) -> Result<PathBuf, Error> {
     if !st.success() {
         return Err("building rescue failed (is the target installed? rustup target add x86_64-unknown-linux-musl)".into());
     }
+    // A relative CARGO_TARGET_DIR is relative to where cargo ran: `ws`.
     let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
+        .map(|t| ws.join(t))
         .unwrap_or_else(|| ws.join("target"));
     Ok(target.join("x86_64-unknown-linux-musl/release/rescue"))
 }
@@ -93,13 +95,12 @@ fn build(args: Args) -> Result<(), Error> {
                 version,
                 package: None,
             };
-            ensure_module_index(&t)?;
-            t
+            prepare_module_tree(t, &ws.join("cache/depmod"))?
         }
         (None, None) => fetch_debian_kernel(&ws.join("cache/kernel"))?,
         _ => return Err("--kernel and --modules go together".into()),
     };
-    let index = kmod::ModuleIndex::load(&tree.modules_dir)?;
+    let index = load_index(&tree.modules_dir)?;
     let mut wanted: Vec<String> = DEFAULT_MODULES.iter().map(|s| s.to_string()).collect();
     wanted.extend(args.extra_module);
     let (modules, warnings) = select_modules(&index, &wanted);
@@ -142,6 +143,13 @@ fn build(args: Args) -> Result<(), Error> {
         &kernel,
         &compressed,
     )?;
+    let iso_bytes = media::build_iso(
+        &out.join("rescue.iso"),
+        &out.join("work-iso"),
+        &out.join("efi.img"),
+        &kernel,
+        &compressed,
+    )?;
     let bin_size = std::fs::metadata(&rescue_bin).map(|m| m.len()).unwrap_or(0);
     println!(
         "kernel:     {} ({})",
@@ -175,6 +183,10 @@ fn build(args: Args) -> Result<(), Error> {
         usb.bytes,
         usb.esp_bytes,
         out.join("rescue-usb.img").display()
+    );
+    println!(
+        "iso:        {iso_bytes} bytes -> {}",
+        out.join("rescue.iso").display()
     );
     println!("built in {:.1} s", start.elapsed().as_secs_f32());
     Ok(())

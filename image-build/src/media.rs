@@ -1,11 +1,13 @@
-//! The USB stick image `out/rescue-usb.img`: GPT with an EFI system
-//! partition that boots through Debian's signed shim and signed GRUB (so
-//! Secure Boot may stay on), holding the kernel, the initramfs and the
-//! shared boot menu. Built without mounting anything (mtools, sgdisk).
+//! Boot media: the USB stick image `out/rescue-usb.img` and the hybrid ISO
+//! `out/rescue.iso`, built without mounting anything (mtools, sgdisk,
+//! syslinux's mtools installer, xorriso), byte-reproducibly.
 //!
-//! Layout (512-byte sectors): protective MBR + GPT; partition 1, the ESP
-//! (FAT32, label RESCUE) from LBA 2048. Not yet: legacy BIOS boot and the
-//! optional RESCUEDATA partition (see the README's status).
+//! USB layout (512-byte sectors): protective MBR carrying syslinux's
+//! gptmbr.bin boot code + GPT; partition 1, the EFI system partition (FAT32,
+//! label RESCUE, legacy-BIOS-bootable attribute) from LBA 2048 holding
+//! Debian's signed shim and GRUB for UEFI (Secure Boot may stay on) and
+//! syslinux for BIOS, the kernel, the initramfs and the shared boot menu.
+//! Not yet: the optional RESCUEDATA partition.
 
 use crate::{fetch_package, pxe, run, Error};
 use std::path::Path;
@@ -17,30 +19,43 @@ const ESP_FIRST_LBA: u64 = 2048;
 const DISK_GUID: &str = "52455343-5545-4200-8000-000000000001";
 const ESP_GUID: &str = "52455343-5545-4200-8000-000000000002";
 const FAT_VOLUME_ID: &str = "52455343";
-/// Timestamp of every file and directory on the ESP (2000-01-01).
+/// Timestamp of every file and directory on the media (2000-01-01).
 const FIXED_TIME: u64 = 946_684_800;
+/// Boot code and loaders from Debian's syslinux-common and isolinux.
+const GPTMBR: &str = "/usr/lib/syslinux/mbr/gptmbr.bin";
+const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
+const ISOHDPFX: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
+const LDLINUX_C32: &str = "/usr/lib/syslinux/modules/bios/ldlinux.c32";
 
 pub struct UsbSummary {
     pub bytes: u64,
     pub esp_bytes: u64,
 }
 
-/// Builds the image at `path` from `vmlinuz` and `initramfs`, taking shim and
-/// GRUB from Debian's shim-signed and grub-efi-amd64-signed packages
-/// (downloaded into `cache`).
-pub fn build_usb(
-    path: &Path,
-    work: &Path,
+fn read(p: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// A command that writes timestamps: give it the fixed time.
+fn fixed_time(cmd: &str) -> Command {
+    let mut c = Command::new(cmd);
+    c.env("SOURCE_DATE_EPOCH", FIXED_TIME.to_string());
+    c
+}
+
+/// Builds the ESP image `esp` (FAT32 with shim, GRUB, syslinux, kernel,
+/// initramfs and the menus); returns its size.
+fn build_esp(
+    esp: &Path,
+    files: &Path,
     cache: &Path,
     vmlinuz: &[u8],
     initramfs: &[u8],
-) -> Result<UsbSummary, Error> {
+) -> Result<u64, Error> {
     let shim = fetch_package(cache, "shim-signed")?.join("usr/lib/shim/shimx64.efi.signed");
     let grub = fetch_package(cache, "grub-efi-amd64-signed")?
         .join("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed");
-    let _ = std::fs::remove_dir_all(work);
-    let files = work.join("files");
-    std::fs::create_dir_all(&files).map_err(|e| format!("{}: {e}", files.display()))?;
+    std::fs::create_dir_all(files).map_err(|e| format!("{}: {e}", files.display()))?;
     let grub_cfg = pxe::grub_cfg("/vmlinuz", "/initramfs.img");
     let copies: Vec<(&str, Vec<u8>)> = vec![
         ("EFI/BOOT/BOOTX64.EFI", read(&shim)?),
@@ -50,15 +65,18 @@ pub fn build_usb(
         ("EFI/BOOT/grub.cfg", grub_cfg.into_bytes()),
         ("vmlinuz", vmlinuz.to_vec()),
         ("initramfs.img", initramfs.to_vec()),
+        // Legacy BIOS: syslinux in this same FAT.
+        (
+            "syslinux.cfg",
+            pxe::pxelinux_cfg("/vmlinuz", "/initramfs.img").into_bytes(),
+        ),
     ];
     let payload: u64 = copies.iter().map(|(_, b)| b.len() as u64).sum();
-    // FAT32 wants at least 65525 clusters; 64 MiB with 512-byte clusters is
-    // enough headroom for a kernel and initramfs of today's size.
+    // FAT32 wants at least 65525 clusters: 64 MiB of 512-byte clusters.
     let esp_bytes = (payload + (16 << 20))
         .max(64 << 20)
         .next_multiple_of(1 << 20);
-    let esp = work.join("esp.img");
-    std::fs::File::create(&esp)
+    std::fs::File::create(esp)
         .and_then(|f| f.set_len(esp_bytes))
         .map_err(|e| format!("{}: {e}", esp.display()))?;
     run(Command::new("mkfs.vfat")
@@ -75,33 +93,45 @@ pub fn build_usb(
             FAT_VOLUME_ID,
             "--invariant",
         ])
-        .arg(&esp))
+        .arg(esp))
     .map_err(|e| format!("{e}\n(mkfs.vfat comes with dosfstools)"))?;
     for dir in ["/EFI", "/EFI/BOOT", "/EFI/debian"] {
-        run(Command::new("mmd")
-            .env("SOURCE_DATE_EPOCH", FIXED_TIME.to_string())
-            .arg("-i")
-            .arg(esp.display().to_string())
-            .arg(format!("::{dir}")))
-        .map_err(|e| format!("{e}\n(mmd comes with mtools)"))?;
+        run(fixed_time("mmd").arg("-i").arg(esp).arg(format!("::{dir}")))
+            .map_err(|e| format!("{e}\n(mmd comes with mtools)"))?;
     }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(FIXED_TIME);
     for (i, (dest, bytes)) in copies.iter().enumerate() {
         let src = files.join(format!("f{i}"));
         std::fs::write(&src, bytes).map_err(|e| e.to_string())?;
-        // A fixed timestamp (mcopy -m keeps it) for reproducible images.
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(FIXED_TIME);
         std::fs::File::options()
             .write(true)
             .open(&src)
             .and_then(|f| f.set_modified(t))
             .map_err(|e| e.to_string())?;
-        run(Command::new("mcopy")
-            .env("SOURCE_DATE_EPOCH", FIXED_TIME.to_string())
+        run(fixed_time("mcopy")
             .args(["-m", "-i"])
-            .arg(&esp)
+            .arg(esp)
             .arg(&src)
             .arg(format!("::/{dest}")))?;
     }
+    run(fixed_time("syslinux").arg("--install").arg(esp))
+        .map_err(|e| format!("{e}\n(syslinux comes with the syslinux package)"))?;
+    Ok(esp_bytes)
+}
+
+/// Builds the USB image at `path`; the ESP image is kept as `efi.img`
+/// beside it for the ISO. Shim and GRUB come from Debian's shim-signed and
+/// grub-efi-amd64-signed packages (downloaded into `cache`).
+pub fn build_usb(
+    path: &Path,
+    work: &Path,
+    cache: &Path,
+    vmlinuz: &[u8],
+    initramfs: &[u8],
+) -> Result<UsbSummary, Error> {
+    let _ = std::fs::remove_dir_all(work);
+    let esp = work.join("esp.img");
+    let esp_bytes = build_esp(&esp, &work.join("files"), cache, vmlinuz, initramfs)?;
     // The disk: GPT, the ESP from LBA 2048, 1 MiB spare at the end.
     let total = ESP_FIRST_LBA * SECTOR + esp_bytes + (1 << 20);
     let tmp = path.with_extension("tmp");
@@ -113,9 +143,18 @@ pub fn build_usb(
         .arg(format!("-n1:{ESP_FIRST_LBA}:+{}", esp_bytes / SECTOR - 1))
         .args(["-t1:EF00", "-c1:EFI system", "-u"])
         .arg(format!("1:{ESP_GUID}"))
+        // Attribute bit 2, legacy BIOS bootable: what gptmbr.bin starts.
+        .args(["-A", "1:set:2"])
         .arg(&tmp))
     .map_err(|e| format!("{e}\n(sgdisk comes with gdisk)"))?;
     let esp_data = read(&esp)?;
+    // gptmbr.bin's boot code in the protective MBR: its 440 code bytes; the
+    // partition entries and signature stay sgdisk's.
+    let mbr = read(Path::new(GPTMBR))
+        .map_err(|e| format!("{e}\n(gptmbr.bin comes with syslinux-common)"))?;
+    let code = mbr
+        .get(..440)
+        .ok_or("gptmbr.bin is shorter than 440 bytes")?;
     {
         use std::os::unix::fs::FileExt;
         let f = std::fs::File::options()
@@ -124,9 +163,12 @@ pub fn build_usb(
             .map_err(|e| e.to_string())?;
         f.write_all_at(&esp_data, ESP_FIRST_LBA * SECTOR)
             .map_err(|e| e.to_string())?;
+        f.write_all_at(code, 0).map_err(|e| e.to_string())?;
         f.sync_all().map_err(|e| e.to_string())?;
     }
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let keep = path.with_file_name("efi.img");
+    std::fs::rename(&esp, &keep).map_err(|e| format!("{}: {e}", keep.display()))?;
     let _ = std::fs::remove_dir_all(work);
     Ok(UsbSummary {
         bytes: total,
@@ -134,6 +176,82 @@ pub fn build_usb(
     })
 }
 
-fn read(p: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+/// The hybrid ISO at `path`: El Torito for BIOS (isolinux) and UEFI (the ESP
+/// image `efi_img`, shim first: Secure Boot works), also bootable written to
+/// a stick (isohybrid MBR and GPT). Returns its size.
+pub fn build_iso(
+    path: &Path,
+    work: &Path,
+    efi_img: &Path,
+    vmlinuz: &[u8],
+    initramfs: &[u8],
+) -> Result<u64, Error> {
+    let _ = std::fs::remove_dir_all(work);
+    let root = work.join("iso");
+    std::fs::create_dir_all(root.join("isolinux")).map_err(|e| e.to_string())?;
+    let put = |rel: &str, bytes: &[u8]| -> Result<(), Error> {
+        std::fs::write(root.join(rel), bytes).map_err(|e| format!("{rel}: {e}"))
+    };
+    let isolinux = read(Path::new(ISOLINUX_BIN))
+        .map_err(|e| format!("{e}\n(isolinux.bin comes with the isolinux package)"))?;
+    put("isolinux/isolinux.bin", &isolinux)?;
+    put("isolinux/ldlinux.c32", &read(Path::new(LDLINUX_C32))?)?;
+    put(
+        "isolinux/isolinux.cfg",
+        pxe::pxelinux_cfg("/vmlinuz", "/initramfs.img").as_bytes(),
+    )?;
+    put("vmlinuz", vmlinuz)?;
+    put("initramfs.img", initramfs)?;
+    put("efi.img", &read(efi_img)?)?;
+    // Debian's signed GRUB started from a CD finds its medium by searching
+    // for /.disk/info and then reads /boot/grub/grub.cfg from it.
+    std::fs::create_dir_all(root.join(".disk")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(root.join("boot/grub")).map_err(|e| e.to_string())?;
+    put(".disk/info", b"rescue disk-rescue appliance\n")?;
+    put(
+        "boot/grub/grub.cfg",
+        pxe::grub_cfg("/vmlinuz", "/initramfs.img").as_bytes(),
+    )?;
+    // xorriso records file times: make them fixed too.
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(FIXED_TIME);
+    for rel in [
+        "isolinux/isolinux.bin",
+        "isolinux/ldlinux.c32",
+        "isolinux/isolinux.cfg",
+        "vmlinuz",
+        "initramfs.img",
+        "efi.img",
+        ".disk/info",
+        ".disk",
+        "boot/grub/grub.cfg",
+        "boot/grub",
+        "boot",
+        "isolinux",
+        ".",
+    ] {
+        std::fs::File::open(root.join(rel))
+            .and_then(|f| f.set_modified(t))
+            .map_err(|e| format!("{rel}: {e}"))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    run(fixed_time("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "RESCUE", "-R", "-J"])
+        .args(["-isohybrid-mbr", ISOHDPFX])
+        .args(["-c", "isolinux/boot.cat", "-b", "isolinux/isolinux.bin"])
+        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
+        .args([
+            "-eltorito-alt-boot",
+            "-e",
+            "efi.img",
+            "-no-emul-boot",
+            "-isohybrid-gpt-basdat",
+        ])
+        .arg("-o")
+        .arg(&tmp)
+        .arg(&root))
+    .map_err(|e| format!("{e}\n(xorriso comes with the xorriso package)"))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = std::fs::remove_dir_all(work);
+    Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
 }

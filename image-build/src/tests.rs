@@ -190,3 +190,299 @@ fn missing_index_without_depmod_layout_is_explained() {
     let e = ensure_module_index(&tree).unwrap_err();
     assert!(e.contains("no modules.dep"), "{e}");
 }
+
+/// depmod's btrfs: one softdep line per MODULE_SOFTDEP; all must count.
+const BTRFS_DEP: &str =
+    "kernel/fs/btrfs/btrfs.ko: kernel/lib/libcrc32c.ko kernel/lib/zstd/zstd_compress.ko\n\
+     kernel/lib/libcrc32c.ko:\n\
+     kernel/lib/zstd/zstd_compress.ko:\n\
+     kernel/crypto/blake2b_generic.ko:\n\
+     kernel/crypto/xxhash_generic.ko:\n\
+     kernel/crypto/crc32c_generic.ko:\n\
+     kernel/arch/x86/crypto/crc32c-intel.ko:\n\
+     kernel/drivers/usb/storage/usb-storage.ko:\n\
+     kernel/drivers/usb/storage/uas.ko: kernel/drivers/usb/storage/usb-storage.ko\n\
+     kernel/drivers/nvme/host/nvme-core.ko: kernel/block/t10-pi.ko\n\
+     kernel/block/t10-pi.ko:\n";
+const BTRFS_ALIAS: &str =
+    "alias crypto-blake2b-256 blake2b_generic\nalias blake2b-256 blake2b_generic\n\
+     alias crypto-xxhash64 xxhash_generic\nalias xxhash64 xxhash_generic\n\
+     alias crypto-crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\n\
+     alias usb:v*d*dc*dsc*dp*ic08isc06ip62in* uas\n";
+const BTRFS_SOFTDEP: &str = "softdep btrfs pre: blake2b-256\nsoftdep btrfs pre: sha256\n\
+     softdep btrfs pre: xxhash64\nsoftdep btrfs pre: crypto-crc32c\nsoftdep uas post: nosuch\n";
+
+#[test]
+fn closure_merges_every_softdep_line_and_normalises_names() {
+    let (mods, warnings) = module_closure(
+        BTRFS_DEP,
+        BTRFS_ALIAS,
+        BTRFS_SOFTDEP,
+        "kernel/crypto/sha256_generic.ko\n",
+        &wanted(&["btrfs", "usb_storage", "UAS", "nvme_core", "t10_pi"]),
+    );
+    assert_eq!(
+        mods,
+        [
+            "blake2b_generic",
+            "xxhash_generic",
+            "crc32c_intel",
+            "crc32c_generic",
+            "zstd_compress",
+            "libcrc32c",
+            "btrfs",
+            "usb_storage",
+            "t10_pi",
+            "nvme_core",
+        ],
+        "{warnings:?}"
+    );
+    // "UAS" is no module name (names are case-sensitive), so it is reported.
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("UAS"), "{warnings:?}");
+    let (mods, warnings) =
+        module_closure(BTRFS_DEP, BTRFS_ALIAS, BTRFS_SOFTDEP, "", &wanted(&["uas"]));
+    assert_eq!(mods, ["usb_storage", "uas"]);
+    assert!(warnings.is_empty());
+}
+
+#[test]
+fn merged_softdeps_keep_depmod_format() {
+    let merged = merge_softdeps(
+        "softdep btrfs pre: a\nsoftdep x post: p\nsoftdep btrfs pre: b a post: c\n# comment\nsoftdep x pre: q\n",
+    );
+    assert_eq!(
+        merged,
+        "softdep btrfs pre: a b post: c\nsoftdep x pre: q post: p\n"
+    );
+    // kmod's parser reads the merged line whole.
+    let idx = ModuleIndex::parse(Path::new("/"), "a.ko:\nb.ko:\nbtrfs.ko:\n", "", &merged, "");
+    assert_eq!(
+        idx.load_order("btrfs", &mut HashSet::new()),
+        ["a", "b", "btrfs"]
+    );
+}
+
+#[test]
+fn shipped_softdep_file_is_merged_and_filtered() {
+    let t = Tmp::new("softdep");
+    let tree = fake_tree(&t);
+    std::fs::write(
+        tree.modules_dir.join("modules.softdep"),
+        "softdep ext4 pre: crc32c\nsoftdep unused pre: x\nsoftdep ext4 pre: jbd2\n",
+    )
+    .unwrap();
+    let idx = load_index(&tree.modules_dir).unwrap();
+    let (mods, _) = select_modules(&idx, &wanted(&["ext4"]));
+    std::fs::write(t.0.join("rescue"), "r").unwrap();
+    std::fs::write(t.0.join("busybox"), "b").unwrap();
+    let payload = Payload {
+        rescue_bin: t.0.join("rescue"),
+        busybox: t.0.join("busybox"),
+        release: String::new(),
+    };
+    let entries = initramfs_entries(&payload, &[], &tree, &idx, &mods).unwrap();
+    let softdep = entries
+        .iter()
+        .find(|e| e.path.ends_with("/modules.softdep"))
+        .unwrap();
+    assert_eq!(
+        softdep.kind,
+        EntryKind::File(b"softdep ext4 pre: crc32c jbd2\n".to_vec())
+    );
+}
+
+/// Copies `from` into `to` recursively, every file with its own new mtime.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let (s, d) = (e.path(), to.join(e.file_name()));
+        if s.is_dir() {
+            copy_tree(&s, &d);
+        } else {
+            std::fs::copy(&s, &d).unwrap();
+            let t = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+            std::fs::File::options()
+                .write(true)
+                .open(&d)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+    }
+}
+
+/// Two builds from copies of the inputs in different places, with different
+/// file times, give the same bytes: nothing of the host leaks in.
+#[test]
+fn reproducible_across_trees_and_timestamps() {
+    let t1 = Tmp::new("repro1");
+    let t2 = Tmp::new("repro2");
+    let tree1 = fake_tree(&t1);
+    copy_tree(&t1.0, &t2.0.join("elsewhere"));
+    let tree2 = KernelTree {
+        vmlinuz: t2.0.join("elsewhere/vmlinuz"),
+        modules_dir: t2.0.join("elsewhere/lib/modules/6.1.0-test-amd64"),
+        ..tree1.clone()
+    };
+    let build = |t: &Tmp, tree: &KernelTree| {
+        std::fs::write(t.0.join("rescue"), "rescue-binary").unwrap();
+        std::fs::write(t.0.join("busybox"), "busybox-binary").unwrap();
+        let payload = Payload {
+            rescue_bin: t.0.join("rescue"),
+            busybox: t.0.join("busybox"),
+            release: "rescue test\n".into(),
+        };
+        let idx = load_index(&tree.modules_dir).unwrap();
+        let (mods, _) = select_modules(&idx, &wanted(&["ahci", "ext4", "usb-storage"]));
+        let entries =
+            initramfs_entries(&payload, &wanted(&["sh", "ls"]), tree, &idx, &mods).unwrap();
+        compress(&cpio_newc(&entries)).unwrap()
+    };
+    let a = build(&t1, &tree1);
+    let b = build(&t2, &tree2);
+    assert!(a == b, "builds differ ({} vs {} bytes)", a.len(), b.len());
+    // And every header says uid 0, gid 0, mtime 0.
+    let raw = zstd::bulk::decompress(&a, 64 << 20).unwrap();
+    let mut off = 0;
+    while off + 110 <= raw.len() {
+        let field = |i: usize| {
+            u32::from_str_radix(
+                std::str::from_utf8(&raw[off + 6 + i * 8..off + 14 + i * 8]).unwrap(),
+                16,
+            )
+            .unwrap()
+        };
+        assert_eq!((field(2), field(3), field(5)), (0, 0, 0), "at {off}");
+        let name_end = off + 110 + field(11) as usize;
+        let name = std::str::from_utf8(&raw[off + 110..name_end - 1])
+            .unwrap()
+            .to_string();
+        if name == "TRAILER!!!" {
+            break;
+        }
+        off = (name_end.div_ceil(4) * 4 + field(6) as usize).div_ceil(4) * 4;
+    }
+}
+
+#[test]
+fn given_tree_without_index_is_indexed_in_a_copy() {
+    assert!(
+        std::process::Command::new("depmod")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "depmod is needed (apt-get install kmod)"
+    );
+    let t = Tmp::new("depmodcopy");
+    let given = t.0.join("mods/9.9.9-test");
+    std::fs::create_dir_all(given.join("kernel/drivers/x")).unwrap();
+    std::fs::write(given.join("kernel/drivers/x/a-b.ko"), "not really ELF").unwrap();
+    std::fs::write(given.join("modules.builtin"), "kernel/fs/ext4/ext4.ko\n").unwrap();
+    // Like /lib/modules/<ver>/build: a link to a headers tree, not copied.
+    std::fs::create_dir_all(t.0.join("headers/big")).unwrap();
+    std::os::unix::fs::symlink(t.0.join("headers"), given.join("build")).unwrap();
+    let tree = KernelTree {
+        vmlinuz: t.0.join("vmlinuz"),
+        modules_dir: given.clone(),
+        version: "9.9.9-test".into(),
+        package: None,
+    };
+    let scratch = t.0.join("scratch");
+    let indexed = prepare_module_tree(tree, &scratch).unwrap();
+    assert_eq!(indexed.modules_dir, scratch.join("lib/modules/9.9.9-test"));
+    assert!(
+        !given.join("modules.dep").exists(),
+        "depmod wrote into the given tree"
+    );
+    let dep = std::fs::read_to_string(indexed.modules_dir.join("modules.dep")).unwrap();
+    assert_eq!(dep, "kernel/drivers/x/a-b.ko:\n");
+    let idx = load_index(&indexed.modules_dir).unwrap();
+    assert_eq!(idx.relative_path_of("a_b"), Some("kernel/drivers/x/a-b.ko"));
+    assert!(idx.is_builtin("ext4"));
+    assert!(!indexed.modules_dir.join("build").exists());
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    assert_eq!(
+        ino(&given.join("kernel/drivers/x/a-b.ko")),
+        ino(&indexed.modules_dir.join("kernel/drivers/x/a-b.ko")),
+        "modules are hard-linked, not copied"
+    );
+    // A tree that has its index is used where it is.
+    let again = prepare_module_tree(indexed.clone(), &t.0.join("other")).unwrap();
+    assert_eq!(again.modules_dir, indexed.modules_dir);
+}
+
+#[test]
+fn dynamic_executables_are_refused() {
+    // A minimal ELF64 header with one PT_INTERP program header.
+    let mut elf = vec![0u8; 0x40 + 56 + 16];
+    elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    elf[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+    elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    elf[0x40..0x44].copy_from_slice(&3u32.to_le_bytes());
+    elf[0x48..0x50].copy_from_slice(&(0x40u64 + 56).to_le_bytes());
+    elf[0x60..0x68].copy_from_slice(&11u64.to_le_bytes());
+    elf[0x40 + 56..0x40 + 56 + 11].copy_from_slice(b"/lib/ld.so\0");
+    assert_eq!(elf_interpreter(&elf).as_deref(), Some("/lib/ld.so"));
+    // The same with a PT_LOAD instead: static.
+    elf[0x40..0x44].copy_from_slice(&1u32.to_le_bytes());
+    assert_eq!(elf_interpreter(&elf), None);
+    // Truncated or foreign input is no ELF to judge, never a panic.
+    elf[0x40..0x44].copy_from_slice(&3u32.to_le_bytes());
+    for n in 0..elf.len() {
+        let _ = elf_interpreter(&elf[..n]);
+    }
+    assert_eq!(elf_interpreter(b"#!/bin/sh\n"), None);
+    // This test program is dynamically linked (gnu target): refused as /init.
+    let t = Tmp::new("dynamic");
+    let tree = fake_tree(&t);
+    let idx = load_index(&tree.modules_dir).unwrap();
+    std::fs::write(t.0.join("busybox"), "b").unwrap();
+    let payload = Payload {
+        rescue_bin: std::env::current_exe().unwrap(),
+        busybox: t.0.join("busybox"),
+        release: String::new(),
+    };
+    let e = initramfs_entries(&payload, &[], &tree, &idx, &[]).unwrap_err();
+    assert!(
+        e.contains("dynamically linked") && e.contains("musl"),
+        "{e}"
+    );
+}
+
+#[test]
+fn appended_archive_starts_aligned_after_the_zstd_image() {
+    let main = compress(&cpio_newc(&[CpioEntry::file(
+        "a",
+        0o644,
+        b"x".repeat(1001),
+    )]))
+    .unwrap();
+    let extra = extra_initrd(&[("etc/s", b"echo hi\n", 0o755)]);
+    for cut in 0..4 {
+        // Images of every length modulo 4 (a zstd frame plus zero padding
+        // would be the kernel's view; here only the offsets matter).
+        let base = &main[..main.len() - cut];
+        let joined = append_initrd(base, &extra);
+        let at = base.len().div_ceil(4) * 4;
+        assert!(joined[base.len()..at].iter().all(|&b| b == 0));
+        assert_eq!(&joined[at..], &extra[..]);
+        assert_eq!(at % 4, 0);
+    }
+    let joined = append_initrd(&main, &extra);
+    // The first frame decodes to the main archive; the tail parses.
+    let mut dec = zstd::stream::read::Decoder::new(&joined[..])
+        .unwrap()
+        .single_frame();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut dec, &mut raw).unwrap();
+    assert_eq!(parse_newc(&raw).unwrap()[0].0, "a");
+    let tail = &joined[main.len().div_ceil(4) * 4..];
+    let files = parse_newc(tail).unwrap();
+    assert_eq!(
+        files.last().unwrap(),
+        &("etc/s".to_string(), 0o100755, b"echo hi\n".to_vec())
+    );
+}

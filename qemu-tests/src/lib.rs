@@ -295,6 +295,8 @@ pub struct VmConfig {
     /// Boot this USB stick image (attached with snapshot=on: the file is
     /// never written) instead of passing the kernel directly.
     pub usb_stick: Option<PathBuf>,
+    /// Boot this ISO from a CD drive on the q35 AHCI controller.
+    pub cdrom: Option<PathBuf>,
     /// UEFI firmware (OVMF, package ovmf) instead of SeaBIOS: `(true, _)`
     /// with Secure Boot enforced and Microsoft's keys enrolled. The
     /// variables file is copied to the given path.
@@ -312,6 +314,7 @@ impl VmConfig {
             qmp: false,
             pxe_dir: None,
             usb_stick: None,
+            cdrom: None,
             uefi: None,
         }
     }
@@ -362,7 +365,16 @@ impl VmConfig {
                     vars_copy.display()
                 ));
         }
+        if let Some(iso) = &self.cdrom {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "if=none,id=cd,media=cdrom,readonly=on,file={}",
+                    iso.display()
+                ))
+                .args(["-device", "ide-cd,drive=cd,bus=ide.0,bootindex=0"]);
+        }
         match (&self.pxe_dir, &self.usb_stick) {
+            _ if self.cdrom.is_some() => {}
             (_, Some(stick)) => {
                 cmd.arg("-drive")
                     .arg(format!(

@@ -709,3 +709,78 @@ fn usb_stick_boots_with_secure_boot() {
     vm.wait_exit(Duration::from_secs(60));
     assert_eq!(sha256_file(&stick), before);
 }
+
+/// Boots a medium to the menu, checks the disk is listed, powers off, and
+/// checks the medium's image was not changed.
+fn boot_medium(cfg: VmConfig, medium: &std::path::Path) {
+    let image = Image::built();
+    let before = sha256_file(medium);
+    let mut vm = Vm::start(&image, &cfg);
+    let boot = vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    assert!(boot.contains(" vda "), "{boot}");
+    vm.send("p\n");
+    vm.wait_for("[y/N]", Duration::from_secs(30));
+    vm.send("y\n");
+    vm.wait_exit(Duration::from_secs(60));
+    assert_eq!(sha256_file(medium), before);
+}
+
+fn media_cfg(dir: &TempDir) -> VmConfig {
+    let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
+    VmConfig::new(vec![Disk::new(&a, Controller::VirtioBlk, "MEDIADISK")])
+}
+
+fn out_file(name: &str) -> std::path::PathBuf {
+    let p = Image::built().kernel.parent().unwrap().join(name);
+    assert!(p.exists(), "{} missing", p.display());
+    p
+}
+
+#[test]
+fn iso_boots_as_cd_in_bios() {
+    let dir = TempDir::new("iso-bios");
+    let mut cfg = media_cfg(&dir);
+    let iso = out_file("rescue.iso");
+    cfg.cdrom = Some(iso.clone());
+    boot_medium(cfg, &iso);
+}
+
+#[test]
+fn iso_boots_as_cd_in_uefi() {
+    let dir = TempDir::new("iso-uefi");
+    let mut cfg = media_cfg(&dir);
+    let iso = out_file("rescue.iso");
+    cfg.cdrom = Some(iso.clone());
+    cfg.uefi = Some((false, dir.path().join("vars.fd")));
+    boot_medium(cfg, &iso);
+}
+
+#[test]
+fn usb_stick_boots_in_bios() {
+    let dir = TempDir::new("usb-bios");
+    let mut cfg = media_cfg(&dir);
+    let stick = out_file("rescue-usb.img");
+    cfg.usb_stick = Some(stick.clone());
+    boot_medium(cfg, &stick);
+}
+
+#[test]
+fn usb_stick_boots_in_uefi() {
+    let dir = TempDir::new("usb-uefi");
+    let mut cfg = media_cfg(&dir);
+    let stick = out_file("rescue-usb.img");
+    cfg.usb_stick = Some(stick.clone());
+    cfg.uefi = Some((false, dir.path().join("vars.fd")));
+    boot_medium(cfg, &stick);
+}
+
+/// The ISO written to a stick (hybrid) boots with Secure Boot enforced.
+#[test]
+fn iso_as_usb_stick_boots_with_secure_boot() {
+    let dir = TempDir::new("iso-usb-sb");
+    let mut cfg = media_cfg(&dir);
+    let iso = out_file("rescue.iso");
+    cfg.usb_stick = Some(iso.clone());
+    cfg.uefi = Some((true, dir.path().join("vars.fd")));
+    boot_medium(cfg, &iso);
+}
