@@ -11,6 +11,7 @@ mod script;
 mod uevent;
 
 use argh::FromArgs;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Disk-rescue toolbox: probe disks, image dying disks, browse VMFS, inspect
 /// and repair GPT, check md RAID. Nothing is written to a disk unless a
@@ -26,6 +27,8 @@ struct Rescue {
 enum Subcommand {
     Probe(probe::cli::ProbeCommand),
     Gpt(gpt::cli::GptCommand),
+    Image(imaging::cli::ImageCommand),
+    Vmfs(vmfs::cli::VmfsCommand),
     Menu(menu::MenuCommand),
     RunScript(RunScriptCommand),
     Poweroff(PoweroffCommand),
@@ -77,6 +80,11 @@ fn main() {
     let code = match parsed.command {
         Subcommand::Probe(c) => probe::cli::run(c),
         Subcommand::Gpt(c) => gpt::cli::run(c),
+        Subcommand::Image(c) => {
+            stop_on_signals();
+            imaging::cli::run_with_stop(c, &STOP)
+        }
+        Subcommand::Vmfs(c) => vmfs::cli::run(c),
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
         Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {
@@ -87,6 +95,29 @@ fn main() {
         Subcommand::Reboot(_) => halt(false),
     };
     std::process::exit(code);
+}
+
+/// Set by SIGINT/SIGTERM for commands that save their state and stop
+/// cleanly (imaging saves its mapfile and can be resumed).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM set [`STOP`] instead of killing the process.
+fn stop_on_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a plain handler that only stores an
+        // atomic is valid; no old action is requested.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = request_stop as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
 }
 
 fn halt(poweroff: bool) -> i32 {

@@ -12,6 +12,8 @@ use std::path::Path;
 pub struct Holds {
     pub filesystem: Option<fsmagic::Signature>,
     pub md_member: Option<MdMember>,
+    /// A VMFS volume (or one extent of a spanned one).
+    pub vmfs: Option<vmfs::VmfsSignature>,
     /// A signature that is there but damaged, or a read that failed.
     pub problem: Option<String>,
 }
@@ -32,6 +34,9 @@ pub struct MdMember {
 impl Holds {
     /// A few words for the overview: `ext4 "data"`, `md raid1 member`.
     pub fn short(&self) -> Option<String> {
+        if let Some(v) = &self.vmfs {
+            return Some(vmfs_short(v));
+        }
         if let Some(m) = &self.md_member {
             return Some(format!("md {}", m.level));
         }
@@ -42,6 +47,22 @@ impl Holds {
             });
         }
         self.problem.as_ref().map(|_| "damaged?".to_string())
+    }
+}
+
+/// `VMFS5 "datastore1"`, `VMFS-L`, `VMFS6 extent` (no descriptor here).
+pub fn vmfs_short(v: &vmfs::VmfsSignature) -> String {
+    let name = if v.local {
+        "VMFS-L".to_string()
+    } else {
+        format!("VMFS{}", v.version)
+    };
+    if v.fs_uuid.is_none() {
+        format!("{name} extent")
+    } else if v.label.is_empty() {
+        name
+    } else {
+        format!("{name} \"{}\"", v.label)
     }
 }
 
@@ -78,6 +99,7 @@ pub fn examine(path: &Path) -> Holds {
     }
     // A 1.0/0.90 member starts with its data: a filesystem may show through.
     holds.filesystem = fsmagic::detect(&dev);
+    holds.vmfs = vmfs::detect(&dev);
     holds
 }
 

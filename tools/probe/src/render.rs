@@ -140,6 +140,19 @@ pub fn overview(disks: &[Disk]) -> String {
 
 fn holds_text(h: &crate::contents::Holds) -> String {
     let mut parts = Vec::new();
+    if let Some(v) = &h.vmfs {
+        let mut s = crate::contents::vmfs_short(v);
+        if let Some(u) = &v.fs_uuid {
+            s += &format!(" uuid {u}, block size {}", v.block_size);
+        }
+        if let Some(l) = &v.lvm {
+            s += &format!(
+                ", LVM volume {} on {} device(s)",
+                l.volume_uuid, l.num_devices
+            );
+        }
+        parts.push(s);
+    }
     if let Some(f) = &h.filesystem {
         let mut s = f.kind.name().to_string();
         if let Some(l) = &f.label {

@@ -163,7 +163,7 @@ pub fn version_of_major(major: u32) -> u8 {
 }
 
 /// What the probe crate reports about a device carrying VMFS.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VmfsSignature {
     /// VMFS generation 3, 5 or 6 (from the FS descriptor, or from the LVM
     /// version when this device is a secondary extent without descriptor).
@@ -181,7 +181,7 @@ pub struct VmfsSignature {
     pub lvm: Option<LvmSignature>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LvmSignature {
     pub lvm_version: u32,
     pub volume_uuid: String,
