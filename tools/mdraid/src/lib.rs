@@ -1,8 +1,16 @@
-//! Linux md RAID metadata. This crate starts with the superblock readers
-//! (versions 0.90, 1.0, 1.1, 1.2) that the probe uses to recognise array
-//! members; examining, grouping and verifying arrays build on it.
+//! Linux md RAID metadata and data, read-only: superblock readers (versions
+//! 0.90, 1.0, 1.1, 1.2), grouping members into arrays (`scan`), one
+//! member's superblock in full (`examine`), the data layouts (`layout`),
+//! GF(2^8) for RAID-6 (`gf`), a user-space consistency check (`verify`)
+//! and the `rescue md` command line (`cli`).
 
+pub mod cli;
+pub mod examine;
+pub mod gf;
+pub mod layout;
+pub mod scan;
 pub mod superblock;
 pub mod testwriter;
+pub mod verify;
 
 pub use superblock::{find_superblock, Superblock, SuperblockError};

@@ -13,6 +13,11 @@
 //! 144 super_offset, 160 dev_number, 168 device_uuid[16], 192 utime,
 //! 200 events, 208 resync_offset, 216 sb_csum, 220 max_dev, 256 dev_roles
 //! (u16 per device: 0xffff spare, 0xfffe faulty, 0xfffd journal).
+//! Also read: 8 feature_map bits (0 bitmap, 1 recovery_offset, 2 reshape),
+//! 96 bitmap_offset (i32, sectors from the superblock), 100 new_level,
+//! 104 reshape_position, 112 delta_disks, 116 new_layout, 120 new_chunk,
+//! 152 recovery_offset, 186 bblog_size (u16), 188 bblog_offset (i32).
+//! ctime/utime: low 40 bits seconds, high 24 bits microseconds.
 //! Checksum: sum of the LE u32 words of the first 256 + 2*max_dev bytes
 //! (sb_csum taken as 0, a trailing u16 added), folded to 32 bits.
 //!
@@ -20,8 +25,11 @@
 //! 1-3 version, 5 set_uuid0, 6 ctime, 7 level, 8 size (KiB), 9 nr_disks,
 //! 10 raid_disks, 11 md_minor, 13-15 set_uuid1..3, 32 utime, 33 state,
 //! 34 active, 35 working, 36 failed, 37 spare, 38 sb_csum, 39 events_lo,
-//! 40 events_hi, 64 layout, 65 chunk_size (bytes), 128.. disks[27] of 32
-//! words (number, major, minor, raid_disk, state), 992 this_disk.
+//! 40 events_hi, 43 recovery_cp, 44-45 reshape_position, 46 new_level,
+//! 47 delta_disks, 48 new_layout, 49 new_chunk (0.91 superblocks), 64 layout,
+//! 65 chunk_size (bytes), 128.. disks[27] of 32 words (number, major,
+//! minor, raid_disk, state bits 0 faulty 1 active 2 sync 3 removed),
+//! 992 this_disk.
 //! Checksum: sum of all 1024 words (sb_csum as 0) folded to 32 bits.
 
 use blockdev::BlockDevice;
@@ -60,6 +68,68 @@ pub struct Superblock {
     pub checksum_computed: u32,
     /// Array state bit 0 (clean) for 0.90; resync_offset == MAX for 1.x.
     pub clean: bool,
+    /// 1.x feature_map (bit 0 bitmap, 1 recovery offset, 2 reshape active,
+    /// 3 bad-block log, 4 replacement, 6 PPL...); 0 for 0.90.
+    pub feature_map: u32,
+    /// Creation and update times, seconds since the epoch.
+    pub ctime: u64,
+    pub utime: u64,
+    /// 1.x dev_number (index into dev_roles); 0.90 this_disk.number.
+    pub dev_number: u32,
+    /// 1.x device UUID (mdadm notation); None for 0.90.
+    pub device_uuid: Option<String>,
+    /// Bytes available for data on this member (1.x data_size; 0.90: size).
+    pub data_size_bytes: u64,
+    /// 1.x resync_offset in sectors when not clean (None: in sync).
+    pub resync_offset: Option<u64>,
+    /// 1.x recovery_offset in sectors (feature bit 1).
+    pub recovery_offset: Option<u64>,
+    /// 1.x write-intent bitmap offset in sectors from the superblock (bit 0).
+    pub bitmap_offset: Option<i32>,
+    /// A reshape in progress (1.x feature bit 2 / 0.90 minor version 91).
+    pub reshape: Option<Reshape>,
+    /// 1.x bad-block log: offset (sectors from the superblock) and size.
+    pub bad_block_log: Option<(i32, u16)>,
+    /// 1.x max_dev (length of dev_roles); 27 for 0.90.
+    pub max_dev: u32,
+    /// The superblock's view of every device of the array: 1.x dev_roles
+    /// entries that are not 0xffff (spare/unused), 0.90 the disks table.
+    pub devices: Vec<DeviceEntry>,
+    /// 0.90 counters (nr_disks, active, working, failed, spare, md_minor).
+    pub counts_090: Option<Counts090>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reshape {
+    pub position_sectors: u64,
+    pub new_level: i32,
+    pub delta_disks: i32,
+    pub new_layout: u32,
+    pub new_chunk_bytes: u64,
+}
+
+/// One device in a superblock's device table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceEntry {
+    /// 1.x device number (dev_roles index); 0.90 descriptor number.
+    pub number: u32,
+    pub role: Option<u32>,
+    /// "active", "spare", "faulty", "journal", "removed".
+    pub state: &'static str,
+    /// 0.90 only: major:minor as recorded, and the raw state bits.
+    pub major_minor: Option<(u32, u32)>,
+    pub state_bits: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Counts090 {
+    pub md_minor: u32,
+    pub nr_disks: u32,
+    pub active: u32,
+    pub working: u32,
+    pub failed: u32,
+    pub spare: u32,
+    pub state_bits: u32,
 }
 
 impl Superblock {
@@ -67,14 +137,22 @@ impl Superblock {
         self.checksum_stored == self.checksum_computed
     }
     pub fn level_name(&self) -> String {
-        match self.level {
-            -1 => "linear".into(),
-            -4 => "multipath".into(),
-            -5 => "faulty".into(),
-            l => format!("raid{l}"),
-        }
+        level_name(self.level)
     }
 }
+
+/// "raid5", "linear"... as mdadm prints levels.
+pub fn level_name(level: i32) -> String {
+    match level {
+        -1 => "linear".into(),
+        -4 => "multipath".into(),
+        -5 => "faulty".into(),
+        l => format!("raid{l}"),
+    }
+}
+
+/// Levels the kernel knows (md.c personalities).
+pub const KNOWN_LEVELS: [i32; 9] = [-5, -4, -1, 0, 1, 4, 5, 6, 10];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SuperblockError {
@@ -107,6 +185,9 @@ impl fmt::Display for SuperblockError {
 
 fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
 }
 fn le64(b: &[u8], at: usize) -> u64 {
     u64::from(le32(b, at)) | (u64::from(le32(b, at + 4)) << 32)
@@ -186,6 +267,15 @@ pub fn parse_v1(
     if raid_disks == 0 || raid_disks > MAX_DEVICES {
         return Err(invalid(offset, "raid_disks", raid_disks, "1 to 1920"));
     }
+    let level = le32(b, 72) as i32;
+    if !KNOWN_LEVELS.contains(&level) {
+        return Err(invalid(
+            offset,
+            "level",
+            level,
+            "one of -5, -4, -1, 0, 1, 4, 5, 6, 10",
+        ));
+    }
     let dev_number = le32(b, 160);
     let role_raw = if dev_number < max_dev {
         u16::from_le_bytes([
@@ -213,12 +303,37 @@ pub fn parse_v1(
         le32_be(b, 24),
         le32_be(b, 28),
     ];
+    let feature_map = le32(b, 8);
+    let devices = (0..max_dev)
+        .filter_map(|i| {
+            let at = 256 + 2 * i as usize;
+            let r = u16::from_le_bytes([b[at], b[at + 1]]);
+            let (role, state) = match r {
+                0xffff => return None,
+                0xfffe => (None, "faulty"),
+                0xfffd => (None, "journal"),
+                r => (Some(u32::from(r)), "active"),
+            };
+            Some(DeviceEntry {
+                number: i,
+                role,
+                state,
+                major_minor: None,
+                state_bits: None,
+            })
+        })
+        .collect();
+    let device_uuid = {
+        let d = &b[168..184];
+        uuid_words([le32_be(d, 0), le32_be(d, 4), le32_be(d, 8), le32_be(d, 12)])
+    };
+    let resync = le64(b, 208);
     Ok(Superblock {
         version,
         offset,
         array_uuid: uuid_words(uuid),
         name,
-        level: le32(b, 72) as i32,
+        level,
         layout: le32(b, 76),
         chunk_bytes: u64::from(le32(b, 88)) * 512,
         raid_disks,
@@ -229,7 +344,28 @@ pub fn parse_v1(
         role_state,
         checksum_stored: le32(b, 216),
         checksum_computed: csum_v1(b, max_dev),
-        clean: le64(b, 208) == u64::MAX,
+        clean: resync == u64::MAX,
+        feature_map,
+        // Low 40 bits seconds, high 24 bits microseconds.
+        ctime: le64(b, 64) & 0xff_ffff_ffff,
+        utime: le64(b, 192) & 0xff_ffff_ffff,
+        dev_number,
+        device_uuid: Some(device_uuid),
+        data_size_bytes: le64(b, 136).saturating_mul(512),
+        resync_offset: (resync != u64::MAX).then_some(resync),
+        recovery_offset: (feature_map & 2 != 0).then(|| le64(b, 152)),
+        bitmap_offset: (feature_map & 1 != 0).then(|| le32(b, 96) as i32),
+        reshape: (feature_map & 4 != 0).then(|| Reshape {
+            position_sectors: le64(b, 104),
+            new_level: le32(b, 100) as i32,
+            delta_disks: le32(b, 112) as i32,
+            new_layout: le32(b, 116),
+            new_chunk_bytes: u64::from(le32(b, 120)) * 512,
+        }),
+        bad_block_log: (le16(b, 186) != 0).then(|| (le32(b, 188) as i32, le16(b, 186))),
+        max_dev,
+        devices,
+        counts_090: None,
     })
 }
 
@@ -244,12 +380,21 @@ pub fn parse_090(b: &[u8], offset: u64) -> Result<Superblock, SuperblockError> {
         return Err(invalid(offset, "buffer", b.len(), "4096 bytes"));
     }
     let w = |i: usize| le32(b, i * 4);
-    if w(1) != 0 || w(2) != 90 {
+    if w(1) != 0 || (w(2) != 90 && w(2) != 91) {
         return Err(invalid(
             offset,
             "version",
             format!("{}.{}", w(1), w(2)),
-            "0.90",
+            "0.90 (or 0.91 while reshaping)",
+        ));
+    }
+    let level = w(7) as i32;
+    if !KNOWN_LEVELS.contains(&level) {
+        return Err(invalid(
+            offset,
+            "level",
+            level,
+            "one of -5, -4, -1, 0, 1, 4, 5, 6, 10",
         ));
     }
     let raid_disks = w(10);
@@ -259,19 +404,31 @@ pub fn parse_090(b: &[u8], offset: u64) -> Result<Superblock, SuperblockError> {
     // this_disk descriptor at word 992: number, major, minor, raid_disk, state.
     let raid_disk = w(995);
     let state = w(996);
-    let (role, role_state) = if state & 1 != 0 {
-        (None, "faulty")
-    } else if state & 2 != 0 || raid_disk < raid_disks {
-        (Some(raid_disk), "active")
-    } else {
-        (None, "spare")
-    };
+    let (role, role_state) = disk_state_090(raid_disk, state, raid_disks);
+    let devices = (0..27usize)
+        .filter_map(|d| {
+            let base = 128 + 32 * d;
+            let (number, major, minor, raid_disk, st) =
+                (w(base), w(base + 1), w(base + 2), w(base + 3), w(base + 4));
+            if number == 0 && major == 0 && minor == 0 && raid_disk == 0 && st == 0 && d > 0 {
+                return None;
+            }
+            let (role, state) = disk_state_090(raid_disk, st, raid_disks);
+            Some(DeviceEntry {
+                number,
+                role,
+                state,
+                major_minor: Some((major, minor)),
+                state_bits: Some(st),
+            })
+        })
+        .collect();
     Ok(Superblock {
         version: "0.90",
         offset,
         array_uuid: uuid_words([w(5), w(13), w(14), w(15)]),
         name: None,
-        level: w(7) as i32,
+        level,
         layout: w(64),
         chunk_bytes: u64::from(w(65)),
         raid_disks,
@@ -283,7 +440,48 @@ pub fn parse_090(b: &[u8], offset: u64) -> Result<Superblock, SuperblockError> {
         checksum_stored: w(38),
         checksum_computed: csum_090(b),
         clean: w(33) & 1 != 0,
+        feature_map: 0,
+        ctime: u64::from(w(6)),
+        utime: u64::from(w(32)),
+        dev_number: w(992),
+        device_uuid: None,
+        data_size_bytes: u64::from(w(8)) * 1024,
+        resync_offset: None,
+        recovery_offset: None,
+        bitmap_offset: None,
+        reshape: (w(2) == 91).then(|| Reshape {
+            position_sectors: u64::from(w(44)) | (u64::from(w(45)) << 32),
+            new_level: w(46) as i32,
+            delta_disks: w(47) as i32,
+            new_layout: w(48),
+            new_chunk_bytes: u64::from(w(49)),
+        }),
+        bad_block_log: None,
+        max_dev: 27,
+        devices,
+        counts_090: Some(Counts090 {
+            md_minor: w(11),
+            nr_disks: w(9),
+            active: w(34),
+            working: w(35),
+            failed: w(36),
+            spare: w(37),
+            state_bits: w(33),
+        }),
     })
+}
+
+/// 0.90 disk descriptor state bits: 0 faulty, 1 active, 2 sync, 3 removed.
+fn disk_state_090(raid_disk: u32, st: u32, raid_disks: u32) -> (Option<u32>, &'static str) {
+    if st & 1 != 0 {
+        (None, "faulty")
+    } else if st & 8 != 0 {
+        (None, "removed")
+    } else if st & 2 != 0 || raid_disk < raid_disks {
+        (Some(raid_disk), "active")
+    } else {
+        (None, "spare")
+    }
 }
 
 fn read_4k(dev: &dyn BlockDevice, offset: u64) -> Result<Option<Vec<u8>>, SuperblockError> {

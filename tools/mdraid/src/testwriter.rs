@@ -82,4 +82,3 @@ pub fn write_090(level: i32, raid_disks: u32, raid_disk: u32, size_kib: u32) -> 
     b[38 * 4..38 * 4 + 4].copy_from_slice(&c.to_le_bytes());
     b
 }
-
