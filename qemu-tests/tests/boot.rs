@@ -371,9 +371,10 @@ fn demo_disk_set_boots_and_is_found() {
     let (sections, transcript) = run_script(
         &image,
         VmConfig::new(disks.clone()),
-        "probe --json\ngpt verify /dev/sda\ngpt verify /dev/sdb\ngpt show /dev/sda\ngpt show /dev/sdb\nprobe\n",
+        "probe --json\ngpt verify /dev/sda\ngpt verify /dev/sdb\ngpt show /dev/sda\ngpt show /dev/sdb\nprobe\n\
+         vmfs info /dev/sdb\nvmfs ls -l /dev/sdb /directory\nvmfs cat /dev/sdb /big --start 1048560\nvmfs info /dev/sda\n",
     );
-    assert_eq!(sections.len(), 6, "{transcript}");
+    assert_eq!(sections.len(), 10, "{transcript}");
     let json = probe_json(&sections[0]);
     for d in &disks {
         let found = disk_named(&json, &d.serial)
@@ -440,12 +441,46 @@ fn demo_disk_set_boots_and_is_found() {
     let esxi = &disk_named(&json, "ESXI-BOOT-0001").unwrap()["esxi"];
     assert_eq!(esxi["bootbank_build"], demo::BOOTBANK_BUILD, "{esxi}");
     assert_eq!(esxi["altbootbank_build"], demo::ALTBOOTBANK_BUILD, "{esxi}");
+    let datastore = if demo::vmfs5_fixture().is_some() {
+        ", VMFS5 \"vmfs5\""
+    } else {
+        " boot"
+    };
     assert!(
         sections[5].output.contains("GPT! ESXi 5.0.0 compacted")
-            && sections[5].output.contains("ESXi 5.0.0 boot"),
+            && sections[5]
+                .output
+                .contains(&format!("ESXi 5.0.0{datastore}")),
         "{}",
         sections[5].output
     );
+    if demo::vmfs5_fixture().is_some() {
+        // The datastore, found through the GPT on the original and on the
+        // compacted copy, browsed and read in the guest.
+        for s in [&sections[6], &sections[9]] {
+            assert_eq!(s.exit, 0, "{}", s.output);
+            assert!(
+                s.output.contains("vmfs5") && s.output.contains("VMFS version:   5"),
+                "{}",
+                s.output
+            );
+        }
+        assert_eq!(sections[7].exit, 0, "{}", sections[7].output);
+        for n in [1, 50, 100] {
+            assert!(
+                sections[7].output.contains(&format!("file{n}\n"))
+                    || sections[7].output.contains(&format!("file{n}\r\n")),
+                "{}",
+                sections[7].output
+            );
+        }
+        // The last 17 bytes of `big`: its 16-byte pattern and a newline.
+        assert!(
+            sections[8].output.contains("Kusjes van SRT<3"),
+            "{}",
+            sections[8].output
+        );
+    }
     let after: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
     assert_eq!(after, hashes);
 }

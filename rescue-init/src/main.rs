@@ -29,6 +29,7 @@ enum Subcommand {
     Gpt(gpt::cli::GptCommand),
     Image(imaging::cli::ImageCommand),
     Vmfs(vmfs::cli::VmfsCommand),
+    Md(mdraid::cli::MdCommand),
     Menu(menu::MenuCommand),
     RunScript(RunScriptCommand),
     Poweroff(PoweroffCommand),
@@ -85,6 +86,7 @@ fn main() {
             imaging::cli::run_with_stop(c, &STOP)
         }
         Subcommand::Vmfs(c) => vmfs::cli::run(c),
+        Subcommand::Md(c) => mdraid::cli::run(c),
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
         Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {

@@ -93,6 +93,163 @@ fn text(b: &[u8]) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// A FAT boot sector's label; "NO NAME" is what formatters write for none.
+fn fat_label(b: &[u8]) -> Option<String> {
+    text(b).filter(|l| l != "NO NAME")
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]))
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn be64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]))
+}
+
+/// exFAT's label lives in the root directory, not the boot sector: a
+/// volume label entry (type 0x83: count at +1, UTF-16LE at +2, up to 11
+/// characters). Boot sector: cluster heap offset (sectors) at 88, root
+/// directory cluster at 96, bytes-per-sector shift at 108,
+/// sectors-per-cluster shift at 109. Only the root's first cluster is read.
+fn exfat_label(dev: &dyn BlockDevice, boot: &[u8]) -> Option<String> {
+    let (bps_shift, spc_shift) = (u32::from(boot[108]), u32::from(boot[109]));
+    if !(9..=12).contains(&bps_shift) || bps_shift + spc_shift > 25 {
+        return None;
+    }
+    let cluster = 1u64 << (bps_shift + spc_shift);
+    let heap = u64::from(le32(boot, 88)) << bps_shift;
+    let root = u64::from(le32(boot, 96)).checked_sub(2)?;
+    let dir = read(dev, heap + root * cluster, cluster.min(64 * 1024) as usize)?;
+    for e in dir.chunks_exact(32) {
+        match e[0] {
+            0x00 => return None,
+            0x83 => {
+                let n = usize::from(e[1]).min(11);
+                let units: Vec<u16> = (0..n)
+                    .map(|i| u16::from_le_bytes([e[2 + 2 * i], e[3 + 2 * i]]))
+                    .collect();
+                let s = String::from_utf16_lossy(&units);
+                return (!s.trim().is_empty()).then(|| s.trim().to_string());
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Size and free space of a filesystem as its superblock records them,
+/// for choosing a destination before mounting it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Space {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    /// The superblock's count may lag behind (XFS lazy counters, btrfs
+    /// allocation, exFAT's percent-in-use): take it as an estimate.
+    pub estimate: bool,
+}
+
+/// Free space from the superblock, where the format records it:
+///
+/// | format | fields |
+/// |---|---|
+/// | ext2/3/4 (at 1024) | blocks lo +4 / hi +0x150, free blocks lo +12 / hi +0x158 (hi only with 64BIT, incompat 0x80), log block size +24 |
+/// | XFS (at 0, big-endian) | block size +4, data blocks +8, free data blocks +144 |
+/// | btrfs (at 65536) | total bytes +0x70, bytes used +0x78 |
+/// | FAT32 | FSInfo sector number +48, free cluster count at FSInfo +488 (0xFFFFFFFF: unknown) |
+/// | exFAT | cluster count +92, percent in use +112 (0xFF: unknown) |
+pub fn space(dev: &dyn BlockDevice, kind: Kind) -> Option<Space> {
+    match kind {
+        Kind::Ext2 | Kind::Ext3 | Kind::Ext4 => {
+            let sb = read(dev, 1024, 1024)?;
+            let log = le32(&sb, 24);
+            if log > 6 {
+                return None;
+            }
+            let block = 1024u64 << log;
+            let wide = le32(&sb, 96) & 0x80 != 0;
+            let hi = |at: usize| {
+                if wide {
+                    u64::from(le32(&sb, at)) << 32
+                } else {
+                    0
+                }
+            };
+            let blocks = u64::from(le32(&sb, 4)) | hi(0x150);
+            let free = u64::from(le32(&sb, 12)) | hi(0x158);
+            Some(Space {
+                total_bytes: blocks.checked_mul(block)?,
+                free_bytes: free.min(blocks) * block,
+                estimate: false,
+            })
+        }
+        Kind::Xfs => {
+            let sb = read(dev, 0, 512)?;
+            let block = u64::from(be32(&sb, 4));
+            if !(512..=65536).contains(&block) {
+                return None;
+            }
+            let blocks = be64(&sb, 8);
+            Some(Space {
+                total_bytes: blocks.checked_mul(block)?,
+                free_bytes: be64(&sb, 144).min(blocks) * block,
+                estimate: true,
+            })
+        }
+        Kind::Btrfs => {
+            let sb = read(dev, 65536, 4096)?;
+            let (total, used) = (le64(&sb, 0x70), le64(&sb, 0x78));
+            Some(Space {
+                total_bytes: total,
+                free_bytes: total.saturating_sub(used),
+                estimate: true,
+            })
+        }
+        Kind::Fat32 => {
+            let b = read(dev, 0, 512)?;
+            let bps = u64::from(u16::from_le_bytes([b[11], b[12]]));
+            let spc = u64::from(b[13]);
+            let sectors = u64::from(le32(&b, 32));
+            let fsinfo = read(
+                dev,
+                u64::from(u16::from_le_bytes([b[48], b[49]])) * bps,
+                512,
+            )?;
+            let free = le32(&fsinfo, 488);
+            if bps == 0 || spc == 0 || &fsinfo[0..4] != b"RRaA" || free == u32::MAX {
+                return None;
+            }
+            Some(Space {
+                total_bytes: sectors * bps,
+                free_bytes: (u64::from(free) * spc * bps).min(sectors * bps),
+                estimate: true,
+            })
+        }
+        Kind::Exfat => {
+            let b = read(dev, 0, 512)?;
+            let (bps_shift, spc_shift) = (u32::from(b[108]), u32::from(b[109]));
+            let pct = u64::from(b[112]);
+            if !(9..=12).contains(&bps_shift) || bps_shift + spc_shift > 25 || pct > 100 {
+                return None;
+            }
+            let heap = u64::from(le32(&b, 92)) << (bps_shift + spc_shift);
+            Some(Space {
+                total_bytes: heap,
+                free_bytes: heap / 100 * (100 - pct),
+                estimate: true,
+            })
+        }
+        _ => None,
+    }
+}
+
 fn uuid(b: &[u8]) -> Option<String> {
     if b.iter().all(|&x| x == 0) {
         return None;
@@ -112,7 +269,10 @@ fn uuid(b: &[u8]) -> Option<String> {
 /// in an order where no format's magic can sit inside another's header.
 pub fn detect(dev: &dyn BlockDevice) -> Option<Signature> {
     let head = read(dev, 0, 4096).or_else(|| read(dev, 0, 512))?;
-    if let Some(s) = detect_in_head(&head) {
+    if let Some(mut s) = detect_in_head(&head) {
+        if s.kind == Kind::Exfat {
+            s.label = exfat_label(dev, &head);
+        }
         return Some(s);
     }
     if let Some(sb) = read(dev, 1024, 1024) {
@@ -190,7 +350,7 @@ fn detect_in_head(head: &[u8]) -> Option<Signature> {
             if &head[82..90] == b"FAT32   " {
                 return Some(Signature {
                     kind: Kind::Fat32,
-                    label: text(&head[71..82]),
+                    label: fat_label(&head[71..82]),
                     uuid: None,
                 });
             }
@@ -202,7 +362,7 @@ fn detect_in_head(head: &[u8]) -> Option<Signature> {
                 };
                 return Some(Signature {
                     kind,
-                    label: text(&head[43..54]),
+                    label: fat_label(&head[43..54]),
                     uuid: None,
                 });
             }
@@ -320,10 +480,88 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    fn mkfs(dir: &std::path::Path, name: &str, size: u64, cmd: &[&str]) -> blockdev::Device {
+        let img = dir.join(name);
+        std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+        let ok = std::process::Command::new(cmd[0])
+            .args(&cmd[1..])
+            .arg(&img)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("{} is needed: {e}", cmd[0]))
+            .success();
+        assert!(ok, "{cmd:?}");
+        blockdev::Device::open(&img).unwrap()
+    }
+
+    /// Labels and free space of freshly made filesystems, against the
+    /// sizes the mkfs tools were given (a new filesystem is nearly empty).
+    #[test]
+    fn real_mkfs_labels_and_free_space() {
+        let dir = std::env::temp_dir().join(format!("fsmagic-space-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let size = 64u64 << 20;
+        let ex = mkfs(&dir, "x.img", size, &["mkfs.exfat", "-L", "RESCUEDATA"]);
+        let s = detect(&ex).unwrap();
+        assert_eq!(
+            (s.kind, s.label.as_deref()),
+            (Kind::Exfat, Some("RESCUEDATA"))
+        );
+        let sp = space(&ex, Kind::Exfat).unwrap();
+        assert!(
+            sp.total_bytes > size * 9 / 10 && sp.total_bytes <= size,
+            "{sp:?}"
+        );
+        assert!(sp.free_bytes >= sp.total_bytes * 98 / 100, "{sp:?}");
+        let nolabel = mkfs(&dir, "y.img", size, &["mkfs.exfat"]);
+        assert_eq!(detect(&nolabel).unwrap().label, None);
+        let v = mkfs(&dir, "v.img", size, &["mkfs.vfat", "-F", "32"]);
+        let s = detect(&v).unwrap();
+        assert_eq!(
+            (s.kind, s.label),
+            (Kind::Fat32, None),
+            "NO NAME is no label"
+        );
+        let sp = space(&v, Kind::Fat32).unwrap();
+        assert!(
+            sp.free_bytes > size * 9 / 10 && sp.free_bytes < size,
+            "{sp:?}"
+        );
+        let e = mkfs(&dir, "e.img", size, &["mkfs.ext4", "-q", "-F"]);
+        let sp = space(&e, Kind::Ext4).unwrap();
+        assert_eq!(sp.total_bytes, size);
+        assert!(
+            sp.free_bytes > size * 8 / 10 && sp.free_bytes < size,
+            "{sp:?}"
+        );
+        assert!(!sp.estimate);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..70000)) {
-            let _ = detect(&dev(data));
+            let d = dev(data);
+            if let Some(s) = detect(&d) {
+                let _ = space(&d, s.kind);
+            }
+            for k in [Kind::Ext4, Kind::Xfs, Kind::Btrfs, Kind::Fat32, Kind::Exfat] {
+                let _ = space(&d, k);
+            }
+        }
+
+        /// An exFAT boot sector with arbitrary geometry fields.
+        #[test]
+        fn exfat_fields_never_panic(bps in 0u8..=255, spc in 0u8..=255, root in proptest::num::u32::ANY, heap in proptest::num::u32::ANY) {
+            let mut b = vec![0u8; 1 << 20];
+            b[3..11].copy_from_slice(b"EXFAT   ");
+            b[88..92].copy_from_slice(&heap.to_le_bytes());
+            b[96..100].copy_from_slice(&root.to_le_bytes());
+            b[108] = bps;
+            b[109] = spc;
+            let d = dev(b);
+            let _ = detect(&d);
+            let _ = space(&d, Kind::Exfat);
         }
     }
 }

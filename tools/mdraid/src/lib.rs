@@ -14,3 +14,6 @@ pub mod testwriter;
 pub mod verify;
 
 pub use superblock::{find_superblock, Superblock, SuperblockError};
+
+#[cfg(test)]
+mod tests;

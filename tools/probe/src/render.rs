@@ -64,10 +64,17 @@ fn contents_text(d: &Disk) -> String {
             .filter_map(|p| p.contents.as_ref().and_then(|c| c.short()))
             .filter(|s| s.starts_with("VMFS"))
             .collect();
-        return if datastores.is_empty() {
+        // A compacted table is the urgent news and fills the column alone
+        // (the detail view names the datastores); otherwise the layout's
+        // " boot" makes room for them: 80 columns are tight.
+        return if datastores.is_empty() || layout.ends_with(" compacted") {
             layout
         } else {
-            format!("{layout} + {}", datastores.join(", "))
+            format!(
+                "{}, {}",
+                layout.trim_end_matches(" boot"),
+                datastores.join(", ")
+            )
         };
     }
     if let Some(s) = d.contents.as_ref().and_then(|c| c.short()) {
