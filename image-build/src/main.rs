@@ -30,6 +30,27 @@ struct Args {
     /// another module to ship (repeatable)
     #[argh(option)]
     extra_module: Vec<String>,
+    /// add an exFAT partition labelled RESCUEDATA of this size (e.g. 512M,
+    /// 8G) to out/rescue-usb.img: the appliance offers it first as a
+    /// destination for images and extracted files
+    #[argh(option, from_str_fn(parse_size))]
+    data_size: Option<u64>,
+}
+
+/// `512M`, `8G`, `1T` (binary units) or plain bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().trim_end_matches("iB").trim_end_matches('B');
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("'{s}': expected a size such as 512M or 8G"))
 }
 
 fn workspace() -> PathBuf {
@@ -143,6 +164,12 @@ fn build(args: Args) -> Result<(), Error> {
         &kernel,
         &compressed,
     )?;
+    let usb_bytes = match args.data_size {
+        Some(size) => {
+            media::add_data_partition(&out.join("rescue-usb.img"), &out.join("work-data"), size)?
+        }
+        None => usb.bytes,
+    };
     let iso_bytes = media::build_iso(
         &out.join("rescue.iso"),
         &out.join("work-iso"),
@@ -179,9 +206,13 @@ fn build(args: Args) -> Result<(), Error> {
         pxe_dir.display()
     );
     println!(
-        "usb image:  {} bytes (EFI system partition {} bytes) -> {}",
-        usb.bytes,
+        "usb image:  {} bytes (EFI system partition {} bytes{}) -> {}",
+        usb_bytes,
         usb.esp_bytes,
+        match args.data_size {
+            Some(_) => format!(", RESCUEDATA exFAT {} bytes", usb_bytes - usb.bytes),
+            None => String::new(),
+        },
         out.join("rescue-usb.img").display()
     );
     println!(

@@ -255,3 +255,87 @@ pub fn build_iso(
     let _ = std::fs::remove_dir_all(work);
     Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
 }
+
+const DATA_GUID: &str = "52455343-5545-4200-8000-000000000003";
+/// exFAT volume serial of the data partition: fixed, so the stick is
+/// byte-reproducible (mkfs.exfat draws a random one).
+const DATA_SERIAL: u32 = 0x5245_5343;
+/// The label the appliance looks for (`dest::DATA_LABEL`).
+pub const DATA_LABEL: &str = "RESCUEDATA";
+
+/// exFAT boot region checksum (exFAT spec 3.4): over the first 11 sectors,
+/// skipping VolumeFlags (106, 107) and PercentInUse (112).
+pub fn exfat_boot_checksum(region: &[u8]) -> u32 {
+    region.iter().enumerate().fold(0u32, |c, (i, &b)| {
+        if matches!(i, 106 | 107 | 112) {
+            c
+        } else {
+            c.rotate_right(1).wrapping_add(u32::from(b))
+        }
+    })
+}
+
+/// Makes an exFAT filesystem labelled RESCUEDATA of `size` bytes with
+/// mkfs.exfat, then fixes its volume serial and the boot checksums of the
+/// main and backup boot regions.
+fn make_exfat(path: &Path, size: u64) -> Result<Vec<u8>, Error> {
+    std::fs::File::create(path)
+        .and_then(|f| f.set_len(size))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    run(Command::new("mkfs.exfat")
+        .args(["-L", DATA_LABEL])
+        .arg(path))
+    .map_err(|e| format!("{e}\n(mkfs.exfat comes with exfatprogs)"))?;
+    let mut fs = read(path)?;
+    let bps = 1usize << fs[108];
+    for region in [0usize, 12] {
+        let at = region * bps;
+        fs[at + 100..at + 104].copy_from_slice(&DATA_SERIAL.to_le_bytes());
+        let sum = exfat_boot_checksum(&fs[at..at + 11 * bps]);
+        for w in fs[at + 11 * bps..at + 12 * bps].chunks_exact_mut(4) {
+            w.copy_from_slice(&sum.to_le_bytes());
+        }
+    }
+    Ok(fs)
+}
+
+/// Adds partition 2, exFAT labelled RESCUEDATA, of `size` bytes (rounded
+/// up to MiB) after the ESP of a stick image made by [`build_usb`]: the
+/// image grows, the backup GPT moves to the new end. All-zero 64 KiB
+/// chunks stay holes. Returns the image's new size.
+pub fn add_data_partition(img: &Path, work: &Path, size: u64) -> Result<u64, Error> {
+    const MIB: u64 = 1 << 20;
+    let size = size.div_ceil(MIB) * MIB;
+    if size < 16 * MIB {
+        return Err("--data-size: at least 16 MiB".into());
+    }
+    std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
+    let old = std::fs::metadata(img)
+        .map_err(|e| format!("{}: {e}", img.display()))?
+        .len();
+    // The data partition takes the place of the 1 MiB spare at the end.
+    let start = old - MIB;
+    let total = start + size + MIB;
+    let f = std::fs::File::options()
+        .write(true)
+        .open(img)
+        .map_err(|e| format!("{}: {e}", img.display()))?;
+    f.set_len(total).map_err(|e| e.to_string())?;
+    run(Command::new("sgdisk")
+        .args(["-a", "1", "-e"])
+        .arg(format!("-n2:{}:+{}", start / SECTOR, size / SECTOR - 1))
+        .args(["-t2:0700", "-c2:RESCUEDATA", "-u"])
+        .arg(format!("2:{DATA_GUID}"))
+        .arg(img))?;
+    let fs = make_exfat(&work.join("data.img"), size)?;
+    use std::os::unix::fs::FileExt;
+    for (i, chunk) in fs.chunks(64 * 1024).enumerate() {
+        if chunk.iter().any(|&b| b != 0) {
+            f.write_all_at(chunk, start + i as u64 * 64 * 1024)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    f.sync_all().map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(work.join("data.img"));
+    Ok(total)
+}

@@ -486,3 +486,76 @@ fn appended_archive_starts_aligned_after_the_zstd_image() {
         &("etc/s".to_string(), 0o100755, b"echo hi\n".to_vec())
     );
 }
+
+/// The RESCUEDATA partition: same bytes every build, a valid exFAT
+/// (fsck.exfat from exfatprogs agrees, checksums included) with its label,
+/// partition 2 after the first, backup GPT at the new end.
+#[test]
+fn data_partition_is_reproducible_valid_exfat() {
+    let t = Tmp::new("data");
+    let mut sums = Vec::new();
+    for n in 0..2 {
+        let img = t.0.join(format!("stick{n}.img"));
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(4 << 20)
+            .unwrap();
+        let ok = Command::new("sgdisk")
+            .args(["-a", "1", "-U", "52455343-5545-4200-8000-000000000001"])
+            .args([
+                "-n1:2048:+4095",
+                "-t1:EF00",
+                "-u",
+                "1:52455343-5545-4200-8000-000000000002",
+            ])
+            .arg(&img)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok);
+        let total = media::add_data_partition(&img, &t.0.join(format!("w{n}")), 20 << 20).unwrap();
+        assert_eq!(total, (3 << 20) + (20 << 20) + (1 << 20));
+        let bytes = std::fs::read(&img).unwrap();
+        assert_eq!(bytes.len() as u64, total);
+        sums.push(bytes);
+    }
+    assert!(sums[0] == sums[1], "two builds differ");
+    let img = t.0.join("stick0.img");
+    let out = Command::new("sgdisk")
+        .args(["-v"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(v.contains("No problems found"), "{v}");
+    let out = Command::new("sgdisk")
+        .args(["-i", "2"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        info.contains("First sector: 6144") && info.contains("'RESCUEDATA'"),
+        "{info}"
+    );
+    let part = t.0.join("part.img");
+    std::fs::write(&part, &sums[0][3 << 20..(23 << 20)]).unwrap();
+    let fsck = Command::new("fsck.exfat")
+        .arg("-n")
+        .arg(&part)
+        .output()
+        .expect("fsck.exfat (exfatprogs)");
+    assert!(
+        fsck.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let label = Command::new("exfatlabel").arg(&part).output().unwrap();
+    assert!(String::from_utf8_lossy(&label.stdout).contains("RESCUEDATA"));
+    assert_eq!(
+        &sums[0][(3 << 20) + 100..(3 << 20) + 104],
+        &0x5245_5343u32.to_le_bytes()
+    );
+}

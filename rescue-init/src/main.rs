@@ -30,6 +30,7 @@ enum Subcommand {
     Image(imaging::cli::ImageCommand),
     Vmfs(vmfs::cli::VmfsCommand),
     Md(mdraid::cli::MdCommand),
+    Dest(dest::cli::DestCommand),
     Menu(menu::MenuCommand),
     RunScript(RunScriptCommand),
     Poweroff(PoweroffCommand),
@@ -87,6 +88,7 @@ fn main() {
         }
         Subcommand::Vmfs(c) => vmfs::cli::run(c),
         Subcommand::Md(c) => mdraid::cli::run(c),
+        Subcommand::Dest(c) => dest::cli::run(c, &modules::load_by_name),
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
         Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {

@@ -120,3 +120,25 @@ pub fn scan_modaliases(sysfs: &Path) -> Vec<String> {
     out.dedup();
     out
 }
+
+/// Loads one module (with its dependencies) by name for a subcommand, e.g.
+/// a filesystem before mounting a destination. Already loaded or built in
+/// is success.
+pub fn load_by_name(name: &str) -> Result<(), String> {
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let root = Path::new("/lib/modules").join(&release);
+    let index = ModuleIndex::load(&root)?;
+    if index.is_builtin(name) {
+        return Ok(());
+    }
+    let mut loader = Loader::new(index);
+    let mut report = LoadReport::default();
+    loader.load(name, &mut report);
+    match report.failed.first() {
+        Some((m, e)) => Err(format!("{m}: {e}")),
+        None => Ok(()),
+    }
+}

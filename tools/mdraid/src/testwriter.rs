@@ -155,7 +155,10 @@ impl ArraySpec {
     /// The array's size in bytes.
     pub fn array_bytes(&self) -> u64 {
         let n = u64::from(self.raid_disks);
-        let rows = self.component_bytes.checked_div(self.chunk_bytes).unwrap_or(0);
+        let rows = self
+            .component_bytes
+            .checked_div(self.chunk_bytes)
+            .unwrap_or(0);
         match self.level {
             1 => self.component_bytes,
             4 | 5 => rows * self.chunk_bytes * (n - 1),

@@ -1,0 +1,166 @@
+//! `rescue dest`: list, mount and unmount imaging destinations.
+
+use crate::{list, mount, render, unmount, Candidate, ModuleLoader};
+use argh::FromArgs;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+#[derive(FromArgs, Debug, PartialEq)]
+/// Destinations for images and extracted files: filesystems (ext2/3/4, xfs,
+/// btrfs, FAT, exFAT) on disks other than the source. The boot stick's
+/// RESCUEDATA partition is listed first. Mounting one read-write is the only
+/// thing here that writes, and it asks first.
+#[argh(subcommand, name = "dest")]
+pub struct DestCommand {
+    #[argh(subcommand)]
+    pub action: Action,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand)]
+pub enum Action {
+    List(ListCommand),
+    Mount(MountCommand),
+    Umount(UmountCommand),
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+/// List usable filesystems with size and free space (from statvfs when
+/// mounted, else from the superblock; "~" marks an estimate, "?" unknown
+/// until mounted).
+#[argh(subcommand, name = "list")]
+pub struct ListCommand {
+    /// the source disk or partition: filesystems on its disk are shown as
+    /// unusable
+    #[argh(option)]
+    pub exclude: Vec<String>,
+    /// JSON output
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+/// Mount a destination read-write at /mnt/dest/NAME after confirmation: its
+/// block-layer read-only flag (and its disk's) is turned off for this device
+/// only. Without a terminal to ask on, --yes is required.
+#[argh(subcommand, name = "mount")]
+pub struct MountCommand {
+    /// device, e.g. /dev/vda or sdb2
+    #[argh(positional)]
+    pub device: String,
+    /// confirm without asking
+    #[argh(switch)]
+    pub yes: bool,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+/// Unmount a destination (device or mount point) and make it read-only again.
+#[argh(subcommand, name = "umount")]
+pub struct UmountCommand {
+    /// device or mount point
+    #[argh(positional)]
+    pub target: String,
+}
+
+fn mounts() -> String {
+    std::fs::read_to_string("/proc/mounts").unwrap_or_default()
+}
+
+fn short(dev: &str) -> String {
+    dev.trim_start_matches("/dev/").to_string()
+}
+
+/// Finds `device` among the candidates (by node or kernel name).
+pub fn find<'a>(cands: &'a [Candidate], device: &str) -> Option<&'a Candidate> {
+    let n = short(device);
+    cands.iter().find(|c| c.name == n)
+}
+
+pub fn run(cmd: DestCommand, load: ModuleLoader<'_>) -> i32 {
+    let (sys, dev) = (Path::new("/sys"), Path::new("/dev"));
+    match cmd.action {
+        Action::List(l) => {
+            let ex: Vec<String> = l
+                .exclude
+                .iter()
+                .map(|e| crate::disk_of(sys, &short(e)))
+                .collect();
+            let c = list(sys, dev, &mounts(), &ex);
+            if l.json {
+                println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
+            } else {
+                print!("{}", render(&c));
+            }
+            0
+        }
+        Action::Mount(m) => {
+            let c = list(sys, dev, &mounts(), &[]);
+            let Some(c) = find(&c, &m.device) else {
+                eprintln!(
+                    "rescue dest mount: {}: no mountable filesystem there (see rescue dest list)",
+                    m.device
+                );
+                return 2;
+            };
+            if c.mounted_at.is_none() && !m.yes {
+                match confirm(c) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        eprintln!("rescue dest mount: not confirmed; nothing changed");
+                        return 1;
+                    }
+                    Err(e) => {
+                        eprintln!("rescue dest mount: {e}");
+                        return 2;
+                    }
+                }
+            }
+            match mount(c, dev, load) {
+                Ok(at) => {
+                    println!("{} mounted read-write at {}", c.device, at.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("rescue dest mount: {e}");
+                    2
+                }
+            }
+        }
+        Action::Umount(u) => match unmount(sys, dev, &mounts(), &u.target) {
+            Ok(s) => {
+                println!("{s}");
+                0
+            }
+            Err(e) => {
+                eprintln!("rescue dest umount: {e}");
+                2
+            }
+        },
+    }
+}
+
+/// The question asked before the write: what, where, and what it means.
+pub fn question(c: &Candidate) -> String {
+    format!(
+        "Mount {} ({} {}, {}) read-write at {}?\nFiles written there change that disk; nothing else is touched.\nType yes to mount: ",
+        c.device,
+        c.filesystem,
+        c.label.as_deref().map(|l| format!("\"{l}\"")).unwrap_or_else(|| "without label".into()),
+        crate::human(c.size_bytes),
+        crate::mount_point(&c.name).display()
+    )
+}
+
+fn confirm(c: &Candidate) -> Result<bool, String> {
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to ask on: add --yes to confirm".into());
+    }
+    print!("{}", question(c));
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim() == "yes")
+}

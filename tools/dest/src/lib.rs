@@ -1,0 +1,399 @@
+//! Destinations for images and extracted files: filesystems on disks other
+//! than the source that the appliance can mount read-write, and the one
+//! write path that turns a disk's read-only guard off for them.
+//!
+//! Everything is found from sysfs (`class/block/*`: a `partition` file
+//! marks a partition, its parent directory is the disk) and the device
+//! nodes' superblocks; mounts under [`MOUNT_ROOT`]`/<name>`.
+
+pub mod cli;
+
+use blockdev::BlockDevice;
+use fsmagic::Kind;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Where destinations are mounted: `/mnt/dest/<kernel name>`.
+pub const MOUNT_ROOT: &str = "/mnt/dest";
+
+/// The label image-build gives the boot stick's data partition; it is
+/// offered first.
+pub const DATA_LABEL: &str = "RESCUEDATA";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    /// Kernel name, e.g. `vda`, `sdb2`.
+    pub name: String,
+    /// Device node, e.g. `/dev/sdb2`.
+    pub device: String,
+    /// The whole disk it is on (itself for an unpartitioned disk).
+    pub disk: String,
+    pub filesystem: &'static str,
+    pub label: Option<String>,
+    pub size_bytes: u64,
+    /// From statvfs when mounted, else from the superblock where it
+    /// records it (see `free_is_estimate`); None when unknown until mounted.
+    pub free_bytes: Option<u64>,
+    pub free_is_estimate: bool,
+    pub mounted_at: Option<String>,
+    /// The boot stick's `RESCUEDATA` partition.
+    pub rescue_data: bool,
+    /// Why it cannot be used, when it cannot (held by md/dm, on the source).
+    pub unusable: Option<String>,
+}
+
+impl Candidate {
+    pub fn usable(&self) -> bool {
+        self.unusable.is_none()
+    }
+}
+
+/// The kernel's mount type for a detected filesystem (ext2/3 mount with
+/// the ext4 driver) and the modules it needs.
+pub fn fs_type(kind: Kind) -> Option<(&'static str, &'static [&'static str])> {
+    Some(match kind {
+        Kind::Ext2 | Kind::Ext3 | Kind::Ext4 => ("ext4", &["ext4"]),
+        Kind::Xfs => ("xfs", &["xfs"]),
+        Kind::Btrfs => ("btrfs", &["btrfs"]),
+        Kind::Fat16 | Kind::Fat32 => ("vfat", &["vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8"]),
+        Kind::Exfat => ("exfat", &["exfat", "nls_utf8"]),
+        _ => return None,
+    })
+}
+
+/// The disk a block device belongs to: the parent in sysfs for a partition.
+pub fn disk_of(sysfs: &Path, name: &str) -> String {
+    let class = sysfs.join("class/block").join(name);
+    if class.join("partition").exists() {
+        if let Ok(real) = std::fs::canonicalize(&class) {
+            if let Some(parent) = real.parent().and_then(|p| p.file_name()) {
+                return parent.to_string_lossy().into_owned();
+            }
+        }
+    }
+    name.to_string()
+}
+
+/// Our own loop/ram/zram devices, device-mapper and md (their members are
+/// what the user brought), idle nbd slots, optical drives.
+fn ignored(name: &str) -> bool {
+    ["loop", "ram", "zram", "dm-", "md", "nbd", "sr"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// `(device, mount point, options)` of every mount in `mounts` (the text
+/// of /proc/mounts), with `\040`-style escapes decoded.
+pub fn parse_mounts(mounts: &str) -> Vec<(String, String, String)> {
+    fn unescape(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\'
+                && i + 3 < b.len()
+                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (dev, at, _fs, opts) = (w.next()?, w.next()?, w.next()?, w.next()?);
+            Some((unescape(dev), unescape(at), opts.to_string()))
+        })
+        .collect()
+}
+
+/// Every mountable filesystem on the machine's disks, the boot stick's
+/// `RESCUEDATA` partition first, then by name. Devices on `exclude_disks`
+/// (the source) are listed as unusable, not hidden, so the user sees why.
+pub fn list(
+    sysfs: &Path,
+    dev_dir: &Path,
+    mounts: &str,
+    exclude_disks: &[String],
+) -> Vec<Candidate> {
+    let mounted = parse_mounts(mounts);
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(sysfs.join("class/block")) else {
+        return out;
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !ignored(n))
+        .collect();
+    names.sort();
+    for name in names {
+        let class = sysfs.join("class/block").join(&name);
+        let node = dev_dir.join(&name);
+        let Ok(dev) = blockdev::Device::open(&node) else {
+            continue;
+        };
+        let Some(sig) = fsmagic::detect(&dev) else {
+            continue;
+        };
+        if fs_type(sig.kind).is_none() {
+            continue;
+        }
+        let disk = disk_of(sysfs, &name);
+        let device = format!("/dev/{name}");
+        let mounted_at = mounted
+            .iter()
+            .find(|(d, _, _)| *d == device || Path::new(d) == node)
+            .map(|(_, at, _)| at.clone());
+        let (free_bytes, free_is_estimate) = match &mounted_at {
+            Some(at) => (statvfs_free(at), false),
+            None => match fsmagic::space(&dev, sig.kind) {
+                Some(s) => (Some(s.free_bytes), s.estimate),
+                None => (None, false),
+            },
+        };
+        let holders = std::fs::read_dir(class.join("holders"))
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let unusable = if exclude_disks.iter().any(|d| *d == disk || *d == name) {
+            Some("on the source disk".to_string())
+        } else if !holders.is_empty() {
+            Some(format!("in use by {}", holders.join(", ")))
+        } else {
+            None
+        };
+        let rescue_data = sig
+            .label
+            .as_deref()
+            .is_some_and(|l| l.eq_ignore_ascii_case(DATA_LABEL));
+        out.push(Candidate {
+            name: name.clone(),
+            device,
+            disk,
+            filesystem: sig.kind.name(),
+            label: sig.label,
+            size_bytes: dev.size(),
+            free_bytes,
+            free_is_estimate,
+            mounted_at,
+            rescue_data,
+            unusable,
+        });
+    }
+    out.sort_by_key(|c| (!c.rescue_data, !c.usable(), c.name.clone()));
+    out
+}
+
+fn statvfs_free(at: &str) -> Option<u64> {
+    let s = rustix::fs::statvfs(at).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// The mount point a destination gets.
+pub fn mount_point(name: &str) -> PathBuf {
+    Path::new(MOUNT_ROOT).join(name)
+}
+
+/// Loads a kernel module by name (the appliance passes its loader; on a
+/// host the modules are usually there already).
+pub type ModuleLoader<'a> = &'a dyn Fn(&str) -> Result<(), String>;
+
+/// Mounts `c` read-write at [`mount_point`]: loads its filesystem's
+/// modules, turns the block layer's read-only flag off for exactly this
+/// device (and its disk's whole-device flag, which the kernel also checks
+/// for partitions), mounts, and on any failure puts the flags back.
+pub fn mount(c: &Candidate, dev_dir: &Path, load: ModuleLoader<'_>) -> Result<PathBuf, String> {
+    if let Some(why) = &c.unusable {
+        return Err(format!("{}: not usable as a destination: {why}", c.device));
+    }
+    if let Some(at) = &c.mounted_at {
+        return Ok(PathBuf::from(at));
+    }
+    let kind = kind_by_name(c.filesystem)
+        .ok_or_else(|| format!("{}: {} cannot be mounted here", c.device, c.filesystem))?;
+    let (fstype, modules) = fs_type(kind)
+        .ok_or_else(|| format!("{}: {} cannot be mounted here", c.device, c.filesystem))?;
+    for m in modules {
+        if let Err(e) = load(m) {
+            // A module built into the kernel or already loaded is fine;
+            // the mount below says whether the filesystem is really there.
+            eprintln!("dest: module {m}: {e}");
+        }
+    }
+    let node = dev_dir.join(&c.name);
+    let disk_node = dev_dir.join(&c.disk);
+    let part_was_ro = blockdev::is_read_only(&node).map_err(|e| e.to_string())?;
+    let disk_was_ro = if c.disk != c.name {
+        blockdev::is_read_only(&disk_node).map_err(|e| e.to_string())?
+    } else {
+        part_was_ro
+    };
+    let restore = || {
+        let _ = blockdev::set_read_only(&node, part_was_ro);
+        if c.disk != c.name {
+            let _ = blockdev::set_read_only(&disk_node, disk_was_ro);
+        }
+    };
+    if c.disk != c.name && disk_was_ro {
+        blockdev::set_read_only(&disk_node, false).map_err(|e| e.to_string())?;
+    }
+    if let Err(e) = blockdev::set_read_only(&node, false) {
+        restore();
+        return Err(e.to_string());
+    }
+    let at = mount_point(&c.name);
+    if let Err(e) = std::fs::create_dir_all(&at) {
+        restore();
+        return Err(format!("{}: {e}", at.display()));
+    }
+    let r = rustix::mount::mount(
+        node.as_path(),
+        at.as_path(),
+        fstype,
+        rustix::mount::MountFlags::NOATIME,
+        None,
+    );
+    if let Err(e) = r {
+        restore();
+        let _ = std::fs::remove_dir(&at);
+        let why = std::io::Error::from(e);
+        return Err(format!(
+            "mount {} ({fstype}) at {}: {why}{}",
+            c.device,
+            at.display(),
+            if why.raw_os_error() == Some(19) {
+                " (the kernel has no driver for this filesystem)"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(at)
+}
+
+fn kind_by_name(name: &str) -> Option<Kind> {
+    [
+        Kind::Ext2,
+        Kind::Ext3,
+        Kind::Ext4,
+        Kind::Xfs,
+        Kind::Btrfs,
+        Kind::Exfat,
+        Kind::Fat16,
+        Kind::Fat32,
+    ]
+    .into_iter()
+    .find(|k| k.name() == name)
+}
+
+/// Unmounts a destination (by device or mount point), then sets its
+/// device read-only again, and its disk too unless another of the disk's
+/// partitions is still mounted.
+pub fn unmount(sysfs: &Path, dev_dir: &Path, mounts: &str, what: &str) -> Result<String, String> {
+    let all = parse_mounts(mounts);
+    let what_dev = if what.starts_with('/') {
+        what.to_string()
+    } else {
+        format!("/dev/{what}")
+    };
+    let (dev, at, _) = all
+        .iter()
+        .find(|(d, a, _)| {
+            *d == what_dev
+                || a == what.trim_end_matches('/')
+                || *a == mount_point(what).display().to_string()
+        })
+        .cloned()
+        .ok_or_else(|| format!("{what}: not mounted"))?;
+    if !Path::new(&at).starts_with(MOUNT_ROOT) {
+        return Err(format!(
+            "{at}: not a destination mount (only {MOUNT_ROOT}/* are unmounted here)"
+        ));
+    }
+    rustix::fs::sync();
+    rustix::mount::unmount(at.as_str(), rustix::mount::UnmountFlags::empty())
+        .map_err(|e| format!("unmount {at}: {}", std::io::Error::from(e)))?;
+    let _ = std::fs::remove_dir(&at);
+    let name = dev.trim_start_matches("/dev/").to_string();
+    let disk = disk_of(sysfs, &name);
+    let mut notes = format!("{dev} unmounted from {at}; read-only again");
+    if let Err(e) = blockdev::set_read_only(dev_dir.join(&name), true) {
+        notes.push_str(&format!(" (failed: {e})"));
+    }
+    let others = all.iter().any(|(d, a, _)| {
+        *a != at && d.starts_with("/dev/") && disk_of(sysfs, d.trim_start_matches("/dev/")) == disk
+    });
+    if disk != name && !others {
+        if let Err(e) = blockdev::set_read_only(dev_dir.join(&disk), true) {
+            notes.push_str(&format!(" ({disk}: {e})"));
+        }
+    }
+    Ok(notes)
+}
+
+/// Human size with binary units, one decimal.
+pub fn human(bytes: u64) -> String {
+    const U: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", U[i])
+}
+
+/// The table `rescue dest list` prints.
+pub fn render(list: &[Candidate]) -> String {
+    use std::fmt::Write;
+    if list.is_empty() {
+        return "No mountable filesystem (ext2/3/4, xfs, btrfs, FAT, exFAT) found on the disks.\n"
+            .into();
+    }
+    let mut s = String::from(" #  DEVICE       FS     LABEL          SIZE        FREE  STATE\n");
+    for (i, c) in list.iter().enumerate() {
+        let free = match c.free_bytes {
+            Some(f) if c.free_is_estimate => format!("~{}", human(f)),
+            Some(f) => human(f),
+            None => "?".into(),
+        };
+        let state = match (&c.unusable, &c.mounted_at) {
+            (Some(why), _) => format!("unusable: {why}"),
+            (None, Some(at)) => format!("mounted at {at}"),
+            (None, None) => "not mounted".into(),
+        };
+        let label = c.label.clone().unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            s,
+            "{:>2}  {:<12} {:<6} {:<12} {:>10} {:>11}  {state}{}",
+            i + 1,
+            c.device,
+            c.filesystem,
+            label,
+            human(c.size_bytes),
+            free,
+            if c.rescue_data {
+                " (boot stick data partition)"
+            } else {
+                ""
+            }
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;
