@@ -295,6 +295,8 @@ pub struct VmConfig {
     /// Boot this USB stick image (attached with snapshot=on: the file is
     /// never written) instead of passing the kernel directly.
     pub usb_stick: Option<PathBuf>,
+    /// Keep what the guest writes to the stick (default: snapshot=on).
+    pub usb_stick_persistent: bool,
     /// Boot this ISO from a CD drive on the q35 AHCI controller.
     pub cdrom: Option<PathBuf>,
     /// UEFI firmware (OVMF, package ovmf) instead of SeaBIOS: `(true, _)`
@@ -314,6 +316,7 @@ impl VmConfig {
             qmp: false,
             pxe_dir: None,
             usb_stick: None,
+            usb_stick_persistent: false,
             cdrom: None,
             uefi: None,
         }
@@ -378,7 +381,12 @@ impl VmConfig {
             (_, Some(stick)) => {
                 cmd.arg("-drive")
                     .arg(format!(
-                        "if=none,id=stick,format=raw,snapshot=on,file={}",
+                        "if=none,id=stick,format=raw,snapshot={},file={}",
+                        if self.usb_stick_persistent {
+                            "off"
+                        } else {
+                            "on"
+                        },
                         stick.display()
                     ))
                     .args(["-device", "qemu-xhci,id=stickbus"])

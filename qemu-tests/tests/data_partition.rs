@@ -1,0 +1,105 @@
+//! The boot stick's RESCUEDATA partition (image-build --data-size): offered
+//! first by `rescue dest list`, an image written there survives a clean
+//! reboot (PID 1 unmounts destinations) and reads back in the next boot.
+
+use qemu_tests::*;
+use std::time::Duration;
+
+const MIB: u64 = 1 << 20;
+
+fn shell(vm: &mut Vm, line: &str, marker: &str) -> String {
+    // The marker is split in the typed line so its echo does not match.
+    let (a, b) = marker.split_at(1);
+    vm.send(&format!("{line}; echo {a}\"\"{b}=$?\n"));
+    let out = vm.wait_for(&format!("{marker}="), Duration::from_secs(300));
+    let status = vm.wait_for("\n", Duration::from_secs(10));
+    format!("{out}{}", status.trim())
+}
+
+fn boot_to_shell(image: &Image, cfg: &VmConfig) -> Vm {
+    let mut vm = Vm::start(image, cfg);
+    vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    vm.send("s\n");
+    vm.wait_for("type 'exit'", Duration::from_secs(30));
+    vm
+}
+
+#[test]
+fn rescuedata_is_offered_first_and_keeps_an_image_across_reboot() {
+    let image = Image::built();
+    let dir = TempDir::new("rescuedata");
+    let stick = dir.path().join("stick.img");
+    let built = image.kernel.parent().unwrap().join("rescue-usb.img");
+    std::fs::copy(&built, &stick).expect("out/rescue-usb.img");
+    image_build::media::add_data_partition(&stick, &dir.path().join("work"), 64 * MIB)
+        .expect("data partition");
+    let src = make_disk(&dir.path().join("src.img"), 16 * MIB, "src");
+    let src_hash = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(std::fs::read(&src).unwrap());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let mut cfg = VmConfig::new(vec![Disk::new(&src, Controller::VirtioBlk, "SRC-0001")]);
+    cfg.usb_stick = Some(stick.clone());
+    cfg.usb_stick_persistent = true;
+
+    let mut vm = boot_to_shell(&image, &cfg);
+    let list = shell(&mut vm, "rescue dest list --exclude /dev/vda", "LIST");
+    let first = list
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_else(|| panic!("no destination listed:\n{list}"));
+    assert!(
+        first.contains("/dev/sda2")
+            && first.contains("RESCUEDATA")
+            && first.contains("boot stick data partition"),
+        "{list}"
+    );
+    let m = shell(&mut vm, "rescue dest mount /dev/sda2 --yes", "MOUNT");
+    assert!(m.ends_with("MOUNT=0"), "{m}");
+    let i = shell(
+        &mut vm,
+        "rescue image /dev/vda /mnt/dest/sda2/src.img --map /mnt/dest/sda2/src.map --hash sha256",
+        "IMAGE",
+    );
+    assert!(i.ends_with("IMAGE=0") && i.contains(&src_hash), "{i}");
+    // No unmount: the reboot must unmount the destination itself.
+    vm.send("rescue reboot\n");
+    vm.wait_exit(Duration::from_secs(120));
+
+    let mut vm = boot_to_shell(&image, &cfg);
+    let m = shell(&mut vm, "rescue dest mount /dev/sda2 --yes", "MOUNT");
+    assert!(m.ends_with("MOUNT=0"), "{m}");
+    let h = shell(&mut vm, "sha256sum /mnt/dest/sda2/src.img", "HASH");
+    assert!(h.contains(&src_hash), "{h}");
+    // Resuming with the finished mapfile reads nothing again.
+    let r = shell(
+        &mut vm,
+        "rescue image /dev/vda /mnt/dest/sda2/src.img --map /mnt/dest/sda2/src.map",
+        "RESUME",
+    );
+    assert!(r.ends_with("RESUME=0"), "{r}");
+    let u = shell(&mut vm, "rescue dest umount /dev/sda2", "UMOUNT");
+    assert!(
+        u.ends_with("UMOUNT=0") && u.contains("read-only again"),
+        "{u}"
+    );
+    vm.send("rescue poweroff\n");
+    vm.wait_exit(Duration::from_secs(120));
+    // The host's fsck agrees the filesystem is clean after the guest's use.
+    let bytes = std::fs::read(&stick).unwrap();
+    let start = (bytes.len() as u64 - 65 * MIB) as usize;
+    let part = dir.path().join("part.img");
+    std::fs::write(&part, &bytes[start..start + (64 * MIB) as usize]).unwrap();
+    let fsck = std::process::Command::new("fsck.exfat")
+        .arg("-n")
+        .arg(&part)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}
