@@ -20,7 +20,12 @@ fn head_of(rel: &str, bytes: usize) -> PathBuf {
         .expect("decompress fixture head");
     let dir = ws.join("target/probe-vmfs-heads");
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(rel.replace('/', "_").trim_end_matches(".gz"));
+    // One file per (fixture, length): tests run in parallel and two of them
+    // cut the same fixture at different lengths.
+    let out = dir.join(format!(
+        "{}-{bytes}",
+        rel.replace('/', "_").trim_end_matches(".gz")
+    ));
     std::fs::File::create(&out)
         .and_then(|mut o| o.write_all(&head))
         .unwrap();
