@@ -14,7 +14,11 @@ fn main() {
     let from = overview.rfind("=== rescue").unwrap_or(0);
     print!("{}", overview[from..].replace('\r', ""));
     vm.send("2\n");
-    print!("{}", vm.wait_for("Enter: back", Duration::from_secs(60)).replace('\r', ""));
+    print!(
+        "{}",
+        vm.wait_for("Enter: back", Duration::from_secs(60))
+            .replace('\r', "")
+    );
     vm.send("\n");
     vm.wait_for("Choose: ", Duration::from_secs(60));
     vm.send("p\n");

@@ -74,12 +74,10 @@ pub fn disk_of(sysfs: &Path, name: &str) -> String {
     name.to_string()
 }
 
-/// Our own loop/ram/zram devices, device-mapper and md (their members are
-/// what the user brought), idle nbd slots, optical drives.
+/// What probe skips (our loop/ram devices, dm, md, idle nbd), and optical
+/// drives.
 fn ignored(name: &str) -> bool {
-    ["loop", "ram", "zram", "dm-", "md", "nbd", "sr"]
-        .iter()
-        .any(|p| name.starts_with(p))
+    probe::is_ignored_block_device(name) || name.starts_with("sr")
 }
 
 /// `(device, mount point, options)` of every mount in `mounts` (the text
@@ -341,20 +339,7 @@ pub fn unmount(sysfs: &Path, dev_dir: &Path, mounts: &str, what: &str) -> Result
     Ok(notes)
 }
 
-/// Human size with binary units, one decimal.
-pub fn human(bytes: u64) -> String {
-    const U: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1} {}", U[i])
-}
+pub use probe::render::human_size as human;
 
 /// The table `rescue dest list` prints.
 pub fn render(list: &[Candidate]) -> String {
