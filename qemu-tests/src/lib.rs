@@ -615,6 +615,29 @@ impl Vm {
         reply(&mut writer, Some(command))
     }
 
+    /// From the menu's prompt, starts the menu's shell.
+    pub fn enter_shell(&mut self) {
+        self.send("s\n");
+        self.wait_for("type 'exit'", Duration::from_secs(30));
+    }
+
+    /// Runs `command` in the guest's shell (see [`Vm::enter_shell`]); returns
+    /// what it printed (after the echoed command line) and its exit status.
+    pub fn shell(&mut self, command: &str, timeout: Duration) -> (String, i32) {
+        // The marker is split in the typed line so its echo does not match.
+        self.send(&format!("{command}; echo \"SH\"\"-EXIT=$?\"\n"));
+        let text = self.wait_for("SH-EXIT=", timeout);
+        let code = self.wait_for("\n", Duration::from_secs(10));
+        let code = code.trim().parse().unwrap_or(-1);
+        let text = text.trim_end_matches("SH-EXIT=").replace('\r', "");
+        // Drop the echo of the typed line (it ends with the split marker).
+        let out = match text.find("-EXIT=$?\"") {
+            Some(i) => text[i..].split_once('\n').map_or("", |x| x.1).to_string(),
+            None => text,
+        };
+        (out, code)
+    }
+
     /// Types `text` on the serial console.
     pub fn send(&mut self, text: &str) {
         self.serial

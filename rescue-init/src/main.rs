@@ -29,7 +29,7 @@ enum Subcommand {
     Gpt(gpt::cli::GptCommand),
     Image(imaging::cli::ImageCommand),
     Vmfs(vmfs::cli::VmfsCommand),
-    Md(mdraid::cli::MdCommand),
+    Md(mdkernel::cli::MdCommand),
     Dest(dest::cli::DestCommand),
     Menu(menu::MenuCommand),
     RunScript(RunScriptCommand),
@@ -87,7 +87,10 @@ fn main() {
             imaging::cli::run_with_stop(c, &STOP)
         }
         Subcommand::Vmfs(c) => vmfs::cli::run(c),
-        Subcommand::Md(c) => mdraid::cli::run(c),
+        Subcommand::Md(c) => {
+            stop_on_signals();
+            mdkernel::cli::run(c, &modules::load_by_name, &STOP)
+        }
         Subcommand::Dest(c) => dest::cli::run(c, &modules::load_by_name),
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
@@ -102,7 +105,8 @@ fn main() {
 }
 
 /// Set by SIGINT/SIGTERM for commands that save their state and stop
-/// cleanly (imaging saves its mapfile and can be resumed).
+/// cleanly (imaging saves its mapfile and can be resumed; md check
+/// cancels the kernel's pass).
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn request_stop(_sig: libc::c_int) {

@@ -302,6 +302,55 @@ pub fn is_read_only(path: impl AsRef<Path>) -> io::Result<bool> {
         != 0)
 }
 
+/// Read-only flags turned off for a task (mounting a destination, letting
+/// md write its superblocks), remembered so they can be put back. For a
+/// partition the kernel also checks its disk's whole-device flag, so both
+/// are given.
+#[derive(Debug, Default)]
+pub struct WritableWhile {
+    saved: Vec<(PathBuf, bool)>,
+}
+
+impl WritableWhile {
+    /// Clears the read-only flag of every device in `nodes` (duplicates
+    /// once); on an error the flags already changed are put back.
+    pub fn clear(nodes: &[PathBuf]) -> io::Result<WritableWhile> {
+        let mut w = WritableWhile::default();
+        for node in nodes {
+            if w.saved.iter().any(|(p, _)| p == node) {
+                continue;
+            }
+            let was = is_read_only(node).and_then(|was| {
+                if was {
+                    set_read_only(node, false)?;
+                }
+                Ok(was)
+            });
+            match was {
+                Ok(was) => w.saved.push((node.clone(), was)),
+                Err(e) => {
+                    w.restore();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Puts the flags back as they were; returns the errors, if any.
+    pub fn restore(&mut self) -> Vec<io::Error> {
+        let mut errors = Vec::new();
+        for (node, was) in self.saved.drain(..).rev() {
+            if was {
+                if let Err(e) = set_read_only(&node, true) {
+                    errors.push(e);
+                }
+            }
+        }
+        errors
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -229,29 +229,14 @@ pub fn mount(c: &Candidate, dev_dir: &Path, load: ModuleLoader<'_>) -> Result<Pa
         }
     }
     let node = dev_dir.join(&c.name);
-    let disk_node = dev_dir.join(&c.disk);
-    let part_was_ro = blockdev::is_read_only(&node).map_err(|e| e.to_string())?;
-    let disk_was_ro = if c.disk != c.name {
-        blockdev::is_read_only(&disk_node).map_err(|e| e.to_string())?
-    } else {
-        part_was_ro
-    };
-    let restore = || {
-        let _ = blockdev::set_read_only(&node, part_was_ro);
-        if c.disk != c.name {
-            let _ = blockdev::set_read_only(&disk_node, disk_was_ro);
-        }
-    };
-    if c.disk != c.name && disk_was_ro {
-        blockdev::set_read_only(&disk_node, false).map_err(|e| e.to_string())?;
+    let mut nodes = vec![node.clone()];
+    if c.disk != c.name {
+        nodes.insert(0, dev_dir.join(&c.disk));
     }
-    if let Err(e) = blockdev::set_read_only(&node, false) {
-        restore();
-        return Err(e.to_string());
-    }
+    let mut writable = blockdev::WritableWhile::clear(&nodes).map_err(|e| e.to_string())?;
     let at = mount_point(&c.name);
     if let Err(e) = std::fs::create_dir_all(&at) {
-        restore();
+        writable.restore();
         return Err(format!("{}: {e}", at.display()));
     }
     let r = rustix::mount::mount(
@@ -262,7 +247,7 @@ pub fn mount(c: &Candidate, dev_dir: &Path, load: ModuleLoader<'_>) -> Result<Pa
         None,
     );
     if let Err(e) = r {
-        restore();
+        writable.restore();
         let _ = std::fs::remove_dir(&at);
         let why = std::io::Error::from(e);
         return Err(format!(

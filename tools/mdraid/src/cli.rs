@@ -1,5 +1,7 @@
 //! `rescue md scan|examine|verify`: find arrays, show one member's
 //! superblock, check an array's consistency from its members (read-only).
+//! The `rescue md` command itself, with the kernel-driver subcommands, is
+//! in the mdkernel crate.
 //! Exit codes: 0 ok, 1 problems or mismatches found, 2 usage or I/O error.
 
 use crate::{examine, scan, verify};
@@ -8,23 +10,6 @@ use blockdev::BlockDevice;
 use serde::Serialize;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
-
-/// Linux md RAID: find arrays and their members, examine superblocks,
-/// verify an array's consistency without writing anything.
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "md")]
-pub struct MdCommand {
-    #[argh(subcommand)]
-    pub action: Action,
-}
-
-#[derive(FromArgs, Debug)]
-#[argh(subcommand)]
-pub enum Action {
-    Scan(ScanCommand),
-    Examine(ExamineCommand),
-    Verify(VerifyCommand),
-}
 
 /// Find md superblocks (0.90, 1.0, 1.1, 1.2) on the given devices or image
 /// files (default: every disk and partition under /sys/block), group them
@@ -79,15 +64,7 @@ pub struct VerifyCommand {
     pub batch_mib: u64,
 }
 
-pub fn run(cmd: MdCommand) -> i32 {
-    match cmd.action {
-        Action::Scan(c) => run_scan(c),
-        Action::Examine(c) => run_examine(c),
-        Action::Verify(c) => run_verify(c),
-    }
-}
-
-fn print_json<T: Serialize>(v: &T) -> bool {
+pub fn print_json<T: Serialize>(v: &T) -> bool {
     match serde_json::to_string_pretty(v) {
         Ok(s) => {
             println!("{s}");
@@ -101,13 +78,13 @@ fn print_json<T: Serialize>(v: &T) -> bool {
 }
 
 /// Opened devices with their disk/partition names.
-struct Opened {
-    devs: Vec<(String, blockdev::Device, Option<String>, Option<u32>)>,
-    errors: Vec<String>,
+pub struct Opened {
+    pub devs: Vec<(String, blockdev::Device, Option<String>, Option<u32>)>,
+    pub errors: Vec<String>,
 }
 
 impl Opened {
-    fn inputs(&self) -> Vec<scan::Input<'_>> {
+    pub fn inputs(&self) -> Vec<scan::Input<'_>> {
         self.devs
             .iter()
             .map(|(name, d, disk, part)| {
@@ -122,7 +99,7 @@ impl Opened {
     }
 }
 
-fn open_all(targets: &[String]) -> Opened {
+pub fn open_all(targets: &[String]) -> Opened {
     let list: Vec<(String, Option<String>, Option<u32>)> = if targets.is_empty() {
         system_block_devices()
     } else {
@@ -180,7 +157,7 @@ pub fn system_block_devices() -> Vec<(String, Option<String>, Option<u32>)> {
     out
 }
 
-fn run_scan(c: ScanCommand) -> i32 {
+pub fn run_scan(c: ScanCommand) -> i32 {
     let opened = open_all(&c.targets);
     for e in &opened.errors {
         eprintln!("md scan: {e}");
@@ -204,7 +181,7 @@ fn run_scan(c: ScanCommand) -> i32 {
     i32::from(report.has_problems())
 }
 
-fn run_examine(c: ExamineCommand) -> i32 {
+pub fn run_examine(c: ExamineCommand) -> i32 {
     let dev = match blockdev::Device::open(&c.target) {
         Ok(d) => d,
         Err(e) => {
@@ -242,7 +219,7 @@ fn run_examine(c: ExamineCommand) -> i32 {
     }
 }
 
-fn looks_like_uuid(s: &str) -> bool {
+pub fn looks_like_uuid(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
     parts.len() == 4
         && parts
@@ -250,7 +227,7 @@ fn looks_like_uuid(s: &str) -> bool {
             .all(|p| p.len() == 8 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-fn human_bytes(b: f64) -> String {
+pub fn human_bytes(b: f64) -> String {
     if b >= 1e9 {
         format!("{:.2} GB", b / 1e9)
     } else if b >= 1e6 {
@@ -260,12 +237,12 @@ fn human_bytes(b: f64) -> String {
     }
 }
 
-fn hms(d: Duration) -> String {
+pub fn hms(d: Duration) -> String {
     let s = d.as_secs();
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-fn run_verify(c: VerifyCommand) -> i32 {
+pub fn run_verify(c: VerifyCommand) -> i32 {
     if c.targets.is_empty() {
         eprintln!("md verify: give the members of one array, or an array UUID");
         return 2;

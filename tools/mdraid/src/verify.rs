@@ -300,9 +300,7 @@ pub fn verify(
     let start = Instant::now();
     match geo.level {
         1 => {
-            st.report.kernel_unit = "512-byte sectors; each 64 KiB resync block in which a mirror \
-                differs from the first adds 128 (per differing mirror)"
-                .into();
+            st.report.kernel_unit = kernel_mismatch_unit(1).into();
             run_striped(
                 geo,
                 members,
@@ -315,10 +313,7 @@ pub fn verify(
             )
         }
         4..=6 => {
-            st.report.kernel_unit =
-                "512-byte sectors; each 4 KiB stripe unit (one page per member) \
-                whose parity is wrong adds 8, however few bytes differ"
-                    .into();
+            st.report.kernel_unit = kernel_mismatch_unit(geo.level).into();
             run_striped(
                 geo,
                 members,
@@ -331,15 +326,32 @@ pub fn verify(
             )
         }
         _ => {
-            st.report.kernel_unit =
-                "512-byte sectors; each 64 KiB resync block (at most one chunk) \
-                in which a copy differs from the first copy adds its sectors (per differing copy)"
-                    .into();
+            st.report.kernel_unit = kernel_mismatch_unit(10).into();
             run_raid10(geo, members, opts, &mut st, progress, start)
         }
     }
     st.report.seconds = start.elapsed().as_secs_f64();
     Ok(st.report)
+}
+
+/// What one unit of the kernel's `mismatch_cnt` means for a RAID level
+/// (it counts sectors, but per resync block or stripe unit, not per byte).
+pub fn kernel_mismatch_unit(level: i32) -> &'static str {
+    match level {
+        1 => {
+            "512-byte sectors; each 64 KiB resync block in which a mirror \
+             differs from the first adds 128 (per differing mirror)"
+        }
+        4..=6 => {
+            "512-byte sectors; each 4 KiB stripe unit (one page per member) \
+             whose parity is wrong adds 8, however few bytes differ"
+        }
+        10 => {
+            "512-byte sectors; each 64 KiB resync block (at most one chunk) \
+             in which a copy differs from the first copy adds its sectors (per differing copy)"
+        }
+        _ => "512-byte sectors (this level has no redundancy to check)",
+    }
 }
 
 fn join(v: &[usize]) -> String {

@@ -27,6 +27,47 @@ fn scaled(bytes: u64, base: u64, units: [&str; 6]) -> String {
     format!("{v:.1} {}", units[unit])
 }
 
+/// Lines stay within an 80-column serial console (one column spare so a
+/// terminal that wraps at the last column does not add blank lines).
+const SCREEN_WIDTH: usize = 79;
+
+/// Breaks `line` at spaces so no line is longer than `width` columns;
+/// continuation lines are indented by `indent`. A word longer than a line
+/// stays whole. The result ends with a newline.
+fn wrap_words(line: &str, width: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let mut current = String::new();
+    let mut current_len = 0;
+    // Keep the leading indentation of the first line as part of its first word.
+    let leading = line.len() - line.trim_start().len();
+    for (i, word) in line.trim_start().split(' ').enumerate() {
+        let word_len = word.chars().count();
+        if i == 0 {
+            current = format!("{}{word}", &line[..leading]);
+            current_len = leading + word_len;
+            continue;
+        }
+        if current_len + 1 + word_len > width && current_len > indent {
+            out.push_str(current.trim_end());
+            out.push('\n');
+            current = " ".repeat(indent);
+            current_len = indent;
+            if word.is_empty() {
+                continue;
+            }
+            current.push_str(word);
+            current_len += word_len;
+        } else {
+            current.push(' ');
+            current.push_str(word);
+            current_len += 1 + word_len;
+        }
+    }
+    out.push_str(current.trim_end());
+    out.push('\n');
+    out
+}
+
 fn cut(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
         s.to_string()
@@ -402,8 +443,7 @@ pub fn detail(d: &Disk) -> String {
     } else {
         let _ = writeln!(out, "  partitions:");
         for p in &d.partitions {
-            let _ = writeln!(
-                out,
+            let line = format!(
                 "    {:<10} start {:>13} size {:>10}{}  {}{}",
                 p.name,
                 p.start_bytes,
@@ -415,6 +455,7 @@ pub fn detail(d: &Disk) -> String {
                     .unwrap_or_default(),
                 p.contents.as_ref().map(holds_text).unwrap_or_default()
             );
+            out.push_str(&wrap_words(&line, SCREEN_WIDTH, 15));
         }
     }
     for n in &d.notes {
@@ -426,6 +467,22 @@ pub fn detail(d: &Disk) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn long_lines_wrap_within_the_screen() {
+        let line = format!("    sdb3       start 1 size 2  ro  {}", "word ".repeat(40));
+        let wrapped = wrap_words(&line, SCREEN_WIDTH, 15);
+        assert!(wrapped.lines().count() > 1);
+        for l in wrapped.lines() {
+            assert!(l.chars().count() <= SCREEN_WIDTH, "{l:?}");
+        }
+        assert!(wrapped
+            .lines()
+            .skip(1)
+            .all(|l| l.starts_with(&" ".repeat(15))));
+        let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(words(&wrapped), words(&line));
+        assert_eq!(wrap_words("  short", SCREEN_WIDTH, 4), "  short\n");
+    }
     #[test]
     fn sizes() {
         assert_eq!(human_size(0), "0 B");
