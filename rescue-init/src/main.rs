@@ -5,6 +5,7 @@ mod bootlog;
 mod cmdline;
 mod gptmenu;
 mod init;
+mod mdmenu;
 mod menu;
 mod modules;
 mod script;
@@ -107,7 +108,7 @@ fn main() {
 /// Set by SIGINT/SIGTERM for commands that save their state and stop
 /// cleanly (imaging saves its mapfile and can be resumed; md check
 /// cancels the kernel's pass).
-static STOP: AtomicBool = AtomicBool::new(false);
+pub static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn request_stop(_sig: libc::c_int) {
     // Only an atomic store: async-signal-safe.
@@ -115,7 +116,7 @@ extern "C" fn request_stop(_sig: libc::c_int) {
 }
 
 /// Makes SIGINT and SIGTERM set [`STOP`] instead of killing the process.
-fn stop_on_signals() {
+pub fn stop_on_signals() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: a zeroed sigaction with a plain handler that only stores an
         // atomic is valid; no old action is requested.

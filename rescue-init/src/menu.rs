@@ -46,6 +46,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
         if !disks.is_empty() {
             choices.push(format!("1-{} disk details", disks.len()));
         }
+        choices.push("m md RAID".into());
         choices.push("r refresh".into());
         if actions.shell {
             choices.push("s shell".into());
@@ -66,6 +67,11 @@ pub fn run(cmd: MenuCommand) -> i32 {
         match answer {
             "" | "r" => continue,
             "s" if actions.shell => run_shell(&mut out),
+            "m" => {
+                if !crate::mdmenu::run(&mut input, &mut out) {
+                    return 0;
+                }
+            }
             "q" if !actions.power => return 0,
             "b" | "p" if actions.power => {
                 let poweroff = answer == "p";

@@ -101,17 +101,18 @@ pub fn run(cmd: MdCommand, load: ModuleLoader<'_>, stop: &AtomicBool) -> i32 {
         Action::Scan(c) => mdraid::cli::run_scan(c),
         Action::Examine(c) => mdraid::cli::run_examine(c),
         Action::Verify(c) => mdraid::cli::run_verify(c),
-        Action::Assemble(c) => exit(assemble(&md, &c, load)),
-        Action::Stop(c) => exit(stop_array(&md, &c.array)),
+        Action::Assemble(c) => exit_code(assemble(&md, &c, load)),
+        Action::Stop(c) => exit_code(stop_array(&md, &c.array)),
         Action::Check(c) => {
             let stdin = std::io::stdin();
             let interactive = stdin.is_terminal();
-            exit(check(&md, &c, load, stop, interactive, &mut stdin.lock()))
+            exit_code(check(&md, &c, load, stop, interactive, &mut stdin.lock()))
         }
     }
 }
 
-fn exit(r: Result<i32, String>) -> i32 {
+/// Exit code of a subcommand's result, printing the error.
+pub fn exit_code(r: Result<i32, String>) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
@@ -122,7 +123,7 @@ fn exit(r: Result<i32, String>) -> i32 {
 }
 
 /// Scans every disk and partition.
-fn scan_system() -> ScanReport {
+pub fn scan_system() -> ScanReport {
     let opened = mdraid::cli::open_all(&[]);
     scan::scan(&opened.inputs())
 }
@@ -201,7 +202,7 @@ fn describe(a: &Array) -> String {
     )
 }
 
-fn assemble(md: &Md, c: &AssembleCommand, load: ModuleLoader<'_>) -> Result<i32, String> {
+pub fn assemble(md: &Md, c: &AssembleCommand, load: ModuleLoader<'_>) -> Result<i32, String> {
     if !c.readonly {
         return Err(
             "assemble needs --readonly: only read-only assembly is offered \
@@ -279,7 +280,7 @@ fn running_name(md: &Md, spec: &str) -> Result<String, String> {
         .ok_or_else(|| format!("array {} is not assembled", a.uuid))
 }
 
-fn stop_array(md: &Md, spec: &str) -> Result<i32, String> {
+pub fn stop_array(md: &Md, spec: &str) -> Result<i32, String> {
     let name = running_name(md, spec)?;
     let at = crate::mount_point(&name);
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
