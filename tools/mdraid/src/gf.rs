@@ -81,9 +81,19 @@ fn mul2_in_place(q: &mut [u8]) {
 
 /// P (XOR) of `data` into `p`.
 pub fn compute_p(data: &[&[u8]], p: &mut [u8]) {
-    p.fill(0);
-    for d in data {
-        xor_into(p, d);
+    match data.split_first() {
+        Some((first, rest)) if first.len() == p.len() => {
+            p.copy_from_slice(first);
+            for d in rest {
+                xor_into(p, d);
+            }
+        }
+        _ => {
+            p.fill(0);
+            for d in data {
+                xor_into(p, d);
+            }
+        }
     }
 }
 

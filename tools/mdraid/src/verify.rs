@@ -289,6 +289,8 @@ pub fn verify(
             seconds: 0.0,
         },
         max_listed: opts.max_listed,
+        scratch_p: Vec::new(),
+        scratch_q: Vec::new(),
     };
     if !missing.is_empty() {
         st.report.notes.push(format!(
@@ -364,6 +366,11 @@ fn join(v: &[usize]) -> String {
 struct State {
     report: VerifyReport,
     max_listed: usize,
+    /// P and Q computed per stripe, kept between stripes: musl's malloc
+    /// gives large blocks back to the kernel, so a fresh buffer per stripe
+    /// costs page faults that dominated the check.
+    scratch_p: Vec<u8>,
+    scratch_q: Vec<u8>,
 }
 
 impl State {
@@ -478,7 +485,31 @@ fn run_striped(
 }
 
 /// First and last differing byte of two blocks.
+/// Whether two blocks are equal, 64 bytes at a time (musl's memcmp, which
+/// `==` on slices calls, compares byte by byte; this loop vectorizes).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (ca, cb) = (a.chunks_exact(64), b.chunks_exact(64));
+    let tails_equal = ca.remainder() == cb.remainder();
+    tails_equal
+        && ca.zip(cb).all(|(x, y)| {
+            let mut d = 0u64;
+            for (p, q) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+                let p = u64::from_ne_bytes(p.try_into().unwrap_or([0; 8]));
+                let q = u64::from_ne_bytes(q.try_into().unwrap_or([0; 8]));
+                d |= p ^ q;
+            }
+            d == 0
+        })
+}
+
 fn diff_range(a: &[u8], b: &[u8]) -> Option<(u64, u64)> {
+    if same(a, b) {
+        // the common case, much faster than the byte search below
+        return None;
+    }
     let first = a.iter().zip(b).position(|(x, y)| x != y)?;
     let last = a.iter().zip(b).rposition(|(x, y)| x != y).unwrap_or(first);
     Some((first as u64, last as u64))
@@ -587,18 +618,30 @@ fn check_parity(g: &Geometry, members: &[Option<Member<'_>>], u: &Unit<'_>, st: 
     let blocks: Vec<&[u8]> = u.blocks.iter().map(|b| b.unwrap_or(&[])).collect();
     let data: Vec<&[u8]> = stripe.data.iter().map(|&d| blocks[d]).collect();
     let len = u.len as usize;
-    let mut p = vec![0u8; len];
+    let mut p = std::mem::take(&mut st.scratch_p);
+    p.resize(len, 0);
     gf::compute_p(&data, &mut p);
-    let mut q = stripe.q.map(|_| vec![0u8; len]);
+    let mut q = stripe.q.map(|_| {
+        let mut q = std::mem::take(&mut st.scratch_q);
+        q.resize(len, 0);
+        q
+    });
     if let Some(q) = q.as_mut() {
         gf::compute_q(&data, &stripe.q_slot, q);
     }
+    let give_back = |st: &mut State, p: Vec<u8>, q: Option<Vec<u8>>| {
+        st.scratch_p = p;
+        if let Some(q) = q {
+            st.scratch_q = q;
+        }
+    };
     let p_bad = diff_range(&p, blocks[stripe.p]);
     let q_bad = match (stripe.q, q.as_ref()) {
         (Some(qd), Some(q)) => diff_range(q, blocks[qd]),
         _ => None,
     };
     if p_bad.is_none() && q_bad.is_none() {
+        give_back(st, p, q);
         return;
     }
     // Kernel units: 4 KiB columns with a wrong P or Q.
@@ -677,6 +720,7 @@ fn check_parity(g: &Geometry, members: &[Option<Member<'_>>], u: &Unit<'_>, st: 
         suspect,
         kernel_sectors: bad_units * (STRIPE_UNIT / 512),
     });
+    give_back(st, p, q);
 }
 
 /// RAID-10: batches of array chunks; per member the device chunks their
