@@ -62,6 +62,12 @@ fn main() {
     if rustix::process::getpid().is_init() {
         init::run();
     }
+    // Rust ignores SIGPIPE, so `rescue md scan | head` would panic on the
+    // closed pipe; a command-line tool should end quietly like cat does.
+    // SAFETY: restoring the default disposition of one signal, no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args: Vec<String> = std::env::args().collect();
     let cmd_name = args
         .first()
