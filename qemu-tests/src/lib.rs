@@ -622,19 +622,19 @@ impl Vm {
     }
 
     /// Runs `command` in the guest's shell (see [`Vm::enter_shell`]); returns
-    /// what it printed (after the echoed command line) and its exit status.
+    /// what it printed and its exit status.
     pub fn shell(&mut self, command: &str, timeout: Duration) -> (String, i32) {
-        // The marker is split in the typed line so its echo does not match.
-        self.send(&format!("{command}; echo \"SH\"\"-EXIT=$?\"\n"));
+        // Markers are split in the typed line so its echo (which the serial
+        // line may break or decorate) never matches them.
+        self.send(&format!(
+            "echo \"SH\"\"-BEGIN\"; {command}; echo \"SH\"\"-EXIT=$?\"\n"
+        ));
+        self.wait_for("SH-BEGIN", timeout);
+        self.wait_for("\n", timeout);
         let text = self.wait_for("SH-EXIT=", timeout);
         let code = self.wait_for("\n", Duration::from_secs(10));
         let code = code.trim().parse().unwrap_or(-1);
-        let text = text.trim_end_matches("SH-EXIT=").replace('\r', "");
-        // Drop the echo of the typed line (it ends with the split marker).
-        let out = match text.find("-EXIT=$?\"") {
-            Some(i) => text[i..].split_once('\n').map_or("", |x| x.1).to_string(),
-            None => text,
-        };
+        let out = text.trim_end_matches("SH-EXIT=").replace('\r', "");
         (out, code)
     }
 

@@ -4,6 +4,7 @@
 mod bootlog;
 mod cmdline;
 mod gptmenu;
+mod imagemenu;
 mod init;
 mod mdmenu;
 mod menu;

@@ -45,6 +45,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
         let mut choices = Vec::new();
         if !disks.is_empty() {
             choices.push(format!("1-{} disk details", disks.len()));
+            choices.push("i image a disk".into());
         }
         choices.push("m md RAID".into());
         choices.push("r refresh".into());
@@ -57,7 +58,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
         } else {
             choices.push("q quit".into());
         }
-        let _ = writeln!(out, "\n{}", choices.join(", "));
+        let _ = writeln!(out, "\n{}", choice_lines(&choices));
         let _ = write!(out, "Choose: ");
         let _ = out.flush();
         let Some(line) = read_line(&mut input) else {
@@ -67,6 +68,11 @@ pub fn run(cmd: MenuCommand) -> i32 {
         match answer {
             "" | "r" => continue,
             "s" if actions.shell => run_shell(&mut out),
+            "i" if !disks.is_empty() => {
+                if !crate::imagemenu::run(&disks, &mut input, &mut out) {
+                    return 0;
+                }
+            }
             "m" => {
                 if !crate::mdmenu::run(&mut input, &mut out) {
                     return 0;
@@ -122,6 +128,24 @@ pub fn run(cmd: MenuCommand) -> i32 {
     }
 }
 
+/// The choices joined with ", ", broken into lines of at most 79 columns.
+fn choice_lines(choices: &[String]) -> String {
+    let mut lines: Vec<String> = vec![String::new()];
+    for c in choices {
+        let last = lines.last_mut().unwrap_or_else(|| unreachable!());
+        if last.is_empty() {
+            last.push_str(c);
+        } else if last.len() + 2 + c.len() < 79 {
+            last.push_str(", ");
+            last.push_str(c);
+        } else {
+            last.push(',');
+            lines.push(c.clone());
+        }
+    }
+    lines.join("\n")
+}
+
 fn header() -> String {
     let release = std::fs::read_to_string("/etc/rescue-release").unwrap_or_default();
     let release = release.lines().next().unwrap_or("").trim().to_string();
@@ -152,5 +176,32 @@ fn run_shell(out: &mut impl Write) {
         Err(e) => {
             let _ = writeln!(out, "cannot start {SHELL}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn choices_fit_the_console() {
+        let c: Vec<String> = [
+            "1-4 disk details",
+            "i image a disk",
+            "m md RAID",
+            "r refresh",
+            "s shell",
+            "b reboot",
+            "p power off",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let text = super::choice_lines(&c);
+        assert!(text.lines().all(|l| l.len() <= 79), "{text}");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert_eq!(text.replace(",\n", ", "), c.join(", "));
+        assert_eq!(
+            super::choice_lines(&c[..2]),
+            "1-4 disk details, i image a disk"
+        );
     }
 }

@@ -31,6 +31,12 @@ pub trait BlockDevice: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// A name for messages (a path, usually).
     fn name(&self) -> &str;
+    /// Whether the device has been removed (hot-unplugged, or its
+    /// controller reset it away). Linux then fails reads with EIO, the
+    /// same error as a bad sector, so callers ask this after a failure.
+    fn is_gone(&self) -> bool {
+        false
+    }
 
     /// Fills `buf` from `offset` or fails; a short read at the end of the
     /// device is an `UnexpectedEof` error that names the offset.
@@ -253,6 +259,21 @@ impl BlockDevice for Device {
     }
     fn name(&self) -> &str {
         &self.path
+    }
+    /// A removed disk's entry leaves /sys/dev/block (del_gendisk) while
+    /// open descriptors stay valid and only return errors.
+    fn is_gone(&self) -> bool {
+        if self.kind != DeviceKind::BlockDevice {
+            return false;
+        }
+        let sys = Path::new("/sys/dev/block");
+        let Ok(meta) = self.file.metadata() else {
+            return true;
+        };
+        use std::os::unix::fs::MetadataExt;
+        let rdev = meta.rdev();
+        let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+        sys.is_dir() && !sys.join(format!("{major}:{minor}")).exists()
     }
 }
 

@@ -693,7 +693,12 @@ impl Engine<'_> {
         }
         let elapsed = t0.elapsed();
         if let Some(e) = &error {
-            match classify(e) {
+            // EIO from a disk that was removed is not a bad sector.
+            let class = match classify(e) {
+                ErrClass::Media if self.src.is_gone() => ErrClass::Vanished,
+                c => c,
+            };
+            match class {
                 ErrClass::Vanished => {
                     return Err(Stop::Vanished(io::Error::new(
                         e.kind(),

@@ -177,6 +177,9 @@ impl<D: BlockDevice> BlockDevice for FaultDevice<D> {
     fn physical_sector_size(&self) -> u32 {
         self.inner.physical_sector_size()
     }
+    fn is_gone(&self) -> bool {
+        self.vanished.load(Ordering::Relaxed) || self.inner.is_gone()
+    }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         if let Some(l) = &self.log {
@@ -184,8 +187,9 @@ impl<D: BlockDevice> BlockDevice for FaultDevice<D> {
                 v.push((offset, buf.len()));
             }
         }
+        // As Linux does for a removed disk: EIO, and the device is gone.
         if self.vanished.load(Ordering::Relaxed) {
-            return Err(io::Error::from_raw_os_error(libc_errno::ENODEV));
+            return Err(io::Error::from_raw_os_error(libc_errno::EIO));
         }
         if offset >= self.size {
             return Ok(0);
@@ -197,7 +201,7 @@ impl<D: BlockDevice> BlockDevice for FaultDevice<D> {
         if let Some(v) = self.vanish_at {
             if end > v {
                 self.vanished.store(true, Ordering::Relaxed);
-                return Err(io::Error::from_raw_os_error(libc_errno::ENODEV));
+                return Err(io::Error::from_raw_os_error(libc_errno::EIO));
             }
         }
         for &(s, e, d) in &self.slow {
@@ -239,12 +243,12 @@ mod tests {
         let mem = MemDevice::new(vec![0; 8192], 512);
         let d = FaultDevice::new(mem).with_vanish_at(4096).with_errno(61);
         assert!(d.read_at(&mut b, 0).is_ok());
-        assert_eq!(
-            d.read_at(&mut b, 4096).unwrap_err().raw_os_error(),
-            Some(19)
-        );
-        assert_eq!(d.read_at(&mut b, 0).unwrap_err().raw_os_error(), Some(19));
+        assert!(!d.is_gone());
+        // Like a removed Linux disk: EIO, and is_gone tells it from a bad sector.
+        assert_eq!(d.read_at(&mut b, 4096).unwrap_err().raw_os_error(), Some(5));
+        assert_eq!(d.read_at(&mut b, 0).unwrap_err().raw_os_error(), Some(5));
         assert!(d.has_vanished());
+        assert!(d.is_gone());
     }
 
     #[test]

@@ -26,14 +26,25 @@ fn main() {
     let open = |name: String, spec: &ArraySpec, role: u32| {
         let (_, sb_off, data_off) = spec.placement();
         let mut head = vec![0u8; data_off as usize];
-        head[sb_off as usize..sb_off as usize + 4096]
-            .copy_from_slice(&superblock_for(spec, Some(role), spec.events, &[]));
-        let mut f = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(dir.join(name)).unwrap());
+        head[sb_off as usize..sb_off as usize + 4096].copy_from_slice(&superblock_for(
+            spec,
+            Some(role),
+            spec.events,
+            &[],
+        ));
+        let mut f = std::io::BufWriter::with_capacity(
+            8 << 20,
+            std::fs::File::create(dir.join(name)).unwrap(),
+        );
         f.write_all(&head).unwrap();
         f
     };
-    let mut r1: Vec<_> = (0..2).map(|i| open(format!("raid1-{i}.img"), &raid1, i)).collect();
-    let mut r5: Vec<_> = (0..3).map(|i| open(format!("raid5-{i}.img"), &raid5, i)).collect();
+    let mut r1: Vec<_> = (0..2)
+        .map(|i| open(format!("raid1-{i}.img"), &raid1, i))
+        .collect();
+    let mut r5: Vec<_> = (0..3)
+        .map(|i| open(format!("raid5-{i}.img"), &raid5, i))
+        .collect();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut a = vec![0u8; 1 << 20];
     let mut b = vec![0u8; 1 << 20];
