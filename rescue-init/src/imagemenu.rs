@@ -3,9 +3,8 @@
 //! a typed yes), confirm, watch `rescue image`'s progress, see its summary.
 //! An earlier run's mapfile on the destination is offered for resuming.
 
-use crate::menu::read_line;
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 /// File name stem for a disk's image: kernel name plus serial (or model),
@@ -44,11 +43,7 @@ fn map_summary(map: &Path) -> Option<String> {
     ))
 }
 
-fn ask(input: &mut impl BufRead, out: &mut impl Write, q: &str) -> Option<String> {
-    let _ = write!(out, "{q}");
-    let _ = out.flush();
-    read_line(input).map(|l| l.trim().to_string())
-}
+use crate::destmenu::ask;
 
 /// Runs the imaging flow; false when the input ended.
 pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write) -> bool {
@@ -84,85 +79,17 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
         }
         return true;
     };
-    let (sys, dev) = (Path::new("/sys"), Path::new("/dev"));
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let cands = dest::list(sys, dev, &mounts, std::slice::from_ref(&src.name));
-    let usable: Vec<&dest::Candidate> = cands.iter().filter(|c| c.usable()).collect();
-    let _ = writeln!(
-        out,
-        "\nDestination for the image of {} ({}):",
+    let what = format!(
+        "the image of {} ({})",
         src.path,
         probe::render::human_size(src.size_bytes)
     );
-    if usable.is_empty() {
-        let _ = writeln!(
-            out,
-            "  no usable filesystem on another disk (attach one: ext4, xfs, btrfs, FAT, exFAT)"
-        );
-        let _ = write!(out, "{}", dest::render(&cands));
-        return ask(input, out, "Enter: back: ").is_some();
-    }
-    for (i, c) in usable.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            " {:>2}  {:<10} {:<6} {:<14} {:>10}  free {}  {}",
-            i + 1,
-            c.device,
-            c.filesystem,
-            c.label
-                .as_deref()
-                .map(|l| format!("\"{l}\""))
-                .unwrap_or_default(),
-            probe::render::human_size(c.size_bytes),
-            c.free_bytes
-                .map(|f| format!(
-                    "{}{}",
-                    if c.free_is_estimate { "~" } else { "" },
-                    probe::render::human_size(f)
-                ))
-                .unwrap_or_else(|| "unknown".into()),
-            c.mounted_at
-                .as_deref()
-                .map(|m| format!("mounted at {m}"))
-                .unwrap_or_else(|| "not mounted".into())
-        );
-    }
-    let Some(a) = ask(input, out, "Destination (Enter: back): ") else {
-        return false;
-    };
-    let Some(dst) = a
-        .parse::<usize>()
-        .ok()
-        .filter(|&n| n >= 1 && n <= usable.len())
-        .map(|n| usable[n - 1])
-    else {
-        if !a.is_empty() {
-            let _ = writeln!(out, "'{a}' is not one of the destinations.");
-        }
-        return true;
-    };
-    let at = match &dst.mounted_at {
-        Some(m) => PathBuf::from(m),
-        None => {
-            let Some(yes) = ask(input, out, &dest::cli::question(dst)) else {
-                return false;
-            };
-            if yes != "yes" {
-                let _ = writeln!(out, "Not mounted; nothing changed.");
-                return true;
-            }
-            match dest::mount(dst, dev, &crate::modules::load_by_name) {
-                Ok(at) => {
-                    let _ = writeln!(out, "{} mounted read-write at {}", dst.device, at.display());
-                    at
-                }
-                Err(e) => {
-                    let _ = writeln!(out, "mount failed: {e}");
-                    return true;
-                }
-            }
-        }
-    };
+    let (at, free) =
+        match crate::destmenu::choose(std::slice::from_ref(&src.name), &what, input, out) {
+            crate::destmenu::Chosen::Ended => return false,
+            crate::destmenu::Chosen::Back => return true,
+            crate::destmenu::Chosen::At(at, free) => (at, free),
+        };
     let stem = image_stem(&src.name, src.serial.as_deref(), src.model.as_deref());
     let img = at.join(format!("{stem}.img"));
     let map = at.join(format!("{stem}.map"));
@@ -193,7 +120,7 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
             );
             return ask(input, out, "Enter: back: ").is_some();
         }
-        if let Some(free) = dst.free_bytes.filter(|&f| f < src.size_bytes) {
+        if let Some(free) = free.filter(|&f| f < src.size_bytes) {
             let _ = writeln!(
                 out,
                 "Warning: {} free, the image needs up to {} (all-zero blocks are left as holes, so it may fit).",

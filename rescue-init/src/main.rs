@@ -3,6 +3,7 @@
 
 mod bootlog;
 mod cmdline;
+mod destmenu;
 mod gptmenu;
 mod imagemenu;
 mod init;
@@ -11,6 +12,7 @@ mod menu;
 mod modules;
 mod script;
 mod uevent;
+mod vmfsmenu;
 
 use argh::FromArgs;
 use std::sync::atomic::{AtomicBool, Ordering};

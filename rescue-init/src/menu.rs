@@ -47,6 +47,10 @@ pub fn run(cmd: MenuCommand) -> i32 {
             choices.push(format!("1-{} disk details", disks.len()));
             choices.push("i image a disk".into());
         }
+        let datastores = disks.iter().any(crate::vmfsmenu::has_vmfs);
+        if datastores {
+            choices.push("d VMFS datastores".into());
+        }
         choices.push("m md RAID".into());
         choices.push("r refresh".into());
         if actions.shell {
@@ -70,6 +74,11 @@ pub fn run(cmd: MenuCommand) -> i32 {
             "s" if actions.shell => run_shell(&mut out),
             "i" if !disks.is_empty() => {
                 if !crate::imagemenu::run(&disks, &mut input, &mut out) {
+                    return 0;
+                }
+            }
+            "d" if datastores => {
+                if !crate::vmfsmenu::run(&disks, &mut input, &mut out) {
                     return 0;
                 }
             }

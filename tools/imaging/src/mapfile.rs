@@ -693,36 +693,7 @@ pub fn render(map: &Map, header: &Header) -> String {
     s
 }
 
-/// Current UTC time as `YYYY-MM-DD HH:MM:SS UTC` (the appliance runs in UTC).
-pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format_utc(secs)
-}
-
-/// Formats seconds since the epoch as a UTC civil date (proleptic Gregorian).
-pub fn format_utc(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Days since 1970-01-01 to civil date (Howard Hinnant's published algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
+pub use civiltime::{format_utc, utc_now};
 
 /// Reads and parses a mapfile; `Ok(None)` when it does not exist or holds no
 /// status line (a new rescue, as in ddrescue).

@@ -34,24 +34,7 @@ pub fn examined<'a>(device: &'a str, device_bytes: u64, sb: &'a Superblock) -> E
 }
 
 fn time(t: u64) -> String {
-    // UTC calendar date from seconds (civil-from-days).
-    let days = (t / 86400) as i64;
-    let secs = t % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC ({t})",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    format!("{} ({t})", civiltime::format_utc(t))
 }
 
 fn sectors(b: u64) -> String {

@@ -370,24 +370,7 @@ fn info(c: InfoCommand) -> CliResult {
 }
 
 fn date(t: u32) -> String {
-    // Civil date from unix seconds (UTC), no dependency.
-    let days = t as i64 / 86400;
-    let secs = t as i64 % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60
-    )
+    civiltime::Civil::from_unix(u64::from(t)).to_minutes()
 }
 
 fn mode_str(st: &Stat) -> String {

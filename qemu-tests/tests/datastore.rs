@@ -1,0 +1,125 @@
+//! The menu's datastore browser in the guest: the demo's ESXi boot disk
+//! (GPT with the real ESXi-written VMFS5 volume in slot 3) attached to a
+//! MegaRAID (megasas-gen2) controller; the datastore is browsed over the
+//! serial console, a folder and a file are marked and extracted to the
+//! ext4 destination on a second disk; the source is unchanged and the
+//! extracted files hold the fixture's known content.
+
+use qemu_tests::*;
+use std::process::Command;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(120);
+
+fn ext4_file(image: &std::path::Path, name: &str, out: &std::path::Path) -> Vec<u8> {
+    let st = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump {name} {}", out.display()))
+        .arg(image)
+        .output()
+        .expect("debugfs (e2fsprogs)");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    std::fs::read(out).unwrap_or_else(|e| panic!("{name} not on the destination: {e}"))
+}
+
+/// The number the menu shows in front of the line containing `needle`.
+fn number_of(screen: &str, needle: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {needle:?} in:\n{screen}"))
+        .to_string()
+}
+
+#[test]
+fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
+    if demo::vmfs5_fixture().is_none() {
+        eprintln!("skipped: ../shared/fixtures/vmfs/vmfs5.bin.gz is not beside the checkout");
+        return;
+    }
+    let image = Image::built();
+    let dir = TempDir::new("datastore");
+    let demo = demo::demo_disks(dir.path(), true).expect("demo disks");
+    let boot = demo.iter().find(|d| d.serial == "ESXI-BOOT-0001").unwrap();
+    let dest = demo.iter().find(|d| d.serial == "DEST-0001").unwrap();
+    let boot_hash = sha256_file(&boot.path);
+    let disks = vec![
+        Disk::new(&boot.path, Controller::MegasasGen2, "ESXI-LD-0001").model("ESXi LD"),
+        Disk::new(&dest.path, Controller::VirtioBlk, "DEST-0001"),
+    ];
+    let mut vm = Vm::start(&image, &VmConfig::new(disks));
+    let overview = vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    assert!(overview.contains("d VMFS datastores"), "{overview}");
+    vm.send("d\n");
+    let stores = vm.wait_for("Datastore (Enter: back): ", T);
+    assert!(stores.contains("VMFS5 \"vmfs5\""), "{stores}");
+    vm.send(&format!("{}\n", number_of(&stores, "\"vmfs5\"")));
+    let root = vm.wait_for("Enter: back: ", T);
+    for name in [
+        "directory/",
+        "big ",
+        "bigger ",
+        "small ",
+        "symlink",
+        "rdm-rdm.vmdk",
+    ] {
+        assert!(root.contains(name), "{name} missing:\n{root}");
+    }
+    assert!(root.contains("raw device mapping"), "{root}");
+    // Into the folder and back up.
+    vm.send(&format!("{}\n", number_of(&root, "directory/")));
+    let folder = vm.wait_for("Enter: back: ", T);
+    assert!(
+        folder.contains("vmfs5:/directory") && folder.contains("file100"),
+        "{folder}"
+    );
+    vm.send("u\n");
+    let root = vm.wait_for("Enter: back: ", T);
+    vm.send(&format!("m {}\n", number_of(&root, "directory/")));
+    let root = vm.wait_for("Enter: back: ", T);
+    assert!(root.contains("(1 marked)"), "{root}");
+    vm.send(&format!("m {}\n", number_of(&root, "big ")));
+    let root = vm.wait_for("Enter: back: ", T);
+    assert!(root.contains("(2 marked)"), "{root}");
+    vm.send("x\n");
+    let dests = vm.wait_for("Destination (Enter: back): ", T);
+    assert!(dests.contains("RESCUEDEST"), "{dests}");
+    assert!(
+        !dests
+            .lines()
+            .any(|l| l.trim_start().starts_with(char::is_numeric) && l.contains("/dev/sda")),
+        "the source disk is offered as a destination: {dests}"
+    );
+    vm.send(&format!("{}\n", number_of(&dests, "RESCUEDEST")));
+    vm.wait_for("Type yes to mount: ", T);
+    vm.send("yes\n");
+    let confirm = vm.wait_for("[y/N]: ", T);
+    assert!(confirm.contains("/mnt/dest/vda/vmfs-vmfs5"), "{confirm}");
+    vm.send("y\n");
+    let done = vm.wait_for("Enter: back to the folder: ", Duration::from_secs(300));
+    assert!(done.contains("Extracted: every byte was read."), "{done}");
+    vm.send("\n");
+    vm.wait_for("Enter: back: ", T);
+    vm.send("\n");
+    vm.wait_for("Choose: ", T);
+    vm.send("p\n");
+    vm.wait_for("[y/N]", T);
+    vm.send("y\n");
+    vm.wait_exit(Duration::from_secs(60));
+    assert_eq!(sha256_file(&boot.path), boot_hash, "source changed");
+    let big = ext4_file(&dest.path, "/vmfs-vmfs5/big", &dir.path().join("big"));
+    let mut want = b"Kusjes van SRT<3".repeat(65536);
+    want.push(b'\n');
+    assert!(big == want, "big differs ({} bytes)", big.len());
+    let f42 = ext4_file(
+        &dest.path,
+        "/vmfs-vmfs5/directory/file42",
+        &dir.path().join("f42"),
+    );
+    assert_eq!(f42, b"File 42\n");
+}
