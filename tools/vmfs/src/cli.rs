@@ -543,9 +543,17 @@ fn cat(c: CatCommand) -> CliResult {
         .length
         .map(|l| start.saturating_add(l).min(f.size()))
         .unwrap_or(f.size());
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut buf = vec![0u8; 4 << 20];
+    // Rust's stdout is line-buffered: it would search every chunk for a
+    // newline (half of cat's time on cached data). A duplicate of fd 1 as a
+    // File writes the chunks straight through. 1 MiB chunks: the usual file
+    // block, and small enough to stay in the CPU cache between read and write.
+    use std::os::fd::AsFd;
+    let mut out = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(|e| format!("stdout: {e}"))?;
+    let mut buf = vec![0u8; 1 << 20];
     let mut pos = start;
     while pos < end {
         let n = ((end - pos) as usize).min(buf.len());

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Reading files out of VMFS, same run (issue 6): `rescue vmfs cat` against
+# `debugvmfs ... cat` and `cat` through `vmfs-fuse` (Debian vmfs-tools), and
+# against a plain `cat` of an equal-size regular file. Data: the real
+# ESXi-written VMFS5 volume from ../shared/fixtures/vmfs (page-cached):
+# `bigger` (128 MiB of data in 1 MiB file blocks, read ROUNDS times per
+# tool) and the first 4 GiB of the thin `normal-flat.vmdk` (pointer blocks,
+# unallocated: zeros). Usage: bench/vmfs.sh [ROUNDS] (default 10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds="${1:-10}"
+fixture="../shared/fixtures/vmfs/vmfs5.bin.gz"
+[ -f "$fixture" ] || { echo "needs $fixture (see its README for the public source)" >&2; exit 2; }
+command -v debugvmfs >/dev/null || { apt-get update -qq && apt-get install -y -qq vmfs-tools; }
+rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+cargo build --release -q --target x86_64-unknown-linux-musl -p rescue-init
+rescue="$PWD/target/x86_64-unknown-linux-musl/release/rescue"
+dir="$PWD/target/bench-vmfs"; mnt="$dir/mnt"
+rm -rf "$dir"; mkdir -p "$mnt"
+cleanup() { umount "$mnt" 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+gzip -dc "$fixture" | dd of="$dir/vmfs5.img" bs=1M conv=sparse status=none
+img="$dir/vmfs5.img"
+"$rescue" vmfs cat "$img" /bigger > "$dir/plain"   # the equal-size regular file
+cat "$img" "$dir/plain" > /dev/null
+vmfs-fuse "$img" "$mnt"
+nproc | sed 's/^/cores: /'; grep -m1 "model name" /proc/cpuinfo
+now() { date +%s.%N; }
+secs() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.3f", e - s }'; }
+repeat() { local s; s=$(now); for _ in $(seq "$rounds"); do "$@" > /dev/null; done; secs "$s" "$(now)"; }
+ours=$(repeat "$rescue" vmfs cat "$img" /bigger)
+debug=$(repeat debugvmfs "$img" cat /bigger)
+fuse=$(repeat cat "$mnt/bigger")
+plain=$(repeat cat "$dir/plain")
+bytes=$((rounds * 134217728))
+rate() { awk -v b="$bytes" -v t="$1" 'BEGIN { printf "%.0f MB/s", b / t / 1e6 }'; }
+echo "bigger (128 MiB, data), $rounds reads each:"
+echo "| tool | time | rate |"; echo "|---|---|---|"
+echo "| rescue vmfs cat | $ours s | $(rate "$ours") |"
+echo "| debugvmfs cat | $debug s | $(rate "$debug") |"
+echo "| cat through vmfs-fuse | $fuse s | $(rate "$fuse") |"
+echo "| cat of a regular file | $plain s | $(rate "$plain") |"
+awk -v o="$ours" -v d="$debug" -v f="$fuse" -v p="$plain" 'BEGIN {
+    b = (d < f) ? d : f
+    printf "rescue vs the faster of debugvmfs and vmfs-fuse: %.2fx; vs plain cat: %.2fx\n", b / o, p / o }'
+four=4294967296
+s=$(now); "$rescue" vmfs cat "$img" /normal-flat.vmdk --length $four > /dev/null; ours=$(secs "$s" "$(now)")
+s=$(now); { debugvmfs "$img" cat /normal-flat.vmdk || true; } | head -c $four > /dev/null || true; debug=$(secs "$s" "$(now)")
+s=$(now); head -c $four "$mnt/normal-flat.vmdk" > /dev/null; fuse=$(secs "$s" "$(now)")
+echo; echo "normal-flat.vmdk, first 4 GiB (thin: unallocated, zeros):"
+echo "| tool | time |"; echo "|---|---|"
+echo "| rescue vmfs cat --length 4G | $ours s |"
+echo "| debugvmfs cat \| head -c 4G | $debug s |"
+echo "| head -c 4G through vmfs-fuse | $fuse s |"
+awk -v o="$ours" -v d="$debug" -v f="$fuse" 'BEGIN { b = (d < f) ? d : f; printf "rescue vs the faster of the two: %.2fx\n", b / o }'
