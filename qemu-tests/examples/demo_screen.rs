@@ -21,9 +21,6 @@ fn main() {
     );
     vm.send("\n");
     vm.wait_for("Choose: ", Duration::from_secs(60));
-    vm.send("p\n");
-    vm.wait_for("[y/N]", Duration::from_secs(30));
-    vm.send("y\n");
-    vm.wait_exit(Duration::from_secs(60));
+    vm.power_off_from_menu();
     println!();
 }

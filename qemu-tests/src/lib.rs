@@ -615,6 +615,21 @@ impl Vm {
         reply(&mut writer, Some(command))
     }
 
+    /// From the menu's prompt: power off, confirmed, and wait for QEMU to end.
+    pub fn power_off_from_menu(&mut self) {
+        self.send("p\n");
+        self.wait_for("[y/N]", Duration::from_secs(30));
+        self.send("y\n");
+        self.wait_exit(Duration::from_secs(60));
+    }
+
+    /// From the menu's shell: back to the menu, then power off.
+    pub fn power_off_from_shell(&mut self) {
+        self.send("exit\n");
+        self.wait_for("Choose: ", Duration::from_secs(30));
+        self.power_off_from_menu();
+    }
+
     /// From the menu's prompt, starts the menu's shell.
     pub fn enter_shell(&mut self) {
         self.send("s\n");
@@ -673,6 +688,35 @@ impl Drop for Vm {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The number a menu screen shows in front of the first line containing
+/// `needle` (menus number their choices in the first column).
+pub fn menu_number(screen: &str, needle: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {needle:?} in:\n{screen}"))
+        .to_string()
+}
+
+/// A file from an ext4 image, read on the host with e2fsprogs' debugfs (no
+/// mount); `path` is absolute in the filesystem; `scratch` is where debugfs
+/// puts it.
+pub fn ext4_file(image: &Path, path: &str, scratch: &Path) -> Vec<u8> {
+    let st = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump {path} {}", scratch.display()))
+        .arg(image)
+        .output()
+        .expect("debugfs (e2fsprogs)");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    std::fs::read(scratch).unwrap_or_else(|e| panic!("{path} not in {}: {e}", image.display()))
 }
 
 pub fn qemu_binary() -> String {

@@ -642,10 +642,7 @@ fn gpt_repair_from_the_menu_survives_reboot() {
     );
     vm.send("\n");
     vm.wait_for("Choose: ", Duration::from_secs(60));
-    vm.send("p\n");
-    vm.wait_for("[y/N]", Duration::from_secs(30));
-    vm.send("y\n");
-    vm.wait_exit(Duration::from_secs(60));
+    vm.power_off_from_menu();
 
     // After the "reboot": the ESXi slots, at the very same offsets.
     let (s, t) = run_script(
@@ -700,10 +697,7 @@ fn pxe_boot_from_the_bundle() {
     let boot = vm.wait_for("Choose: ", BOOT_TIMEOUT);
     assert!(boot.contains("menus on /dev/tty1 /dev/ttyS0"), "{boot}");
     assert!(boot.contains(" vda "), "{boot}");
-    vm.send("p\n");
-    vm.wait_for("[y/N]", Duration::from_secs(30));
-    vm.send("y\n");
-    vm.wait_exit(Duration::from_secs(60));
+    vm.power_off_from_menu();
 }
 
 /// UEFI with Secure Boot enforced (OVMF with Microsoft's keys) boots the USB
@@ -736,12 +730,7 @@ fn usb_stick_boots_with_secure_boot() {
         sb.lines().any(|l| l.trim() == "1"),
         "no 'Secure boot enabled' in dmesg:\n{sb}"
     );
-    vm.send("exit\n");
-    vm.wait_for("Choose: ", Duration::from_secs(30));
-    vm.send("p\n");
-    vm.wait_for("[y/N]", Duration::from_secs(30));
-    vm.send("y\n");
-    vm.wait_exit(Duration::from_secs(60));
+    vm.power_off_from_shell();
     assert_eq!(sha256_file(&stick), before);
 }
 
@@ -753,10 +742,7 @@ fn boot_medium(cfg: VmConfig, medium: &std::path::Path) {
     let mut vm = Vm::start(&image, &cfg);
     let boot = vm.wait_for("Choose: ", BOOT_TIMEOUT);
     assert!(boot.contains(" vda "), "{boot}");
-    vm.send("p\n");
-    vm.wait_for("[y/N]", Duration::from_secs(30));
-    vm.send("y\n");
-    vm.wait_exit(Duration::from_secs(60));
+    vm.power_off_from_menu();
     assert_eq!(sha256_file(medium), before);
 }
 

@@ -6,35 +6,9 @@
 //! extracted files hold the fixture's known content.
 
 use qemu_tests::*;
-use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(120);
-
-fn ext4_file(image: &std::path::Path, name: &str, out: &std::path::Path) -> Vec<u8> {
-    let st = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("dump {name} {}", out.display()))
-        .arg(image)
-        .output()
-        .expect("debugfs (e2fsprogs)");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    std::fs::read(out).unwrap_or_else(|e| panic!("{name} not on the destination: {e}"))
-}
-
-/// The number the menu shows in front of the line containing `needle`.
-fn number_of(screen: &str, needle: &str) -> String {
-    screen
-        .lines()
-        .find(|l| l.contains(needle))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no {needle:?} in:\n{screen}"))
-        .to_string()
-}
 
 #[test]
 fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
@@ -58,7 +32,7 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
     vm.send("d\n");
     let stores = vm.wait_for("Datastore (Enter: back): ", T);
     assert!(stores.contains("VMFS5 \"vmfs5\""), "{stores}");
-    vm.send(&format!("{}\n", number_of(&stores, "\"vmfs5\"")));
+    vm.send(&format!("{}\n", menu_number(&stores, "\"vmfs5\"")));
     let root = vm.wait_for("Enter: back: ", T);
     for name in [
         "directory/",
@@ -72,7 +46,7 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
     }
     assert!(root.contains("raw device mapping"), "{root}");
     // Into the folder and back up.
-    vm.send(&format!("{}\n", number_of(&root, "directory/")));
+    vm.send(&format!("{}\n", menu_number(&root, "directory/")));
     let folder = vm.wait_for("Enter: back: ", T);
     assert!(
         folder.contains("vmfs5:/directory") && folder.contains("file100"),
@@ -80,10 +54,10 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
     );
     vm.send("u\n");
     let root = vm.wait_for("Enter: back: ", T);
-    vm.send(&format!("m {}\n", number_of(&root, "directory/")));
+    vm.send(&format!("m {}\n", menu_number(&root, "directory/")));
     let root = vm.wait_for("Enter: back: ", T);
     assert!(root.contains("(1 marked)"), "{root}");
-    vm.send(&format!("m {}\n", number_of(&root, "big ")));
+    vm.send(&format!("m {}\n", menu_number(&root, "big ")));
     let root = vm.wait_for("Enter: back: ", T);
     assert!(root.contains("(2 marked)"), "{root}");
     vm.send("x\n");
@@ -95,7 +69,7 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
             .any(|l| l.trim_start().starts_with(char::is_numeric) && l.contains("/dev/sda")),
         "the source disk is offered as a destination: {dests}"
     );
-    vm.send(&format!("{}\n", number_of(&dests, "RESCUEDEST")));
+    vm.send(&format!("{}\n", menu_number(&dests, "RESCUEDEST")));
     vm.wait_for("Type yes to mount: ", T);
     vm.send("yes\n");
     let confirm = vm.wait_for("[y/N]: ", T);
@@ -107,10 +81,7 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
     vm.wait_for("Enter: back: ", T);
     vm.send("\n");
     vm.wait_for("Choose: ", T);
-    vm.send("p\n");
-    vm.wait_for("[y/N]", T);
-    vm.send("y\n");
-    vm.wait_exit(Duration::from_secs(60));
+    vm.power_off_from_menu();
     assert_eq!(sha256_file(&boot.path), boot_hash, "source changed");
     let big = ext4_file(&dest.path, "/vmfs-vmfs5/big", &dir.path().join("big"));
     let mut want = b"Kusjes van SRT<3".repeat(65536);

@@ -4,23 +4,6 @@
 //! `rescue dest mount --yes`.
 
 use qemu_tests::*;
-use std::process::Command;
-
-/// A file from an ext4 image, read with e2fsprogs' debugfs (no mount).
-fn ext4_file(image: &std::path::Path, name: &str, out: &std::path::Path) -> Vec<u8> {
-    let st = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("dump /{name} {}", out.display()))
-        .arg(image)
-        .output()
-        .expect("debugfs (e2fsprogs)");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    std::fs::read(out).unwrap_or_else(|e| panic!("{name} not on the destination: {e}"))
-}
 
 #[test]
 fn dying_nvme_imaged_to_a_mounted_destination() {
@@ -82,7 +65,7 @@ fn dying_nvme_imaged_to_a_mounted_destination() {
 
     // The source is unchanged; the mapfile marks exactly the injected sectors.
     assert_eq!(sha256_file(&dying), dying_hash, "the source was written");
-    let map = String::from_utf8(ext4_file(&dest, "dying.map", &dir.path().join("map"))).unwrap();
+    let map = String::from_utf8(ext4_file(&dest, "/dying.map", &dir.path().join("map"))).unwrap();
     let bad: Vec<(u64, u64)> = map
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -107,7 +90,7 @@ fn dying_nvme_imaged_to_a_mounted_destination() {
     );
     // The image equals the source with the bad sectors as zeros, and the
     // hash printed in the guest says the same.
-    let img = ext4_file(&dest, "dying.img", &dir.path().join("img"));
+    let img = ext4_file(&dest, "/dying.img", &dir.path().join("img"));
     let mut expect = std::fs::read(&dying).unwrap();
     assert_eq!(img.len(), expect.len());
     for &s in demo::DYING_BAD_SECTORS {

@@ -39,21 +39,6 @@ fn ext4_dest(dir: &Path) -> PathBuf {
     p
 }
 
-fn ext4_file(image: &Path, name: &str, out: &Path) -> Vec<u8> {
-    let st = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("dump /{name} {}", out.display()))
-        .arg(image)
-        .output()
-        .expect("debugfs (e2fsprogs)");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    std::fs::read(out).unwrap_or_else(|e| panic!("{name} not on the destination: {e}"))
-}
-
 /// The destination on virtio (vda), the source behind a PCIe root port
 /// (vdb) so it can be unplugged, read-throttled to `bps` bytes/s if given.
 fn cfg(dest: &Path, src: &Path, bps: Option<u64>) -> VmConfig {
@@ -99,15 +84,6 @@ fn wait_for_progress(vm: &Vm, percent: f64, timeout: Duration) {
     }
 }
 
-/// The menu line of the choice whose text contains `needle`: its number.
-fn choice_number(list: &str, needle: &str) -> String {
-    list.lines()
-        .find(|l| l.contains(needle))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no {needle:?} in:\n{list}"))
-        .to_string()
-}
-
 #[test]
 fn killed_mid_copy_then_resumed_from_the_menu() {
     let image = Image::built();
@@ -122,7 +98,7 @@ fn killed_mid_copy_then_resumed_from_the_menu() {
     vm.send("i\n");
     let sources = vm.wait_for("Source (Enter: back): ", T);
     assert!(sources.contains("health"), "{sources}");
-    vm.send(&format!("{}\n", choice_number(&sources, "96.0 MiB")));
+    vm.send(&format!("{}\n", menu_number(&sources, "96.0 MiB")));
     let dests = vm.wait_for("Destination (Enter: back): ", T);
     assert!(
         dests.contains("\"IMGDEST\"") && dests.contains("free"),
@@ -134,7 +110,7 @@ fn killed_mid_copy_then_resumed_from_the_menu() {
             .any(|l| l.trim_start().starts_with(char::is_numeric) && l.contains("/dev/vdb")),
         "source offered as destination: {dests}"
     );
-    vm.send(&format!("{}\n", choice_number(&dests, "IMGDEST")));
+    vm.send(&format!("{}\n", menu_number(&dests, "IMGDEST")));
     vm.wait_for("Type yes to mount: ", T);
     vm.send("yes\n");
     let confirm = vm.wait_for("Start? [y/N]: ", T);
@@ -156,9 +132,9 @@ fn killed_mid_copy_then_resumed_from_the_menu() {
     vm.wait_for("Choose: ", BOOT_TIMEOUT);
     vm.send("i\n");
     let sources = vm.wait_for("Source (Enter: back): ", T);
-    vm.send(&format!("{}\n", choice_number(&sources, "96.0 MiB")));
+    vm.send(&format!("{}\n", menu_number(&sources, "96.0 MiB")));
     let dests = vm.wait_for("Destination (Enter: back): ", T);
-    vm.send(&format!("{}\n", choice_number(&dests, "IMGDEST")));
+    vm.send(&format!("{}\n", menu_number(&dests, "IMGDEST")));
     vm.wait_for("Type yes to mount: ", T);
     vm.send("yes\n");
     let offer = vm.wait_for("Enter: back: ", T);
@@ -191,20 +167,15 @@ fn killed_mid_copy_then_resumed_from_the_menu() {
     );
     let (umount, code) = vm.shell("rescue dest umount /dev/vda", T);
     assert_eq!(code, 0, "{umount}");
-    vm.send("exit\n");
-    vm.wait_for("Choose: ", T);
-    vm.send("p\n");
-    vm.wait_for("[y/N]", T);
-    vm.send("y\n");
-    vm.wait_exit(Duration::from_secs(60));
+    vm.power_off_from_shell();
     assert_eq!(sha256_file(&src), src_hash);
     let stem = "vdb-SRCDISK";
-    let img = ext4_file(&dest, &format!("{stem}.img"), &dir.path().join("out.img"));
+    let img = ext4_file(&dest, &format!("/{stem}.img"), &dir.path().join("out.img"));
     assert!(
         img == std::fs::read(&src).unwrap(),
         "resumed image differs from the source"
     );
-    let map = ext4_file(&dest, &format!("{stem}.map"), &dir.path().join("out.map"));
+    let map = ext4_file(&dest, &format!("/{stem}.map"), &dir.path().join("out.map"));
     let parsed = imaging::mapfile::parse(&String::from_utf8_lossy(&map)).expect("mapfile");
     let m = parsed.map.expect("mapfile with block lines");
     assert_eq!(m.bytes(imaging::mapfile::Status::Finished), SRC_BYTES);
@@ -216,7 +187,7 @@ fn killed_mid_copy_then_resumed_from_the_menu() {
         .collect();
     let sum = ext4_file(
         &dest,
-        &format!("{stem}.img.sha256"),
+        &format!("/{stem}.img.sha256"),
         &dir.path().join("out.sha"),
     );
     let sum = String::from_utf8_lossy(&sum);
@@ -253,15 +224,10 @@ fn source_unplugged_mid_copy_stops_with_a_valid_mapfile() {
     assert_eq!(m.bytes(imaging::mapfile::Status::BadSector), 0, "{map}");
     let (u, code) = vm.shell("rescue dest umount /dev/vda", T);
     assert_eq!(code, 0, "{u}");
-    vm.send("exit\n");
-    vm.wait_for("Choose: ", T);
-    vm.send("p\n");
-    vm.wait_for("[y/N]", T);
-    vm.send("y\n");
-    vm.wait_exit(Duration::from_secs(60));
+    vm.power_off_from_shell();
     assert_eq!(sha256_file(&src), src_hash);
     // The image holds exactly what the mapfile says was finished.
-    let img = ext4_file(&dest, "u.img", &dir.path().join("u.img"));
+    let img = ext4_file(&dest, "/u.img", &dir.path().join("u.img"));
     let src_data = std::fs::read(&src).unwrap();
     for e in m.extents() {
         if e.status == imaging::mapfile::Status::Finished {

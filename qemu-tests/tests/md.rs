@@ -64,15 +64,6 @@ fn cfg(paths: &[std::path::PathBuf]) -> VmConfig {
     )
 }
 
-fn power_off(vm: &mut Vm) {
-    vm.send("exit\n");
-    vm.wait_for("Choose: ", Duration::from_secs(30));
-    vm.send("p\n");
-    vm.wait_for("[y/N]", Duration::from_secs(30));
-    vm.send("y\n");
-    vm.wait_exit(Duration::from_secs(60));
-}
-
 const T: Duration = Duration::from_secs(120);
 
 #[test]
@@ -161,7 +152,7 @@ fn raid5_assembled_read_only_and_checked_by_the_kernel() {
     assert!(stopped.contains("unmounted /mnt/md/md127"), "{stopped}");
     let (gone, _) = vm.shell("ls /sys/block", T);
     assert!(!gone.contains("md127"), "{gone}");
-    power_off(&mut vm);
+    vm.power_off_from_shell();
     drop(vm);
     for (p, h) in paths.iter().zip(&hashes) {
         assert_eq!(
@@ -209,7 +200,7 @@ fn raid5_assembled_read_only_and_checked_by_the_kernel() {
         ro.lines().any(|l| l.trim() == "1"),
         "member not read-only again: {ro}"
     );
-    power_off(&mut vm);
+    vm.power_off_from_shell();
     drop(vm);
     // The check wrote the superblocks (4 KiB at 4096; the kernel's write
     // covers the superblock and its bad-block log area before the data)

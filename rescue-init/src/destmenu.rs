@@ -74,12 +74,7 @@ pub fn choose(
     let Some(a) = ask(input, out, "Destination (Enter: back): ") else {
         return Chosen::Ended;
     };
-    let Some(dst) = a
-        .parse::<usize>()
-        .ok()
-        .filter(|&n| n >= 1 && n <= usable.len())
-        .map(|n| usable[n - 1])
-    else {
+    let Some(dst) = crate::menu::pick(&a, &usable).copied() else {
         if !a.is_empty() {
             let _ = writeln!(out, "'{a}' is not one of the destinations.");
         }

@@ -68,12 +68,7 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
     let Some(a) = ask(input, out, "Source (Enter: back): ") else {
         return false;
     };
-    let Some(src) = a
-        .parse::<usize>()
-        .ok()
-        .filter(|&n| n >= 1 && n <= disks.len())
-        .map(|n| &disks[n - 1])
-    else {
+    let Some(src) = crate::menu::pick(&a, disks) else {
         if !a.is_empty() {
             let _ = writeln!(out, "'{a}' is not one of the disks.");
         }

@@ -169,6 +169,12 @@ fn header() -> String {
     )
 }
 
+/// The item a 1-based number in `answer` names, if it names one.
+pub fn pick<'a, T>(answer: &str, items: &'a [T]) -> Option<&'a T> {
+    let n = answer.trim().parse::<usize>().ok()?;
+    items.get(n.checked_sub(1)?)
+}
+
 pub fn read_line(input: &mut impl BufRead) -> Option<String> {
     let mut s = String::new();
     match input.read_line(&mut s) {

@@ -79,12 +79,7 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
     let Some(a) = ask(input, out, "Datastore (Enter: back): ") else {
         return false;
     };
-    let Some(store) = a
-        .parse::<usize>()
-        .ok()
-        .filter(|&n| n >= 1 && n <= stores.len())
-        .map(|n| &stores[n - 1])
-    else {
+    let Some(store) = crate::menu::pick(&a, &stores) else {
         return true;
     };
     browse(store, input, out)
@@ -175,13 +170,7 @@ fn browse(store: &Datastore, input: &mut impl BufRead, out: &mut impl Write) -> 
         ) else {
             return false;
         };
-        let pick = |s: &str| {
-            s.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| n >= 1 && n <= entries.len())
-                .map(|n| &entries[n - 1])
-        };
+        let pick = |s: &str| crate::menu::pick(s, &entries);
         match a.as_str() {
             "" => return true,
             "u" => dir = parent(&dir),
