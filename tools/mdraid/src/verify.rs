@@ -485,6 +485,30 @@ fn run_striped(
 }
 
 /// First and last differing byte of two blocks.
+/// Whether the XOR of `data` and `parity` is all zero, 64 bytes at a time,
+/// without writing anything (the RAID-4/5 check on consistent stripes).
+fn xor_is_zero(data: &[&[u8]], parity: &[u8]) -> bool {
+    if data.iter().any(|d| d.len() != parity.len()) {
+        return false;
+    }
+    let word = |b: &[u8], i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+    let whole = parity.len() / 64 * 64;
+    for at in (0..whole).step_by(64) {
+        let mut acc = 0u64;
+        for w in (at..at + 64).step_by(8) {
+            let mut x = word(parity, w);
+            for d in data {
+                x ^= word(d, w);
+            }
+            acc |= x;
+        }
+        if acc != 0 {
+            return false;
+        }
+    }
+    (whole..parity.len()).all(|i| data.iter().fold(parity[i], |x, d| x ^ d[i]) == 0)
+}
+
 /// Whether two blocks are equal, 64 bytes at a time (musl's memcmp, which
 /// `==` on slices calls, compares byte by byte; this loop vectorizes).
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -618,6 +642,11 @@ fn check_parity(g: &Geometry, members: &[Option<Member<'_>>], u: &Unit<'_>, st: 
     let blocks: Vec<&[u8]> = u.blocks.iter().map(|b| b.unwrap_or(&[])).collect();
     let data: Vec<&[u8]> = stripe.data.iter().map(|&d| blocks[d]).collect();
     let len = u.len as usize;
+    // RAID-4/5: one pass that XORs the data blocks with the stored parity
+    // and only tests for zero; P is computed (below) only for a mismatch.
+    if stripe.q.is_none() && xor_is_zero(&data, blocks[stripe.p]) {
+        return;
+    }
     let mut p = std::mem::take(&mut st.scratch_p);
     p.resize(len, 0);
     gf::compute_p(&data, &mut p);
