@@ -13,7 +13,8 @@ struct Datastore {
     source: String,
     /// Byte offset of the VMFS partition on `source`.
     offset: u64,
-    disk: String,
+    /// Every disk holding a part of the volume (never a destination).
+    disks: Vec<String>,
     vol: vmfs::Volume,
 }
 
@@ -25,30 +26,44 @@ pub fn has_vmfs(d: &probe::Disk) -> bool {
             .any(|p| p.contents.as_ref().is_some_and(|c| c.vmfs.is_some()))
 }
 
+/// The datastores on the disks: VMFS devices grouped by LVM volume UUID,
+/// so a volume spanning several disks is opened whole.
 fn find_datastores(disks: &[probe::Disk], out: &mut impl Write) -> Vec<Datastore> {
-    let mut found = Vec::new();
-    for d in disks {
-        if !has_vmfs(d) {
-            continue;
-        }
-        let opened = match vmfs::source::open_source(&d.path, None, None) {
-            Ok(o) => o,
+    // (group key, disk, opened device)
+    let mut devices: Vec<(String, String, vmfs::source::Opened)> = Vec::new();
+    for d in disks.iter().filter(|d| has_vmfs(d)) {
+        match vmfs::source::open_source(&d.path, None, None) {
+            Ok(opened) => {
+                for o in opened {
+                    let key = vmfs::source::volume_of(o.dev.as_ref())
+                        .map(|(uuid, _)| uuid)
+                        .unwrap_or_else(|| format!("{}@{}", o.path, o.offset));
+                    devices.push((key, d.name.clone(), o));
+                }
+            }
             Err(e) => {
                 let _ = writeln!(out, "  ! {}: {e}", d.path);
-                continue;
             }
-        };
-        for o in opened {
-            match vmfs::Volume::from_devices(vec![o.dev]) {
-                Ok(vol) => found.push(Datastore {
-                    source: o.path,
-                    offset: o.offset,
-                    disk: d.name.clone(),
-                    vol,
-                }),
-                Err(e) => {
-                    let _ = writeln!(out, "  ! {} at byte {}: {e}", d.path, o.offset);
-                }
+        }
+    }
+    let mut keys: Vec<String> = devices.iter().map(|(k, _, _)| k.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut found = Vec::new();
+    for key in keys {
+        let (group, rest): (Vec<_>, Vec<_>) = devices.into_iter().partition(|(k, _, _)| *k == key);
+        devices = rest;
+        let (source, offset) = (group[0].2.path.clone(), group[0].2.offset);
+        let other_disks: Vec<String> = group.iter().map(|(_, d, _)| d.clone()).collect();
+        match vmfs::Volume::from_devices(group.into_iter().map(|(_, _, o)| o.dev).collect()) {
+            Ok(vol) => found.push(Datastore {
+                source,
+                offset,
+                disks: other_disks,
+                vol,
+            }),
+            Err(e) => {
+                let _ = writeln!(out, "  ! {source} at byte {offset}: {e}");
             }
         }
     }
@@ -238,7 +253,7 @@ fn extract(
     out: &mut impl Write,
 ) -> bool {
     let what = format!("{} item(s) from datastore \"{label}\"", marked.len());
-    let at = match crate::destmenu::choose(std::slice::from_ref(&store.disk), &what, input, out) {
+    let at = match crate::destmenu::choose(&store.disks, &what, input, out) {
         Chosen::Ended => return false,
         Chosen::Back => return true,
         Chosen::At(at, _) => at,

@@ -323,6 +323,28 @@ pub fn is_read_only(path: impl AsRef<Path>) -> io::Result<bool> {
         != 0)
 }
 
+/// Block devices that are not disks the user brought: our own loop/ram
+/// devices, device-mapper and md (the md tools show those), idle nbd slots.
+pub fn is_ignored_block_device(name: &str) -> bool {
+    ["loop", "ram", "zram", "dm-", "md", "nbd"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// The machine's disks: kernel names under `sys`/block, sorted, without
+/// [`is_ignored_block_device`] ones, optical and floppy drives.
+pub fn system_disks(sys: &Path) -> Vec<String> {
+    let mut disks: Vec<String> = std::fs::read_dir(sys.join("block"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !is_ignored_block_device(n) && !n.starts_with("sr") && !n.starts_with("fd"))
+        .collect();
+    disks.sort();
+    disks
+}
+
 /// Read-only flags turned off for a task (mounting a destination, letting
 /// md write its superblocks), remembered so they can be put back. For a
 /// partition the kernel also checks its disk's whole-device flag, so both

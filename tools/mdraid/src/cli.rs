@@ -118,23 +118,11 @@ pub fn open_all(targets: &[String]) -> Opened {
     o
 }
 
-/// Every disk and partition under /sys/block (loop, ram, zram, md, dm,
-/// sr and fd devices skipped): (/dev path, disk, partition number).
+/// Every disk and partition under /sys/block ([`blockdev::system_disks`]):
+/// (/dev path, disk, partition number).
 pub fn system_block_devices() -> Vec<(String, Option<String>, Option<u32>)> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/sys/block") else {
-        return out;
-    };
-    let mut disks: Vec<String> = rd
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| {
-            !["loop", "ram", "zram", "md", "dm-", "sr", "fd", "nbd"]
-                .iter()
-                .any(|p| n.starts_with(p))
-        })
-        .collect();
-    disks.sort();
+    let disks = blockdev::system_disks(std::path::Path::new("/sys"));
     for disk in disks {
         out.push((format!("/dev/{disk}"), None, None));
         let mut parts = Vec::new();

@@ -122,13 +122,7 @@ pub struct Disk {
     pub esxi: Option<esxi::EsxiBoot>,
 }
 
-/// Block devices that are not disks the user brought: our own loop/ram
-/// devices, device-mapper and md (the md tools show those), idle nbd slots.
-pub fn is_ignored_block_device(name: &str) -> bool {
-    ["loop", "ram", "zram", "dm-", "md", "nbd"]
-        .iter()
-        .any(|p| name.starts_with(p))
-}
+pub use blockdev::is_ignored_block_device;
 
 /// Lists the disks with their health and contents: sysfs for identity, then
 /// small read-only reads of each disk through the nodes in `dev_dir`.

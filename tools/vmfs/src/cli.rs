@@ -274,6 +274,26 @@ fn open_volume(
             devs.push(o.dev);
         }
     }
+    // A spanned volume with only some of its devices named: on a machine
+    // with its disks (the appliance), find the others by volume UUID.
+    if extents.is_empty() && bad.is_none() {
+        if let Some((uuid, n)) = devs
+            .first()
+            .and_then(|d| crate::source::volume_of(d.as_ref()))
+        {
+            if n as usize > devs.len() {
+                let sys = Path::new("/sys");
+                for o in crate::source::find_extents(sys, Path::new("/dev"), &uuid, &origins) {
+                    eprintln!(
+                        "vmfs: extent of volume {uuid} found on {} at byte {}",
+                        o.path, o.offset
+                    );
+                    origins.push((o.path, o.offset));
+                    devs.push(o.dev);
+                }
+            }
+        }
+    }
     let vol = Volume::from_devices(devs).map_err(|e| e.to_string())?;
     for w in &vol.warnings {
         eprintln!("vmfs: warning: {w}");

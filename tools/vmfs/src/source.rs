@@ -241,6 +241,53 @@ pub fn open_source(
         .collect())
 }
 
+/// The LVM volume UUID of a VMFS device and how many devices the volume
+/// spans, if it has an LVM header.
+pub fn volume_of(dev: &dyn BlockDevice) -> Option<(String, u32)> {
+    crate::detect(dev)
+        .and_then(|s| s.lvm)
+        .map(|l| (l.volume_uuid, l.num_devices))
+}
+
+/// VMFS devices of LVM volume `volume_uuid` on the disks under `sys`/block
+/// (through `dev_dir` nodes), other than the `(path, offset)` ones in
+/// `known`: how the appliance finds a spanned volume's other extents
+/// without `--extent`. Devices that cannot be opened are passed over.
+pub fn find_extents(
+    sys: &std::path::Path,
+    dev_dir: &std::path::Path,
+    volume_uuid: &str,
+    known: &[(String, u64)],
+) -> Vec<Opened> {
+    let mut out = Vec::new();
+    for disk in blockdev::system_disks(sys) {
+        let path = dev_dir.join(&disk).display().to_string();
+        let Ok(found) = open_source(&path, None, None) else {
+            continue;
+        };
+        for o in found {
+            let same_place = known
+                .iter()
+                .any(|(p, off)| *off == o.offset && same_file(p, &o.path));
+            if !same_place && volume_of(o.dev.as_ref()).is_some_and(|(u, _)| u == volume_uuid) {
+                out.push(o);
+            }
+        }
+    }
+    out
+}
+
+/// Whether two paths name the same file or device node.
+fn same_file(a: &str, b: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => {
+            (x.dev(), x.ino()) == (y.dev(), y.ino()) || (x.rdev() != 0 && x.rdev() == y.rdev())
+        }
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
