@@ -151,11 +151,7 @@ pub fn resolve<'a>(md: &Md, report: &'a ScanReport, spec: &str) -> Result<&'a Ar
     }
     let dev = kernel_name(spec);
     if let Some(r) = md.running().into_iter().find(|r| r.name == dev) {
-        if let Some(a) = report.arrays.iter().find(|a| {
-            a.members
-                .iter()
-                .any(|m| r.members.iter().any(|x| x == kernel_name(&m.device)))
-        }) {
+        if let Some(a) = report.arrays.iter().find(|a| r.holds(a)) {
             return Ok(a);
         }
     }

@@ -43,6 +43,15 @@ pub struct Running {
     pub members: Vec<String>,
 }
 
+impl Running {
+    /// Whether this md device runs (some of) the members of `a`.
+    pub fn holds(&self, a: &Array) -> bool {
+        a.members
+            .iter()
+            .any(|m| self.members.iter().any(|x| x == kernel_name(&m.device)))
+    }
+}
+
 /// How a freshly assembled array starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
@@ -91,10 +100,7 @@ pub fn personality_module(level: i32) -> Option<&'static str> {
     })
 }
 
-/// Kernel name of a member device path (`/dev/sda3` -> `sda3`).
-pub fn kernel_name(device: &str) -> &str {
-    device.rsplit('/').next().unwrap_or(device)
-}
+pub use mdraid::scan::kernel_name;
 
 /// The members md should be given: in sync, good checksum. Stale, spare,
 /// faulty and duplicate members are left out (so nothing is rebuilt onto
@@ -179,11 +185,7 @@ impl Md {
 
     /// The running md device holding any of the array's members.
     pub fn running_for(&self, a: &Array) -> Option<Running> {
-        self.running().into_iter().find(|r| {
-            a.members
-                .iter()
-                .any(|m| r.members.iter().any(|x| x == kernel_name(&m.device)))
-        })
+        self.running().into_iter().find(|r| r.holds(a))
     }
 
     /// A free md device name: the 0.90 preferred minor if free, else the

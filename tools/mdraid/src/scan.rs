@@ -201,7 +201,7 @@ pub fn scan(inputs: &[Input<'_>]) -> ScanReport {
             let (ib, sb) = &found[b];
             if a != b
                 && inputs[*ia].partition.is_none()
-                && inputs[*ib].disk.as_deref() == Some(base(&inputs[*ia].name))
+                && inputs[*ib].disk.as_deref() == Some(kernel_name(&inputs[*ia].name))
                 && sa.array_uuid == sb.array_uuid
                 && sa.role == sb.role
                 && sa.events == sb.events
@@ -232,7 +232,8 @@ pub fn scan(inputs: &[Input<'_>]) -> ScanReport {
     }
 }
 
-fn base(name: &str) -> &str {
+/// Kernel name of a device path (`/dev/sda3` -> `sda3`).
+pub fn kernel_name(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
