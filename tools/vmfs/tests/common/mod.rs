@@ -2,6 +2,8 @@
 //! decompressed sparsely once into `<workspace>/target/vmfs-fixtures/`.
 #![allow(dead_code)]
 
+pub mod writer;
+
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;

@@ -1,0 +1,914 @@
+//! Test-only VMFS image writer: modifies a scratch copy of a real
+//! ESXi-written volume the way ESXi itself would (data written into the
+//! blocks a file owns, to-be-zeroed flags cleared on first write, a file's
+//! blocks moved around, a descriptor rewritten inside its sub-block), and
+//! wraps volumes in GPT disks of 512- or 4096-byte sectors.
+//!
+//! It is a second, independent implementation of VMFS addressing: it never
+//! asks the `vmfs` crate where anything is. It finds `.fdc.sf`'s own file
+//! descriptor by scanning for its lock magic and address, and derives every
+//! other location from the on-disk structures (documented below with their
+//! offsets), so a shared misreading of the format shows up as a test failure
+//! instead of agreeing with itself.
+#![allow(dead_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// LVM device header at partition offset 1 MiB (`LVM_DevMetadata`):
+/// +0x00 magic, +0x04 majorVersion, +0xCA mdAlignment (LVM6).
+const LVM_HEADER: u64 = 0x10_0000;
+const LVM_MAGIC: u32 = 0xC001_D00D;
+/// PE table: LVM3..5 at header + 0x80600, LVM6 at header + 0x80000 +
+/// 2 x mdAlignment; 128-byte slots: +0x00 used (1), +0x09 pOffset (device
+/// byte), +0x11 lOffset (volume byte), +0x19 length.
+const PE_SLOT: u64 = 128;
+
+/// FS descriptor at volume offset 2 MiB: +0x04 majorVersion (3/4, 14, 24),
+/// +0x19 config (0x4 = dense sub-block addresses), +0xA1 fileBlockSize u64,
+/// +0xD9 subBlockSize, +0x134 mdAlignment, +0x138 sfbToLfbShift u16,
+/// +0x13E ptrBlockShift u16 (the last three VMFS6 only).
+const FS_DESC: u64 = 0x20_0000;
+const FS_MAGIC: u32 = 0x2FAB_F15E;
+
+/// Every FD starts with an on-disk lock whose magic is this.
+const LOCK_MAGIC: u32 = 0x10C0_0001;
+/// FD address of `.fdc.sf` (cluster 0, resource 2) and of the root (0/0).
+const FDC_ADDR: u32 = 0x0080_0004;
+const ROOT_ADDR: u32 = 0x0000_0004;
+/// How far into the volume `.fdc.sf`'s FD is looked for (it is in the
+/// first cluster group, a few MiB in, on every version).
+const FDC_SCAN: u64 = 32 << 20;
+
+/// Zero-level address types (FD metadata +0x44).
+const ZLA_FILE_BLOCK: u32 = 1;
+const ZLA_SUB_BLOCK: u32 = 2;
+const ZLA_POINTER_BLOCK: u32 = 3;
+const ZLA_POINTER_BLOCK2: u32 = 5;
+const ZLA_DOUBLE_INDIRECT: u32 = 4304;
+const ZLA_RESIDENT: u32 = 4305;
+
+/// A scratch file removed when the test is done with it.
+pub struct Scratch(pub PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn scratch_path(tag: &str) -> PathBuf {
+    let dir = super::workspace().join("target/vmfs-written");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{tag}-{}.img", std::process::id()))
+}
+
+/// A private, sparse copy of fixture `rel` (the decompressed cache stays
+/// pristine).
+pub fn scratch_copy(rel: &str, tag: &str) -> Scratch {
+    let src = super::image(rel);
+    let dst = scratch_path(tag);
+    let st = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&src)
+        .arg(&dst)
+        .status()
+        .expect("run cp");
+    assert!(st.success(), "cp {} {}", src.display(), dst.display());
+    Scratch(dst)
+}
+
+fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
+}
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+}
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+}
+
+/// A file descriptor as the writer needs it.
+///
+/// VMFS3/5 FD, 2048 bytes: lock at 0, metadata at 0x200, pointer array of
+/// 256 u32 (or resident data) at 0x400. VMFS6 FD, 2 x mdAlignment bytes:
+/// lock, metadata at mdAlignment, data area at mdAlignment + 0x200, and
+/// 320 x mdAlignment/4096 u64 pointers ending the FD.
+/// Metadata: +0x00 descAddr, +0x0C type, +0x14 length u64, +0x1C
+/// blockSize u64, +0x44 zeroLevelAddrType.
+#[derive(Clone, Debug)]
+pub struct Fd {
+    pub addr: u32,
+    /// Volume offset of the FD.
+    pub at: u64,
+    pub file_type: u32,
+    pub size: u64,
+    pub unit: u64,
+    pub zla: u32,
+    pub ptrs: Vec<u64>,
+}
+
+/// A resource file (`.fdc.sf`, `.sbc.sf`, `.pbc.sf`, `.pb2.sf`): header at
+/// file offset 0: +0x00 resources per cluster, +0x04 clusters per group,
+/// +0x08 offset of the first cluster group, +0x0C resource size, +0x10
+/// cluster group size. A group is its cluster headers (1 KiB each on
+/// VMFS3/5, 2 x mdAlignment on VMFS6) and then the resources, cluster by
+/// cluster.
+#[derive(Clone, Debug)]
+struct ResourceFile {
+    fd: Fd,
+    per_cluster: u64,
+    clusters_per_group: u64,
+    first_group: u64,
+    res_size: u64,
+    group_size: u64,
+}
+
+/// What a block address points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Null,
+    /// `len` volume bytes at `vol`; `tbz`: reads as zeros until written.
+    Blocks {
+        vol: u64,
+        len: u64,
+        tbz: bool,
+    },
+    /// A sub-block, pointer block or PB2 resource (type 2, 3, 5).
+    Resource {
+        kind: u64,
+        cluster: u64,
+        res: u64,
+    },
+}
+
+/// Where one data pointer of a file is stored and what it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// File block index it maps.
+    pub index: u64,
+    /// Volume offset of the pointer itself.
+    pub at: u64,
+    pub ptr: u64,
+}
+
+/// An open scratch volume.
+pub struct Writer {
+    file: File,
+    /// (volume offset, device offset, length) runs; one run for a bare
+    /// volume.
+    runs: Vec<(u64, u64, u64)>,
+    pub version: u8,
+    pub block: u64,
+    sub_block: u64,
+    dense_sub_blocks: bool,
+    sfb_per_lfb: u64,
+    md_alignment: u64,
+    fd_size: u64,
+    meta: u64,
+    ptr_off: u64,
+    nptrs: usize,
+    wide: bool,
+    pb_bytes: u64,
+    group_header: u64,
+    fdc: ResourceFile,
+    sbc: Option<ResourceFile>,
+    pbc: Option<ResourceFile>,
+    pb2: Option<ResourceFile>,
+}
+
+impl Writer {
+    pub fn open(path: &Path) -> Writer {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let mut hdr = vec![0u8; 0x10_0000];
+        file.read_exact_at(&mut hdr, LVM_HEADER).unwrap();
+        let runs = if u32_at(&hdr, 0) == LVM_MAGIC {
+            let major = u32_at(&hdr, 4);
+            let table = if major >= 6 {
+                0x80000 + 2 * u32_at(&hdr, 0xCA) as usize
+            } else {
+                0x80600
+            };
+            let mut runs = Vec::new();
+            for i in 0..64 {
+                let s = table + i * PE_SLOT as usize;
+                if hdr[s] == 1 {
+                    runs.push((
+                        u64_at(&hdr, s + 0x11),
+                        u64_at(&hdr, s + 9),
+                        u64_at(&hdr, s + 0x19),
+                    ));
+                }
+            }
+            runs
+        } else {
+            vec![(0, 0, file.metadata().unwrap().len())]
+        };
+        let mut w = Writer {
+            file,
+            runs,
+            version: 0,
+            block: 0,
+            sub_block: 0,
+            dense_sub_blocks: false,
+            sfb_per_lfb: 1,
+            md_alignment: 0,
+            fd_size: 0,
+            meta: 0,
+            ptr_off: 0,
+            nptrs: 0,
+            wide: false,
+            pb_bytes: 0,
+            group_header: 0,
+            fdc: ResourceFile {
+                fd: Fd {
+                    addr: 0,
+                    at: 0,
+                    file_type: 0,
+                    size: 0,
+                    unit: 0,
+                    zla: 0,
+                    ptrs: vec![],
+                },
+                per_cluster: 0,
+                clusters_per_group: 0,
+                first_group: 0,
+                res_size: 0,
+                group_size: 0,
+            },
+            sbc: None,
+            pbc: None,
+            pb2: None,
+        };
+        let d = w.read_vol(FS_DESC, 0x200);
+        assert_eq!(u32_at(&d, 0), FS_MAGIC, "FS descriptor magic");
+        let major = u32_at(&d, 4);
+        w.version = match major {
+            3 | 4 => 3,
+            14 => 5,
+            24 => 6,
+            m => panic!("writer: unknown VMFS major {m}"),
+        };
+        w.block = u64_at(&d, 0xA1);
+        w.sub_block = u32_at(&d, 0xD9) as u64;
+        w.dense_sub_blocks = u32_at(&d, 0x19) & 4 != 0;
+        if w.version == 6 {
+            let a = u32_at(&d, 0x134) as u64;
+            w.md_alignment = a;
+            w.sfb_per_lfb = 1 << u16_at(&d, 0x138);
+            w.pb_bytes = 1 << u16_at(&d, 0x13E);
+            w.fd_size = 2 * a;
+            w.meta = a;
+            w.nptrs = (320 * a / 4096) as usize;
+            w.ptr_off = 2 * a - w.nptrs as u64 * 8;
+            w.wide = true;
+            w.group_header = 2 * a;
+        } else {
+            w.fd_size = 2048;
+            w.meta = 0x200;
+            w.nptrs = 256;
+            w.ptr_off = 0x400;
+            w.pb_bytes = 4096;
+            w.group_header = 1024;
+        }
+        let fdc_at = w.find_fdc_fd();
+        let fdc_fd = w.fd_at(fdc_at, FDC_ADDR);
+        w.fdc = w.resource_file(fdc_fd);
+        // System files' FD addresses: .pbc.sf 0x00C00004, .sbc.sf
+        // 0x01000004, .pb2.sf 0x01800004 (cluster 0, resources 3, 4, 6).
+        // .pb2.sf first: VMFS6 addresses .sbc.sf's blocks through it.
+        w.pb2 = w.try_resource(0x0180_0004);
+        w.pbc = w.try_resource(0x00C0_0004);
+        w.sbc = w.try_resource(0x0100_0004);
+        w
+    }
+
+    fn try_resource(&self, addr: u32) -> Option<ResourceFile> {
+        let fd = self.try_fd(addr)?;
+        let rf = self.resource_file(fd);
+        (rf.per_cluster > 0 && rf.res_size > 0).then_some(rf)
+    }
+
+    fn resource_file(&self, fd: Fd) -> ResourceFile {
+        let h = self.read_file(&fd, 0, 0x20);
+        ResourceFile {
+            per_cluster: u32_at(&h, 0) as u64,
+            clusters_per_group: u32_at(&h, 4) as u64,
+            first_group: u32_at(&h, 8) as u64,
+            res_size: u32_at(&h, 0xC) as u64,
+            group_size: u32_at(&h, 0x10) as u64,
+            fd,
+        }
+    }
+
+    /// The one FD in the first `FDC_SCAN` bytes with a lock magic and
+    /// descAddr 0x00800004.
+    fn find_fdc_fd(&self) -> u64 {
+        let chunk = 1 << 20;
+        let mut found = Vec::new();
+        let mut pos = 0;
+        while pos < FDC_SCAN {
+            let b = self.read_vol(pos, chunk);
+            for o in (0..chunk as usize).step_by(self.fd_size as usize) {
+                if u32_at(&b, o) == LOCK_MAGIC && u32_at(&b, o + self.meta as usize) == FDC_ADDR {
+                    found.push(pos + o as u64);
+                }
+            }
+            pos += chunk;
+        }
+        assert_eq!(found.len(), 1, "writer: .fdc.sf FD candidates {found:x?}");
+        found[0]
+    }
+
+    // ---- raw I/O ---------------------------------------------------
+
+    fn dev_of(&self, vol: u64, len: u64) -> u64 {
+        let &(l, p, n) = self
+            .runs
+            .iter()
+            .find(|&&(l, _, n)| l <= vol && vol + len <= l + n)
+            .unwrap_or_else(|| panic!("writer: volume {vol:#x}+{len:#x} not in one PE"));
+        let _ = n;
+        p + (vol - l)
+    }
+
+    pub fn read_vol(&self, vol: u64, len: u64) -> Vec<u8> {
+        let mut b = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut b, self.dev_of(vol, len))
+            .unwrap();
+        b
+    }
+
+    pub fn write_vol(&self, vol: u64, data: &[u8]) {
+        self.file
+            .write_all_at(data, self.dev_of(vol, data.len() as u64))
+            .unwrap();
+    }
+
+    // ---- FDs and addresses ----------------------------------------
+
+    fn fd_at(&self, at: u64, addr: u32) -> Fd {
+        let b = self.read_vol(at, self.fd_size);
+        let m = self.meta as usize;
+        assert_eq!(u32_at(&b, 0), LOCK_MAGIC, "FD {addr:#x} lock magic");
+        assert_eq!(u32_at(&b, m), addr, "FD at {at:#x}: descAddr");
+        let p = self.ptr_off as usize;
+        let ptrs = (0..self.nptrs)
+            .map(|i| {
+                if self.wide {
+                    u64_at(&b, p + 8 * i)
+                } else {
+                    u32_at(&b, p + 4 * i) as u64
+                }
+            })
+            .collect();
+        Fd {
+            addr,
+            at,
+            file_type: u32_at(&b, m + 0xC),
+            size: u64_at(&b, m + 0x14),
+            unit: u64_at(&b, m + 0x1C),
+            zla: u32_at(&b, m + 0x44),
+            ptrs,
+        }
+    }
+
+    /// The FD at `addr` (bits 6..21 cluster, 22..31 resource) in .fdc.sf.
+    pub fn fd(&self, addr: u32) -> Fd {
+        self.try_fd(addr)
+            .unwrap_or_else(|| panic!("writer: no FD {addr:#010x}"))
+    }
+
+    /// The FD at `addr`, if the slot holds one (lock magic, descAddr).
+    fn try_fd(&self, addr: u32) -> Option<Fd> {
+        let (cluster, res) = (((addr >> 6) & 0xFFFF) as u64, (addr >> 22) as u64);
+        let off = self.resource_offset(&self.fdc, cluster, res);
+        let at = self.file_vol(&self.fdc.fd, off);
+        let b = self.read_vol(at, self.fd_size);
+        (u32_at(&b, 0) == LOCK_MAGIC && u32_at(&b, self.meta as usize) == addr)
+            .then(|| self.fd_at(at, addr))
+    }
+
+    fn resource_offset(&self, rf: &ResourceFile, cluster: u64, res: u64) -> u64 {
+        assert!(res < rf.per_cluster, "resource {res} >= {}", rf.per_cluster);
+        let (group, c) = (
+            cluster / rf.clusters_per_group,
+            cluster % rf.clusters_per_group,
+        );
+        rf.first_group
+            + group * rf.group_size
+            + rf.clusters_per_group * self.group_header
+            + (c * rf.per_cluster + res) * rf.res_size
+    }
+
+    /// Decodes a block address (low 3 bits: type).
+    ///
+    /// VMFS3/5: file block (1) = block number in bits 6..31, bit 5
+    /// to-be-zeroed; sub-block (2) and pointer block (3) = cluster in bits
+    /// 6..27, resource in bits 28..31 (+ bits 3..4 as resource bits 4..5
+    /// for sub-blocks on dense volumes). VMFS6: small file block (1) =
+    /// cluster (bits 15..45) x sfbPerLfb + resource (bits 51..63), large
+    /// file block (7) = LFB number in bits 15..45, TBZ bits 7..14 for
+    /// both; resources (2, 3, 5) = cluster in bits 6..41, resource in bits
+    /// 56..63.
+    pub fn decode(&self, ptr: u64) -> Target {
+        if ptr == 0 {
+            return Target::Null;
+        }
+        let kind = ptr & 7;
+        if self.version == 6 {
+            let tbz = (ptr >> 7) & 0xFF != 0;
+            match kind {
+                1 => {
+                    let n = ((ptr >> 15) & 0x7FFF_FFFF) * self.sfb_per_lfb + (ptr >> 51);
+                    Target::Blocks {
+                        vol: n * self.block,
+                        len: self.block,
+                        tbz,
+                    }
+                }
+                7 => {
+                    let lfb = self.block * self.sfb_per_lfb;
+                    let n = (ptr >> 15) & 0x7FFF_FFFF;
+                    Target::Blocks {
+                        vol: n * lfb,
+                        len: lfb,
+                        tbz,
+                    }
+                }
+                2 | 3 | 5 => Target::Resource {
+                    kind,
+                    cluster: (ptr >> 6) & 0xF_FFFF_FFFF,
+                    res: (ptr >> 56) & 0xFF,
+                },
+                k => panic!("writer: VMFS6 address {ptr:#x} of type {k}"),
+            }
+        } else {
+            match kind {
+                1 => Target::Blocks {
+                    vol: ((ptr >> 6) & 0x3FF_FFFF) * self.block,
+                    len: self.block,
+                    tbz: ptr & 0x20 != 0,
+                },
+                2 | 3 => {
+                    let mut res = (ptr >> 28) & 0xF;
+                    if kind == 2 && self.dense_sub_blocks {
+                        res |= ((ptr >> 3) & 3) << 4;
+                    }
+                    Target::Resource {
+                        kind,
+                        cluster: (ptr >> 6) & 0x3F_FFFF,
+                        res,
+                    }
+                }
+                k => panic!("writer: VMFS3/5 address {ptr:#x} of type {k}"),
+            }
+        }
+    }
+
+    /// The same address with its to-be-zeroed flag(s) cleared.
+    fn without_tbz(&self, ptr: u64) -> u64 {
+        if self.version == 6 {
+            ptr & !(0xFF << 7)
+        } else {
+            ptr & !0x20
+        }
+    }
+
+    fn resource_file_of(&self, kind: u64) -> &ResourceFile {
+        match kind {
+            2 => self.sbc.as_ref(),
+            3 => self.pbc.as_ref(),
+            5 => self.pb2.as_ref(),
+            _ => None,
+        }
+        .unwrap_or_else(|| panic!("writer: no resource file for address type {kind}"))
+    }
+
+    /// Volume offset of a resource (sub-block or pointer block).
+    fn resource_vol(&self, kind: u64, cluster: u64, res: u64) -> u64 {
+        let rf = self.resource_file_of(kind);
+        let off = self.resource_offset(rf, cluster, res);
+        self.file_vol(&rf.fd, off)
+    }
+
+    fn put_ptr(&self, at: u64, ptr: u64) {
+        if self.wide {
+            self.write_vol(at, &ptr.to_le_bytes());
+        } else {
+            self.write_vol(at, &u32::try_from(ptr).unwrap().to_le_bytes());
+        }
+    }
+
+    fn ptr_width(&self) -> u64 {
+        if self.wide {
+            8
+        } else {
+            4
+        }
+    }
+
+    /// The pointer block at `ptr`: (volume offset, its pointers).
+    fn pointer_block(&self, ptr: u64) -> (u64, Vec<u64>) {
+        let at = match self.decode(ptr) {
+            Target::Resource {
+                kind: kind @ (3 | 5),
+                cluster,
+                res,
+            } => self.resource_vol(kind, cluster, res),
+            // VMFS6 pointer blocks may also be plain file blocks.
+            Target::Blocks {
+                vol, tbz: false, ..
+            } => vol,
+            t => panic!("writer: {ptr:#x} is no pointer block ({t:?})"),
+        };
+        let b = self.read_vol(at, self.pb_bytes);
+        let w = self.ptr_width() as usize;
+        let ptrs = b
+            .chunks_exact(w)
+            .map(|c| {
+                if w == 8 {
+                    u64_at(c, 0)
+                } else {
+                    u32_at(c, 0) as u64
+                }
+            })
+            .collect();
+        (at, ptrs)
+    }
+
+    /// Where the pointer for file block `index` is stored; None in a hole
+    /// above the data level (a missing pointer block).
+    pub fn slot(&self, fd: &Fd, index: u64) -> Option<Slot> {
+        let w = self.ptr_width();
+        let per_pb = self.pb_bytes / w;
+        let in_fd = |i: u64| -> Slot {
+            Slot {
+                index,
+                at: fd.at + self.ptr_off + i * w,
+                ptr: fd.ptrs[i as usize],
+            }
+        };
+        let in_pb = |pb: u64, i: u64| -> Slot {
+            let (at, ptrs) = self.pointer_block(pb);
+            Slot {
+                index,
+                at: at + i * w,
+                ptr: ptrs[i as usize],
+            }
+        };
+        match fd.zla {
+            ZLA_FILE_BLOCK | ZLA_SUB_BLOCK => Some(in_fd(index)),
+            ZLA_POINTER_BLOCK | ZLA_POINTER_BLOCK2 => {
+                let top = fd.ptrs[(index / per_pb) as usize];
+                (top != 0).then(|| in_pb(top, index % per_pb))
+            }
+            ZLA_DOUBLE_INDIRECT => {
+                let top = fd.ptrs[(index / (per_pb * per_pb)) as usize];
+                if top == 0 {
+                    return None;
+                }
+                let (_, mids) = self.pointer_block(top);
+                let mid = mids[((index / per_pb) % per_pb) as usize];
+                (mid != 0).then(|| in_pb(mid, index % per_pb))
+            }
+            z => panic!("writer: FD {:#x} has ZLA {z}", fd.addr),
+        }
+    }
+
+    /// Every non-null data pointer of a file, in block order; null
+    /// pointer blocks are skipped whole (thin files).
+    pub fn data_slots(&self, fd: &Fd) -> Vec<Slot> {
+        let w = self.ptr_width();
+        let per_pb = self.pb_bytes / w;
+        let blocks = fd.size.div_ceil(fd.unit);
+        let mut out = Vec::new();
+        // Pointers of one pointer block at `at`, block indices from `first`.
+        let leaf = |at: u64, ptrs: &[u64], first: u64, out: &mut Vec<Slot>| {
+            for (j, &ptr) in ptrs.iter().enumerate() {
+                let index = first + j as u64;
+                if index < blocks && ptr != 0 {
+                    out.push(Slot {
+                        index,
+                        at: at + j as u64 * w,
+                        ptr,
+                    });
+                }
+            }
+        };
+        match fd.zla {
+            ZLA_FILE_BLOCK | ZLA_SUB_BLOCK => leaf(fd.at + self.ptr_off, &fd.ptrs, 0, &mut out),
+            ZLA_POINTER_BLOCK | ZLA_POINTER_BLOCK2 => {
+                for (t, &top) in fd.ptrs.iter().enumerate().filter(|(_, &p)| p != 0) {
+                    let (at, ptrs) = self.pointer_block(top);
+                    leaf(at, &ptrs, t as u64 * per_pb, &mut out);
+                }
+            }
+            ZLA_DOUBLE_INDIRECT => {
+                for (t, &top) in fd.ptrs.iter().enumerate().filter(|(_, &p)| p != 0) {
+                    let (_, mids) = self.pointer_block(top);
+                    for (m, &mid) in mids.iter().enumerate().filter(|(_, &p)| p != 0) {
+                        let (at, ptrs) = self.pointer_block(mid);
+                        let first = (t as u64 * per_pb + m as u64) * per_pb;
+                        leaf(at, &ptrs, first, &mut out);
+                    }
+                }
+            }
+            z => panic!("writer: FD {:#x} has ZLA {z}", fd.addr),
+        }
+        out
+    }
+
+    /// Volume offset of byte `off` of a file stored in blocks (resource
+    /// files, directories, data files); panics on holes.
+    pub fn file_vol(&self, fd: &Fd, off: u64) -> u64 {
+        let s = self
+            .slot(fd, off / fd.unit)
+            .unwrap_or_else(|| panic!("writer: FD {:#x} offset {off:#x} in a hole", fd.addr));
+        let in_blk = off % fd.unit;
+        match self.decode(s.ptr) {
+            Target::Blocks { vol, len, .. } => {
+                assert!(in_blk < len);
+                vol + in_blk
+            }
+            Target::Resource {
+                kind: 2,
+                cluster,
+                res,
+            } => self.resource_vol(2, cluster, res) + in_blk,
+            t => panic!("writer: FD {:#x} offset {off:#x}: {t:?}", fd.addr),
+        }
+    }
+
+    /// Reads file bytes (resident files, holes and TBZ blocks as zeros).
+    pub fn read_file(&self, fd: &Fd, off: u64, len: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len as usize);
+        if fd.zla == ZLA_RESIDENT {
+            let b = self.read_vol(fd.at + self.meta + 0x200, self.fd_size - self.meta - 0x200);
+            let end = (off + len).min(fd.size) as usize;
+            return b[off as usize..end].to_vec();
+        }
+        let end = (off + len).min(fd.size);
+        let mut pos = off;
+        while pos < end {
+            let n = (fd.unit - pos % fd.unit).min(end - pos);
+            let slot = self.slot(fd, pos / fd.unit);
+            let zero = match slot.map(|s| self.decode(s.ptr)) {
+                None | Some(Target::Null) => true,
+                Some(Target::Blocks { tbz, .. }) => tbz,
+                Some(_) => false,
+            };
+            if zero {
+                out.resize(out.len() + n as usize, 0);
+            } else {
+                out.extend(self.read_vol(self.file_vol(fd, pos), n));
+            }
+            pos += n;
+        }
+        out
+    }
+
+    /// Writes file bytes into the blocks the file already owns, as ESXi
+    /// does on a guest write: a to-be-zeroed block is zeroed and its flag
+    /// cleared first. Holes are not allocated (panics).
+    pub fn write_file(&self, fd: &Fd, off: u64, data: &[u8]) {
+        assert!(off + data.len() as u64 <= fd.size, "write past the end");
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = off + done as u64;
+            let n = ((fd.unit - pos % fd.unit) as usize).min(data.len() - done);
+            // Re-read: an earlier chunk may have cleared a TBZ flag.
+            let cur = self.fd(fd.addr);
+            let s = self
+                .slot(&cur, pos / fd.unit)
+                .unwrap_or_else(|| panic!("writer: hole at {pos:#x}"));
+            if let Target::Blocks {
+                vol,
+                len,
+                tbz: true,
+            } = self.decode(s.ptr)
+            {
+                self.write_vol(vol, &vec![0u8; len as usize]);
+                self.put_ptr(s.at, self.without_tbz(s.ptr));
+            }
+            self.write_vol(self.file_vol(&cur, pos), &data[done..done + n]);
+            done += n;
+        }
+    }
+
+    /// Sets the file length (metadata +0x14), e.g. after rewriting a
+    /// descriptor inside its sub-block.
+    pub fn set_size(&self, fd: &Fd, size: u64) {
+        self.write_vol(fd.at + self.meta + 0x14, &size.to_le_bytes());
+    }
+
+    /// Moves a file's blocks: block i afterwards lives where block
+    /// `order[i]` lived. The logical content is kept (read first, written
+    /// back through the new pointers). Pointer targets stay the file's
+    /// own, so the allocation bitmaps stay right.
+    pub fn permute_blocks(&self, fd: &Fd, order: &[usize]) {
+        let slots = self.data_slots(fd);
+        assert_eq!(slots.len(), order.len(), "one order entry per block");
+        let content = self.read_file(fd, 0, fd.size);
+        for (s, &from) in slots.iter().zip(order) {
+            self.put_ptr(s.at, slots[from].ptr);
+        }
+        let fresh = self.fd(fd.addr);
+        self.write_file(&fresh, 0, &content);
+    }
+
+    // ---- directories ----------------------------------------------
+
+    /// FD address of `name` in directory `dir`.
+    ///
+    /// VMFS3/5: the directory is an array of 140-byte entries: +0x00 type,
+    /// +0x04 FD address, +0x08 generation, +0x0C name[128]. VMFS6: 288-byte
+    /// entries at 32-byte aligned places in the directory's blocks: +0x04
+    /// FD address, +0x10 the entry's own offset in the directory file,
+    /// +0x18 name (NUL terminated); an entry is recognized by that
+    /// self-offset.
+    pub fn entry(&self, dir: &Fd, name: &str) -> u32 {
+        let b = self.read_file(dir, 0, dir.size);
+        let want = name.as_bytes();
+        let name_at = |o: usize, max: usize| -> &[u8] {
+            let n = &b[o..o + max];
+            &n[..n.iter().position(|&c| c == 0).unwrap_or(max)]
+        };
+        let hits: Vec<u32> = if self.version == 6 {
+            (0..b.len().saturating_sub(288))
+                .step_by(32)
+                .filter(|&o| u64_at(&b, o + 0x10) == o as u64 && u32_at(&b, o + 4) & 7 == 4)
+                .filter(|&o| name_at(o + 0x18, 264) == want)
+                .map(|o| u32_at(&b, o + 4))
+                .collect()
+        } else {
+            b.chunks_exact(140)
+                .filter(|e| u32_at(e, 4) != 0)
+                .filter(|e| {
+                    let n = &e[0xC..];
+                    &n[..n.iter().position(|&c| c == 0).unwrap_or(128)] == want
+                })
+                .map(|e| u32_at(e, 4))
+                .collect()
+        };
+        assert_eq!(hits.len(), 1, "writer: entries named {name:?}: {hits:x?}");
+        hits[0]
+    }
+
+    /// The FD of `path` (components separated by '/').
+    pub fn lookup(&self, path: &str) -> Fd {
+        let mut cur = self.fd(ROOT_ADDR);
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            assert_eq!(cur.file_type, 2, "{path}: {c} is under a non-directory");
+            cur = self.fd(self.entry(&cur, c));
+        }
+        cur
+    }
+}
+
+/// A byte pattern that names its file and position: every 512-byte
+/// sector starts with "<tag> @<offset in hex>" and is filled with a byte
+/// derived from the sector number, so a misplaced, swapped or missing
+/// sector changes the content.
+pub fn stamp(tag: &str, off: u64, len: usize) -> Vec<u8> {
+    assert_eq!(off % 512, 0);
+    let mut out = vec![0u8; len];
+    for (i, sector) in out.chunks_mut(512).enumerate() {
+        let at = off + 512 * i as u64;
+        let n = at / 512;
+        sector.fill((n.wrapping_mul(151) % 251) as u8 + 1);
+        let head = format!("{tag} @{at:#x}\n");
+        let k = head.len().min(sector.len());
+        sector[..k].copy_from_slice(&head.as_bytes()[..k]);
+    }
+    out
+}
+
+/// The bijection i -> i * step mod n (step odd and coprime to n): spreads
+/// neighbouring blocks far apart and out of order.
+pub fn scatter(n: usize, step: usize) -> Vec<usize> {
+    let order: Vec<usize> = (0..n).map(|i| i * step % n).collect();
+    let mut seen = order.clone();
+    seen.sort();
+    assert!(
+        seen.iter().copied().eq(0..n),
+        "step {step} not coprime to {n}"
+    );
+    order
+}
+
+// ---- GPT disks ---------------------------------------------------------
+
+/// GPT partition type "VMware VMFS", AA31E02A-400F-11DB-9590-000C2911D1B8.
+const VMFS_TYPE: &str = "AA31E02A-400F-11DB-9590-000C2911D1B8";
+
+/// A GUID string in GPT's on-disk byte order (first three fields
+/// little-endian, the rest as written).
+fn guid_bytes(s: &str) -> [u8; 16] {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    let mut b = [0u8; 16];
+    for (i, v) in b.iter_mut().enumerate() {
+        *v = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    b[0..4].reverse();
+    b[4..6].reverse();
+    b[6..8].reverse();
+    b
+}
+
+/// Writes a disk image: protective MBR, GPT in `sector`-byte sectors (128
+/// entries of 128 bytes, primary at LBA 1..., backup at the end), one VMFS
+/// partition at `first_lba` holding a copy of the volume image `volume`
+/// (copied sparsely).
+///
+/// GPT header (92 bytes): +0x00 "EFI PART", +0x08 revision 0x00010000,
+/// +0x0C header size, +0x10 header CRC32 (computed with this field 0),
+/// +0x18 this LBA, +0x20 other header's LBA, +0x28 first usable LBA, +0x30
+/// last usable LBA, +0x38 disk GUID, +0x48 entries LBA, +0x50 entry count,
+/// +0x54 entry size, +0x58 entries CRC32. Entry: +0x00 type GUID, +0x10
+/// unique GUID, +0x20 first LBA, +0x28 last LBA (inclusive), +0x30
+/// attributes, +0x38 name (UTF-16LE).
+pub fn gpt_disk(volume: &Path, sector: u64, first_lba: u64, tag: &str) -> Scratch {
+    let dst = scratch_path(tag);
+    let vol_len = std::fs::metadata(volume).unwrap().len();
+    let part_lbas = vol_len.div_ceil(sector);
+    let entry_lbas = (128 * 128u64).div_ceil(sector);
+    let last_lba = first_lba + part_lbas + entry_lbas + 8;
+    let disk_len = (last_lba + 1) * sector;
+    let out = File::create(&dst).unwrap();
+    out.set_len(disk_len).unwrap();
+
+    let mut mbr = vec![0u8; 512];
+    mbr[446 + 4] = 0xEE;
+    mbr[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+    let mbr_len = u32::try_from(last_lba).unwrap_or(u32::MAX);
+    mbr[446 + 12..446 + 16].copy_from_slice(&mbr_len.to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xAA;
+    out.write_all_at(&mbr, 0).unwrap();
+
+    let mut entries = vec![0u8; 128 * 128];
+    entries[0..16].copy_from_slice(&guid_bytes(VMFS_TYPE));
+    entries[16..32].copy_from_slice(&guid_bytes("5EC70A11-0000-4000-8000-00000000F00D"));
+    entries[0x20..0x28].copy_from_slice(&first_lba.to_le_bytes());
+    entries[0x28..0x30].copy_from_slice(&(first_lba + part_lbas - 1).to_le_bytes());
+    for (i, c) in "vmfs".encode_utf16().enumerate() {
+        entries[0x38 + 2 * i..0x3A + 2 * i].copy_from_slice(&c.to_le_bytes());
+    }
+    let entries_crc = crc32fast::hash(&entries);
+    let header = |this: u64, other: u64, entries_at: u64| -> Vec<u8> {
+        let mut h = vec![0u8; 92];
+        h[0..8].copy_from_slice(b"EFI PART");
+        h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+        h[12..16].copy_from_slice(&92u32.to_le_bytes());
+        h[0x18..0x20].copy_from_slice(&this.to_le_bytes());
+        h[0x20..0x28].copy_from_slice(&other.to_le_bytes());
+        h[0x28..0x30].copy_from_slice(&(2 + entry_lbas).to_le_bytes());
+        h[0x30..0x38].copy_from_slice(&(last_lba - 1 - entry_lbas).to_le_bytes());
+        h[0x38..0x48].copy_from_slice(&guid_bytes("D15C0000-4B4E-4000-8000-000000000001"));
+        h[0x48..0x50].copy_from_slice(&entries_at.to_le_bytes());
+        h[0x50..0x54].copy_from_slice(&128u32.to_le_bytes());
+        h[0x54..0x58].copy_from_slice(&128u32.to_le_bytes());
+        h[0x58..0x5C].copy_from_slice(&entries_crc.to_le_bytes());
+        let crc = crc32fast::hash(&h);
+        h[0x10..0x14].copy_from_slice(&crc.to_le_bytes());
+        h
+    };
+    out.write_all_at(&header(1, last_lba, 2), sector).unwrap();
+    out.write_all_at(&entries, 2 * sector).unwrap();
+    let backup_entries = last_lba - entry_lbas;
+    out.write_all_at(&entries, backup_entries * sector).unwrap();
+    out.write_all_at(&header(last_lba, 1, backup_entries), last_lba * sector)
+        .unwrap();
+
+    // The volume, sparsely: only non-zero MiB chunks are written.
+    let mut src = File::open(volume).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            let r = src.read(&mut buf[n..]).unwrap();
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            out.write_all_at(&buf[..n], first_lba * sector + pos)
+                .unwrap();
+        }
+        pos += n as u64;
+    }
+    Scratch(dst)
+}
