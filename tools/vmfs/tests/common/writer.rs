@@ -90,6 +90,22 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
 }
 
+/// Device offset of volume bytes `vol..vol+len` (inside one PE).
+fn dev_offset(runs: &[(u64, u64, u64)], vol: u64, len: u64) -> u64 {
+    let &(l, p, _) = runs
+        .iter()
+        .find(|&&(l, _, n)| l <= vol && vol + len <= l + n)
+        .unwrap_or_else(|| panic!("writer: volume {vol:#x}+{len:#x} not in one PE"));
+    p + (vol - l)
+}
+
+fn read_at(file: &File, runs: &[(u64, u64, u64)], vol: u64, len: u64) -> Vec<u8> {
+    let mut b = vec![0u8; len as usize];
+    file.read_exact_at(&mut b, dev_offset(runs, vol, len))
+        .unwrap();
+    b
+}
+
 /// A file descriptor as the writer needs it.
 ///
 /// VMFS3/5 FD, 2048 bytes: lock at 0, metadata at 0x200, pointer array of
@@ -98,7 +114,7 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
 /// 320 x mdAlignment/4096 u64 pointers ending the FD.
 /// Metadata: +0x00 descAddr, +0x0C type, +0x14 length u64, +0x1C
 /// blockSize u64, +0x44 zeroLevelAddrType.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Fd {
     pub addr: u32,
     /// Volume offset of the FD.
@@ -116,7 +132,7 @@ pub struct Fd {
 /// cluster group size. A group is its cluster headers (1 KiB each on
 /// VMFS3/5, 2 x mdAlignment on VMFS6) and then the resources, cluster by
 /// cluster.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct ResourceFile {
     fd: Fd,
     per_cluster: u64,
@@ -165,7 +181,6 @@ pub struct Writer {
     sub_block: u64,
     dense_sub_blocks: bool,
     sfb_per_lfb: u64,
-    md_alignment: u64,
     fd_size: u64,
     meta: u64,
     ptr_off: u64,
@@ -210,73 +225,42 @@ impl Writer {
         } else {
             vec![(0, 0, file.metadata().unwrap().len())]
         };
-        let mut w = Writer {
-            file,
-            runs,
-            version: 0,
-            block: 0,
-            sub_block: 0,
-            dense_sub_blocks: false,
-            sfb_per_lfb: 1,
-            md_alignment: 0,
-            fd_size: 0,
-            meta: 0,
-            ptr_off: 0,
-            nptrs: 0,
-            wide: false,
-            pb_bytes: 0,
-            group_header: 0,
-            fdc: ResourceFile {
-                fd: Fd {
-                    addr: 0,
-                    at: 0,
-                    file_type: 0,
-                    size: 0,
-                    unit: 0,
-                    zla: 0,
-                    ptrs: vec![],
-                },
-                per_cluster: 0,
-                clusters_per_group: 0,
-                first_group: 0,
-                res_size: 0,
-                group_size: 0,
-            },
-            sbc: None,
-            pbc: None,
-            pb2: None,
-        };
-        let d = w.read_vol(FS_DESC, 0x200);
+        let d = read_at(&file, &runs, FS_DESC, 0x200);
         assert_eq!(u32_at(&d, 0), FS_MAGIC, "FS descriptor magic");
-        let major = u32_at(&d, 4);
-        w.version = match major {
+        let version = match u32_at(&d, 4) {
             3 | 4 => 3,
             14 => 5,
             24 => 6,
             m => panic!("writer: unknown VMFS major {m}"),
         };
-        w.block = u64_at(&d, 0xA1);
-        w.sub_block = u32_at(&d, 0xD9) as u64;
-        w.dense_sub_blocks = u32_at(&d, 0x19) & 4 != 0;
-        if w.version == 6 {
-            let a = u32_at(&d, 0x134) as u64;
-            w.md_alignment = a;
-            w.sfb_per_lfb = 1 << u16_at(&d, 0x138);
-            w.pb_bytes = 1 << u16_at(&d, 0x13E);
-            w.fd_size = 2 * a;
-            w.meta = a;
-            w.nptrs = (320 * a / 4096) as usize;
-            w.ptr_off = 2 * a - w.nptrs as u64 * 8;
-            w.wide = true;
-            w.group_header = 2 * a;
-        } else {
-            w.fd_size = 2048;
-            w.meta = 0x200;
-            w.nptrs = 256;
-            w.ptr_off = 0x400;
-            w.pb_bytes = 4096;
-            w.group_header = 1024;
-        }
+        let md_alignment = u32_at(&d, 0x134) as u64;
+        let v6 = version == 6;
+        let nptrs = if v6 { 320 * md_alignment / 4096 } else { 256 };
+        let mut w = Writer {
+            file,
+            runs,
+            version,
+            block: u64_at(&d, 0xA1),
+            sub_block: u32_at(&d, 0xD9) as u64,
+            dense_sub_blocks: u32_at(&d, 0x19) & 4 != 0,
+            sfb_per_lfb: if v6 { 1 << u16_at(&d, 0x138) } else { 1 },
+            fd_size: if v6 { 2 * md_alignment } else { 2048 },
+            meta: if v6 { md_alignment } else { 0x200 },
+            ptr_off: if v6 {
+                2 * md_alignment - nptrs * 8
+            } else {
+                0x400
+            },
+            nptrs: nptrs as usize,
+            wide: v6,
+            pb_bytes: if v6 { 1 << u16_at(&d, 0x13E) } else { 4096 },
+            group_header: if v6 { 2 * md_alignment } else { 1024 },
+            // Found next, by scanning.
+            fdc: ResourceFile::default(),
+            sbc: None,
+            pbc: None,
+            pb2: None,
+        };
         let fdc_at = w.find_fdc_fd();
         let fdc_fd = w.fd_at(fdc_at, FDC_ADDR);
         w.fdc = w.resource_file(fdc_fd);
@@ -329,21 +313,11 @@ impl Writer {
     // ---- raw I/O ---------------------------------------------------
 
     fn dev_of(&self, vol: u64, len: u64) -> u64 {
-        let &(l, p, n) = self
-            .runs
-            .iter()
-            .find(|&&(l, _, n)| l <= vol && vol + len <= l + n)
-            .unwrap_or_else(|| panic!("writer: volume {vol:#x}+{len:#x} not in one PE"));
-        let _ = n;
-        p + (vol - l)
+        dev_offset(&self.runs, vol, len)
     }
 
     pub fn read_vol(&self, vol: u64, len: u64) -> Vec<u8> {
-        let mut b = vec![0u8; len as usize];
-        self.file
-            .read_exact_at(&mut b, self.dev_of(vol, len))
-            .unwrap();
-        b
+        read_at(&self.file, &self.runs, vol, len)
     }
 
     pub fn write_vol(&self, vol: u64, data: &[u8]) {
@@ -518,11 +492,20 @@ impl Writer {
     /// The pointer block at `ptr`: (volume offset, its pointers).
     fn pointer_block(&self, ptr: u64) -> (u64, Vec<u64>) {
         let at = match self.decode(ptr) {
+            // VMFS6 also keeps pointer blocks in (64 KiB) sub-blocks.
             Target::Resource {
-                kind: kind @ (3 | 5),
+                kind: kind @ (2 | 3 | 5),
                 cluster,
                 res,
-            } => self.resource_vol(kind, cluster, res),
+            } => {
+                if kind == 2 {
+                    assert!(
+                        self.sub_block >= self.pb_bytes,
+                        "pointer block in a smaller sub-block"
+                    );
+                }
+                self.resource_vol(kind, cluster, res)
+            }
             // VMFS6 pointer blocks may also be plain file blocks.
             Target::Blocks {
                 vol, tbz: false, ..
@@ -621,6 +604,7 @@ impl Writer {
                     }
                 }
             }
+            ZLA_RESIDENT => {}
             z => panic!("writer: FD {:#x} has ZLA {z}", fd.addr),
         }
         out
@@ -722,6 +706,22 @@ impl Writer {
         }
         let fresh = self.fd(fd.addr);
         self.write_file(&fresh, 0, &content);
+    }
+
+    /// Data pointers per pointer block.
+    pub fn pointers_per_block(&self) -> u64 {
+        self.pb_bytes / self.ptr_width()
+    }
+
+    /// Moves the pointer of file block `from` to block `to` (both under
+    /// existing pointer blocks; `to` unallocated): the data now appears
+    /// at the other file offset, as if the guest had written there.
+    pub fn move_block(&self, fd: &Fd, from: u64, to: u64) {
+        let src = self.slot(fd, from).expect("source block mapped");
+        let dst = self.slot(fd, to).expect("target under a pointer block");
+        assert!(src.ptr != 0 && dst.ptr == 0, "{src:x?} -> {dst:x?}");
+        self.put_ptr(dst.at, src.ptr);
+        self.put_ptr(src.at, 0);
     }
 
     // ---- directories ----------------------------------------------
