@@ -7,6 +7,7 @@
 //! - Boot 2: the kernel's check is refused without confirmation; a window
 //!   before the damage finds nothing; the full check's mismatch_cnt equals
 //!   verify's kernel-unit count; the check wrote only superblocks.
+//! - A check that another process cancels is reported as interrupted.
 
 use mdraid::testwriter::{build_members, ArraySpec};
 use qemu_tests::*;
@@ -220,4 +221,54 @@ fn raid5_assembled_read_only_and_checked_by_the_kernel() {
         );
         assert_eq!(now[..4096], orig[..4096], "{}", p.display());
     }
+}
+
+/// A check that another process stops (`md check --cancel` writes idle) is
+/// reported by the running `md check` as interrupted, with exit status 2 and
+/// the part checked, not as finished. The members are throttled to 256 KiB/s
+/// so that the pass (16 s) is still running when it is cancelled.
+#[test]
+fn check_cancelled_by_another_process_is_reported_as_interrupted() {
+    let image = Image::built();
+    let dir = TempDir::new("md-interrupted");
+    let (paths, _, _) = members(&dir);
+    let mut cfg = cfg(&paths);
+    for d in &mut cfg.disks {
+        d.drive_override = Some(format!(
+            "format=raw,file={},throttling.bps-read=262144",
+            d.path.display()
+        ));
+    }
+    let mut vm = Vm::start(&image, &cfg);
+    vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    vm.enter_shell();
+    // The check runs in the background; the loop waits until the kernel
+    // runs the pass (or the check has ended early, which fails below).
+    let (started, code) = vm.shell(
+        &format!(
+            "(rescue md check {UUID} --yes >/tmp/check.log 2>&1; echo $? >/tmp/check.rc) & \
+             while [ ! -e /tmp/check.rc ] && \
+             [ \"$(cat /sys/block/md127/md/sync_action 2>/dev/null)\" != check ]; do sleep 0.2; done; \
+             cat /sys/block/md127/md/sync_completed /tmp/check.log"
+        ),
+        T,
+    );
+    assert_eq!(code, 0, "{started}");
+    assert!(
+        started.contains(" / "),
+        "the pass was not running: {started}"
+    );
+    let (cancel, code) = vm.shell("rescue md check md127 --cancel", T);
+    assert_eq!(code, 0, "{cancel}");
+    assert!(cancel.contains("cancelled (idle)"), "{cancel}");
+    let (log, code) = vm.shell(
+        "while [ ! -e /tmp/check.rc ]; do sleep 0.2; done; cat /tmp/check.log; (exit $(cat /tmp/check.rc))",
+        T,
+    );
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("check interrupted: mismatch_cnt"), "{log}");
+    assert!(log.contains("not at our request"), "{log}");
+    assert!(!log.contains("check finished"), "{log}");
+    assert!(log.contains("stopped again"), "{log}");
+    vm.power_off_from_shell();
 }

@@ -420,7 +420,12 @@ pub fn check(
                 n
             }
         };
-        let outcome = run_pass(md, &name, c.repair, start, end, stop);
+        let window = Window {
+            start,
+            end,
+            chunk_sectors: a.chunk_bytes / 512,
+        };
+        let outcome = run_pass(md, &name, c.repair, &window, stop);
         // Window back to the whole device for whatever runs next.
         let _ = md.write(&name, "sync_min", "0");
         let _ = md.write(&name, "sync_max", "max");
@@ -452,31 +457,73 @@ pub fn check(
     }
     let outcome = outcome?;
     let unit = mdraid::verify::kernel_mismatch_unit(a.level_number);
+    let action = if c.repair { "repair" } else { "check" };
     println!(
-        "{} {}: mismatch_cnt {} ({unit})",
-        if c.repair { "repair" } else { "check" },
-        if outcome.cancelled {
-            "cancelled"
-        } else {
-            "finished"
+        "{action} {}: mismatch_cnt {} ({unit})",
+        match outcome.end {
+            PassEnd::Finished => "finished",
+            PassEnd::Cancelled => "cancelled",
+            PassEnd::Interrupted => "interrupted",
         },
         outcome.mismatch_cnt
     );
+    if outcome.end == PassEnd::Interrupted {
+        println!(
+            "the kernel stopped the pass before its end, not at our request: another process \
+             wrote 'idle' or 'frozen' to sync_action, or a member failed (see dmesg); the \
+             count covers only the part checked"
+        );
+    }
     println!(
         "checked member sectors {}..{} in {:.1} s",
         start, outcome.checked_to, outcome.seconds
     );
-    Ok(if outcome.cancelled {
-        2
-    } else {
-        i32::from(outcome.mismatch_cnt > 0)
+    Ok(match outcome.end {
+        PassEnd::Finished => i32::from(outcome.mismatch_cnt > 0),
+        PassEnd::Cancelled | PassEnd::Interrupted => 2,
     })
+}
+
+/// The member-sector window of a pass.
+pub struct Window {
+    pub start: u64,
+    /// None: to the end of the members.
+    pub end: Option<u64>,
+    /// The array's chunk in sectors (0 for RAID-1): sync_max must be a
+    /// multiple of it.
+    pub chunk_sectors: u64,
+}
+
+impl Window {
+    /// What we write to sync_max. An open window gets a huge number instead
+    /// of "max": the kernel resets sync_max to "max" (and sync_min to 0)
+    /// only when a requested pass runs to its end, and leaves both when the
+    /// pass is interrupted. That is the one trace in sysfs that tells a
+    /// finished pass from one that another process (or a failing member)
+    /// stopped: sync_completed reads "none" after either.
+    fn sync_max(&self) -> u64 {
+        self.end.unwrap_or_else(|| {
+            let chunk = self.chunk_sectors.max(1);
+            (1u64 << 62) / chunk * chunk
+        })
+    }
+}
+
+/// How a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassEnd {
+    /// It reached the end of its window.
+    Finished,
+    /// We cancelled it (Ctrl-C).
+    Cancelled,
+    /// The kernel stopped it before the end, not at our request.
+    Interrupted,
 }
 
 /// What a pass ended with.
 pub struct PassOutcome {
     pub mismatch_cnt: u64,
-    pub cancelled: bool,
+    pub end: PassEnd,
     /// The last member sector the kernel reported done.
     pub checked_to: u64,
     pub seconds: f64,
@@ -486,17 +533,15 @@ pub(crate) fn run_pass(
     md: &Md,
     name: &str,
     repair: bool,
-    start: u64,
-    end: Option<u64>,
+    window: &Window,
     stop: &AtomicBool,
 ) -> Result<PassOutcome, String> {
+    let (start, end) = (window.start, window.end);
     // The kernel refuses a sync_min above the current sync_max: open the
     // window fully first, then set it.
     md.write(name, "sync_max", "max")?;
     md.write(name, "sync_min", &start.to_string())?;
-    if let Some(e) = end {
-        md.write(name, "sync_max", &e.to_string())?;
-    }
+    md.write(name, "sync_max", &window.sync_max().to_string())?;
     let action = if repair { "repair" } else { "check" };
     let began = Instant::now();
     md.write(name, "sync_action", action)?;
@@ -514,15 +559,29 @@ pub(crate) fn run_pass(
         // The write sets the request synchronously, so 'idle' from here on
         // means the pass is over.
         if s.action == "idle" || s.action.is_empty() {
-            if !cancelled {
+            let ran_to_end = md.read(name, "sync_max").is_ok_and(|m| m.trim() == "max");
+            let end = if cancelled {
+                PassEnd::Cancelled
+            } else if window_done || ran_to_end {
                 if let Some(t) = total {
                     checked_to = checked_to.max(t);
                 }
-            }
+                PassEnd::Finished
+            } else {
+                // Interrupted: the kernel left sync_min where it stopped.
+                if let Some(at) = md
+                    .read(name, "sync_min")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                {
+                    checked_to = at;
+                }
+                PassEnd::Interrupted
+            };
             eprintln!();
             return Ok(PassOutcome {
                 mismatch_cnt: s.mismatch_cnt.unwrap_or(0),
-                cancelled,
+                end,
                 checked_to,
                 seconds: began.elapsed().as_secs_f64(),
             });

@@ -2,6 +2,7 @@
 //! loop's state machine (the real driver is exercised in qemu-tests).
 
 use super::*;
+use crate::cli::PassEnd;
 
 #[test]
 fn sync_files_parse() {
@@ -134,16 +135,87 @@ fn pass_loop_reports_window_and_cancel() {
         })
     };
     let stop = AtomicBool::new(false);
-    let out = cli::run_pass(&md, "md5", false, 0, Some(256), &stop).unwrap();
+    let out = cli::run_pass(&md, "md5", false, &window(Some(256)), &stop).unwrap();
     kernel.join().unwrap();
-    assert!(!out.cancelled);
+    assert_eq!(out.end, PassEnd::Finished);
     assert_eq!(out.mismatch_cnt, 16);
     assert_eq!(out.checked_to, 256);
     assert_eq!(md.read("md5", "sync_max").unwrap(), "256");
     // Cancel: stop is set; the loop writes idle and reports it.
     std::fs::write(dir.join("sync_completed"), "100 / 8192").unwrap();
     let stop = AtomicBool::new(true);
-    let out = cli::run_pass(&md, "md5", true, 0, None, &stop).unwrap();
-    assert!(out.cancelled);
+    let out = cli::run_pass(&md, "md5", true, &window(None), &stop).unwrap();
+    assert_eq!(out.end, PassEnd::Cancelled);
     assert_eq!(out.checked_to, 100);
+}
+
+fn window(end: Option<u64>) -> cli::Window {
+    cli::Window {
+        start: 0,
+        end,
+        chunk_sectors: 128,
+    }
+}
+
+/// A fake kernel that, once the pass starts, reports `done / 8192` and then
+/// ends it the way md_do_sync does: run to the end (sync_min 0, sync_max
+/// "max") or interrupted (sync_min where it stopped, sync_max untouched).
+fn fake_pass(dir: std::path::PathBuf, done: u64, to_end: bool) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        while read("sync_action") != "check" {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let sync_max_seen = read("sync_max");
+        std::fs::write(dir.join("sync_completed"), format!("{done} / 8192")).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        if to_end {
+            std::fs::write(dir.join("sync_min"), "0").unwrap();
+            std::fs::write(dir.join("sync_max"), "max").unwrap();
+        } else {
+            std::fs::write(dir.join("sync_min"), done.to_string()).unwrap();
+        }
+        std::fs::write(dir.join("sync_completed"), "none").unwrap();
+        std::fs::write(dir.join("sync_action"), "idle").unwrap();
+        sync_max_seen
+    })
+}
+
+/// A pass that another process stops (it writes idle) is told apart from one
+/// that ran to its end by what the kernel leaves in sync_min/sync_max.
+#[test]
+fn pass_stopped_elsewhere_is_reported_as_interrupted() {
+    use std::sync::atomic::AtomicBool;
+    let f = FakeSys::new("interrupted");
+    let attrs = [
+        ("array_state", "read-auto"),
+        ("sync_action", "idle"),
+        ("sync_completed", "none"),
+        ("sync_speed", "none"),
+        ("mismatch_cnt", "0"),
+        ("sync_min", "0"),
+        ("sync_max", "max"),
+    ];
+    f.array("md6", &["vdb", "vdc"], &attrs);
+    let md = f.md();
+    let dir = f.0.join("sys/block/md6/md");
+    let stop = AtomicBool::new(false);
+
+    let kernel = fake_pass(dir.clone(), 8192, true);
+    let out = cli::run_pass(&md, "md6", false, &window(None), &stop).unwrap();
+    let open_end = kernel.join().unwrap();
+    assert_eq!(open_end, ((1u64 << 62) / 128 * 128).to_string());
+    assert_eq!(out.end, PassEnd::Finished);
+    assert_eq!(out.checked_to, 8192);
+
+    let kernel = fake_pass(dir.clone(), 2048, false);
+    let out = cli::run_pass(&md, "md6", false, &window(None), &stop).unwrap();
+    kernel.join().unwrap();
+    assert_eq!(out.end, PassEnd::Interrupted);
+    assert_eq!(out.checked_to, 2048);
 }
