@@ -241,6 +241,51 @@ fn fragment_big_files(rel: &str, debug: &str) {
     );
 }
 
+/// `bigger` readdressed through a new pointer block (next to the one
+/// `normal-flat.vmdk` uses: a .pbc.sf resource on VMFS5, a 64 KiB
+/// sub-block on VMFS6) and its 128 blocks scattered behind it.
+fn fragment_through_pointer_block(rel: &str, debug: &str) -> (common::writer::Scratch, Vec<u8>) {
+    let img = scratch_copy(rel, &format!("{debug}-pbfrag"));
+    let w = Writer::open(&img.0);
+    let normal = w.lookup("normal-flat.vmdk");
+    let near = normal.ptrs.iter().copied().find(|&p| p != 0).unwrap();
+    let pb = w.free_resource_near(near);
+    let bigger = w.lookup("bigger");
+    w.through_pointer_block(&bigger, pb);
+    let bigger = w.lookup("bigger");
+    assert_eq!((bigger.zla, bigger.ptrs[0], bigger.ptrs[1]), (3, pb, 0));
+    w.permute_blocks(&bigger, &scatter(128, 83));
+    let after = block_offsets(&w, "bigger");
+    assert!(fragmented(&after, w.block), "{after:x?}");
+    drop(w);
+
+    let v = open_image(&img.0);
+    let want = bigger_content();
+    same("ours bigger", &ours(&v, "/bigger"), &want);
+    let f = v.open("bigger").unwrap();
+    assert_eq!(f.inode().zla, 3);
+    let pieces = f.pieces().unwrap();
+    assert_eq!(pieces.len(), 128);
+    for (i, p) in pieces.iter().enumerate() {
+        assert_eq!(p.2, Piece::Volume { offset: after[i] }, "block {i}");
+    }
+    drop(v);
+    let cat = oracle_cat(debug, &img.0, "/bigger");
+    (img, cat)
+}
+
+#[test]
+fn vmfs5_fragmented_file_through_pointer_block() {
+    let (_img, cat) = fragment_through_pointer_block("vmfs5.bin.gz", "debugvmfs");
+    same("debugvmfs bigger", &cat, &bigger_content());
+}
+
+#[test]
+fn vmfs6_fragmented_file_through_pointer_block() {
+    let (_img, cat) = fragment_through_pointer_block("vmfs6.bin.gz", "debugvmfs6");
+    same("debugvmfs6 bigger", &cat, &bigger_content());
+}
+
 #[test]
 fn vmfs5_fragmented_files_read_back() {
     fragment_big_files("vmfs5.bin.gz", "debugvmfs");

@@ -726,40 +726,141 @@ impl Writer {
 
     // ---- directories ----------------------------------------------
 
-    /// FD address of `name` in directory `dir`.
+    /// Entries of directory `dir`: (name, FD address).
     ///
     /// VMFS3/5: the directory is an array of 140-byte entries: +0x00 type,
     /// +0x04 FD address, +0x08 generation, +0x0C name[128]. VMFS6: 288-byte
     /// entries at 32-byte aligned places in the directory's blocks: +0x04
     /// FD address, +0x10 the entry's own offset in the directory file,
     /// +0x18 name (NUL terminated); an entry is recognized by that
-    /// self-offset.
-    pub fn entry(&self, dir: &Fd, name: &str) -> u32 {
+    /// self-offset. ("." and ".." of VMFS6 sit in the header block without
+    /// it and are not returned.)
+    pub fn entries(&self, dir: &Fd) -> Vec<(String, u32)> {
         let b = self.read_file(dir, 0, dir.size);
-        let want = name.as_bytes();
-        let name_at = |o: usize, max: usize| -> &[u8] {
+        let name_at = |o: usize, max: usize| -> String {
             let n = &b[o..o + max];
-            &n[..n.iter().position(|&c| c == 0).unwrap_or(max)]
+            String::from_utf8_lossy(&n[..n.iter().position(|&c| c == 0).unwrap_or(max)])
+                .into_owned()
         };
-        let hits: Vec<u32> = if self.version == 6 {
+        if self.version == 6 {
             (0..b.len().saturating_sub(288))
                 .step_by(32)
                 .filter(|&o| u64_at(&b, o + 0x10) == o as u64 && u32_at(&b, o + 4) & 7 == 4)
-                .filter(|&o| name_at(o + 0x18, 264) == want)
-                .map(|o| u32_at(&b, o + 4))
+                .map(|o| (name_at(o + 0x18, 264), u32_at(&b, o + 4)))
                 .collect()
         } else {
-            b.chunks_exact(140)
-                .filter(|e| u32_at(e, 4) != 0)
-                .filter(|e| {
-                    let n = &e[0xC..];
-                    &n[..n.iter().position(|&c| c == 0).unwrap_or(128)] == want
-                })
-                .map(|e| u32_at(e, 4))
+            (0..b.len() / 140)
+                .map(|i| i * 140)
+                .filter(|&o| u32_at(&b, o + 4) != 0)
+                .map(|o| (name_at(o + 0xC, 128), u32_at(&b, o + 4)))
                 .collect()
-        };
+        }
+    }
+
+    /// FD address of `name` in directory `dir`.
+    pub fn entry(&self, dir: &Fd, name: &str) -> u32 {
+        let hits: Vec<u32> = self
+            .entries(dir)
+            .into_iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, a)| a)
+            .collect();
         assert_eq!(hits.len(), 1, "writer: entries named {name:?}: {hits:x?}");
         hits[0]
+    }
+
+    /// Every FD reachable from the root.
+    pub fn all_fds(&self) -> Vec<Fd> {
+        let mut seen = std::collections::BTreeMap::new();
+        let mut todo = vec![ROOT_ADDR];
+        while let Some(a) = todo.pop() {
+            if seen.contains_key(&a) {
+                continue;
+            }
+            let fd = self.fd(a);
+            if fd.file_type == 2 {
+                todo.extend(self.entries(&fd).into_iter().map(|(_, a)| a));
+            }
+            seen.insert(a, fd);
+        }
+        seen.into_values().collect()
+    }
+
+    /// Whether any FD reachable from the root holds `addr` in its pointer
+    /// array or in one of its pointer blocks (any level).
+    fn address_in_use(&self, addr: u64) -> bool {
+        let in_pb = |p: u64| p == addr || self.pointer_block(p).1.contains(&addr);
+        self.all_fds().iter().any(|fd| {
+            let used = fd.ptrs.iter().filter(|&&p| p != 0);
+            match fd.zla {
+                ZLA_FILE_BLOCK | ZLA_SUB_BLOCK => fd.ptrs.contains(&addr),
+                ZLA_POINTER_BLOCK | ZLA_POINTER_BLOCK2 => used.copied().any(in_pb),
+                ZLA_DOUBLE_INDIRECT => used.copied().any(|top| {
+                    in_pb(top)
+                        || self
+                            .pointer_block(top)
+                            .1
+                            .into_iter()
+                            .filter(|&m| m != 0)
+                            .any(in_pb)
+                }),
+                _ => false,
+            }
+        })
+    }
+
+    /// An unused, zeroed resource in the same cluster as resource address
+    /// `near` (a pointer block or sub-block in use), for a new pointer
+    /// block. Highest resource first.
+    pub fn free_resource_near(&self, near: u64) -> u64 {
+        let Target::Resource { kind, cluster, .. } = self.decode(near) else {
+            panic!("{near:#x} is no resource address")
+        };
+        let per_cluster = self.resource_file_of(kind).per_cluster;
+        (0..per_cluster)
+            .rev()
+            .map(|r| self.resource_addr(kind, cluster, r))
+            .find(|&a| {
+                let (_, ptrs) = self.pointer_block(a);
+                ptrs.iter().all(|&p| p == 0) && !self.address_in_use(a)
+            })
+            .unwrap_or_else(|| panic!("no free resource in cluster {cluster} of type {kind}"))
+    }
+
+    /// Encodes a resource address (see [`Writer::decode`]).
+    pub fn resource_addr(&self, kind: u64, cluster: u64, res: u64) -> u64 {
+        if self.version == 6 {
+            kind | cluster << 6 | res << 56
+        } else {
+            assert!(res < 16, "dense sub-block resource bits not encoded");
+            kind | cluster << 6 | res << 28
+        }
+    }
+
+    /// Readdresses a file of direct block pointers (ZLA 1) through one
+    /// pointer block, as a file that had outgrown the FD's pointer array
+    /// is addressed: `pb` (an unused, zeroed pointer-block resource) gets
+    /// the block pointers, the FD points to `pb` and has ZLA 3. The
+    /// resource's allocation bit in its cluster header is not set (no
+    /// reader consults it).
+    pub fn through_pointer_block(&self, fd: &Fd, pb: u64) {
+        assert_eq!(fd.zla, ZLA_FILE_BLOCK, "FD {:#x}", fd.addr);
+        let blocks = fd.size.div_ceil(fd.unit);
+        assert!(blocks <= self.pointers_per_block());
+        let (at, old) = self.pointer_block(pb);
+        assert!(
+            old.iter().all(|&p| p == 0),
+            "pointer block {pb:#x} not empty"
+        );
+        assert!(!self.address_in_use(pb), "pointer block {pb:#x} in use");
+        for (i, &p) in fd.ptrs.iter().enumerate().take(blocks as usize) {
+            self.put_ptr(at + i as u64 * self.ptr_width(), p);
+        }
+        for i in 0..self.nptrs as u64 {
+            let p = if i == 0 { pb } else { 0 };
+            self.put_ptr(fd.at + self.ptr_off + i * self.ptr_width(), p);
+        }
+        self.write_vol(fd.at + self.meta + 0x44, &ZLA_POINTER_BLOCK.to_le_bytes());
     }
 
     /// The FD of `path` (components separated by '/').
