@@ -321,6 +321,70 @@ fn oracle_block(img: &Path, addr: u64) -> Vec<u8> {
     out.stdout
 }
 
+/// Names in a directory, sorted, from our reader.
+fn listing(v: &Volume, dir: &str) -> Vec<String> {
+    let mut n: Vec<String> = v
+        .read_dir(dir)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn vmfs5_sub_blocks_with_high_item_numbers() {
+    // VMFS5 volumes have 64 sub-blocks per cluster; items 16..63 carry
+    // their upper two bits in address bits 3..4 (config flag 0x4). The
+    // fixture's sub-blocks are all items < 16: move the `collision`
+    // directory's and the `symlink`'s sub-blocks to free items >= 16.
+    let pristine = open_image(&common::image("vmfs5.bin.gz"));
+    let names = listing(&pristine, "/collision");
+    assert!(names.len() > 10, "{names:?}");
+    drop(pristine);
+    let img = scratch_copy("vmfs5.bin.gz", "vmfs5-sb-items");
+    let w = Writer::open(&img.0);
+    let mut moved = Vec::new();
+    for path in ["collision", "symlink"] {
+        let fd = w.lookup(path);
+        let to = w.free_resource_near(fd.ptrs[0]);
+        let Target::Resource { res, .. } = w.decode(to) else {
+            panic!("{to:#x}")
+        };
+        assert!(res >= 16, "{path}: item {res}");
+        assert_ne!(to & 0x18, 0, "{to:#x} uses the upper item bits");
+        w.move_sub_block(&fd, 0, to);
+        moved.push(to);
+    }
+    // A reader dropping the upper item bits reads item (item % 16), an
+    // empty sub-block (free_resource_near takes the highest free items).
+    drop(w);
+    let v = open_image(&img.0);
+    for (path, to) in [("collision", moved[0]), ("symlink", moved[1])] {
+        assert_eq!(v.lookup(path).unwrap().ptrs[0], to, "{path}");
+    }
+    assert_eq!(listing(&v, "/collision"), names);
+    assert_eq!(v.read_link("symlink").unwrap(), "/vmfs/volumes/vmfs5/small");
+    let text = String::from_utf8(
+        tool("debugvmfs")
+            .arg(&img.0)
+            .args(["ls", "/collision"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let mut theirs: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "." && *l != "..")
+        .map(String::from)
+        .collect();
+    theirs.sort();
+    assert_eq!(theirs, names, "debugvmfs ls /collision");
+}
+
 /// Thin files through pointer blocks: `normal-flat.vmdk` (ZLA 3) gets its
 /// one written block (at 42 GiB) moved to the last entry of its pointer
 /// block and stamped there; `large-flat.vmdk` (double indirect) gets its

@@ -811,28 +811,57 @@ impl Writer {
 
     /// An unused, zeroed resource in the same cluster as resource address
     /// `near` (a pointer block or sub-block in use), for a new pointer
-    /// block. Highest resource first.
+    /// block or sub-block. Highest resource first.
     pub fn free_resource_near(&self, near: u64) -> u64 {
         let Target::Resource { kind, cluster, .. } = self.decode(near) else {
             panic!("{near:#x} is no resource address")
         };
-        let per_cluster = self.resource_file_of(kind).per_cluster;
-        (0..per_cluster)
+        let rf = self.resource_file_of(kind);
+        (0..rf.per_cluster)
             .rev()
-            .map(|r| self.resource_addr(kind, cluster, r))
-            .find(|&a| {
-                let (_, ptrs) = self.pointer_block(a);
-                ptrs.iter().all(|&p| p == 0) && !self.address_in_use(a)
+            .map(|r| (r, self.resource_addr(kind, cluster, r)))
+            .find(|&(r, a)| {
+                let at = self.resource_vol(kind, cluster, r);
+                self.read_vol(at, rf.res_size).iter().all(|&b| b == 0) && !self.address_in_use(a)
             })
             .unwrap_or_else(|| panic!("no free resource in cluster {cluster} of type {kind}"))
+            .1
+    }
+
+    /// Moves the sub-block holding file block `index` of `fd` to the
+    /// sub-block `to` (unused): contents copied, pointer rewritten.
+    pub fn move_sub_block(&self, fd: &Fd, index: u64, to: u64) {
+        let s = self.slot(fd, index).expect("mapped block");
+        let (
+            Target::Resource {
+                kind: 2,
+                cluster: c0,
+                res: r0,
+            },
+            Target::Resource {
+                kind: 2,
+                cluster: c1,
+                res: r1,
+            },
+        ) = (self.decode(s.ptr), self.decode(to))
+        else {
+            panic!("{:#x} -> {to:#x}: not sub-blocks", s.ptr)
+        };
+        let size = self.resource_file_of(2).res_size;
+        let data = self.read_vol(self.resource_vol(2, c0, r0), size);
+        self.write_vol(self.resource_vol(2, c1, r1), &data);
+        self.put_ptr(s.at, to);
     }
 
     /// Encodes a resource address (see [`Writer::decode`]).
     pub fn resource_addr(&self, kind: u64, cluster: u64, res: u64) -> u64 {
         if self.version == 6 {
             kind | cluster << 6 | res << 56
+        } else if kind == 2 && self.dense_sub_blocks {
+            assert!(res < 64);
+            kind | cluster << 6 | (res & 0xF) << 28 | (res >> 4) << 3
         } else {
-            assert!(res < 16, "dense sub-block resource bits not encoded");
+            assert!(res < 16);
             kind | cluster << 6 | res << 28
         }
     }
