@@ -160,6 +160,18 @@ fn vmfs3_thick_files_hold_written_data() {
     let thick = w.lookup("thick-flat.vmdk");
     w.permute_blocks(&thick, &scatter(200, 77));
     assert!(fragmented(&block_offsets(&w, "thick-flat.vmdk"), w.block));
+    // And one through a pointer block (VMFS3 has no such file of its own):
+    // eagerzeroedthick readdressed through a free .pbc.sf resource, its
+    // blocks scattered behind it.
+    let ezt = w.lookup("eagerzeroedthick-flat.vmdk");
+    w.through_pointer_block(&ezt, w.free_resource(3, 0));
+    let ezt = w.lookup("eagerzeroedthick-flat.vmdk");
+    assert_eq!(ezt.zla, 3);
+    w.permute_blocks(&ezt, &scatter(200, 51));
+    assert!(fragmented(
+        &block_offsets(&w, "eagerzeroedthick-flat.vmdk"),
+        w.block
+    ));
     // A descriptor rewritten in its 64 KiB sub-block, longer than before.
     let desc = w.lookup("thick.vmdk");
     let old = w.read_file(&desc, 0, desc.size);
@@ -183,8 +195,15 @@ fn vmfs3_thick_files_hold_written_data() {
             &want,
         );
     }
-    let f = v.open("thick-flat.vmdk").unwrap();
-    assert_eq!(f.pieces().unwrap().len(), 200, "every block its own run");
+    for path in ["thick-flat.vmdk", "eagerzeroedthick-flat.vmdk"] {
+        let f = v.open(path).unwrap();
+        assert_eq!(
+            f.pieces().unwrap().len(),
+            200,
+            "{path}: every block its own run"
+        );
+    }
+    assert_eq!(v.lookup("eagerzeroedthick-flat.vmdk").unwrap().zla, 3);
     same("ours thick.vmdk", &ours(&v, "/thick.vmdk"), &text);
     same(
         "debugvmfs thick.vmdk",

@@ -470,6 +470,10 @@ impl Writer {
     fn resource_vol(&self, kind: u64, cluster: u64, res: u64) -> u64 {
         let rf = self.resource_file_of(kind);
         let off = self.resource_offset(rf, cluster, res);
+        assert!(
+            off + rf.res_size <= rf.fd.size,
+            "resource {cluster}/{res} of type {kind} past the end of its file"
+        );
         self.file_vol(&rf.fd, off)
     }
 
@@ -816,10 +820,19 @@ impl Writer {
         let Target::Resource { kind, cluster, .. } = self.decode(near) else {
             panic!("{near:#x} is no resource address")
         };
+        self.free_resource(kind, cluster)
+    }
+
+    /// An unused, zeroed resource of type `kind` in `cluster`, highest
+    /// resource first.
+    pub fn free_resource(&self, kind: u64, cluster: u64) -> u64 {
         let rf = self.resource_file_of(kind);
         (0..rf.per_cluster)
             .rev()
             .map(|r| (r, self.resource_addr(kind, cluster, r)))
+            // Only resources inside the resource file (a young .pbc.sf is
+            // shorter than its first cluster).
+            .filter(|&(r, _)| self.resource_offset(rf, cluster, r) + rf.res_size <= rf.fd.size)
             .find(|&(r, a)| {
                 let at = self.resource_vol(kind, cluster, r);
                 self.read_vol(at, rf.res_size).iter().all(|&b| b == 0) && !self.address_in_use(a)
