@@ -59,8 +59,8 @@ pub struct VerifyCommand {
     /// mismatches listed in full (default 100; all are counted)
     #[argh(option, default = "100")]
     pub max_listed: usize,
-    /// mebibytes read per member per batch (default 4)
-    #[argh(option, default = "4")]
+    /// mebibytes read per member per batch (default 2)
+    #[argh(option, default = "2")]
     pub batch_mib: u64,
 }
 

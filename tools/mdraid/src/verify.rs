@@ -2,10 +2,10 @@
 //! space: RAID-1 mirrors compared, RAID-4/5 parity and RAID-6 P+Q
 //! recomputed, RAID-10 copies compared. Nothing is written.
 //!
-//! Work goes batch by batch (a bounded number of chunk rows per member),
-//! members are read in parallel (one thread per member per batch) and the
-//! next batch is read while the current one is checked, so memory stays at
-//! two batches per member.
+//! Work goes batch by batch (a bounded number of chunk rows per member).
+//! Each member has a reader thread that reads a few batches ahead while the
+//! current one is checked, so members stream side by side and memory stays
+//! at a few batches per member.
 //!
 //! The kernel's `mismatch_cnt` (md/mismatch_cnt, in 512-byte sectors) is
 //! reproduced in `kernel_mismatch_sectors`:
@@ -47,7 +47,10 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            batch_bytes: 4 << 20,
+            // Small enough that a batch of every member, with the ones read
+            // ahead, stays in the CPU caches between the read and the check
+            // (measured: 2 MiB 0.83x of cat on cached members, 4 MiB 0.7x).
+            batch_bytes: 2 << 20,
             max_listed: 1000,
         }
     }
@@ -162,60 +165,120 @@ impl std::fmt::Display for VerifyError {
     }
 }
 
-/// Per-member read plan of one batch: (device offset, length, buffer offset).
-type Plan = Vec<Vec<(u64, usize, usize)>>;
+/// One member's reads for one batch: (device offset, length, buffer offset).
+type Ranges = Vec<(u64, usize, usize)>;
 
-struct Reader<'m, 'a> {
-    members: &'m [Option<Member<'a>>],
+/// Buffers each member's reader may fill ahead of the checker (one is being
+/// checked, the others are read meanwhile).
+const BUFFERS_PER_MEMBER: usize = 3;
+
+/// Reads `ranges` of member `m` into `buf` (grown as needed); failed ranges
+/// read as zeros and are returned.
+fn read_ranges(
+    m: &Member<'_>,
+    ranges: &[(u64, usize, usize)],
+    buf: &mut Vec<u8>,
+) -> Vec<ReadFailure> {
+    let mut failures = Vec::new();
+    let need = ranges.iter().map(|r| r.2 + r.1).max().unwrap_or(0);
+    if buf.len() < need {
+        buf.resize(need, 0);
+    }
+    for &(off, len, at) in ranges {
+        let abs = m.data_offset + off;
+        if let Err(e) = m.dev.read_exact_at(&mut buf[at..at + len], abs) {
+            buf[at..at + len].fill(0);
+            failures.push(ReadFailure {
+                device: m.name.clone(),
+                offset: abs,
+                length: len as u64,
+                error: e.to_string(),
+            });
+        }
+    }
+    failures
 }
 
-impl Reader<'_, '_> {
-    /// Reads every member's ranges in parallel into `bufs`.
-    fn read(&self, plan: &Plan, bufs: &mut [Vec<u8>]) -> Vec<ReadFailure> {
-        let mut failures = Vec::new();
-        std::thread::scope(|sc| {
-            let handles: Vec<_> = bufs
-                .iter_mut()
-                .zip(plan)
-                .zip(self.members)
-                .filter_map(|((buf, ranges), m)| {
-                    let m = m.as_ref()?;
-                    Some(sc.spawn(move || {
-                        let mut f = Vec::new();
-                        let need = ranges.iter().map(|r| r.2 + r.1).max().unwrap_or(0);
-                        if buf.len() < need {
-                            buf.resize(need, 0);
-                        }
-                        for &(off, len, at) in ranges {
-                            let abs = m.data_offset + off;
-                            if let Err(e) = m.dev.read_exact_at(&mut buf[at..at + len], abs) {
-                                buf[at..at + len].fill(0);
-                                f.push(ReadFailure {
-                                    device: m.name.clone(),
-                                    offset: abs,
-                                    length: len as u64,
-                                    error: e.to_string(),
-                                });
-                            }
-                        }
-                        f
-                    }))
-                })
-                .collect();
-            for h in handles {
-                match h.join() {
-                    Ok(f) => failures.extend(f),
-                    Err(_) => failures.push(ReadFailure {
-                        device: "?".into(),
-                        offset: 0,
-                        length: 0,
-                        error: "reader thread panicked".into(),
-                    }),
+/// Runs `check(batch, buffers)` over `batches` batches, `buffers[role]`
+/// holding what `ranges_of(role, batch)` names (empty for a missing member).
+/// Every member has its own reader thread that runs up to
+/// BUFFERS_PER_MEMBER - 1 batches ahead: members stream side by side at
+/// their own pace, with no barrier per batch, and buffers are reused, so
+/// memory stays at BUFFERS_PER_MEMBER batches per member. Returns the read
+/// failures.
+fn pipeline(
+    members: &[Option<Member<'_>>],
+    batches: u64,
+    ranges_of: &(dyn Fn(usize, u64) -> Ranges + Sync),
+    check: &mut dyn FnMut(u64, &[Vec<u8>]),
+) -> Vec<ReadFailure> {
+    use std::sync::mpsc::{channel, sync_channel};
+    let mut failures = Vec::new();
+    std::thread::scope(|sc| {
+        let mut full = Vec::new();
+        let mut free = Vec::new();
+        let mut handles = Vec::new();
+        for (role, m) in members.iter().enumerate() {
+            let Some(m) = m.as_ref() else {
+                full.push(None);
+                free.push(None);
+                continue;
+            };
+            let (full_tx, full_rx) =
+                sync_channel::<(Vec<u8>, Vec<ReadFailure>)>(BUFFERS_PER_MEMBER);
+            let (free_tx, free_rx) = channel::<Vec<u8>>();
+            for _ in 0..BUFFERS_PER_MEMBER {
+                let _ = free_tx.send(Vec::new());
+            }
+            handles.push(sc.spawn(move || {
+                for b in 0..batches {
+                    // The checker hung up: it is done.
+                    let Ok(mut buf) = free_rx.recv() else { return };
+                    let f = read_ranges(m, &ranges_of(role, b), &mut buf);
+                    if full_tx.send((buf, f)).is_err() {
+                        return;
+                    }
+                }
+            }));
+            full.push(Some(full_rx));
+            free.push(Some(free_tx));
+        }
+        let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); members.len()];
+        'batches: for b in 0..batches {
+            for (role, rx) in full.iter().enumerate() {
+                let Some(rx) = rx else { continue };
+                match rx.recv() {
+                    Ok((buf, f)) => {
+                        bufs[role] = buf;
+                        failures.extend(f);
+                    }
+                    Err(_) => {
+                        failures.push(ReadFailure {
+                            device: members[role]
+                                .as_ref()
+                                .map_or("?".into(), |m| m.name.clone()),
+                            offset: 0,
+                            length: 0,
+                            error: "reader thread panicked".into(),
+                        });
+                        break 'batches;
+                    }
                 }
             }
-        });
-        failures
-    }
+            check(b, &bufs);
+            for (role, tx) in free.iter().enumerate() {
+                if let Some(tx) = tx {
+                    let _ = tx.send(std::mem::take(&mut bufs[role]));
+                }
+            }
+        }
+        drop(free);
+        drop(full);
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+    failures
 }
 
 /// Verifies the array. `members[role]` is the member in that role (None:
@@ -416,60 +479,40 @@ fn run_striped(
     };
     let units_per_batch = (opts.batch_bytes / unit).max(1);
     let batch = units_per_batch * unit;
-    let reader = Reader { members };
     let n = members.len();
-    let plan_for = |b: u64| -> Plan {
+    let ranges_of = |r: usize, b: u64| -> Ranges {
         let off = b * batch;
         let len = batch.min(total.saturating_sub(off)) as usize;
-        (0..n)
-            .map(|r| {
-                if members[r].is_some() && len > 0 {
-                    vec![(off, len, 0)]
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect()
+        if members[r].is_some() && len > 0 {
+            vec![(off, len, 0)]
+        } else {
+            Vec::new()
+        }
     };
     let batches = total.div_ceil(batch);
-    let mut cur: Vec<Vec<u8>> = vec![Vec::new(); n];
-    let mut next: Vec<Vec<u8>> = vec![Vec::new(); n];
-    if batches > 0 {
-        st.report
-            .read_failures
-            .extend(reader.read(&plan_for(0), &mut cur));
-    }
-    for b in 0..batches {
+    let mut check_batch = |b: u64, bufs: &[Vec<u8>]| {
         let off = b * batch;
         let len = batch.min(total - off);
-        // Read batch b+1 while checking batch b.
-        let fails = std::thread::scope(|sc| {
-            let h = (b + 1 < batches).then(|| {
-                let plan = plan_for(b + 1);
-                let reader = &reader;
-                let next = &mut next;
-                sc.spawn(move || reader.read(&plan, next))
-            });
-            let mut u = 0;
-            while u * unit < len {
-                let ulen = unit.min(len - u * unit);
-                let at = (u * unit) as usize;
-                let blocks = (0..n)
-                    .map(|r| members[r].as_ref().map(|_| &cur[r][at..at + ulen as usize]))
-                    .collect();
-                let unit_ctx = Unit {
-                    index: (off + u * unit) / unit,
-                    dev_off: off + u * unit,
-                    len: ulen,
-                    blocks,
-                };
-                check(geo, members, &unit_ctx, st);
-                u += 1;
-            }
-            h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
-        });
-        st.report.read_failures.extend(fails);
-        std::mem::swap(&mut cur, &mut next);
+        let mut u = 0;
+        while u * unit < len {
+            let ulen = unit.min(len - u * unit);
+            let at = (u * unit) as usize;
+            let blocks = (0..n)
+                .map(|r| {
+                    members[r]
+                        .as_ref()
+                        .map(|_| &bufs[r][at..at + ulen as usize])
+                })
+                .collect();
+            let unit_ctx = Unit {
+                index: (off + u * unit) / unit,
+                dev_off: off + u * unit,
+                len: ulen,
+                blocks,
+            };
+            check(geo, members, &unit_ctx, st);
+            u += 1;
+        }
         st.report.checked_member_bytes = off + len;
         st.report.checked_array_bytes = match geo.level {
             1 => off + len,
@@ -481,7 +524,9 @@ fn run_striped(
             read_bytes: (off + len) * members.iter().flatten().count() as u64,
             elapsed: start.elapsed(),
         });
-    }
+    };
+    let failures = pipeline(members, batches, &ranges_of, &mut check_batch);
+    st.report.read_failures.extend(failures);
 }
 
 /// First and last differing byte of two blocks.
@@ -770,81 +815,64 @@ fn run_raid10(
     // Array chunks per batch: so that each member reads about batch_bytes.
     let per_batch = (opts.batch_bytes * n as u64 / (cb * copies)).max(1);
     let block = RESYNC_BLOCK.min(cb);
-    let reader = Reader { members };
-    type Index = Vec<BTreeMap<u64, usize>>;
-    let plan_for = |b: u64| -> (Plan, Index) {
+    type Index = BTreeMap<u64, usize>;
+    // One member's ranges of batch b, and where each device chunk row lands
+    // in its buffer.
+    let plan_of = |d: usize, b: u64| -> (Ranges, Index) {
         let c0 = b * per_batch;
         let c1 = (c0 + per_batch).min(chunks);
-        let mut rows: Vec<Vec<u64>> = vec![Vec::new(); n];
-        for c in c0..c1 {
-            for (d, row) in geo.raid10_copies(c) {
-                if d < n && members[d].is_some() {
-                    rows[d].push(row);
-                }
-            }
-        }
-        let mut plan: Plan = vec![Vec::new(); n];
-        let mut index: Index = vec![BTreeMap::new(); n];
-        for d in 0..n {
-            rows[d].sort_unstable();
-            rows[d].dedup();
-            let mut at = 0usize;
-            for &row in &rows[d] {
-                index[d].insert(row, at);
-                match plan[d].last_mut() {
-                    Some(last) if last.0 + last.1 as u64 == row * cb => last.1 += cb as usize,
-                    _ => plan[d].push((row * cb, cb as usize, at)),
-                }
-                at += cb as usize;
-            }
-        }
-        (plan, index)
-    };
-    let batches = chunks.div_ceil(per_batch);
-    let mut cur: Vec<Vec<u8>> = vec![Vec::new(); n];
-    let mut next: Vec<Vec<u8>> = vec![Vec::new(); n];
-    let (p0, mut cur_index) = plan_for(0);
-    if batches > 0 {
-        st.report.read_failures.extend(reader.read(&p0, &mut cur));
-    }
-    for b in 0..batches {
-        let c0 = b * per_batch;
-        let c1 = (c0 + per_batch).min(chunks);
-        let (fails, next_index) = std::thread::scope(|sc| {
-            let h = (b + 1 < batches).then(|| {
-                let reader = &reader;
-                let next = &mut next;
-                let plan_for = &plan_for;
-                sc.spawn(move || {
-                    let (plan, index) = plan_for(b + 1);
-                    (reader.read(&plan, next), index)
-                })
-            });
+        let mut rows: Vec<u64> = Vec::new();
+        if members[d].is_some() {
             for c in c0..c1 {
-                let locs = geo.raid10_copies(c);
-                let mut off = 0;
-                while off < cb {
-                    let len = block.min(cb - off);
-                    let copies: Vec<(usize, u64, &[u8])> = locs
-                        .iter()
-                        .filter_map(|&(d, row)| {
-                            let at = *cur_index.get(d)?.get(&row)? + off as usize;
-                            Some((d, row * cb + off, &cur[d][at..at + len as usize]))
-                        })
-                        .collect();
-                    if copies.len() < 2 {
-                        st.report.skipped_blocks += 1;
-                    } else if let Some(m) = compare_copies(members, &copies, c * cb + off, len) {
-                        st.add(m);
-                    }
-                    off += len;
-                }
+                rows.extend(
+                    geo.raid10_copies(c)
+                        .into_iter()
+                        .filter(|&(m, _)| m == d)
+                        .map(|(_, row)| row),
+                );
             }
-            h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
-        });
-        st.report.read_failures.extend(fails);
-        std::mem::swap(&mut cur, &mut next);
-        cur_index = next_index;
+        }
+        rows.sort_unstable();
+        rows.dedup();
+        let mut ranges: Ranges = Vec::new();
+        let mut index = Index::new();
+        let mut at = 0usize;
+        for &row in &rows {
+            index.insert(row, at);
+            match ranges.last_mut() {
+                Some(last) if last.0 + last.1 as u64 == row * cb => last.1 += cb as usize,
+                _ => ranges.push((row * cb, cb as usize, at)),
+            }
+            at += cb as usize;
+        }
+        (ranges, index)
+    };
+    let ranges_of = |d: usize, b: u64| plan_of(d, b).0;
+    let batches = chunks.div_ceil(per_batch);
+    let mut check_batch = |b: u64, bufs: &[Vec<u8>]| {
+        let c0 = b * per_batch;
+        let c1 = (c0 + per_batch).min(chunks);
+        let index: Vec<Index> = (0..n).map(|d| plan_of(d, b).1).collect();
+        for c in c0..c1 {
+            let locs = geo.raid10_copies(c);
+            let mut off = 0;
+            while off < cb {
+                let len = block.min(cb - off);
+                let copies: Vec<(usize, u64, &[u8])> = locs
+                    .iter()
+                    .filter_map(|&(d, row)| {
+                        let at = *index.get(d)?.get(&row)? + off as usize;
+                        Some((d, row * cb + off, &bufs[d][at..at + len as usize]))
+                    })
+                    .collect();
+                if copies.len() < 2 {
+                    st.report.skipped_blocks += 1;
+                } else if let Some(m) = compare_copies(members, &copies, c * cb + off, len) {
+                    st.add(m);
+                }
+                off += len;
+            }
+        }
         st.report.checked_array_bytes = c1 * cb;
         st.report.checked_member_bytes = (c1 * copies * cb).div_ceil(n as u64);
         progress(&Progress {
@@ -853,5 +881,7 @@ fn run_raid10(
             read_bytes: c1 * cb * copies,
             elapsed: start.elapsed(),
         });
-    }
+    };
+    let failures = pipeline(members, batches, &ranges_of, &mut check_batch);
+    st.report.read_failures.extend(failures);
 }

@@ -165,3 +165,64 @@ fn degraded_raid5_skips_with_a_note() {
         ),
     }
 }
+
+/// A member whose reads fail inside one byte range (a bad area).
+struct FailingRange<'a> {
+    inner: &'a dyn blockdev::BlockDevice,
+    bad: std::ops::Range<u64>,
+}
+
+impl blockdev::BlockDevice for FailingRange<'_> {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn logical_sector_size(&self) -> u32 {
+        512
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let end = offset + buf.len() as u64;
+        if offset < self.bad.end && self.bad.start < end {
+            return Err(std::io::Error::from_raw_os_error(5));
+        }
+        self.inner.read_at(buf, offset)
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+}
+
+/// Unreadable member areas are reported with device and offset, read as
+/// zeros, and the check goes on to the end of the array: with every member
+/// on its own reader thread, the failing one must not stall or end the run.
+#[test]
+fn read_failures_are_reported_and_the_check_goes_on() {
+    let s = spec("1.2", 5, 3);
+    let imgs = build_members(&s);
+    let n = names(imgs.len(), "");
+    let refs: Vec<&str> = n.iter().map(|x| x.as_str()).collect();
+    let devs = devices(&refs, imgs);
+    let inp = inputs(&devs);
+    let rep = crate::scan::scan(&inp);
+    let a = &rep.arrays[0];
+    let mut members = crate::scan::verify_members(a, &inp);
+    let m1 = members[1].as_ref().unwrap();
+    let bad_at = m1.data_offset + 3 * 64 * 1024;
+    let failing = FailingRange {
+        inner: m1.dev,
+        bad: bad_at..bad_at + 512,
+    };
+    members[1].as_mut().unwrap().dev = &failing;
+    let opts = crate::verify::Options {
+        batch_bytes: 64 * 1024,
+        max_listed: 10,
+    };
+    let r = crate::verify::verify(a.geometry.as_ref().unwrap(), &members, &opts, &mut |_| {})
+        .unwrap();
+    assert_eq!(r.read_failures.len(), 1, "{:?}", r.read_failures);
+    let f = &r.read_failures[0];
+    assert_eq!(f.device, "sdb");
+    assert!(f.offset <= bad_at && bad_at < f.offset + f.length, "{f:?}");
+    assert_eq!(r.checked_array_bytes, s.array_bytes());
+    // The zeros read in place of the bad batch make its stripe mismatch.
+    assert!(r.mismatch_count >= 1);
+}
