@@ -5,7 +5,10 @@
 # ESXi-written VMFS5 volume from ../shared/fixtures/vmfs (page-cached):
 # `bigger` (128 MiB of data in 1 MiB file blocks, read ROUNDS times per
 # tool) and the first 4 GiB of the thin `normal-flat.vmdk` (pointer blocks,
-# unallocated: zeros). Usage: bench/vmfs.sh [ROUNDS] (default 10)
+# unallocated: zeros). Then `bigger` again with its 128 blocks scattered
+# (by the test-only writer, tools/vmfs/examples/fragment_bigger.rs), page-
+# cached and, as root, from the disk (page cache dropped before each read).
+# Usage: bench/vmfs.sh [ROUNDS] (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-10}"
@@ -53,3 +56,39 @@ echo "| rescue vmfs cat --length 4G | $ours s |"
 echo "| debugvmfs cat \| head -c 4G | $debug s |"
 echo "| head -c 4G through vmfs-fuse | $fuse s |"
 awk -v o="$ours" -v d="$debug" -v f="$fuse" 'BEGIN { b = (d < f) ? d : f; printf "rescue vs the faster of the two: %.2fx\n", b / o }'
+
+# Fragmented: block i of `bigger` where block i * 45 mod 128 was.
+cp --sparse=always "$img" "$dir/frag.img"
+cargo run --release -q -p vmfs --example fragment_bigger -- "$dir/frag.img"
+frag="$dir/frag.img"
+umount "$mnt"; vmfs-fuse "$frag" "$mnt"
+cmp <("$rescue" vmfs cat "$frag" /bigger) "$dir/plain"
+cat "$frag" > /dev/null
+ours=$(repeat "$rescue" vmfs cat "$frag" /bigger)
+debug=$(repeat debugvmfs "$frag" cat /bigger)
+fuse=$(repeat cat "$mnt/bigger")
+echo; echo "bigger with its blocks scattered, page-cached, $rounds reads each:"
+echo "| tool | time | rate |"; echo "|---|---|---|"
+echo "| rescue vmfs cat | $ours s | $(rate "$ours") |"
+echo "| debugvmfs cat | $debug s | $(rate "$debug") |"
+echo "| cat through vmfs-fuse | $fuse s | $(rate "$fuse") |"
+awk -v o="$ours" -v d="$debug" -v f="$fuse" 'BEGIN { b = (d < f) ? d : f; printf "rescue vs the faster of the two: %.2fx\n", b / o }'
+if [ -w /proc/sys/vm/drop_caches ]; then
+    cold() { local s; sync; echo 3 > /proc/sys/vm/drop_caches; s=$(now); "$@" > /dev/null; secs "$s" "$(now)"; }
+    median() { tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+    echo; echo "from the disk (page cache dropped before each read), median of 5:"
+    echo "| file | rescue vmfs cat | debugvmfs cat | cat via vmfs-fuse | cat of a regular file |"
+    echo "|---|---|---|---|---|"
+    for which in contiguous scattered; do
+        if [ "$which" = contiguous ]; then v="$img"; else v="$frag"; fi
+        umount "$mnt"; vmfs-fuse "$v" "$mnt"
+        o=""; d=""; f=""; p=""
+        for _ in 1 2 3 4 5; do
+            o="$o $(cold "$rescue" vmfs cat "$v" /bigger)"
+            d="$d $(cold debugvmfs "$v" cat /bigger)"
+            f="$f $(cold cat "$mnt/bigger")"
+            p="$p $(cold cat "$dir/plain")"
+        done
+        echo "| bigger, $which | $(echo $o | median) s | $(echo $d | median) s | $(echo $f | median) s | $(echo $p | median) s |"
+    done
+fi

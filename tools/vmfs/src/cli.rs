@@ -8,6 +8,7 @@ use argh::FromArgs;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -573,24 +574,46 @@ fn cat(c: CatCommand) -> CliResult {
         .try_clone_to_owned()
         .map(std::fs::File::from)
         .map_err(|e| format!("stdout: {e}"))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = start;
-    while pos < end {
-        let n = ((end - pos) as usize).min(buf.len());
-        let got = f.read_at(&mut buf[..n], pos).map_err(|e| e.to_string())?;
-        if got == 0 {
-            break;
-        }
-        if let Err(e) = out.write_all(&buf[..got]) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(0);
+    let chunks = crate::readahead::chunks_of(start, end, 1 << 20);
+    let read = |buf: &mut [u8], off: u64| read_fully(&f, buf, off);
+    let mut failed = None;
+    crate::readahead::for_each_chunk(&chunks, &read, &mut |_, _, data| {
+        let res = match data {
+            Ok(bytes) => out.write_all(bytes).map_err(|e| {
+                (e.kind() != std::io::ErrorKind::BrokenPipe).then(|| format!("writing stdout: {e}"))
+            }),
+            Err(e) => Err(Some(e.to_string())),
+        };
+        match res {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
             }
-            return Err(format!("writing stdout: {e}"));
         }
-        pos += got as u64;
+    });
+    match failed {
+        None => {}
+        // The reader of our output went away: done, quietly.
+        Some(None) => return Ok(0),
+        Some(Some(e)) => return Err(e),
     }
     out.flush().map_err(|e| format!("writing stdout: {e}"))?;
     Ok(0)
+}
+
+/// Fills `buf` from `off` of `f`; a short read (the file ends first) is an
+/// error, as the chunks given are always inside the file.
+fn read_fully(f: &crate::FileReader<'_>, buf: &mut [u8], off: u64) -> crate::Result<()> {
+    let got = f.read_at(buf, off)?;
+    if got < buf.len() {
+        return Err(crate::Error::corrupt(format!(
+            "FD {:#010x}: {} bytes at file offset {off:#x}, the file ends after {got}",
+            f.inode().addr,
+            buf.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Lost byte ranges of one extracted file.
@@ -736,50 +759,59 @@ impl Extractor<'_> {
         use std::os::unix::fs::FileExt;
         let mut lost: Vec<(u64, u64)> = Vec::new();
         let mut reason = String::new();
-        let mut buf = vec![0u8; 1 << 20];
+        // Holes stay holes in the destination; the rest is read ahead in
+        // 1 MiB chunks while the previous ones are written.
+        let mut chunks = Vec::new();
         for (off, len, piece) in pieces {
             if piece == Piece::Zero {
                 self.done += len;
-                continue; // a hole in the destination
+            } else {
+                chunks.extend(crate::readahead::chunks_of(off, off + len, 1 << 20));
             }
-            let mut pos = off;
-            while pos < off + len {
-                let n = ((off + len - pos) as usize).min(buf.len());
-                match self.vol.read_inode(&ino, &mut buf[..n], pos, 0) {
-                    Ok(_) => {
-                        if let Err(e) = out.write_all_at(&buf[..n], pos) {
-                            self.skipped
-                                .push(format!("{path}: writing {}: {e}", dest.display()));
-                            return;
-                        }
+        }
+        let vol = self.vol;
+        let read = |buf: &mut [u8], at: u64| vol.read_inode(&ino, buf, at, 0).map(|_| ());
+        let mut write_failed = false;
+        let mut sector = [0u8; 512];
+        crate::readahead::for_each_chunk(&chunks, &read, &mut |pos, n, data| {
+            match data {
+                Ok(bytes) => {
+                    if let Err(e) = out.write_all_at(bytes, pos) {
+                        self.skipped
+                            .push(format!("{path}: writing {}: {e}", dest.display()));
+                        write_failed = true;
+                        return ControlFlow::Break(());
                     }
-                    Err(_) => {
-                        // Retry sector by sector; what fails stays a hole
-                        // (zeros) and is reported.
-                        for s in (0..n).step_by(512) {
-                            let m = 512.min(n - s);
-                            let at = pos + s as u64;
-                            match self.vol.read_inode(&ino, &mut buf[..m], at, 0) {
-                                Ok(_) => {
-                                    let _ = out.write_all_at(&buf[..m], at);
+                }
+                Err(_) => {
+                    // Retry sector by sector; what fails stays a hole
+                    // (zeros) and is reported.
+                    for s in (0..n).step_by(512) {
+                        let m = 512.min(n - s);
+                        let at = pos + s as u64;
+                        match vol.read_inode(&ino, &mut sector[..m], at, 0) {
+                            Ok(_) => {
+                                let _ = out.write_all_at(&sector[..m], at);
+                            }
+                            Err(e) => {
+                                if reason.is_empty() {
+                                    reason = e.to_string();
                                 }
-                                Err(e) => {
-                                    if reason.is_empty() {
-                                        reason = e.to_string();
-                                    }
-                                    match lost.last_mut() {
-                                        Some(l) if l.0 + l.1 == at => l.1 += m as u64,
-                                        _ => lost.push((at, m as u64)),
-                                    }
+                                match lost.last_mut() {
+                                    Some(l) if l.0 + l.1 == at => l.1 += m as u64,
+                                    _ => lost.push((at, m as u64)),
                                 }
                             }
                         }
                     }
                 }
-                pos += n as u64;
-                self.done += n as u64;
-                self.progress(false);
             }
+            self.done += n as u64;
+            self.progress(false);
+            ControlFlow::Continue(())
+        });
+        if write_failed {
+            return;
         }
         if let Err(e) = out.set_len(size) {
             self.skipped.push(format!("{path}: setting size: {e}"));

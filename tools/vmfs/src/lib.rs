@@ -10,6 +10,7 @@ pub mod error;
 pub mod fs;
 pub mod inode;
 pub mod lvm;
+pub mod readahead;
 pub mod source;
 pub mod volume;
 
