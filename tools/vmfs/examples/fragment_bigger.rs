@@ -4,7 +4,6 @@
 //! sequential on the disk. Usage: fragment_bigger IMAGE
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use common::writer::{scatter, Writer};
