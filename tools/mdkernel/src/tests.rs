@@ -100,6 +100,17 @@ fn running_arrays_are_listed_with_members_and_status() {
     assert!(e.contains("md999") && e.contains("clear"), "{e}");
 }
 
+/// An assembled array with no pass running.
+const IDLE: &[(&str, &str)] = &[
+    ("array_state", "read-auto"),
+    ("sync_action", "idle"),
+    ("sync_completed", "none"),
+    ("sync_speed", "none"),
+    ("mismatch_cnt", "0"),
+    ("sync_min", "0"),
+    ("sync_max", "max"),
+];
+
 /// The pass loop against a fake kernel: the "kernel" thread advances
 /// sync_completed and goes idle; a window end makes us write idle; a stop
 /// request cancels.
@@ -107,16 +118,7 @@ fn running_arrays_are_listed_with_members_and_status() {
 fn pass_loop_reports_window_and_cancel() {
     use std::sync::atomic::AtomicBool;
     let f = FakeSys::new("pass");
-    let attrs = [
-        ("array_state", "read-auto"),
-        ("sync_action", "idle"),
-        ("sync_completed", "none"),
-        ("sync_speed", "none"),
-        ("mismatch_cnt", "0"),
-        ("sync_min", "0"),
-        ("sync_max", "max"),
-    ];
-    f.array("md5", &["vdb"], &attrs);
+    f.array("md5", &["vdb"], IDLE);
     let md = f.md();
     let dir = f.0.join("sys/block/md5/md");
     // Window: the fake kernel moves to the end and waits there until idle.
@@ -192,16 +194,7 @@ fn fake_pass(dir: std::path::PathBuf, done: u64, to_end: bool) -> std::thread::J
 fn pass_stopped_elsewhere_is_reported_as_interrupted() {
     use std::sync::atomic::AtomicBool;
     let f = FakeSys::new("interrupted");
-    let attrs = [
-        ("array_state", "read-auto"),
-        ("sync_action", "idle"),
-        ("sync_completed", "none"),
-        ("sync_speed", "none"),
-        ("mismatch_cnt", "0"),
-        ("sync_min", "0"),
-        ("sync_max", "max"),
-    ];
-    f.array("md6", &["vdb", "vdc"], &attrs);
+    f.array("md6", &["vdb", "vdc"], IDLE);
     let md = f.md();
     let dir = f.0.join("sys/block/md6/md");
     let stop = AtomicBool::new(false);

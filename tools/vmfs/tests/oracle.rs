@@ -6,45 +6,8 @@
 //! read-only `ls` and `cat` commands are used, on our decompressed copies.
 
 mod common;
-use std::process::Command;
+use common::oracle::{oracle, ours};
 use vmfs::Volume;
-
-fn tool(name: &str) -> Command {
-    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| std::path::Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!("{name} not installed: apt-get install vmfs-tools vmfs6-tools (qemu-tests/setup.sh does)")
-        });
-    Command::new(found)
-}
-
-fn oracle(debug: &str, img: &std::path::Path, args: &[&str]) -> Vec<u8> {
-    let out = tool(debug)
-        .arg(img)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{debug}: {e}"));
-    assert!(
-        out.status.success(),
-        "{debug} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // debugvmfs6 prints its banner on stdout before the data.
-    let banner = b"VMFS version: 6\n";
-    match out.stdout.strip_prefix(&banner[..]) {
-        Some(rest) => rest.to_vec(),
-        None => out.stdout,
-    }
-}
-
-fn ours(v: &Volume, path: &str) -> Vec<u8> {
-    let f = v.open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-    let mut b = vec![0u8; f.size() as usize];
-    assert_eq!(f.read_at(&mut b, 0).unwrap(), b.len(), "{path}");
-    b
-}
 
 fn listing(v: &Volume, dir: &str) -> Vec<String> {
     let mut n: Vec<String> = v

@@ -7,6 +7,7 @@
 
 mod common;
 use blockdev::BlockDevice;
+use common::oracle::{oracle, ours, tool};
 use common::writer::{gpt_disk, scatter, scratch_copy, stamp, Target, Writer};
 use std::path::Path;
 use std::process::Command;
@@ -14,45 +15,8 @@ use std::sync::Arc;
 use vmfs::source::{find_vmfs, open_source, Found, Slice};
 use vmfs::{Piece, Volume};
 
-fn tool(name: &str) -> Command {
-    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!("{name} not installed: apt-get install vmfs-tools vmfs6-tools (qemu-tests/setup.sh does)")
-        });
-    Command::new(found)
-}
-
-/// `debugvmfs IMG cat PATH` (or debugvmfs6), banner stripped.
-fn oracle_cat(debug: &str, img: &Path, path: &str) -> Vec<u8> {
-    let out = tool(debug)
-        .arg(img)
-        .args(["cat", path])
-        .output()
-        .unwrap_or_else(|e| panic!("{debug}: {e}"));
-    assert!(
-        out.status.success(),
-        "{debug} cat {path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let banner = b"VMFS version: 6\n";
-    match out.stdout.strip_prefix(&banner[..]) {
-        Some(rest) => rest.to_vec(),
-        None => out.stdout,
-    }
-}
-
 fn open_image(img: &Path) -> Volume {
     Volume::from_devices(vec![Box::new(blockdev::Device::open(img).unwrap())]).unwrap()
-}
-
-fn ours(v: &Volume, path: &str) -> Vec<u8> {
-    let f = v.open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-    let mut b = vec![0u8; f.size() as usize];
-    assert_eq!(f.read_at(&mut b, 0).unwrap(), b.len(), "{path}");
-    b
 }
 
 /// First byte where two contents differ, for short failure messages.
@@ -191,7 +155,7 @@ fn vmfs3_thick_files_hold_written_data() {
         same(&format!("ours {path}"), &ours(&v, &path), &want);
         same(
             &format!("debugvmfs {path}"),
-            &oracle_cat("debugvmfs", &img.0, &path),
+            &oracle("debugvmfs", &img.0, &["cat", &path]),
             &want,
         );
     }
@@ -207,7 +171,7 @@ fn vmfs3_thick_files_hold_written_data() {
     same("ours thick.vmdk", &ours(&v, "/thick.vmdk"), &text);
     same(
         "debugvmfs thick.vmdk",
-        &oracle_cat("debugvmfs", &img.0, "/thick.vmdk"),
+        &oracle("debugvmfs", &img.0, &["cat", "/thick.vmdk"]),
         &text,
     );
     // The untouched files still read as before.
@@ -250,12 +214,12 @@ fn fragment_big_files(rel: &str, debug: &str) {
     }
     same(
         &format!("{debug} big"),
-        &oracle_cat(debug, &img.0, "/big"),
+        &oracle(debug, &img.0, &["cat", "/big"]),
         &want_big,
     );
     same(
         &format!("{debug} bigger"),
-        &oracle_cat(debug, &img.0, "/bigger"),
+        &oracle(debug, &img.0, &["cat", "/bigger"]),
         &want_bigger,
     );
 }
@@ -290,7 +254,7 @@ fn fragment_through_pointer_block(rel: &str, debug: &str) {
     }
     same(
         &format!("{debug} bigger"),
-        &oracle_cat(debug, &img.0, "/bigger"),
+        &oracle(debug, &img.0, &["cat", "/bigger"]),
         &want,
     );
 }

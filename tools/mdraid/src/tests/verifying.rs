@@ -216,8 +216,8 @@ fn read_failures_are_reported_and_the_check_goes_on() {
         batch_bytes: 64 * 1024,
         max_listed: 10,
     };
-    let r = crate::verify::verify(a.geometry.as_ref().unwrap(), &members, &opts, &mut |_| {})
-        .unwrap();
+    let r =
+        crate::verify::verify(a.geometry.as_ref().unwrap(), &members, &opts, &mut |_| {}).unwrap();
     assert_eq!(r.read_failures.len(), 1, "{:?}", r.read_failures);
     let f = &r.read_failures[0];
     assert_eq!(f.device, "sdb");

@@ -2,10 +2,11 @@
 //! decompressed sparsely once into `<workspace>/target/vmfs-fixtures/`.
 #![allow(dead_code)]
 
+pub mod oracle;
 pub mod writer;
 
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -49,13 +50,25 @@ pub fn image_limited(rel: &str, limit: Option<u64>) -> PathBuf {
     let mut dec = flate2::read::GzDecoder::new(std::io::BufReader::new(
         File::open(&src).expect("open fixture"),
     ));
-    let mut out = File::create(&tmp).expect("create cache file");
+    let out = File::create(&tmp).expect("create cache file");
+    let pos = copy_sparse(&mut dec, &out, 0, limit);
+    out.set_len(pos).unwrap();
+    drop(out);
+    fs::rename(&tmp, &dst).expect("rename cache file");
+    dst
+}
+
+/// Copies `src` into `out` from byte `at` on, writing only the non-zero
+/// 64 KiB chunks (the rest stays a hole), up to `limit` bytes if given.
+/// Returns the bytes copied.
+pub fn copy_sparse(src: &mut dyn Read, out: &File, at: u64, limit: Option<u64>) -> u64 {
+    use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 64 << 10];
     let mut pos = 0u64;
     loop {
         let mut n = 0;
         while n < buf.len() {
-            let r = dec.read(&mut buf[n..]).expect("gunzip fixture");
+            let r = src.read(&mut buf[n..]).expect("read source");
             if r == 0 {
                 break;
             }
@@ -65,18 +78,14 @@ pub fn image_limited(rel: &str, limit: Option<u64>) -> PathBuf {
             break;
         }
         if buf[..n].iter().any(|&b| b != 0) {
-            out.seek(SeekFrom::Start(pos)).unwrap();
-            out.write_all(&buf[..n]).unwrap();
+            out.write_all_at(&buf[..n], at + pos).unwrap();
         }
         pos += n as u64;
         if limit.is_some_and(|l| pos >= l) {
             break;
         }
     }
-    out.set_len(pos).unwrap();
-    drop(out);
-    fs::rename(&tmp, &dst).expect("rename cache file");
-    dst
+    pos
 }
 
 pub fn image(rel: &str) -> PathBuf {

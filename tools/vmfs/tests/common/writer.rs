@@ -13,7 +13,6 @@
 #![allow(dead_code)]
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -1031,27 +1030,12 @@ pub fn gpt_disk(volume: &Path, sector: u64, first_lba: u64, tag: &str) -> Scratc
     out.write_all_at(&header(last_lba, 1, backup_entries), last_lba * sector)
         .unwrap();
 
-    // The volume, sparsely: only non-zero MiB chunks are written.
-    let mut src = File::open(volume).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0u64;
-    loop {
-        let mut n = 0;
-        while n < buf.len() {
-            let r = src.read(&mut buf[n..]).unwrap();
-            if r == 0 {
-                break;
-            }
-            n += r;
-        }
-        if n == 0 {
-            break;
-        }
-        if buf[..n].iter().any(|&b| b != 0) {
-            out.write_all_at(&buf[..n], first_lba * sector + pos)
-                .unwrap();
-        }
-        pos += n as u64;
-    }
+    // The volume, sparsely: only its non-zero chunks are written.
+    super::copy_sparse(
+        &mut File::open(volume).unwrap(),
+        &out,
+        first_lba * sector,
+        None,
+    );
     Scratch(dst)
 }
