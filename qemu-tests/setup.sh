@@ -7,7 +7,7 @@ need_pkgs=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have qemu-system-x86_64 || need_pkgs+=(qemu-system-x86)
 have depmod || need_pkgs+=(kmod)
-[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && ldd /bin/busybox 2>&1 | grep -q "not a dynamic" || need_pkgs+=(busybox-static)
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && { ldd /bin/busybox 2>&1 || true; } | grep -q "not a dynamic" || need_pkgs+=(busybox-static)
 have cpio || need_pkgs+=(cpio)
 have dpkg-deb || need_pkgs+=(dpkg)
 have apt-get || { echo "setup: apt-get not found: a Debian or Ubuntu machine is needed" >&2; exit 2; }
@@ -50,4 +50,31 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
     echo "setup: adding the x86_64-unknown-linux-musl target"
     rustup target add x86_64-unknown-linux-musl
+fi
+
+# ESXi-written VMFS images that ../shared/fixtures/vmfs lacks (VMFS-L, the
+# OSDATA format of ESXi 7+, with and without LVM; resource-optimized; no
+# dense sub-block addresses) come from the same public source as the others:
+# dissect.vmfs 3.13's sdist on PyPI (checked by SHA-256), unpacked into
+# target/vmfs-pypi/ for tools/vmfs/tests/more_images.rs.
+pypi_dir="$(cd "$(dirname "$0")/.." && pwd)/target/vmfs-pypi"
+pypi_sha=904a4116b944acfc6a7a9de013ae1db14c760cb76138fd77c6a5b510b98c828d
+pypi_files=(vmfs5l vmfs5ld vmfs6l vmfs6ld vmfs5-resource-optimized vmfs6-resource-optimized vmfs5-no-dense-sbpc)
+if [ ! -f "$pypi_dir/.complete" ]; then
+    if ! have pip3 && ! have pip; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q && apt-get install -y -q --no-install-recommends python3-pip
+    fi
+    pip=$(command -v pip3 || command -v pip)
+    tmp=$(mktemp -d)
+    if "$pip" download -q --no-deps --no-binary :all: dissect.vmfs==3.13 -d "$tmp" &&
+        echo "$pypi_sha  $tmp/dissect_vmfs-3.13.tar.gz" | sha256sum -c --quiet; then
+        mkdir -p "$pypi_dir"
+        tar -xzf "$tmp/dissect_vmfs-3.13.tar.gz" -C "$pypi_dir" --strip-components=4 \
+            $(for f in "${pypi_files[@]}"; do echo "dissect_vmfs-3.13/tests/_data/vmfs/$f.bin.gz"; done)
+        touch "$pypi_dir/.complete"
+    else
+        echo "setup: could not fetch dissect.vmfs 3.13 from PyPI; the VMFS-L image tests will fail" >&2
+    fi
+    rm -rf "$tmp"
 fi

@@ -2,6 +2,7 @@
 //! library from the real ESXi-written images.
 
 mod common;
+use common::oracle::ours;
 use vmfs::{FileType, Piece, Volume};
 
 const GIB: u64 = 1 << 30;
@@ -10,13 +11,6 @@ const TIB: u64 = 1 << 40;
 fn open(rels: &[&str]) -> Volume {
     Volume::from_devices(rels.iter().map(|r| common::dev(r)).collect())
         .unwrap_or_else(|e| panic!("open {rels:?}: {e}"))
-}
-
-fn read_all(v: &Volume, path: &str) -> Vec<u8> {
-    let f = v.open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-    let mut b = vec![0u8; f.size() as usize];
-    assert_eq!(f.read_at(&mut b, 0).unwrap(), b.len(), "{path}");
-    b
 }
 
 fn names(v: &Volume, path: &str) -> Vec<String> {
@@ -80,10 +74,10 @@ fn known_content(v: &Volume, label: &str, six: bool) {
 
     // small: resident.
     assert_eq!(v.stat("small").unwrap().zla, 4305);
-    assert_eq!(read_all(v, "/small"), b"tiny\n");
+    assert_eq!(ours(v, "/small"), b"tiny\n");
 
     // big: file blocks.
-    let big = read_all(v, "big");
+    let big = ours(v, "big");
     let mut want = b"Kusjes van SRT<3".repeat(65536);
     want.push(b'\n');
     assert_eq!(big.len(), 1_048_577);
@@ -121,12 +115,12 @@ fn known_content(v: &Volume, label: &str, six: bool) {
     assert_eq!(d, want);
     for i in 1..=100 {
         assert_eq!(
-            read_all(v, &format!("directory/file{i}")),
+            ours(v, &format!("directory/file{i}")),
             format!("File {i}\n").as_bytes()
         );
     }
     assert!(v.stat("directory").unwrap().file_type.is_dir());
-    assert_eq!(read_all(v, "directory/../directory/./file7"), b"File 7\n");
+    assert_eq!(ours(v, "directory/../directory/./file7"), b"File 7\n");
 
     // normal-flat.vmdk: thin, single indirect.
     let f = v.open("normal-flat.vmdk").unwrap();
@@ -202,7 +196,7 @@ fn known_content(v: &Volume, label: &str, six: bool) {
         ("large.vmdk", "large-flat.vmdk"),
         ("rdm.vmdk", "rdm-rdm.vmdk"),
     ] {
-        let t = String::from_utf8(read_all(v, n)).unwrap();
+        let t = String::from_utf8(ours(v, n)).unwrap();
         assert!(t.len() < 500);
         assert!(t.starts_with("# Disk DescriptorFile"), "{n}: {t}");
         assert!(t.contains(extent), "{n}: {t}");
@@ -285,7 +279,7 @@ fn zero_files_are_thin_and_read_zeros() {
             stored, 0,
             "{img}: all of empty-flat.vmdk is unallocated or TBZ"
         );
-        let t = String::from_utf8(read_all(&v, "empty.vmdk")).unwrap();
+        let t = String::from_utf8(ours(&v, "empty.vmdk")).unwrap();
         assert!(t.contains("empty-flat.vmdk"), "{t}");
     }
 }
@@ -459,12 +453,12 @@ fn vmfs3_toto() {
         let f = v.open(&flat).unwrap();
         let mut b = vec![1u8; 4096];
         assert_eq!(f.read_at(&mut b, 100 << 20).unwrap(), 4096);
-        let t = String::from_utf8(read_all(&v, &desc)).unwrap();
+        let t = String::from_utf8(ours(&v, &desc)).unwrap();
         assert!(t.starts_with("# Disk DescriptorFile"), "{t}");
         assert!(t.contains("createType=\"vmfs\""), "{t}");
         assert!(t.contains(&format!("RW 409600 VMFS \"{flat}\"")), "{t}");
     }
-    let t = String::from_utf8(read_all(&v, "thin.vmdk")).unwrap();
+    let t = String::from_utf8(ours(&v, "thin.vmdk")).unwrap();
     assert!(t.contains("ddb.thinProvisioned = \"1\""), "{t}");
 }
 

@@ -24,14 +24,19 @@ static LOCK: Mutex<()> = Mutex::new(());
 /// `limit` stops after that many bytes (headers-only copies of the big
 /// non-sparse LVM images). Panics with instructions if fixtures are absent.
 pub fn image_limited(rel: &str, limit: Option<u64>) -> PathBuf {
-    let src = fixture_dir().join(rel);
+    let mut src = fixture_dir().join(rel);
+    if !src.exists() {
+        // The images ../shared lacks, fetched by qemu-tests/setup.sh.
+        src = workspace().join("target/vmfs-pypi").join(rel);
+    }
     if !src.exists() {
         panic!(
             "VMFS fixture {} is missing. These tests need the real ESXi images: put them in \
              <workspace>/../shared/fixtures/vmfs/ (they are dissect.vmfs 3.13's tests/_data/: \
              `pip download --no-deps --no-binary :all: dissect.vmfs==3.13`, unpack \
              dissect_vmfs-3.13.tar.gz and copy tests/_data/vmfs/*, tests/_data/lvm and \
-             vmfs3-toto.img.gz there; see the fixture README)",
+             vmfs3-toto.img.gz there; see the fixture README; qemu-tests/setup.sh fetches the \
+             VMFS-L and other images that ../shared lacks into target/vmfs-pypi/)",
             src.display()
         );
     }
