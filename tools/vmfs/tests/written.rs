@@ -1,7 +1,8 @@
 //! Volumes the real fixtures lack, made by the test-only writer
 //! (tests/common/writer.rs) from ESXi-written images: VMFS3 with file data,
-//! fragmented files on VMFS5 and VMFS6, and volumes inside GPT disks of
-//! 4096- and 512-byte sectors. Our reader must return exactly what was
+//! fragmented files on VMFS5 and VMFS6, a VMFS6 file in a large file
+//! block, and volumes inside GPT disks of 4096- and 512-byte sectors. Our
+//! reader must return exactly what was
 //! written; debugvmfs (VMFS3/5) and debugvmfs6 (VMFS6) must agree where
 //! they read correctly.
 
@@ -551,4 +552,60 @@ fn vmfs6_in_gpt_disk_with_512_byte_sectors() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("No problems found"), "sgdisk -v: {text}");
     }
+}
+
+/// VMFS6 large file blocks: `bigger`'s FD readdressed as one 512 MiB LFB
+/// (type 7 address) that covers `bigger`'s own 128 blocks, with the size
+/// extended to their end. The file is then the volume's bytes from the
+/// LFB's start: its last 128 MiB are the known content, and ours and
+/// debugvmfs6 must agree on all of it. No data is written, only the FD.
+#[test]
+fn vmfs6_file_in_a_large_file_block() {
+    let img = scratch_copy("vmfs6.bin.gz", "lfb");
+    let w = Writer::open(&img.0);
+    let bigger = w.lookup("bigger");
+    let first = block_offsets(&w, "bigger")[0];
+    let lfb_size = w.block * w.sfb_per_lfb;
+    assert_eq!(lfb_size, 512 << 20, "the fixture's sfbToLfbShift is 9");
+    let lfb = first / lfb_size;
+    let inside = first - lfb * lfb_size;
+    assert!(
+        inside + bigger.size <= lfb_size,
+        "bigger lies within one LFB"
+    );
+    w.readdress_as_lfb(&bigger, lfb, inside + bigger.size);
+    let fd = w.lookup("bigger");
+    assert_eq!(
+        w.decode(fd.ptrs[0]),
+        Target::Blocks {
+            vol: lfb * lfb_size,
+            len: lfb_size,
+            tbz: false
+        }
+    );
+    drop(w);
+
+    let v = open_image(&img.0);
+    let st = v.stat("/bigger").unwrap();
+    assert_eq!(st.block_size, lfb_size);
+    let got = ours(&v, "/bigger");
+    assert_eq!(got.len() as u64, inside + (128 << 20));
+    same(
+        "ours bigger in an LFB",
+        &got[inside as usize..],
+        &bigger_content(),
+    );
+    let pieces = v.open("bigger").unwrap().pieces().unwrap();
+    assert_eq!(pieces.len(), 1, "{pieces:?}");
+    assert_eq!(
+        pieces[0].2,
+        Piece::Volume {
+            offset: lfb * lfb_size
+        }
+    );
+    same(
+        "debugvmfs6 bigger in an LFB",
+        &oracle("debugvmfs6", &img.0, &["cat", "/bigger"]),
+        &got,
+    );
 }

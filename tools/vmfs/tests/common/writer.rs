@@ -179,7 +179,7 @@ pub struct Writer {
     pub block: u64,
     sub_block: u64,
     dense_sub_blocks: bool,
-    sfb_per_lfb: u64,
+    pub sfb_per_lfb: u64,
     fd_size: u64,
     meta: u64,
     ptr_off: u64,
@@ -902,6 +902,24 @@ impl Writer {
             self.put_ptr(fd.at + self.ptr_off + i * self.ptr_width(), p);
         }
         self.write_vol(fd.at + self.meta + 0x44, &ZLA_POINTER_BLOCK.to_le_bytes());
+    }
+
+    /// VMFS6: makes `fd` a file of `size` bytes in large file blocks
+    /// (type 7 addresses, 2^sfbToLfbShift file blocks each): FD block size
+    /// the LFB size, its first pointer LFB number `lfb` (bits 15..45), the
+    /// other pointers null. The file then reads the volume's bytes from
+    /// `lfb` x LFB size on. Nothing but the FD changes.
+    pub fn readdress_as_lfb(&self, fd: &Fd, lfb: u64, size: u64) {
+        assert_eq!(self.version, 6, "large file blocks are VMFS6 only");
+        assert_eq!(fd.zla, ZLA_FILE_BLOCK, "FD {:#x}", fd.addr);
+        let lfb_size = self.block * self.sfb_per_lfb;
+        assert!(size <= lfb_size, "one LFB per test file");
+        for i in 0..self.nptrs as u64 {
+            let p = if i == 0 { (lfb << 15) | 7 } else { 0 };
+            self.put_ptr(fd.at + self.ptr_off + i * self.ptr_width(), p);
+        }
+        self.write_vol(fd.at + self.meta + 0x1C, &lfb_size.to_le_bytes());
+        self.set_size(fd, size);
     }
 
     /// The FD of `path` (components separated by '/').
