@@ -906,16 +906,18 @@ impl Writer {
 
     /// VMFS6: makes `fd` a file of `size` bytes in large file blocks
     /// (type 7 addresses, 2^sfbToLfbShift file blocks each): FD block size
-    /// the LFB size, its first pointer LFB number `lfb` (bits 15..45), the
-    /// other pointers null. The file then reads the volume's bytes from
-    /// `lfb` x LFB size on. Nothing but the FD changes.
-    pub fn readdress_as_lfb(&self, fd: &Fd, lfb: u64, size: u64) {
+    /// the LFB size, pointer i LFB number `first_lfb + i` (bits 15..45) for
+    /// as many LFBs as `size` needs, the other pointers null. The file then
+    /// reads the volume's bytes from `first_lfb` x LFB size on. Nothing but
+    /// the FD changes.
+    pub fn readdress_as_lfb(&self, fd: &Fd, first_lfb: u64, size: u64) {
         assert_eq!(self.version, 6, "large file blocks are VMFS6 only");
         assert_eq!(fd.zla, ZLA_FILE_BLOCK, "FD {:#x}", fd.addr);
         let lfb_size = self.block * self.sfb_per_lfb;
-        assert!(size <= lfb_size, "one LFB per test file");
+        let count = size.div_ceil(lfb_size);
+        assert!(count <= self.nptrs as u64, "direct pointers only");
         for i in 0..self.nptrs as u64 {
-            let p = if i == 0 { (lfb << 15) | 7 } else { 0 };
+            let p = if i < count { ((first_lfb + i) << 15) | 7 } else { 0 };
             self.put_ptr(fd.at + self.ptr_off + i * self.ptr_width(), p);
         }
         self.write_vol(fd.at + self.meta + 0x1C, &lfb_size.to_le_bytes());
