@@ -8,6 +8,7 @@
 //! | `raid-ld.img` | MegaRAID (`megasas-gen2`) | the same boot disk after a raw copy to a 1.5x larger logical drive whose GPT was rewritten and compacted (incident 003) |
 //! | `dying-ssd.img` | NVMe | a disk with unreadable sectors (QEMU blkdebug) to image |
 //! | `dest.img` | virtio-blk | an empty ext4 destination labelled `RESCUEDEST` |
+//! | `dsm-disk1.img`, `dsm-disk2.img` | virtio-blk | a Synology DSM VM's two disks: RAID-1 system (md0) and swap (md1) arrays with 0.90 superblocks on partitions 1 and 2, the data array `DiskStation:2` (RAID-1, 1.2) on partition 3 holding an ext4 volume; one byte differs between the data mirrors |
 
 use crate::{Controller, Disk};
 use std::path::{Path, PathBuf};
@@ -132,15 +133,101 @@ fn write_gz_at(gz: &Path, disk: &Path, offset: u64) -> Result<(), String> {
 
 /// Creates the demo disks in `dir` (kept between runs; `fresh` remakes them)
 /// and returns them attached to their controllers.
+/// The arrays of the demo's Synology DSM pair, as on a DSM 7 VM's disks
+/// (GPT): partition 1 the system RAID-1 (md0, 0.90 superblock), 2 the swap
+/// RAID-1 (md1, 0.90), 3 the data array (RAID-1, 1.2, `DiskStation:2`)
+/// holding an ext4 volume.
+fn dsm_arrays(ext4: Vec<u8>) -> [mdraid::testwriter::ArraySpec; 3] {
+    use mdraid::testwriter::ArraySpec;
+    let mut system = ArraySpec::new("0.90", 1, 2);
+    system.component_bytes = 32 * MIB;
+    system.uuid[0] = 0xd0;
+    system.seed = 10;
+    let mut swap = ArraySpec::new("0.90", 1, 2);
+    swap.component_bytes = 16 * MIB;
+    swap.uuid[0] = 0xd1;
+    swap.md_minor = 1;
+    swap.seed = 11;
+    let mut data = ArraySpec::new("1.2", 1, 2);
+    data.component_bytes = 48 * MIB;
+    data.uuid[0] = 0xd2;
+    data.seed = 12;
+    data.head = ext4;
+    [system, swap, data]
+}
+
+/// Where the demo's DSM data mirrors differ: one byte of the second disk,
+/// 40 MiB into the data array (beyond the ext4 volume's 8 MiB), so that
+/// `md verify` and the kernel's check have something to find.
+pub const DSM_MISMATCH_IN_DATA: u64 = 40 * MIB + 4242;
+
+/// Writes the two DSM disks `disks` (see [`dsm_arrays`]).
+fn dsm_pair(dir: &Path, disks: [&Path; 2]) -> Result<(), String> {
+    let src = dir.join("dsm-volume");
+    std::fs::create_dir_all(&src).map_err(|e| e.to_string())?;
+    std::fs::write(
+        src.join("README.txt"),
+        "The volume of the demo's Synology DSM VM (md RAID-1 DiskStation:2, ext4).\n\
+         `rescue md assemble DiskStation:2 --readonly --mount` shows it read-only.\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let fs = dir.join("dsm-volume.ext4");
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "DSMVOLUME", "-b", "1024", "-d"])
+        .arg(&src)
+        .arg(&fs)
+        .arg("8M"))?;
+    let ext4 = std::fs::read(&fs).map_err(|e| e.to_string())?;
+    let arrays = dsm_arrays(ext4);
+    // Partitions exactly as large as the members (a 0.90 superblock sits
+    // at a place that depends on the device's size), 1 MiB aligned starts.
+    let mut parts = Vec::new();
+    let mut first = 2048u64;
+    for a in &arrays {
+        let (bytes, _, _) = a.placement();
+        let sectors = bytes / SECTOR;
+        parts.push((first, sectors));
+        first = (first + sectors).div_ceil(2048) * 2048;
+    }
+    let disk_bytes = first * SECTOR + MIB;
+    for (d, disk) in disks.iter().enumerate() {
+        sparse_file(disk, disk_bytes)?;
+        let mut cmd = Command::new("sgdisk");
+        cmd.arg("-a").arg("1");
+        for (i, (start, sectors)) in parts.iter().enumerate() {
+            let n = i + 1;
+            cmd.arg(format!("-n{n}:{start}:{}", start + sectors - 1))
+                .arg(format!("-t{n}:fd00"));
+        }
+        run(cmd.arg(disk))?;
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(disk)
+            .map_err(|e| e.to_string())?;
+        for (a, (start, _)) in arrays.iter().zip(&parts) {
+            let mut member = mdraid::testwriter::build_members(a).swap_remove(d);
+            if d == 1 && a.version == "1.2" {
+                let (_, _, data_off) = a.placement();
+                member[(data_off + DSM_MISMATCH_IN_DATA) as usize] ^= 0x5a;
+            }
+            f.write_all_at(&member, start * SECTOR)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 pub fn demo_disks(dir: &Path, fresh: bool) -> Result<Vec<Disk>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let boot = dir.join("esxi-boot.img");
     let raid = dir.join("raid-ld.img");
     let dying = dir.join("dying-ssd.img");
     let dest = dir.join("dest.img");
+    let dsm = [dir.join("dsm-disk1.img"), dir.join("dsm-disk2.img")];
     let stamp = dir.join(".complete");
     // Bumped whenever the disk set changes, so old demo disks are remade.
-    const STAMP: &str = "demo disks v2\n";
+    const STAMP: &str = "demo disks v3\n";
     if fresh || std::fs::read_to_string(&stamp).ok().as_deref() != Some(STAMP) {
         let _ = std::fs::remove_file(&stamp);
         let boot_size = 3584 * MIB;
@@ -192,6 +279,7 @@ pub fn demo_disks(dir: &Path, fresh: bool) -> Result<Vec<Disk>, String> {
         run(Command::new("mkfs.ext4")
             .args(["-q", "-F", "-L", "RESCUEDEST"])
             .arg(&dest))?;
+        dsm_pair(dir, [&dsm[0], &dsm[1]])?;
         std::fs::write(&stamp, STAMP).map_err(|e| e.to_string())?;
     }
     let mut dying_disk = Disk::new(&dying, Controller::Nvme, "DYING-SSD-0001");
@@ -204,6 +292,9 @@ pub fn demo_disks(dir: &Path, fresh: bool) -> Result<Vec<Disk>, String> {
         Disk::new(&boot, Controller::Ahci, "ESXI-BOOT-0001").model("ESXi BOOT SSD"),
         Disk::new(&raid, Controller::MegasasGen2, "RAID-LD-0001").model("RAID LD"),
         dying_disk,
+        // After the destination, so that it stays /dev/vda.
         Disk::new(&dest, Controller::VirtioBlk, "DEST-0001"),
+        Disk::new(&dsm[0], Controller::VirtioBlk, "DSM-DISK-1"),
+        Disk::new(&dsm[1], Controller::VirtioBlk, "DSM-DISK-2"),
     ])
 }

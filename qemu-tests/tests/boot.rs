@@ -372,9 +372,10 @@ fn demo_disk_set_boots_and_is_found() {
         &image,
         VmConfig::new(disks.clone()),
         "probe --json\ngpt verify /dev/sda\ngpt verify /dev/sdb\ngpt show /dev/sda\ngpt show /dev/sdb\nprobe\n\
-         vmfs info /dev/sdb\nvmfs ls -l /dev/sdb /directory\nvmfs cat /dev/sdb /big --start 1048560\nvmfs info /dev/sda\n",
+         vmfs info /dev/sdb\nvmfs ls -l /dev/sdb /directory\nvmfs cat /dev/sdb /big --start 1048560\nvmfs info /dev/sda\n\
+         md scan\nmd verify DiskStation:2\nmd assemble DiskStation:2 --readonly --mount\nmd stop DiskStation:2\n",
     );
-    assert_eq!(sections.len(), 10, "{transcript}");
+    assert_eq!(sections.len(), 14, "{transcript}");
     let json = probe_json(&sections[0]);
     for d in &disks {
         let found = disk_named(&json, &d.serial)
@@ -481,6 +482,26 @@ fn demo_disk_set_boots_and_is_found() {
             sections[8].output
         );
     }
+    // The DSM pair: three RAID-1 arrays recognised as a DSM set; the data
+    // mirrors differ in exactly the one byte the demo changed.
+    let scan = &sections[10].output;
+    assert_eq!(sections[10].exit, 0, "{scan}");
+    for role in [
+        "DSM system (md0)",
+        "DSM swap (md1)",
+        "DSM data",
+        "DiskStation:2",
+    ] {
+        assert!(scan.contains(role), "{role}: {scan}");
+    }
+    let verify = &sections[11].output;
+    assert_eq!(sections[11].exit, 1, "{verify}");
+    assert!(verify.contains("Result: 1 mismatch;"), "{verify}");
+    let at = demo::DSM_MISMATCH_IN_DATA / 65536 * 65536;
+    assert!(
+        verify.contains(&format!("{at}")),
+        "array offset {at}: {verify}"
+    );
     let after: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
     assert_eq!(after, hashes);
 }

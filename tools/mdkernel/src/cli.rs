@@ -131,23 +131,8 @@ pub fn scan_system() -> ScanReport {
 /// The array `spec` names: its UUID, its name (`DiskStation:2`, or the
 /// part after the colon if that is unique), or the md device running it.
 pub fn resolve<'a>(md: &Md, report: &'a ScanReport, spec: &str) -> Result<&'a Array, String> {
-    let want = spec.trim().to_ascii_lowercase();
-    if let Some(a) = report.arrays.iter().find(|a| a.uuid == want) {
+    if let Some(a) = mdraid::cli::find_array(report, spec)? {
         return Ok(a);
-    }
-    let by_name: Vec<&Array> = report
-        .arrays
-        .iter()
-        .filter(|a| {
-            a.name
-                .as_deref()
-                .is_some_and(|n| n.eq_ignore_ascii_case(spec) || n.rsplit(':').next() == Some(spec))
-        })
-        .collect();
-    match by_name.len() {
-        1 => return Ok(by_name[0]),
-        0 => {}
-        n => return Err(format!("{n} arrays are named {spec}; give the UUID")),
     }
     let dev = kernel_name(spec);
     if let Some(r) = md.running().into_iter().find(|r| r.name == dev) {

@@ -42,12 +42,13 @@ pub struct ExamineCommand {
 /// Check an array's redundancy by reading its members directly (nothing is
 /// written, no md driver needed): RAID-1 mirrors, RAID-4/5 parity, RAID-6
 /// P and Q, RAID-10 copies. Give the members (devices or image files), or
-/// an array UUID alone to use that array's members among all disks. Exit 0
+/// an array's UUID or name (e.g. DiskStation:2) alone to use that array's
+/// members among all disks. Exit 0
 /// consistent, 1 mismatches (or not verifiable), 2 usage or read errors.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "verify")]
 pub struct VerifyCommand {
-    /// member devices or image files, or one array UUID
+    /// member devices or image files, or one array's UUID or name
     #[argh(positional)]
     pub targets: Vec<String>,
     /// print JSON
@@ -207,14 +208,6 @@ pub fn run_examine(c: ExamineCommand) -> i32 {
     }
 }
 
-pub fn looks_like_uuid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split(':').collect();
-    parts.len() == 4
-        && parts
-            .iter()
-            .all(|p| p.len() == 8 && p.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
 pub fn human_bytes(b: f64) -> String {
     if b >= 1e9 {
         format!("{:.2} GB", b / 1e9)
@@ -230,19 +223,46 @@ pub fn hms(d: Duration) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// The array `spec` names in `report`: its UUID, its name (`DiskStation:2`)
+/// or the name's part after the host (`2`). None if nothing matches; an
+/// error if several arrays have that name.
+pub fn find_array<'a>(
+    report: &'a scan::ScanReport,
+    spec: &str,
+) -> Result<Option<&'a scan::Array>, String> {
+    let want = spec.trim().to_ascii_lowercase();
+    if let Some(a) = report.arrays.iter().find(|a| a.uuid == want) {
+        return Ok(Some(a));
+    }
+    let by_name: Vec<&scan::Array> = report
+        .arrays
+        .iter()
+        .filter(|a| {
+            a.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(spec) || n.rsplit(':').next() == Some(spec))
+        })
+        .collect();
+    match by_name.len() {
+        0 => Ok(None),
+        1 => Ok(Some(by_name[0])),
+        n => Err(format!("{n} arrays are named {spec}; give the UUID")),
+    }
+}
+
 pub fn run_verify(c: VerifyCommand) -> i32 {
     if c.targets.is_empty() {
-        eprintln!("md verify: give the members of one array, or an array UUID");
+        eprintln!("md verify: give the members of one array, or an array UUID or name");
         return 2;
     }
-    let by_uuid = c.targets.len() == 1
-        && looks_like_uuid(&c.targets[0])
-        && !std::path::Path::new(&c.targets[0]).exists();
-    let opened = open_all(if by_uuid { &[] } else { &c.targets });
+    // One argument that is not a file: an array's UUID or name, whose
+    // members are looked for on all disks.
+    let by_spec = c.targets.len() == 1 && !std::path::Path::new(&c.targets[0]).exists();
+    let opened = open_all(if by_spec { &[] } else { &c.targets });
     for e in &opened.errors {
         eprintln!("md verify: {e}");
     }
-    if !by_uuid && !opened.errors.is_empty() {
+    if !by_spec && !opened.errors.is_empty() {
         return 2;
     }
     let inputs = opened.inputs();
@@ -250,9 +270,14 @@ pub fn run_verify(c: VerifyCommand) -> i32 {
     for p in &report.problems {
         eprintln!("md verify: {}: {}", p.device, p.error);
     }
-    let array = if by_uuid {
-        let want = c.targets[0].to_ascii_lowercase();
-        report.arrays.iter().find(|a| a.uuid == want)
+    let array = if by_spec {
+        match find_array(&report, &c.targets[0]) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("md verify: {e}");
+                return 2;
+            }
+        }
     } else {
         if report.arrays.len() > 1 {
             eprintln!(
@@ -272,7 +297,11 @@ pub fn run_verify(c: VerifyCommand) -> i32 {
     let Some(array) = array else {
         eprintln!(
             "md verify: no array found{}",
-            if by_uuid { " with that UUID" } else { "" }
+            if by_spec {
+                " with that UUID or name"
+            } else {
+                ""
+            }
         );
         return 2;
     };

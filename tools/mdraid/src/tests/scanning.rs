@@ -140,3 +140,42 @@ fn plain_disks_are_no_array() {
     assert!(rep.arrays.is_empty() && rep.problems.is_empty() && rep.dsm.is_none());
     let _ = ArraySpec::new("1.2", 1, 2);
 }
+
+/// Arrays are found by UUID, by name and by the name's part after the host;
+/// a name two arrays share is an error that asks for the UUID.
+#[test]
+fn arrays_are_found_by_uuid_or_name() {
+    let mut a = spec("1.2", 1, 2);
+    a.name = "DiskStation:2".into();
+    let mut b = spec("1.2", 1, 2);
+    b.uuid[0] = 0x77;
+    b.name = "DiskStation:3".into();
+    let mut imgs = build_members(&a);
+    imgs.extend(build_members(&b));
+    let rep = scan_imgs(&["sda", "sdb", "sdc", "sdd"], imgs);
+    assert_eq!(rep.arrays.len(), 2);
+    let find = |s: &str| {
+        crate::cli::find_array(&rep, s)
+            .unwrap()
+            .map(|x| x.uuid.clone())
+    };
+    let uuid_b = rep
+        .arrays
+        .iter()
+        .find(|x| x.name.as_deref() == Some("DiskStation:3"))
+        .unwrap()
+        .uuid
+        .clone();
+    assert_eq!(find(&uuid_b.to_ascii_uppercase()), Some(uuid_b.clone()));
+    assert_eq!(find("diskstation:3"), Some(uuid_b.clone()));
+    assert_eq!(find("3"), Some(uuid_b));
+    assert_eq!(find("DiskStation:9"), None);
+    let mut c = spec("1.2", 1, 2);
+    c.uuid[0] = 0x78;
+    c.name = "other:2".into();
+    let mut imgs = build_members(&a);
+    imgs.extend(build_members(&c));
+    let rep = scan_imgs(&["sda", "sdb", "sdc", "sdd"], imgs);
+    let err = crate::cli::find_array(&rep, "2").unwrap_err();
+    assert!(err.contains("2 arrays are named 2"), "{err}");
+}

@@ -917,7 +917,11 @@ impl Writer {
         let count = size.div_ceil(lfb_size);
         assert!(count <= self.nptrs as u64, "direct pointers only");
         for i in 0..self.nptrs as u64 {
-            let p = if i < count { ((first_lfb + i) << 15) | 7 } else { 0 };
+            let p = if i < count {
+                ((first_lfb + i) << 15) | 7
+            } else {
+                0
+            };
             self.put_ptr(fd.at + self.ptr_off + i * self.ptr_width(), p);
         }
         self.write_vol(fd.at + self.meta + 0x1C, &lfb_size.to_le_bytes());
