@@ -76,6 +76,22 @@ fn cut(s: &str, width: usize) -> String {
     }
 }
 
+/// Synology DSM's signature on one disk: partitions 1 and 2 are RAID-1
+/// members with 0.90 superblocks (the system and swap arrays DSM puts on
+/// every disk); `md scan` then groups the disks into their arrays.
+fn is_dsm_disk(d: &Disk) -> bool {
+    let raid1_090 = |n: u32| {
+        d.partitions.iter().any(|p| {
+            p.number == Some(n)
+                && p.contents
+                    .as_ref()
+                    .and_then(|c| c.md_member.as_ref())
+                    .is_some_and(|m| m.version == "0.90" && m.level == "raid1")
+        })
+    };
+    raid1_090(1) && raid1_090(2)
+}
+
 /// A few words on what a disk holds: the whole-disk signature, or its
 /// partitions' contents, e.g. `7 parts: FAT16 x3, vfat, md raid1 member`.
 pub fn contents_summary(d: &Disk) -> String {
@@ -141,6 +157,9 @@ fn contents_text(d: &Disk) -> String {
         .into_iter()
         .map(|(k, n)| if n > 1 { format!("{k} x{n}") } else { k })
         .collect();
+    if is_dsm_disk(d) {
+        return format!("Synology DSM: {}", list.join(", "));
+    }
     if list.is_empty() {
         format!("{} parts", d.partitions.len())
     } else {

@@ -358,3 +358,49 @@ fn survey_reads_contents_from_the_device_nodes() {
     let detail = probe::render::detail(d);
     assert!(detail.contains("CHECKSUM BAD"), "{detail}");
 }
+
+/// A Synology DSM disk (RAID-1 0.90 members on partitions 1 and 2, the data
+/// array's 1.2 member on 3, written by mdraid's test writer) is called so
+/// in the overview; the same members on partitions 2 and 3 are not.
+#[test]
+fn dsm_disks_are_named_in_the_summary() {
+    use mdraid::testwriter::{build_members, ArraySpec};
+    let mut system = ArraySpec::new("0.90", 1, 2);
+    system.uuid[0] = 1;
+    let mut swap = ArraySpec::new("0.90", 1, 2);
+    swap.uuid[0] = 2;
+    let data = ArraySpec::new("1.2", 1, 2);
+    let members: Vec<Vec<u8>> = [&system, &swap, &data]
+        .iter()
+        .map(|a| build_members(a).swap_remove(0))
+        .collect();
+    let summary = |numbers: [u32; 3]| {
+        let s = FakeSys::new(&format!("dsm{}", numbers[0]));
+        let pci = s.pci("0000:00:1f.2", "8086", "2922", "ahci");
+        let dev = format!("{pci}/ata1/host0/target0:0:0/0:0:0:0");
+        s.scsi_ids(&dev, "ATA", "QEMU HARDDISK", Some("S1"));
+        s.scsi_host("host0", "ahci");
+        s.block(&dev, "sda", 65536, 512);
+        let devdir = s.path().join("dev");
+        fs::create_dir_all(&devdir).unwrap();
+        fs::File::create(devdir.join("sda"))
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
+        for (n, img) in numbers.iter().zip(&members) {
+            let p = format!("{dev}/block/sda/sda{n}");
+            s.write(&format!("{p}/partition"), format!("{n}\n").as_bytes());
+            s.write(&format!("{p}/start"), format!("{}\n", 2048 * n).as_bytes());
+            s.write(
+                &format!("{p}/size"),
+                format!("{}\n", img.len() / 512).as_bytes(),
+            );
+            fs::write(devdir.join(format!("sda{n}")), img).unwrap();
+        }
+        let (disks, problems) = probe::survey(s.path(), &devdir);
+        assert!(problems.is_empty(), "{problems:?}");
+        probe::render::contents_summary(&disks[0])
+    };
+    assert_eq!(summary([1, 2, 3]), "Synology DSM: md raid1 x3");
+    assert_eq!(summary([2, 3, 4]), "3 parts: md raid1 x3");
+}
