@@ -287,29 +287,42 @@ fn storage_controllers_with_and_without_driver() {
     assert!(line.contains("NO DRIVER"), "{line}");
 }
 
-/// Contents and health through a "dev" directory of image files: an ext4
-/// partition, an md 1.2 member partition, a virtio disk whose health is
-/// unknown, and a SATA "disk" that is a plain file (no ATA pass-through).
-#[test]
-fn survey_reads_contents_from_the_device_nodes() {
-    let s = FakeSys::new("survey");
+/// A SATA disk `sda` of 32 MiB on an AHCI controller, with its device node
+/// (a sparse file) in `<root>/dev`; returns its sysfs device path and the
+/// node directory.
+fn sata_disk_with_nodes(s: &FakeSys) -> (String, std::path::PathBuf) {
     let pci = s.pci("0000:00:1f.2", "8086", "2922", "ahci");
     let dev = format!("{pci}/ata1/host0/target0:0:0/0:0:0:0");
     s.scsi_ids(&dev, "ATA", "QEMU HARDDISK", Some("S1"));
     s.scsi_host("host0", "ahci");
     s.block(&dev, "sda", 65536, 512);
-    for (n, start) in [(1u32, 2048u64), (2, 34816)] {
-        let p = format!("{dev}/block/sda/sda{n}");
-        s.write(&format!("{p}/partition"), format!("{n}\n").as_bytes());
-        s.write(&format!("{p}/start"), format!("{start}\n").as_bytes());
-        s.write(&format!("{p}/size"), b"16384\n");
-    }
     let devdir = s.path().join("dev");
     fs::create_dir_all(&devdir).unwrap();
     fs::File::create(devdir.join("sda"))
         .unwrap()
         .set_len(32 << 20)
         .unwrap();
+    (dev, devdir)
+}
+
+/// Partition `n` of sda in sysfs: start and size in sectors.
+fn partition(s: &FakeSys, dev: &str, n: u32, start: u64, sectors: u64) {
+    let p = format!("{dev}/block/sda/sda{n}");
+    s.write(&format!("{p}/partition"), format!("{n}\n").as_bytes());
+    s.write(&format!("{p}/start"), format!("{start}\n").as_bytes());
+    s.write(&format!("{p}/size"), format!("{sectors}\n").as_bytes());
+}
+
+/// Contents and health through a "dev" directory of image files: an ext4
+/// partition, an md 1.2 member partition, a virtio disk whose health is
+/// unknown, and a SATA "disk" that is a plain file (no ATA pass-through).
+#[test]
+fn survey_reads_contents_from_the_device_nodes() {
+    let s = FakeSys::new("survey");
+    let (dev, devdir) = sata_disk_with_nodes(&s);
+    for (n, start) in [(1u32, 2048u64), (2, 34816)] {
+        partition(&s, &dev, n, start, 16384);
+    }
     // sda1: ext4 made by the real mkfs.
     let p1 = devdir.join("sda1");
     fs::File::create(&p1).unwrap().set_len(8 << 20).unwrap();
@@ -376,25 +389,9 @@ fn dsm_disks_are_named_in_the_summary() {
         .collect();
     let summary = |numbers: [u32; 3]| {
         let s = FakeSys::new(&format!("dsm{}", numbers[0]));
-        let pci = s.pci("0000:00:1f.2", "8086", "2922", "ahci");
-        let dev = format!("{pci}/ata1/host0/target0:0:0/0:0:0:0");
-        s.scsi_ids(&dev, "ATA", "QEMU HARDDISK", Some("S1"));
-        s.scsi_host("host0", "ahci");
-        s.block(&dev, "sda", 65536, 512);
-        let devdir = s.path().join("dev");
-        fs::create_dir_all(&devdir).unwrap();
-        fs::File::create(devdir.join("sda"))
-            .unwrap()
-            .set_len(32 << 20)
-            .unwrap();
+        let (dev, devdir) = sata_disk_with_nodes(&s);
         for (n, img) in numbers.iter().zip(&members) {
-            let p = format!("{dev}/block/sda/sda{n}");
-            s.write(&format!("{p}/partition"), format!("{n}\n").as_bytes());
-            s.write(&format!("{p}/start"), format!("{}\n", 2048 * n).as_bytes());
-            s.write(
-                &format!("{p}/size"),
-                format!("{}\n", img.len() / 512).as_bytes(),
-            );
+            partition(&s, &dev, *n, 2048 * u64::from(*n), img.len() as u64 / 512);
             fs::write(devdir.join(format!("sda{n}")), img).unwrap();
         }
         let (disks, problems) = probe::survey(s.path(), &devdir);
