@@ -19,7 +19,6 @@ use crate::gf;
 use crate::layout::{Geometry, Raid10};
 use blockdev::BlockDevice;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The kernel's RAID-5/6 stripe unit (STRIPE_SIZE = PAGE_SIZE on x86).
@@ -199,8 +198,21 @@ fn read_ranges(
     failures
 }
 
-/// Runs `check(batch, buffers)` over `batches` batches, `buffers[role]`
-/// holding what `ranges_of(role, batch)` names (empty for a missing member).
+/// Checks one batch: its number, each member's buffer and the ranges read
+/// into it.
+type BatchCheck<'c> = dyn FnMut(u64, &[Vec<u8>], &[Ranges]) + 'c;
+
+/// Where device offset `dev_off` landed in a buffer read by `ranges`
+/// (sorted by device offset), if it was read.
+fn buffer_offset(ranges: &[(u64, usize, usize)], dev_off: u64) -> Option<usize> {
+    let i = ranges.partition_point(|r| r.0 <= dev_off).checked_sub(1)?;
+    let (start, len, at) = ranges[i];
+    (dev_off < start + len as u64).then(|| at + (dev_off - start) as usize)
+}
+
+/// Runs `check(batch, buffers, ranges)` over `batches` batches,
+/// `buffers[role]` holding what `ranges[role] = ranges_of(role, batch)`
+/// names (both empty for a missing member).
 /// Every member has its own reader thread that runs up to
 /// BUFFERS_PER_MEMBER - 1 batches ahead: members stream side by side at
 /// their own pace, with no barrier per batch, and buffers are reused, so
@@ -210,7 +222,7 @@ fn pipeline(
     members: &[Option<Member<'_>>],
     batches: u64,
     ranges_of: &(dyn Fn(usize, u64) -> Ranges + Sync),
-    check: &mut dyn FnMut(u64, &[Vec<u8>]),
+    check: &mut BatchCheck<'_>,
 ) -> Vec<ReadFailure> {
     use std::sync::mpsc::{channel, sync_channel};
     let mut failures = Vec::new();
@@ -225,7 +237,7 @@ fn pipeline(
                 continue;
             };
             let (full_tx, full_rx) =
-                sync_channel::<(Vec<u8>, Vec<ReadFailure>)>(BUFFERS_PER_MEMBER);
+                sync_channel::<(Vec<u8>, Ranges, Vec<ReadFailure>)>(BUFFERS_PER_MEMBER);
             let (free_tx, free_rx) = channel::<Vec<u8>>();
             for _ in 0..BUFFERS_PER_MEMBER {
                 let _ = free_tx.send(Vec::new());
@@ -234,8 +246,9 @@ fn pipeline(
                 for b in 0..batches {
                     // The checker hung up: it is done.
                     let Ok(mut buf) = free_rx.recv() else { return };
-                    let f = read_ranges(m, &ranges_of(role, b), &mut buf);
-                    if full_tx.send((buf, f)).is_err() {
+                    let ranges = ranges_of(role, b);
+                    let f = read_ranges(m, &ranges, &mut buf);
+                    if full_tx.send((buf, ranges, f)).is_err() {
                         return;
                     }
                 }
@@ -244,12 +257,14 @@ fn pipeline(
             free.push(Some(free_tx));
         }
         let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); members.len()];
+        let mut ranges: Vec<Ranges> = vec![Vec::new(); members.len()];
         'batches: for b in 0..batches {
             for (role, rx) in full.iter().enumerate() {
                 let Some(rx) = rx else { continue };
                 match rx.recv() {
-                    Ok((buf, f)) => {
+                    Ok((buf, r, f)) => {
                         bufs[role] = buf;
+                        ranges[role] = r;
                         failures.extend(f);
                     }
                     Err(_) => {
@@ -265,7 +280,7 @@ fn pipeline(
                     }
                 }
             }
-            check(b, &bufs);
+            check(b, &bufs, &ranges);
             for (role, tx) in free.iter().enumerate() {
                 if let Some(tx) = tx {
                     let _ = tx.send(std::mem::take(&mut bufs[role]));
@@ -490,7 +505,7 @@ fn run_striped(
         }
     };
     let batches = total.div_ceil(batch);
-    let mut check_batch = |b: u64, bufs: &[Vec<u8>]| {
+    let mut check_batch = |b: u64, bufs: &[Vec<u8>], _: &[Ranges]| {
         let off = b * batch;
         let len = batch.min(total - off);
         let mut u = 0;
@@ -815,10 +830,10 @@ fn run_raid10(
     // Array chunks per batch: so that each member reads about batch_bytes.
     let per_batch = (opts.batch_bytes * n as u64 / (cb * copies)).max(1);
     let block = RESYNC_BLOCK.min(cb);
-    type Index = BTreeMap<u64, usize>;
-    // One member's ranges of batch b, and where each device chunk row lands
-    // in its buffer.
-    let plan_of = |d: usize, b: u64| -> (Ranges, Index) {
+    // One member's ranges of batch b: the device chunk rows its copies
+    // occupy, sorted, adjacent rows merged, laid out in that order in its
+    // buffer.
+    let ranges_of = |d: usize, b: u64| -> Ranges {
         let c0 = b * per_batch;
         let c1 = (c0 + per_batch).min(chunks);
         let mut rows: Vec<u64> = Vec::new();
@@ -835,24 +850,20 @@ fn run_raid10(
         rows.sort_unstable();
         rows.dedup();
         let mut ranges: Ranges = Vec::new();
-        let mut index = Index::new();
         let mut at = 0usize;
         for &row in &rows {
-            index.insert(row, at);
             match ranges.last_mut() {
                 Some(last) if last.0 + last.1 as u64 == row * cb => last.1 += cb as usize,
                 _ => ranges.push((row * cb, cb as usize, at)),
             }
             at += cb as usize;
         }
-        (ranges, index)
+        ranges
     };
-    let ranges_of = |d: usize, b: u64| plan_of(d, b).0;
     let batches = chunks.div_ceil(per_batch);
-    let mut check_batch = |b: u64, bufs: &[Vec<u8>]| {
+    let mut check_batch = |b: u64, bufs: &[Vec<u8>], ranges: &[Ranges]| {
         let c0 = b * per_batch;
         let c1 = (c0 + per_batch).min(chunks);
-        let index: Vec<Index> = (0..n).map(|d| plan_of(d, b).1).collect();
         for c in c0..c1 {
             let locs = geo.raid10_copies(c);
             let mut off = 0;
@@ -861,7 +872,7 @@ fn run_raid10(
                 let copies: Vec<(usize, u64, &[u8])> = locs
                     .iter()
                     .filter_map(|&(d, row)| {
-                        let at = *index.get(d)?.get(&row)? + off as usize;
+                        let at = buffer_offset(ranges.get(d)?, row * cb)? + off as usize;
                         Some((d, row * cb + off, &bufs[d][at..at + len as usize]))
                     })
                     .collect();
