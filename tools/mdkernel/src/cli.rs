@@ -544,7 +544,7 @@ pub(crate) fn run_pass(
         // The write sets the request synchronously, so 'idle' from here on
         // means the pass is over.
         if s.action == "idle" || s.action.is_empty() {
-            let ran_to_end = md.read(name, "sync_max").is_ok_and(|m| m.trim() == "max");
+            let ran_to_end = s.sync_max.as_deref() == Some("max");
             let end = if cancelled {
                 PassEnd::Cancelled
             } else if window_done || ran_to_end {
@@ -554,11 +554,7 @@ pub(crate) fn run_pass(
                 PassEnd::Finished
             } else {
                 // Interrupted: the kernel left sync_min where it stopped.
-                if let Some(at) = md
-                    .read(name, "sync_min")
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok())
-                {
+                if let Some(at) = s.sync_min {
                     checked_to = at;
                 }
                 PassEnd::Interrupted
