@@ -75,9 +75,6 @@ pub fn fd_cluster_resource(addr: u32) -> (u64, u64) {
     (((addr >> 6) & 0xFFFF) as u64, (addr >> 22) as u64)
 }
 
-/// Offset of the mode (u32) in the FD metadata (see [`Inode`]).
-const MODE_AT: usize = 0x40;
-
 /// A file descriptor, parsed.
 ///
 /// VMFS3/5 FD (2048 bytes): 0x000 lock header (magic 0x10C00001), 0x200
@@ -190,10 +187,11 @@ impl Inode {
                 .map(|c| u32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as u64)
                 .collect()
         };
+        let mode = m.u32(0x40)?;
         let mut ftype = FileType::from_raw(m.u32(0xC)?);
         // A system file whose mode has the directory bit is a directory:
         // `.sdd.sf`, the system-file directory of VMFS5/6 volumes.
-        if ftype == FileType::System && m.u32(MODE_AT)? & 0o170000 == 0o040000 {
+        if ftype == FileType::System && mode & 0o170000 == 0o040000 {
             ftype = FileType::Directory;
         }
         Ok(Inode {
@@ -210,7 +208,7 @@ impl Inode {
             atime: m.u32(0x34)?,
             uid: m.u32(0x38)?,
             gid: m.u32(0x3C)?,
-            mode: m.u32(MODE_AT)?,
+            mode,
             zla: m.u32(0x44)?,
             ptrs,
             data,
