@@ -43,8 +43,8 @@ pub struct ExamineCommand {
 /// written, no md driver needed): RAID-1 mirrors, RAID-4/5 parity, RAID-6
 /// P and Q, RAID-10 copies. Give the members (devices or image files), or
 /// an array's UUID or name (e.g. DiskStation:2) alone to use that array's
-/// members among all disks. Exit 0
-/// consistent, 1 mismatches (or not verifiable), 2 usage or read errors.
+/// members among all disks. Exit 0 consistent, 1 mismatches (or not
+/// verifiable), 2 usage or read errors.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "verify")]
 pub struct VerifyCommand {
@@ -298,7 +298,7 @@ pub fn run_verify(c: VerifyCommand) -> i32 {
         eprintln!(
             "md verify: no array found{}",
             if by_spec {
-                " with that UUID or name"
+                " with that UUID or name (and no such file)"
             } else {
                 ""
             }
