@@ -90,11 +90,16 @@ pub fn names(n: usize, suffix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Scans `imgs`, expects one array, verifies it with small batches.
-pub fn verify_imgs(imgs: Vec<Vec<u8>>, batch: u64) -> crate::verify::VerifyReport {
+/// `imgs` as devices named sda, sdb, ... in order.
+pub fn sd_devices(imgs: Vec<Vec<u8>>) -> Vec<MemDevice> {
     let n = names(imgs.len(), "");
     let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
-    let devs = devices(&refs, imgs);
+    devices(&refs, imgs)
+}
+
+/// Scans `imgs`, expects one array, verifies it with small batches.
+pub fn verify_imgs(imgs: Vec<Vec<u8>>, batch: u64) -> crate::verify::VerifyReport {
+    let devs = sd_devices(imgs);
     let inp = inputs(&devs);
     let rep = crate::scan::scan(&inp);
     assert_eq!(rep.arrays.len(), 1, "{}", crate::scan::render(&rep));

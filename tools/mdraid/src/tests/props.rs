@@ -36,9 +36,7 @@ proptest! {
         let off = at % total;
         let len = len.min((total - off) as usize);
         let imgs = build_members(&s);
-        let n = names(imgs.len(), "");
-        let refs: Vec<&str> = n.iter().map(|x| x.as_str()).collect();
-        let devs = devices(&refs, imgs);
+        let devs = sd_devices(imgs);
         let inp = inputs(&devs);
         let rep = crate::scan::scan(&inp);
         prop_assert_eq!(rep.arrays.len(), 1);

@@ -41,9 +41,7 @@ fn clean_arrays_of_every_level_and_layout_verify() {
 
 /// Device offset of array byte `off` on its data member.
 fn data_place(s: &ArraySpec, imgs: &[Vec<u8>], off: u64) -> (usize, usize) {
-    let n = names(imgs.len(), "");
-    let refs: Vec<&str> = n.iter().map(|x| x.as_str()).collect();
-    let devs = devices(&refs, imgs.to_vec());
+    let devs = sd_devices(imgs.to_vec());
     let inp = inputs(&devs);
     let rep = crate::scan::scan(&inp);
     let places = rep.arrays[0].geometry.as_ref().unwrap().map(off);
@@ -117,9 +115,7 @@ fn raid10_far_copy_mismatch() {
     s.layout = 0x201;
     let mut imgs = build_members(&s);
     let off = 3 * 64 * 1024 + 5;
-    let n = names(imgs.len(), "");
-    let refs: Vec<&str> = n.iter().map(|x| x.as_str()).collect();
-    let devs = devices(&refs, imgs.clone());
+    let devs = sd_devices(imgs.clone());
     let inp = inputs(&devs);
     let rep = crate::scan::scan(&inp);
     let copies = rep.arrays[0].geometry.as_ref().unwrap().map(off);
@@ -139,9 +135,7 @@ fn degraded_raid5_skips_with_a_note() {
     let s = spec("1.2", 5, 3);
     let mut imgs = build_members(&s);
     imgs.pop();
-    let n = names(imgs.len(), "");
-    let refs: Vec<&str> = n.iter().map(|x| x.as_str()).collect();
-    let devs = devices(&refs, imgs);
+    let devs = sd_devices(imgs);
     let inp = inputs(&devs);
     let rep = crate::scan::scan(&inp);
     let a = &rep.arrays[0];
@@ -198,9 +192,7 @@ impl blockdev::BlockDevice for FailingRange<'_> {
 fn read_failures_are_reported_and_the_check_goes_on() {
     let s = spec("1.2", 5, 3);
     let imgs = build_members(&s);
-    let n = names(imgs.len(), "");
-    let refs: Vec<&str> = n.iter().map(|x| x.as_str()).collect();
-    let devs = devices(&refs, imgs);
+    let devs = sd_devices(imgs);
     let inp = inputs(&devs);
     let rep = crate::scan::scan(&inp);
     let a = &rep.arrays[0];
