@@ -190,7 +190,8 @@ fn dsm_pair(dir: &Path, disks: [&Path; 2]) -> Result<(), String> {
         first = (first + sectors).div_ceil(2048) * 2048;
     }
     let disk_bytes = first * SECTOR + MIB;
-    for (d, disk) in disks.iter().enumerate() {
+    let mut files = Vec::new();
+    for disk in disks {
         sparse_file(disk, disk_bytes)?;
         let mut cmd = Command::new("sgdisk");
         cmd.arg("-a").arg("1");
@@ -200,18 +201,22 @@ fn dsm_pair(dir: &Path, disks: [&Path; 2]) -> Result<(), String> {
                 .arg(format!("-t{n}:fd00"));
         }
         run(cmd.arg(disk))?;
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(disk)
-            .map_err(|e| e.to_string())?;
-        for (a, (start, _)) in arrays.iter().zip(&parts) {
-            let mut member = mdraid::testwriter::build_members(a).swap_remove(d);
+        files.push(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(disk)
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    use std::os::unix::fs::FileExt;
+    for (a, (start, _)) in arrays.iter().zip(&parts) {
+        for (d, mut member) in mdraid::testwriter::build_members(a).into_iter().enumerate() {
             if d == 1 && a.version == "1.2" {
                 let (_, _, data_off) = a.placement();
                 member[(data_off + DSM_MISMATCH_IN_DATA) as usize] ^= 0x5a;
             }
-            f.write_all_at(&member, start * SECTOR)
+            files[d]
+                .write_all_at(&member, start * SECTOR)
                 .map_err(|e| e.to_string())?;
         }
     }
