@@ -6,19 +6,14 @@
 //! read-only `ls` and `cat` commands are used, on our decompressed copies.
 
 mod common;
-use common::oracle::{oracle, ours};
+use common::oracle::{oracle, our_names, ours};
 use vmfs::Volume;
 
 fn listing(v: &Volume, dir: &str) -> Vec<String> {
-    let mut n: Vec<String> = v
-        .read_dir(dir)
-        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+    our_names(v, dir)
         .into_iter()
-        .map(|e| e.name)
         .filter(|n| n != "." && n != "..")
-        .collect();
-    n.sort();
-    n
+        .collect()
 }
 
 fn oracle_listing(debug: &str, img: &std::path::Path, dir: &str) -> Vec<String> {

@@ -2,7 +2,7 @@
 //! library from the real ESXi-written images.
 
 mod common;
-use common::oracle::ours;
+use common::oracle::{our_names, ours};
 use vmfs::{FileType, Piece, Volume};
 
 const GIB: u64 = 1 << 30;
@@ -13,19 +13,8 @@ fn open(rels: &[&str]) -> Volume {
         .unwrap_or_else(|e| panic!("open {rels:?}: {e}"))
 }
 
-fn names(v: &Volume, path: &str) -> Vec<String> {
-    let mut n: Vec<String> = v
-        .read_dir(path)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    n.sort();
-    n
-}
-
 fn system_files(v: &Volume, six: bool) {
-    let n = names(v, "/");
+    let n = our_names(v, "/");
     let mut want = vec![
         ".fbb.sf", ".fdc.sf", ".pbc.sf", ".sbc.sf", ".vh.sf", ".pb2.sf", ".sdd.sf",
     ];
@@ -54,7 +43,7 @@ fn known_content(v: &Volume, label: &str, six: bool) {
     assert_eq!(v.sb.label, label);
     assert_eq!(v.sb.vmfs_version(), if six { 6 } else { 5 });
     system_files(v, six);
-    let root = names(v, "/");
+    let root = our_names(v, "/");
     for n in [
         "small",
         "big",
@@ -109,7 +98,7 @@ fn known_content(v: &Volume, label: &str, six: bool) {
     );
 
     // directory: file1..file100.
-    let d = names(v, "directory");
+    let d = our_names(v, "directory");
     let mut want: Vec<String> = (1..=100).map(|i| format!("file{i}")).collect();
     want.sort();
     assert_eq!(d, want);
@@ -203,7 +192,7 @@ fn known_content(v: &Volume, label: &str, six: bool) {
     }
 
     // collision: names that collide in VMFS6's hash; all listed and found.
-    let c = names(v, "collision");
+    let c = our_names(v, "collision");
     assert_eq!(c.len(), 19, "{c:?}");
     for n in [
         "Kusjes van SRT 😘",
@@ -444,7 +433,7 @@ fn vmfs3_toto() {
     assert_eq!((v.sb.major, v.sb.minor), (4, 31));
     assert_eq!(v.sb.block_size, 1 << 20);
     assert_eq!(v.sb.sub_block_size, 64 << 10);
-    let n = names(&v, "/");
+    let n = our_names(&v, "/");
     for kind in ["thin", "thick", "zeroedthick", "eagerzeroedthick"] {
         let flat = format!("{kind}-flat.vmdk");
         let desc = format!("{kind}.vmdk");

@@ -8,7 +8,7 @@
 
 mod common;
 use blockdev::BlockDevice;
-use common::oracle::{oracle, ours, tool};
+use common::oracle::{oracle, our_names, ours, tool};
 use common::writer::{gpt_disk, scatter, scratch_copy, stamp, Target, Writer};
 use std::path::Path;
 use std::process::Command;
@@ -305,18 +305,6 @@ fn oracle_block(img: &Path, addr: u64) -> Vec<u8> {
     out.stdout
 }
 
-/// Names in a directory, sorted, from our reader.
-fn listing(v: &Volume, dir: &str) -> Vec<String> {
-    let mut n: Vec<String> = v
-        .read_dir(dir)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    n.sort();
-    n
-}
-
 #[test]
 fn vmfs5_sub_blocks_with_high_item_numbers() {
     // VMFS5 volumes have 64 sub-blocks per cluster; items 16..63 carry
@@ -324,7 +312,7 @@ fn vmfs5_sub_blocks_with_high_item_numbers() {
     // fixture's sub-blocks are all items < 16: move the `collision`
     // directory's and the `symlink`'s sub-blocks to free items >= 16.
     let pristine = open_image(&common::image("vmfs5.bin.gz"));
-    let names = listing(&pristine, "/collision");
+    let names = our_names(&pristine, "/collision");
     assert!(names.len() > 10, "{names:?}");
     drop(pristine);
     let img = scratch_copy("vmfs5.bin.gz", "vmfs5-sb-items");
@@ -348,7 +336,7 @@ fn vmfs5_sub_blocks_with_high_item_numbers() {
     for (path, to) in [("collision", moved[0]), ("symlink", moved[1])] {
         assert_eq!(v.lookup(path).unwrap().ptrs[0], to, "{path}");
     }
-    assert_eq!(listing(&v, "/collision"), names);
+    assert_eq!(our_names(&v, "/collision"), names);
     assert_eq!(v.read_link("symlink").unwrap(), "/vmfs/volumes/vmfs5/small");
     let text = String::from_utf8(
         tool("debugvmfs")

@@ -1,6 +1,6 @@
 //! Debian's vmfs-tools (`debugvmfs`, VMFS3/5) and vmfs6-tools
 //! (`debugvmfs6`) as an independent reference, and our reader's whole-file
-//! read to compare with.
+//! read and directory listing to compare with.
 
 use std::path::Path;
 use std::process::Command;
@@ -45,4 +45,17 @@ pub fn ours(v: &Volume, path: &str) -> Vec<u8> {
     let mut b = vec![0u8; f.size() as usize];
     assert_eq!(f.read_at(&mut b, 0).unwrap(), b.len(), "{path}");
     b
+}
+
+/// The names in directory `dir` (`.` and `..` included), sorted, read by
+/// our reader.
+pub fn our_names(v: &Volume, dir: &str) -> Vec<String> {
+    let mut n: Vec<String> = v
+        .read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    n.sort();
+    n
 }
