@@ -465,6 +465,13 @@ fn demo_disk_set_boots_and_is_found() {
                 "{}",
                 s.output
             );
+            // Free space from the block bitmap, as debugvmfs df gives it.
+            assert!(
+                s.output
+                    .contains("free:           1.5 GiB (1619001344 bytes, 75% of 2.0 GiB"),
+                "{}",
+                s.output
+            );
         }
         assert_eq!(sections[7].exit, 0, "{}", sections[7].output);
         for n in [1, 50, 100] {

@@ -31,7 +31,10 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
     assert!(overview.contains("d VMFS datastores"), "{overview}");
     vm.send("d\n");
     let stores = vm.wait_for("Datastore (Enter: back): ", T);
-    assert!(stores.contains("VMFS5 \"vmfs5\""), "{stores}");
+    assert!(
+        stores.contains("VMFS5 \"vmfs5\"  2.0 GiB, 1.5 GiB free"),
+        "{stores}"
+    );
     vm.send(&format!("{}\n", menu_number(&stores, "\"vmfs5\"")));
     let root = vm.wait_for("Enter: back: ", T);
     for name in [

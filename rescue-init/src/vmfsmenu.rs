@@ -80,9 +80,13 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
     }
     for (i, s) in stores.iter().enumerate() {
         let info = s.vol.info();
+        let free = match vmfs::free_space(&s.vol) {
+            Ok(sp) => format!("{} free", probe::render::human_size(sp.free_bytes)),
+            Err(_) => "free space unknown".into(),
+        };
         let _ = writeln!(
             out,
-            " {:>2}  VMFS{} \"{}\"  {}  on {} at byte {}",
+            " {:>2}  VMFS{} \"{}\"  {}, {free}  on {} at byte {}",
             i + 1,
             info.vmfs_version,
             info.label,

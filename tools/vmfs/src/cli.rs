@@ -326,8 +326,28 @@ fn human(n: u64) -> String {
 fn info(c: InfoCommand) -> CliResult {
     let o = open_volume(&c.src, &c.extent, c.offset, None)?;
     let i = o.vol.info();
+    let space = crate::space::free_space(&o.vol).map_err(|e| e.to_string());
+    let code = if i.missing.is_empty() && o.vol.warnings.is_empty() && space.is_ok() {
+        0
+    } else {
+        1
+    };
     if c.json {
-        return json_out(&i);
+        #[derive(Serialize)]
+        struct WithSpace<'a> {
+            #[serde(flatten)]
+            info: &'a crate::VolumeInfo,
+            /// From the file block bitmap; null when unreadable.
+            space: Option<&'a crate::Space>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            space_error: Option<&'a str>,
+        }
+        json_out(&WithSpace {
+            info: &i,
+            space: space.as_ref().ok(),
+            space_error: space.as_ref().err().map(String::as_str),
+        })?;
+        return Ok(code);
     }
     println!(
         "VMFS version:   {} (descriptor {}.{}){}",
@@ -348,6 +368,16 @@ fn info(c: InfoCommand) -> CliResult {
         human(i.capacity),
         i.capacity
     );
+    match &space {
+        Ok(sp) => println!(
+            "free:           {} ({} bytes, {:.0}% of {} in file blocks)",
+            human(sp.free_bytes),
+            sp.free_bytes,
+            sp.free_bytes as f64 * 100.0 / sp.total_bytes.max(1) as f64,
+            human(sp.total_bytes)
+        ),
+        Err(e) => println!("free:           unknown: {e}"),
+    }
     if let Some(l) = &i.lvm {
         println!(
             "LVM:            version {}, volume {} ({}), {} device(s)",
@@ -383,11 +413,7 @@ fn info(c: InfoCommand) -> CliResult {
             r.groups
         );
     }
-    Ok(if i.missing.is_empty() && o.vol.warnings.is_empty() {
-        0
-    } else {
-        1
-    })
+    Ok(code)
 }
 
 fn date(t: u32) -> String {

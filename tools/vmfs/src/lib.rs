@@ -12,6 +12,7 @@ pub mod inode;
 pub mod lvm;
 pub mod readahead;
 pub mod source;
+pub mod space;
 pub mod volume;
 
 pub use dir::DirEntry;
@@ -19,6 +20,7 @@ pub use error::{Error, Result, Uuid};
 pub use fs::{detect, LvmSignature, Superblock, VmfsSignature};
 pub use inode::{FileType, Inode, RdmTarget};
 pub use lvm::{LogicalVolume, LvmHeader};
+pub use space::{free_space, Space};
 pub use volume::{FileExtent, FileReader, Piece, Stat, Volume, VolumeInfo};
 
 #[cfg(test)]

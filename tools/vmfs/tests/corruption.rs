@@ -66,6 +66,11 @@ fn metadata_regions(img: &str) -> (Arc<dyn BlockDevice>, Vec<(u64, u64)>) {
             }
         }
     }
+    // The file block bitmap (free space): header and cluster records.
+    let fbb = v.inode(0x0040_0004).unwrap();
+    for e in v.device_extents(&fbb).unwrap().into_iter().take(2) {
+        regions.push((e.device_offset, e.len.min(0x3_0000)));
+    }
     (dev, regions)
 }
 
@@ -76,6 +81,7 @@ fn exercise(devs: Vec<Box<dyn BlockDevice>>) {
     let Ok(v) = Volume::from_devices(devs) else {
         return;
     };
+    let _ = vmfs::free_space(&v);
     let mut stack = vec!["/".to_string()];
     let mut seen = HashSet::new();
     let mut visited = 0;
