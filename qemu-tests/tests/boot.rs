@@ -372,7 +372,7 @@ fn demo_disk_set_boots_and_is_found() {
         &image,
         VmConfig::new(disks.clone()),
         "probe --json\ngpt verify /dev/sda\ngpt verify /dev/sdb\ngpt show /dev/sda\ngpt show /dev/sdb\nprobe\n\
-         vmfs info /dev/sdb\nvmfs ls -l /dev/sdb /directory\nvmfs cat /dev/sdb /big --start 1048560\nvmfs info /dev/sda\n\
+         vmfs info /dev/sdb\nvmfs ls -l /dev/sdb /directory\nvmfs cat /dev/sdb /big --offset 1048560\nvmfs info /dev/sda\n\
          md scan\nmd verify DiskStation:2\nmd assemble DiskStation:2 --readonly --mount\nmd stop DiskStation:2\n",
     );
     assert_eq!(sections.len(), 14, "{transcript}");

@@ -56,8 +56,8 @@ pub struct TreeCommand {
 
 /// Scan the file descriptor area for files no directory reaches (after
 /// directory damage) and list them as orphans with their FD address, type
-/// and size; `cat`/`extract` can then not name them by path, but
-/// `--json` gives what is needed to find them. Exit 1 if any.
+/// and size (the same as `ls --scan`). Every command takes `fd:ADDR` as a
+/// path for them: `extract SRC fd:0x01000104 DEST_DIR`. Exit 1 if any.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "scan")]
 pub struct ScanCommand {
@@ -93,7 +93,8 @@ pub struct InfoCommand {
     pub json: bool,
 }
 
-/// List a directory (default "/"): SRC... [PATH].
+/// List a directory (default "/"): SRC... [PATH]. PATH `fd:ADDR` names a
+/// file or folder by its FD address (orphans that `--scan` finds).
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "ls")]
 pub struct LsCommand {
@@ -110,6 +111,10 @@ pub struct LsCommand {
     /// long listing: type, mode, size, date, FD address, link target
     #[argh(switch, short = 'l')]
     pub long: bool,
+    /// instead of a directory, list the orphans: files and folders no
+    /// directory reaches, found by scanning the descriptor area (as `scan`)
+    #[argh(switch)]
+    pub scan: bool,
     /// print JSON
     #[argh(switch)]
     pub json: bool,
@@ -136,7 +141,9 @@ pub struct StatCommand {
     pub json: bool,
 }
 
-/// Write a file's bytes to stdout: SRC... PATH.
+/// Write a file's bytes (or --offset/--length of them) to stdout: SRC...
+/// PATH. Here --offset is the place in the file, as with dd's skip; the
+/// VMFS partition's place in SRC, --offset elsewhere, is --vmfs-offset.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "cat")]
 pub struct CatCommand {
@@ -146,21 +153,22 @@ pub struct CatCommand {
     /// further devices of a spanned volume
     #[argh(option)]
     pub extent: Vec<String>,
-    /// byte offset of the VMFS partition in SRC
-    #[argh(option)]
-    pub offset: Option<u64>,
     /// start at this byte of the file
     #[argh(option)]
-    pub start: Option<u64>,
+    pub offset: Option<u64>,
     /// write at most this many bytes
     #[argh(option)]
     pub length: Option<u64>,
+    /// byte offset of the VMFS partition in SRC (skips GPT/MBR search)
+    #[argh(option)]
+    pub vmfs_offset: Option<u64>,
 }
 
 /// Copy files or folders out, recursively: SRC... PATH... DEST_DIR. Sizes
 /// and times kept, thin regions written as holes, unreadable bytes
 /// zero-filled and listed in DEST_DIR/vmfs-extract-report.txt. Exit 1 when
-/// bytes were lost.
+/// bytes were lost. PATH `fd:ADDR` takes an orphan that `scan` listed (it
+/// comes out as DEST_DIR/orphan-fd-ADDR).
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "extract")]
 pub struct ExtractCommand {
@@ -448,6 +456,12 @@ fn ls(c: LsCommand) -> CliResult {
     }
     let path = rest.first().map(String::as_str).unwrap_or("/");
     let o = open_volume(&srcs, &c.extent, c.offset, None)?;
+    if c.scan {
+        if !rest.is_empty() {
+            return Err("ls --scan takes no path: it scans the whole volume".into());
+        }
+        return list_orphans(&o, &srcs, c.json);
+    }
     let v = &o.vol;
     let st = v.stat(path).map_err(|e| e.to_string())?;
     let entries = if st.file_type.is_dir() {
@@ -583,9 +597,9 @@ fn cat(c: CatCommand) -> CliResult {
     let [path] = rest.as_slice() else {
         return Err("cat takes SRC... PATH".into());
     };
-    let o = open_volume(&srcs, &c.extent, c.offset, None)?;
+    let o = open_volume(&srcs, &c.extent, c.vmfs_offset, None)?;
     let f = o.vol.open(path).map_err(|e| e.to_string())?;
-    let start = c.start.unwrap_or(0).min(f.size());
+    let start = c.offset.unwrap_or(0).min(f.size());
     let end = c
         .length
         .map(|l| start.saturating_add(l).min(f.size()))
@@ -734,6 +748,10 @@ impl Extractor<'_> {
                         Err(err) => self.skipped.push(format!("{child}: {err}")),
                     }
                 }
+                // After its entries, whose creation changed it.
+                if let Ok(d) = std::fs::File::open(dest) {
+                    let _ = d.set_times(file_times(&ino));
+                }
             }
             FileType::Symlink => {
                 let t = self.vol.stat_inode(&ino).ok().and_then(|s| s.link);
@@ -742,6 +760,21 @@ impl Extractor<'_> {
                         let _ = std::fs::remove_file(dest);
                         if let Err(e) = std::os::unix::fs::symlink(&t, dest) {
                             self.skipped.push(format!("{path}: symlink: {e}"));
+                        } else {
+                            // The link's own times (lutimes).
+                            let ts = |s: u32| rustix::fs::Timespec {
+                                tv_sec: s.into(),
+                                tv_nsec: 0,
+                            };
+                            let _ = rustix::fs::utimensat(
+                                rustix::fs::CWD,
+                                dest,
+                                &rustix::fs::Timestamps {
+                                    last_access: ts(ino.atime),
+                                    last_modification: ts(ino.mtime),
+                                },
+                                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                            );
                         }
                     }
                     None => self.skipped.push(format!("{path}: unreadable symlink")),
@@ -764,7 +797,7 @@ impl Extractor<'_> {
     }
 
     fn copy_file(&mut self, path: &str, ino: crate::Inode, dest: &Path) {
-        let mtime = ino.mtime;
+        let times = file_times(&ino);
         let size = ino.size;
         let pieces = match self.vol.pieces(&ino) {
             Ok(p) => p,
@@ -842,8 +875,7 @@ impl Extractor<'_> {
         if let Err(e) = out.set_len(size) {
             self.skipped.push(format!("{path}: setting size: {e}"));
         }
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime as u64);
-        let _ = out.set_modified(t);
+        let _ = out.set_times(times);
         self.files += 1;
         if !lost.is_empty() {
             self.losses.push(Loss {
@@ -853,6 +885,14 @@ impl Extractor<'_> {
             });
         }
     }
+}
+
+/// The FD's access and modification times, for the extracted copy.
+fn file_times(ino: &crate::Inode) -> std::fs::FileTimes {
+    let at = |s: u32| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.into());
+    std::fs::FileTimes::new()
+        .set_accessed(at(ino.atime))
+        .set_modified(at(ino.mtime))
 }
 
 fn tree_size(v: &Volume, path: &str) -> u64 {
@@ -906,6 +946,16 @@ fn extract(c: ExtractCommand) -> CliResult {
     };
     for p in &rest {
         let name = p.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        // An orphan named by FD address: no ':' in the name (FAT and exFAT
+        // destinations refuse it).
+        let orphan;
+        let name = match name.strip_prefix("fd:") {
+            Some(addr) if !p.contains('/') => {
+                orphan = format!("orphan-fd-{addr}");
+                orphan.as_str()
+            }
+            _ => name,
+        };
         let target = if name.is_empty() {
             dest.clone()
         } else {
@@ -1062,12 +1112,18 @@ fn files_hit(c: FilesHitCommand) -> CliResult {
 
 fn scan(c: ScanCommand) -> CliResult {
     let o = open_volume(&c.src, &c.extent, c.offset, None)?;
+    list_orphans(&o, &c.src, c.json)
+}
+
+/// `scan` and `ls --scan`: the orphans with how to get them out. Exit 1 if
+/// there are any.
+fn list_orphans(o: &Opened2, srcs: &[String], json: bool) -> CliResult {
     let (orphans, errors) = o.vol.orphans();
     let stats: Vec<Stat> = orphans
         .iter()
         .filter_map(|i| o.vol.stat_inode(i).ok())
         .collect();
-    if c.json {
+    if json {
         #[derive(Serialize)]
         struct R<'a> {
             orphans: &'a [Stat],
@@ -1091,6 +1147,14 @@ fn scan(c: ScanCommand) -> CliResult {
             println!("unreadable: {e}");
         }
         println!("{} orphans", stats.len());
+        if let Some(s) = stats.first() {
+            println!(
+                "get them out by FD address, e.g.: rescue vmfs extract {} fd:{:#010x} DEST_DIR \
+                 (fd:ADDR/NAME for a file in an orphaned folder)",
+                srcs.join(" "),
+                s.addr
+            );
+        }
     }
     Ok(if stats.is_empty() { 0 } else { 1 })
 }

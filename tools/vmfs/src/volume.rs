@@ -833,11 +833,26 @@ impl Volume {
         dir::read(self, ino)
     }
 
-    /// Resolves a path ("/" or "" is the root; "." and ".." work).
+    /// Resolves a path ("/" or "" is the root; "." and ".." work). A path
+    /// that starts `fd:ADDR` (hex FD address, as `scan` lists orphans)
+    /// starts at that file descriptor instead of the root, so files no
+    /// directory reaches can still be named: `fd:0x01000104/file42`. A name
+    /// that really is `fd:...` in the root is `/fd:...`.
     pub fn lookup(&self, path: &str) -> Result<Inode> {
-        let mut cur = self.inode(ROOT_ADDR)?;
-        let mut walked = String::new();
-        for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        let (mut cur, mut walked, rest) = match path.strip_prefix("fd:") {
+            Some(fd) => {
+                let (first, rest) = fd.split_once('/').unwrap_or((fd, ""));
+                let hex = first.trim_start_matches("0x").trim_start_matches("0X");
+                let addr = u32::from_str_radix(hex, 16).map_err(|_| {
+                    Error::NotFound(format!(
+                        "{path}: fd:ADDR takes a hexadecimal FD address, not {first:?}"
+                    ))
+                })?;
+                (self.inode(addr)?, format!("fd:{addr:#010x}"), rest)
+            }
+            None => (self.inode(ROOT_ADDR)?, String::new(), path),
+        };
+        for comp in rest.split('/').filter(|c| !c.is_empty() && *c != ".") {
             if !cur.ftype.is_dir() {
                 return Err(Error::NotADirectory(if walked.is_empty() {
                     "/".into()

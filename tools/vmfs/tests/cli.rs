@@ -40,6 +40,23 @@ fn extract_keeps_content_sizes_and_holes() {
         }),
     });
     assert_eq!(code, 0);
+    // Access and modification times of files, folders and links are the
+    // FDs' (checked before anything here reads them, which sets atimes).
+    let v = vmfs::Volume::from_devices(vec![common::dev("vmfs5.bin.gz")]).unwrap();
+    for (vmfs_path, local) in [
+        ("normal-flat.vmdk", "normal-flat.vmdk"),
+        ("directory", "directory"),
+        ("directory/file42", "directory/file42"),
+        ("symlink", "symlink"),
+    ] {
+        let ino = v.lookup(vmfs_path).unwrap();
+        let m = std::fs::symlink_metadata(dest.join(local)).unwrap();
+        assert_eq!(
+            (m.mtime() as u32, m.atime() as u32),
+            (ino.mtime, ino.atime),
+            "{vmfs_path}"
+        );
+    }
     assert_eq!(
         std::fs::read(dest.join("directory/file42")).unwrap(),
         b"File 42\n"
@@ -58,10 +75,6 @@ fn extract_keeps_content_sizes_and_holes() {
         "thin file written sparse: {} blocks",
         m.blocks()
     );
-    assert_eq!(m.mtime() as u32, {
-        let v = vmfs::Volume::from_devices(vec![common::dev("vmfs5.bin.gz")]).unwrap();
-        v.stat("normal-flat.vmdk").unwrap().mtime
-    });
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(dest.join("normal-flat.vmdk")).unwrap();
     let mut b = [0u8; 512];
@@ -177,6 +190,7 @@ fn info_ls_cat_exit_codes() {
             extent: vec![],
             offset: None,
             long: true,
+            scan: false,
             json: false
         })),
         0
@@ -186,8 +200,8 @@ fn info_ls_cat_exit_codes() {
             args: vec![img.clone(), "small".into()],
             extent: vec![],
             offset: None,
-            start: None,
-            length: None
+            length: None,
+            vmfs_offset: None
         })),
         0
     );
@@ -196,8 +210,8 @@ fn info_ls_cat_exit_codes() {
             args: vec![img.clone(), "nonexistent".into()],
             extent: vec![],
             offset: None,
-            start: None,
-            length: None
+            length: None,
+            vmfs_offset: None
         })),
         2
     );
@@ -260,4 +274,81 @@ fn info_ls_cat_exit_codes() {
         })),
         1
     );
+}
+
+/// After directory damage, `scan` lists the orphans and `extract` takes
+/// them by FD address (`fd:ADDR`), naming the copy `orphan-fd-ADDR`.
+#[test]
+fn orphans_are_extracted_by_fd_address() {
+    use std::os::unix::fs::FileExt;
+    let dir = scratch("orphans");
+    let img = dir.join("vmfs5-lost-dir.img");
+    {
+        let mut src = std::fs::File::open(common::image("vmfs5.bin.gz")).unwrap();
+        let out = std::fs::File::create(&img).unwrap();
+        let n = common::copy_sparse(&mut src, &out, 0, None);
+        out.set_len(n).unwrap();
+        // Wipe /directory's data: its 100 files become orphans.
+        let v = vmfs::Volume::from_devices(vec![common::dev("vmfs5.bin.gz")]).unwrap();
+        let d = v.lookup("directory").unwrap();
+        for e in v.device_extents(&d).unwrap() {
+            out.write_all_at(&vec![0u8; e.len as usize], e.device_offset)
+                .unwrap();
+        }
+    }
+    let v =
+        vmfs::Volume::from_devices(vec![Box::new(blockdev::Device::open(&img).unwrap())]).unwrap();
+    let (orphans, _) = v.orphans();
+    assert_eq!(orphans.len(), 100);
+    let file42 = orphans
+        .iter()
+        .find(|i| i.data.starts_with(b"File 42\n"))
+        .expect("file42 among the orphans")
+        .addr;
+    let fd = format!("fd:{file42:#010x}");
+    assert_eq!(v.lookup(&fd).unwrap().addr, file42);
+    // The root by its FD address, then a name; a bad address says so.
+    assert_eq!(v.lookup("fd:0x00000004/big").unwrap().size, 1_048_577);
+    let e = v.lookup("fd:xyz").unwrap_err().to_string();
+    assert!(e.contains("hexadecimal FD address"), "{e}");
+    assert!(v.lookup("/fd:0x00000004").is_err(), "a name, not an FD");
+
+    let dest = dir.join("out");
+    let code = run(VmfsCommand {
+        action: Action::Extract(ExtractCommand {
+            args: vec![s(&img), fd.clone(), s(&dest)],
+            extent: vec![],
+            offset: None,
+            map: None,
+            quiet: true,
+        }),
+    });
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read(dest.join(format!("orphan-fd-{file42:#010x}"))).unwrap(),
+        b"File 42\n"
+    );
+    let scan = |ls: bool| {
+        run(VmfsCommand {
+            action: if ls {
+                Action::Ls(LsCommand {
+                    args: vec![s(&img)],
+                    extent: vec![],
+                    offset: None,
+                    long: false,
+                    scan: true,
+                    json: true,
+                })
+            } else {
+                Action::Scan(ScanCommand {
+                    src: vec![s(&img)],
+                    extent: vec![],
+                    offset: None,
+                    json: false,
+                })
+            },
+        })
+    };
+    assert_eq!((scan(true), scan(false)), (1, 1), "orphans found: exit 1");
+    let _ = std::fs::remove_dir_all(&dir);
 }
