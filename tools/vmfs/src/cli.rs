@@ -667,8 +667,14 @@ pub struct Loss {
 struct Extractor<'a> {
     vol: &'a Volume,
     quiet: bool,
+    /// Stored bytes (thin and to-be-zeroed regions excluded) to copy, and
+    /// copied so far: what takes time, so what progress and ETA count.
     total: u64,
     done: u64,
+    /// All bytes of the files written so far, holes included.
+    written: u64,
+    /// Volume metadata files met in folders and left out.
+    system_files: u64,
     files: u64,
     started: Instant,
     last: Instant,
@@ -691,7 +697,7 @@ impl Extractor<'_> {
             0.0
         };
         eprintln!(
-            "vmfs: {} of {} ({:.0}%), {}/s, ETA {:.0}s, {} files",
+            "vmfs: {} of {} stored data ({:.0}%), {}/s, ETA {:.0}s, {} files",
             human(self.done),
             human(self.total),
             if self.total > 0 {
@@ -740,6 +746,12 @@ impl Extractor<'_> {
                 };
                 for e in entries {
                     if e.name == "." || e.name == ".." {
+                        continue;
+                    }
+                    // Volume metadata, not datastore content: copied only
+                    // when named.
+                    if is_system_name(&e.name) {
+                        self.system_files += 1;
                         continue;
                     }
                     let child = format!("{}/{}", path.trim_end_matches('/'), e.name);
@@ -822,9 +834,7 @@ impl Extractor<'_> {
         // 1 MiB chunks while the previous ones are written.
         let mut chunks = Vec::new();
         for (off, len, piece) in pieces {
-            if piece == Piece::Zero {
-                self.done += len;
-            } else {
+            if piece != Piece::Zero {
                 chunks.extend(crate::readahead::chunks_of(off, off + len, 1 << 20));
             }
         }
@@ -873,10 +883,15 @@ impl Extractor<'_> {
             return;
         }
         if let Err(e) = out.set_len(size) {
-            self.skipped.push(format!("{path}: setting size: {e}"));
+            // A destination filesystem whose files cannot be that large.
+            self.skipped.push(format!(
+                "{path}: setting the size to {size} bytes: {e} (data up to there copied)"
+            ));
+            return;
         }
         let _ = out.set_times(times);
         self.files += 1;
+        self.written += size;
         if !lost.is_empty() {
             self.losses.push(Loss {
                 path: path.to_string(),
@@ -895,23 +910,37 @@ fn file_times(ino: &crate::Inode) -> std::fs::FileTimes {
         .set_modified(at(ino.mtime))
 }
 
-fn tree_size(v: &Volume, path: &str) -> u64 {
+/// A volume metadata file (`.fdc.sf`, `.sdd.sf`, ...).
+fn is_system_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".sf")
+}
+
+/// Stored bytes under `path` (thin regions excluded), as extract will copy
+/// them.
+fn stored_size(v: &Volume, path: &str) -> u64 {
     let mut total = 0;
-    let mut stack = vec![path.to_string()];
+    let mut stack: Vec<crate::Inode> = v.lookup(path).into_iter().collect();
     let mut seen = HashSet::new();
-    while let Some(p) = stack.pop() {
-        let Ok(ino) = v.lookup(&p) else { continue };
+    while let Some(ino) = stack.pop() {
         if !seen.insert(ino.addr) {
             continue;
         }
         if ino.ftype.is_dir() {
-            if let Ok(es) = v.dir_entries(&ino) {
-                for e in es.into_iter().filter(|e| e.name != "." && e.name != "..") {
-                    stack.push(format!("{}/{}", p.trim_end_matches('/'), e.name));
+            for e in v.dir_entries(&ino).unwrap_or_default() {
+                if e.name != "." && e.name != ".." && !is_system_name(&e.name) {
+                    stack.extend(v.inode(e.addr));
                 }
             }
         } else if matches!(ino.ftype, FileType::File | FileType::System) {
-            total += ino.size;
+            total += v
+                .pieces(&ino)
+                .map(|p| {
+                    p.iter()
+                        .filter(|(_, _, piece)| *piece != Piece::Zero)
+                        .map(|(_, len, _)| len)
+                        .sum()
+                })
+                .unwrap_or(0);
         }
     }
     total
@@ -931,12 +960,14 @@ fn extract(c: ExtractCommand) -> CliResult {
     let bad = c.map.as_deref().map(load_map).transpose()?;
     let o = open_volume(&srcs, &c.extent, c.offset, bad.as_ref())?;
     std::fs::create_dir_all(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
-    let total = rest.iter().map(|p| tree_size(&o.vol, p)).sum();
+    let total = rest.iter().map(|p| stored_size(&o.vol, p)).sum();
     let mut x = Extractor {
         vol: &o.vol,
         quiet: c.quiet,
         total,
         done: 0,
+        written: 0,
+        system_files: 0,
         files: 0,
         started: Instant::now(),
         last: Instant::now(),
@@ -970,14 +1001,21 @@ fn extract(c: ExtractCommand) -> CliResult {
         .flat_map(|l| l.ranges.iter().map(|r| r.1))
         .sum();
     println!(
-        "extracted {} files, {} in {:.1}s; {} bytes lost in {} files; {} items skipped",
+        "extracted {} files, {} ({} of stored data) in {:.1}s; {} bytes lost in {} files; {} items skipped",
         x.files,
+        human(x.written),
         human(x.done),
         x.started.elapsed().as_secs_f64(),
         lost,
         x.losses.len(),
         x.skipped.len()
     );
+    if x.system_files > 0 {
+        println!(
+            "left out {} volume metadata files (.*.sf); name them to copy them",
+            x.system_files
+        );
+    }
     for s in &x.skipped {
         println!("skipped: {s}");
     }
@@ -1196,10 +1234,7 @@ fn tree(c: TreeCommand) -> CliResult {
         };
         es.sort_by(|a, b| a.name.cmp(&b.name));
         for e in es {
-            if e.name == "."
-                || e.name == ".."
-                || (!all && e.name.starts_with('.') && e.name.ends_with(".sf"))
-            {
+            if e.name == "." || e.name == ".." || (!all && is_system_name(&e.name)) {
                 continue;
             }
             match v.inode(e.addr) {

@@ -352,3 +352,61 @@ fn orphans_are_extracted_by_fd_address() {
     assert_eq!((scan(true), scan(false)), (1, 1), "orphans found: exit 1");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Extracting the whole datastore leaves the volume's metadata files
+/// (`.*.sf`) out; named, they are copied.
+#[test]
+fn metadata_files_are_copied_only_when_named() {
+    let img = s(&common::image("vmfs6.bin.gz"));
+    let dest = scratch("system-files");
+    let extract = |paths: &[&str]| {
+        let mut args = vec![img.clone()];
+        args.extend(paths.iter().map(|p| p.to_string()));
+        args.push(s(&dest));
+        run(VmfsCommand {
+            action: Action::Extract(ExtractCommand {
+                args,
+                extent: vec![],
+                offset: None,
+                map: None,
+                quiet: true,
+            }),
+        })
+    };
+    // `directory` and `collision` are whole volume content without the
+    // 42 TiB thin file, which an ext4 scratch directory cannot hold.
+    assert_eq!(extract(&["/directory", "/collision", "/small"]), 0);
+    assert!(dest.join("directory/file100").exists());
+    let v = vmfs::Volume::from_devices(vec![common::dev("vmfs6.bin.gz")]).unwrap();
+    let root: Vec<String> = v
+        .read_dir("/")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n.ends_with(".sf"))
+        .collect();
+    assert!(root.len() >= 7, "{root:?}");
+    // The root: its .sf files stay out, the rest comes (exit 1: the 42 TiB
+    // file does not fit, the RDM has no data).
+    let whole = dest.join("whole");
+    let code = run(VmfsCommand {
+        action: Action::Extract(ExtractCommand {
+            args: vec![img.clone(), "/".into(), s(&whole)],
+            extent: vec![],
+            offset: None,
+            map: None,
+            quiet: true,
+        }),
+    });
+    assert_eq!(code, 1);
+    assert!(whole.join("bigger").exists() && whole.join("directory/file1").exists());
+    for n in &root {
+        assert!(!whole.join(n).exists(), "{n} copied");
+    }
+    assert_eq!(extract(&["/.fbb.sf"]), 0);
+    assert_eq!(
+        std::fs::metadata(dest.join(".fbb.sf")).unwrap().len(),
+        v.stat("/.fbb.sf").unwrap().size
+    );
+    let _ = std::fs::remove_dir_all(&dest);
+}
