@@ -3,36 +3,12 @@
 
 mod common;
 use blockdev::BlockDevice;
+use common::Overlay;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vmfs::{FileType, Volume};
-
-/// A device that reads through to an image, with some bytes replaced.
-struct Overlay {
-    inner: Arc<dyn BlockDevice>,
-    patch: BTreeMap<u64, u8>,
-}
-
-impl BlockDevice for Overlay {
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-    fn logical_sector_size(&self) -> u32 {
-        512
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        let n = self.inner.read_at(buf, offset)?;
-        for (&o, &b) in self.patch.range(offset..offset + n as u64) {
-            buf[(o - offset) as usize] = b;
-        }
-        Ok(n)
-    }
-    fn name(&self) -> &str {
-        "overlay"
-    }
-}
 
 /// Device byte ranges holding metadata of `img`: LVM header and PE table,
 /// FS descriptor, the FDs of the root and of a few files, directory data.

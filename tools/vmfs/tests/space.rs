@@ -8,6 +8,7 @@
 mod common;
 use blockdev::BlockDevice;
 use common::oracle::oracle;
+use common::Overlay;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use vmfs::{FileType, Piece, Volume};
@@ -108,31 +109,6 @@ fn vmfs6_free_space_is_the_blocks_no_file_uses() {
     }
     let s = vmfs::free_space(&open(&["vmfs6.bin.gz"])).unwrap();
     assert_eq!((s.total_blocks, s.free_bytes), (2048, 472 << 20));
-}
-
-/// A device that reads through to an image, with some bytes replaced.
-struct Overlay {
-    inner: Arc<dyn BlockDevice>,
-    patch: BTreeMap<u64, u8>,
-}
-
-impl BlockDevice for Overlay {
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-    fn logical_sector_size(&self) -> u32 {
-        512
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        let n = self.inner.read_at(buf, offset)?;
-        for (&o, &b) in self.patch.range(offset..offset + n as u64) {
-            buf[(o - offset) as usize] = b;
-        }
-        Ok(n)
-    }
-    fn name(&self) -> &str {
-        "overlay"
-    }
 }
 
 /// `rel` with the u16 at `.fbb.sf` offset `at` set to `value`.

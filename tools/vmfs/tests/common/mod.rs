@@ -100,3 +100,28 @@ pub fn image(rel: &str) -> PathBuf {
 pub fn dev(rel: &str) -> Box<dyn blockdev::BlockDevice> {
     Box::new(blockdev::Device::open(image(rel)).expect("open image"))
 }
+
+/// A device that reads through to an image, with some bytes replaced.
+pub struct Overlay {
+    pub inner: std::sync::Arc<dyn blockdev::BlockDevice>,
+    pub patch: std::collections::BTreeMap<u64, u8>,
+}
+
+impl blockdev::BlockDevice for Overlay {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn logical_sector_size(&self) -> u32 {
+        512
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let n = self.inner.read_at(buf, offset)?;
+        for (&o, &b) in self.patch.range(offset..offset + n as u64) {
+            buf[(o - offset) as usize] = b;
+        }
+        Ok(n)
+    }
+    fn name(&self) -> &str {
+        "overlay"
+    }
+}
