@@ -165,7 +165,9 @@ fn spanned_datastore_is_assembled_from_the_disks_by_uuid() {
 /// over it fails, the sector-by-sector retry loses only the page the
 /// kernel could not fill (a block device's page cache reads 4 KiB pages),
 /// extraction runs to the end with exit 1, and the report names `big` and
-/// exactly that 4 KiB range; `bigger` and `small` come out whole.
+/// exactly that 4 KiB range; `bigger` and `small` come out whole. Then the
+/// same to a destination too small for `bigger`: extraction stops there
+/// (exit 2, "STOPPED"), the part written is kept as `bigger.incomplete`.
 #[test]
 fn extraction_over_read_errors_loses_only_the_unreadable_page() {
     if demo::vmfs5_fixture().is_none() {
@@ -199,17 +201,19 @@ fn extraction_over_read_errors_loses_only_the_unreadable_page() {
         ),
     )
     .unwrap();
-    let dest = dir.path().join("dest.img");
-    std::fs::File::create(&dest)
-        .unwrap()
-        .set_len(1 << 30)
-        .unwrap();
-    let st = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "RESCUEDEST"])
-        .arg(&dest)
-        .status()
-        .expect("mkfs.ext4");
-    assert!(st.success());
+    let ext4 = |name: &str, size: u64, label: &str| {
+        let path = dir.path().join(name);
+        std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+        let st = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", label])
+            .arg(&path)
+            .status()
+            .expect("mkfs.ext4");
+        assert!(st.success());
+        path
+    };
+    let dest = ext4("dest.img", 1 << 30, "RESCUEDEST");
+    let small_dest = ext4("small-dest.img", 16 << 20, "SMALLDEST");
     let src_hash = sha256_file(&src);
     let mut bad_disk = Disk::new(&src, Controller::VirtioBlk, "VMFS-EIO");
     bad_disk.drive_override = Some(format!(
@@ -217,19 +221,24 @@ fn extraction_over_read_errors_loses_only_the_unreadable_page() {
         conf.display(),
         src.display()
     ));
-    // The destination first: /dev/vda; the failing disk /dev/vdb.
+    // The destination first: /dev/vda; the failing disk /dev/vdb; the
+    // small destination /dev/vdc.
     let disks = vec![
         Disk::new(&dest, Controller::VirtioBlk, "DEST-0001"),
         bad_disk,
+        Disk::new(&small_dest, Controller::VirtioBlk, "DEST-0002"),
     ];
     let (sections, transcript) = run_script(
         &image,
         VmConfig::new(disks),
         "dest mount /dev/vda --yes\n\
          vmfs extract -q /dev/vdb big bigger small /mnt/dest/vda/out\n\
-         dest umount /dev/vda\n",
+         dest umount /dev/vda\n\
+         dest mount /dev/vdc --yes\n\
+         vmfs extract -q /dev/vdb small bigger directory /mnt/dest/vdc/out\n\
+         dest umount /dev/vdc\n",
     );
-    assert_eq!(sections.len(), 3, "{transcript}");
+    assert_eq!(sections.len(), 6, "{transcript}");
     assert_eq!(sections[0].exit, 0, "{}", sections[0].output);
     assert_eq!(
         sections[1].exit, 1,
@@ -279,4 +288,37 @@ fn extraction_over_read_errors_loses_only_the_unreadable_page() {
         !report.contains("bigger") && !report.contains("small"),
         "{report}"
     );
+
+    // The small destination: full in `bigger`, which is kept as far as it
+    // got under another name; `directory` after it is not tried.
+    assert_eq!(sections[3].exit, 0, "{}", sections[3].output);
+    assert_eq!(sections[4].exit, 2, "{}", sections[4].output);
+    assert!(
+        sections[4].output.contains(
+            "STOPPED, the destination failed: bigger: writing (what was written is in \
+             /mnt/dest/vdc/out/bigger.incomplete): No space left on device"
+        ),
+        "{}",
+        sections[4].output
+    );
+    assert_eq!(sections[5].exit, 0, "{}", sections[5].output);
+    let scratch = dir.path().join("from-small");
+    assert_eq!(ext4_file(&small_dest, "/out/small", &scratch), b"tiny\n");
+    let partial = ext4_file(&small_dest, "/out/bigger.incomplete", &scratch);
+    assert!(
+        partial.len() > 1 << 20 && partial[..1 << 20] == bigger[..1 << 20],
+        "{} bytes kept",
+        partial.len()
+    );
+    let listing = std::process::Command::new("debugfs")
+        .args(["-R", "ls /out"])
+        .arg(&small_dest)
+        .output()
+        .expect("debugfs");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        !listing.contains("directory") && !listing.contains("bigger "),
+        "{listing}"
+    );
+    assert_eq!(sha256_file(&src), src_hash, "the source was written");
 }

@@ -167,8 +167,10 @@ pub struct CatCommand {
 /// Copy files or folders out, recursively: SRC... PATH... DEST_DIR. Sizes
 /// and times kept, thin regions written as holes, unreadable bytes
 /// zero-filled and listed in DEST_DIR/vmfs-extract-report.txt. Exit 1 when
-/// bytes were lost. PATH `fd:ADDR` takes an orphan that `scan` listed (it
-/// comes out as DEST_DIR/orphan-fd-ADDR).
+/// bytes were lost or items skipped; exit 2, and no further files, when
+/// the destination fails (full, read-only): what the last file got is kept
+/// as NAME.incomplete. PATH `fd:ADDR` takes an orphan that `scan` listed
+/// (it comes out as DEST_DIR/orphan-fd-ADDR).
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "extract")]
 pub struct ExtractCommand {
@@ -675,6 +677,9 @@ struct Extractor<'a> {
     written: u64,
     /// Volume metadata files met in folders and left out.
     system_files: u64,
+    /// Why extraction stopped early: the destination failed in a way
+    /// every further file would meet too (full, read-only, gone).
+    stopped: Option<String>,
     files: u64,
     started: Instant,
     last: Instant,
@@ -722,7 +727,32 @@ impl Extractor<'_> {
         self.extract_inode(path, ino, dest);
     }
 
+    /// Records a destination error: one that every further file would meet
+    /// too (a full, read-only or failing destination) stops the
+    /// extraction; one of this file's own (its name, its size) skips it.
+    fn dest_error(&mut self, path: &str, what: String, e: &std::io::Error) {
+        use std::io::ErrorKind::*;
+        let this_file_only = matches!(
+            e.kind(),
+            InvalidInput
+                | InvalidFilename
+                | FileTooLarge
+                | AlreadyExists
+                | IsADirectory
+                | NotADirectory
+        );
+        let msg = format!("{path}: {what}: {e}");
+        if this_file_only {
+            self.skipped.push(msg);
+        } else {
+            self.stopped.get_or_insert(msg);
+        }
+    }
+
     fn extract_inode(&mut self, path: &str, ino: crate::Inode, dest: &Path) {
+        if self.stopped.is_some() {
+            return;
+        }
         match ino.ftype {
             FileType::Directory => {
                 if !self.visited.insert(ino.addr) {
@@ -733,8 +763,7 @@ impl Extractor<'_> {
                     return;
                 }
                 if let Err(e) = std::fs::create_dir_all(dest) {
-                    self.skipped
-                        .push(format!("{path}: creating {}: {e}", dest.display()));
+                    self.dest_error(path, format!("creating {}", dest.display()), &e);
                     return;
                 }
                 let entries = match self.vol.dir_entries(&ino) {
@@ -822,8 +851,7 @@ impl Extractor<'_> {
         let out = match std::fs::File::create(dest) {
             Ok(f) => f,
             Err(e) => {
-                self.skipped
-                    .push(format!("{path}: creating {}: {e}", dest.display()));
+                self.dest_error(path, format!("creating {}", dest.display()), &e);
                 return;
             }
         };
@@ -840,15 +868,13 @@ impl Extractor<'_> {
         }
         let vol = self.vol;
         let read = |buf: &mut [u8], at: u64| vol.read_inode(&ino, buf, at, 0).map(|_| ());
-        let mut write_failed = false;
+        let mut write_error = None;
         let mut sector = [0u8; 512];
         crate::readahead::for_each_chunk(&chunks, &read, &mut |pos, n, data| {
             match data {
                 Ok(bytes) => {
                     if let Err(e) = out.write_all_at(bytes, pos) {
-                        self.skipped
-                            .push(format!("{path}: writing {}: {e}", dest.display()));
-                        write_failed = true;
+                        write_error = Some(e);
                         return ControlFlow::Break(());
                     }
                 }
@@ -860,7 +886,10 @@ impl Extractor<'_> {
                         let at = pos + s as u64;
                         match vol.read_inode(&ino, &mut sector[..m], at, 0) {
                             Ok(_) => {
-                                let _ = out.write_all_at(&sector[..m], at);
+                                if let Err(e) = out.write_all_at(&sector[..m], at) {
+                                    write_error = Some(e);
+                                    return ControlFlow::Break(());
+                                }
                             }
                             Err(e) => {
                                 if reason.is_empty() {
@@ -879,7 +908,17 @@ impl Extractor<'_> {
             self.progress(false);
             ControlFlow::Continue(())
         });
-        if write_failed {
+        if let Some(e) = write_error {
+            // Kept, under a name that says what it is.
+            let partial = dest.with_file_name(format!(
+                "{}.incomplete",
+                dest.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            let kept = match std::fs::rename(dest, &partial) {
+                Ok(()) => format!("what was written is in {}", partial.display()),
+                Err(_) => format!("{} is incomplete", dest.display()),
+            };
+            self.dest_error(path, format!("writing ({kept})"), &e);
             return;
         }
         if let Err(e) = out.set_len(size) {
@@ -968,6 +1007,7 @@ fn extract(c: ExtractCommand) -> CliResult {
         done: 0,
         written: 0,
         system_files: 0,
+        stopped: None,
         files: 0,
         started: Instant::now(),
         last: Instant::now(),
@@ -993,6 +1033,9 @@ fn extract(c: ExtractCommand) -> CliResult {
             dest.join(name)
         };
         x.extract(p, &target);
+        if x.stopped.is_some() {
+            break;
+        }
     }
     x.progress(true);
     let lost: u64 = x
@@ -1019,28 +1062,46 @@ fn extract(c: ExtractCommand) -> CliResult {
     for s in &x.skipped {
         println!("skipped: {s}");
     }
-    if !x.losses.is_empty() || !x.skipped.is_empty() {
-        let mut r = String::from(
-            "# vmfs extract report: bytes that could not be read were written as zeros\n",
+    if let Some(why) = &x.stopped {
+        println!(
+            "STOPPED, the destination failed: {why}\n\
+             {} of {} stored data copied; the rest was not tried",
+            human(x.done),
+            human(x.total)
         );
-        for l in &x.losses {
-            r.push_str(&format!("LOST {}: {}\n", l.path, l.reason));
-            for (s, n) in &l.ranges {
-                r.push_str(&format!("  bytes {s}..{} ({n} bytes)\n", s + n));
-            }
-        }
-        for s in &x.skipped {
-            r.push_str(&format!("SKIPPED {s}\n"));
-        }
-        let rp = dest.join("vmfs-extract-report.txt");
-        std::fs::write(&rp, r).map_err(|e| format!("writing {}: {e}", rp.display()))?;
-        println!("report: {}", rp.display());
-        for l in &x.losses {
-            println!("lost: {} ({} ranges)", l.path, l.ranges.len());
-        }
-        return Ok(1);
     }
-    Ok(0)
+    if x.losses.is_empty() && x.skipped.is_empty() && x.stopped.is_none() {
+        return Ok(0);
+    }
+    let mut r =
+        String::from("# vmfs extract report: bytes that could not be read were written as zeros\n");
+    for l in &x.losses {
+        r.push_str(&format!("LOST {}: {}\n", l.path, l.reason));
+        for (s, n) in &l.ranges {
+            r.push_str(&format!("  bytes {s}..{} ({n} bytes)\n", s + n));
+        }
+    }
+    for s in &x.skipped {
+        r.push_str(&format!("SKIPPED {s}\n"));
+    }
+    if let Some(why) = &x.stopped {
+        r.push_str(&format!("STOPPED {why}\n"));
+    }
+    let rp = dest.join("vmfs-extract-report.txt");
+    match std::fs::write(&rp, &r) {
+        Ok(()) => println!("report: {}", rp.display()),
+        // A full destination takes no report either: it goes to stdout.
+        Err(e) => print!(
+            "report not written to {}: {e}; here it is:\n{r}",
+            rp.display()
+        ),
+    }
+    for l in &x.losses {
+        println!("lost: {} ({} ranges)", l.path, l.ranges.len());
+    }
+    // The destination failing is an I/O error; lost or skipped data, a
+    // problem found.
+    Ok(if x.stopped.is_some() { 2 } else { 1 })
 }
 
 /// One file that overlaps bad areas.
