@@ -297,8 +297,10 @@ fn extract(
         "{}",
         match code {
             0 => "Extracted: every byte was read.",
-            1 => "Extracted with losses: see vmfs-extract-report.txt in the target folder.",
-            _ => "Extraction failed (see the message above).",
+            1 =>
+                "Extracted, with unreadable bytes or items left out: see \
+                  vmfs-extract-report.txt in the target folder.",
+            _ => "Extraction failed or stopped early (see the message above).",
         }
     );
     ask(input, out, "Enter: back to the folder: ").is_some()
