@@ -40,8 +40,8 @@
 //! use (tests/space.rs); vmfs6-tools' `df` counts only the LFB records.
 
 use crate::error::{Error, Le, Result};
-use crate::inode::FBB_ADDR;
-use crate::volume::Volume;
+use crate::inode::{Inode, FBB_ADDR};
+use crate::volume::{ResFile, Volume};
 use serde::Serialize;
 
 /// Cluster header size on VMFS3/5, its record at half of it.
@@ -79,7 +79,12 @@ pub fn free_space(vol: &Volume) -> Result<Space> {
         Ok(b)
     };
     let hdr = read(0, 0x60, "header")?;
-    let h = Header::parse(&hdr, 0, ".fbb.sf header")?;
+    let half = if vol.sb.is_vmfs6() {
+        vol.sb.md_alignment as u64
+    } else {
+        V5_HEADER / 2
+    };
+    let h = header(".fbb.sf", &ino, &hdr, 2 * half)?;
     let bs = vol.sb.block_size;
     if !vol.sb.is_vmfs6() {
         let (total, free) = count_v5(&h, &read)?;
@@ -92,7 +97,7 @@ pub fn free_space(vol: &Volume) -> Result<Space> {
     }
     let child_at = Le::new(&hdr, ".fbb.sf header").u32(0x34)? as usize;
     let child_hdr = read(child_at as u64, 0x40, "SFB header")?;
-    let sfb = Header::parse(&child_hdr, 0, ".fbb.sf SFB header")?;
+    let sfb = header(".fbb.sf SFB", &ino, &child_hdr, 2 * half)?;
     let sfb_per_lfb = 1u64 << vol.sb.sfb_to_lfb_shift;
     if sfb.per_cluster != sfb_per_lfb {
         return Err(Error::corrupt(format!(
@@ -100,7 +105,6 @@ pub fn free_space(vol: &Volume) -> Result<Space> {
             sfb.per_cluster
         )));
     }
-    let half = vol.sb.md_alignment as u64;
     let (free_lfbs, free_sfbs) = count_v6(&h, half, sfb_per_lfb, &read)?;
     let lfb_size = sfb_per_lfb.saturating_mul(bs);
     Ok(Space {
@@ -113,53 +117,27 @@ pub fn free_space(vol: &Volume) -> Result<Space> {
     })
 }
 
-/// The resource file header fields free space needs.
-struct Header {
-    per_cluster: u64,
-    clusters_per_group: u64,
-    first_group: u64,
-    res_size: u64,
-    group_size: u64,
-    total: u64,
+/// The resource file header at the start of `hdr`, checked for what
+/// counting needs: non-zero cluster sizes, a bounded number of clusters.
+fn header(name: &'static str, ino: &Inode, hdr: &[u8], header_size: u64) -> Result<ResFile> {
+    let h = ResFile::parse_fields(name, ino.clone(), hdr, header_size)?;
+    if h.per_cluster == 0 || h.clusters_per_group == 0 {
+        return Err(Error::corrupt(format!(
+            "{name} header: {} resources per cluster, {} clusters per group (zero)",
+            h.per_cluster, h.clusters_per_group
+        )));
+    }
+    if clusters(&h) > MAX_CLUSTERS {
+        return Err(Error::corrupt(format!(
+            "{name} header: {} resources of {} per cluster is over {MAX_CLUSTERS} clusters",
+            h.total, h.per_cluster
+        )));
+    }
+    Ok(h)
 }
 
-impl Header {
-    fn parse(b: &[u8], at: usize, what: &str) -> Result<Header> {
-        let l = Le::new(b, what);
-        let h = Header {
-            per_cluster: l.u32(at)? as u64,
-            clusters_per_group: l.u32(at + 4)? as u64,
-            first_group: l.u32(at + 8)? as u64,
-            res_size: l.u32(at + 0xC)? as u64,
-            group_size: l.u32(at + 0x10)? as u64,
-            total: l.u32(at + 0x14)? as u64 | (l.u32(at + 0x1C)? as u64) << 32,
-        };
-        if h.per_cluster == 0 || h.clusters_per_group == 0 {
-            return Err(Error::corrupt(format!(
-                "{what}: {} resources per cluster, {} clusters per group (zero)",
-                h.per_cluster, h.clusters_per_group
-            )));
-        }
-        if h.total.div_ceil(h.per_cluster) > MAX_CLUSTERS {
-            return Err(Error::corrupt(format!(
-                "{what}: {} resources of {} per cluster is over {MAX_CLUSTERS} clusters",
-                h.total, h.per_cluster
-            )));
-        }
-        Ok(h)
-    }
-
-    fn clusters(&self) -> u64 {
-        self.total.div_ceil(self.per_cluster)
-    }
-
-    /// File offset of cluster `c`'s header (`header` bytes each).
-    fn cluster_header(&self, c: u64, header: u64) -> Option<u64> {
-        let (g, r) = (c / self.clusters_per_group, c % self.clusters_per_group);
-        self.first_group
-            .checked_add(g.checked_mul(self.group_size)?)?
-            .checked_add(r.checked_mul(header)?)
-    }
+fn clusters(h: &ResFile) -> u64 {
+    h.total.div_ceil(h.per_cluster)
 }
 
 type Reader<'a> = dyn Fn(u64, usize, &str) -> Result<Vec<u8>> + 'a;
@@ -184,11 +162,11 @@ fn checked(
 }
 
 /// VMFS3/5: (total blocks, free blocks) summed over the cluster records.
-fn count_v5(h: &Header, read: &Reader<'_>) -> Result<(u64, u64)> {
+fn count_v5(h: &ResFile, read: &Reader<'_>) -> Result<(u64, u64)> {
     let (mut total, mut free) = (0u64, 0u64);
-    for c in 0..h.clusters() {
+    for c in 0..clusters(h) {
         let at = h
-            .cluster_header(c, V5_HEADER)
+            .cluster_header(c)
             .and_then(|o| o.checked_add(V5_HEADER / 2))
             .ok_or_else(|| Error::corrupt(format!(".fbb.sf: offset of cluster {c} overflows")))?;
         let b = read(at, 16, "cluster record")?;
@@ -215,9 +193,9 @@ fn count_v5(h: &Header, read: &Reader<'_>) -> Result<(u64, u64)> {
 
 /// VMFS6: (free LFBs, free SFBs of split LFBs). `half` is mdAlignment:
 /// cluster headers are two of it, the record in the second.
-fn count_v6(h: &Header, half: u64, sfb_per_lfb: u64, read: &Reader<'_>) -> Result<(u64, u64)> {
+fn count_v6(h: &ResFile, half: u64, sfb_per_lfb: u64, read: &Reader<'_>) -> Result<(u64, u64)> {
     let record = |at: u64| -> Result<Option<(u64, u64, u64)>> {
-        let b = read(at + 0x10, 0x14, "cluster record")?;
+        let b = read(at.saturating_add(0x10), 0x14, "cluster record")?;
         let l = Le::new(&b, ".fbb.sf cluster record");
         if l.u32(0)? != V6_RECORD_SIGNATURE {
             return Ok(None);
@@ -228,11 +206,10 @@ fn count_v6(h: &Header, half: u64, sfb_per_lfb: u64, read: &Reader<'_>) -> Resul
             l.u16(0x12)? as u64,
         )))
     };
-    let header = 2 * half;
     let (mut lfbs, mut free_lfbs) = (0u64, 0u64);
-    for c in 0..h.clusters() {
+    for c in 0..clusters(h) {
         let at = h
-            .cluster_header(c, header)
+            .cluster_header(c)
             .and_then(|o| o.checked_add(half))
             .ok_or_else(|| {
                 Error::corrupt(format!(".fbb.sf: offset of LFB cluster {c} overflows"))
@@ -252,28 +229,18 @@ fn count_v6(h: &Header, half: u64, sfb_per_lfb: u64, read: &Reader<'_>) -> Resul
             h.total
         )));
     }
-    // LFB i's resource: in cluster i / per_cluster, after its group's
-    // cluster headers.
+    // LFB i's resource (resource i % per_cluster of cluster
+    // i / per_cluster) is the header of its SFB cluster.
     let mut free_sfbs = 0u64;
     for lfb in 0..h.total {
-        let (c, r) = (lfb / h.per_cluster, lfb % h.per_cluster);
-        let (g, rc) = (c / h.clusters_per_group, c % h.clusters_per_group);
-        let at = (|| {
-            h.first_group
-                .checked_add(g.checked_mul(h.group_size)?)?
-                .checked_add(h.clusters_per_group.checked_mul(header)?)?
-                .checked_add(
-                    rc.checked_mul(h.per_cluster)?
-                        .checked_add(r)?
-                        .checked_mul(h.res_size)?,
-                )?
-                .checked_add(half)
-        })()
-        .ok_or_else(|| {
-            Error::corrupt(format!(
-                ".fbb.sf: offset of LFB {lfb}'s SFB record overflows"
-            ))
-        })?;
+        let at = h
+            .offset(lfb / h.per_cluster, lfb % h.per_cluster)?
+            .checked_add(half)
+            .ok_or_else(|| {
+                Error::corrupt(format!(
+                    ".fbb.sf: offset of LFB {lfb}'s SFB record overflows"
+                ))
+            })?;
         // Not split into SFBs: free or allocated whole, as the LFB records
         // above counted it.
         let Some((id, t, f)) = record(at)? else {

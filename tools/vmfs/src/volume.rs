@@ -50,9 +50,27 @@ pub struct ResFile {
 
 impl ResFile {
     fn parse(name: &'static str, inode: Inode, hdr: &[u8], header_size: u64) -> Result<ResFile> {
+        let r = Self::parse_fields(name, inode, hdr, header_size)?;
+        if r.per_cluster == 0 || r.clusters_per_group == 0 || r.res_size == 0 || r.group_size == 0 {
+            return Err(Error::corrupt(format!(
+                "{name} resource header: zero field (per cluster {}, clusters/group {}, size {}, group size {})",
+                r.per_cluster, r.clusters_per_group, r.res_size, r.group_size
+            )));
+        }
+        Ok(r)
+    }
+
+    /// The header's fields, unchecked: also for `.fbb.sf`, a bitmap whose
+    /// resources have no size on VMFS3/5 (callers check what they use).
+    pub(crate) fn parse_fields(
+        name: &'static str,
+        inode: Inode,
+        hdr: &[u8],
+        header_size: u64,
+    ) -> Result<ResFile> {
         let what = format!("{name} resource header");
         let h = Le::new(hdr, &what);
-        let r = ResFile {
+        Ok(ResFile {
             name,
             per_cluster: h.u32(0)? as u64,
             clusters_per_group: h.u32(4)? as u64,
@@ -63,14 +81,16 @@ impl ResFile {
             groups: h.u32(0x18)? as u64,
             header_size,
             inode,
-        };
-        if r.per_cluster == 0 || r.clusters_per_group == 0 || r.res_size == 0 || r.group_size == 0 {
-            return Err(Error::corrupt(format!(
-                "{what}: zero field (per cluster {}, clusters/group {}, size {}, group size {})",
-                r.per_cluster, r.clusters_per_group, r.res_size, r.group_size
-            )));
-        }
-        Ok(r)
+        })
+    }
+
+    /// File offset of cluster `c`'s header (its metadata record is in the
+    /// second half).
+    pub(crate) fn cluster_header(&self, c: u64) -> Option<u64> {
+        let (g, r) = (c / self.clusters_per_group, c % self.clusters_per_group);
+        self.first_group
+            .checked_add(g.checked_mul(self.group_size)?)?
+            .checked_add(r.checked_mul(self.header_size)?)
     }
 
     /// File offset of resource (`cluster`, `res`).
