@@ -1,8 +1,10 @@
 //! The menu's datastore browser in the guest: the demo's ESXi boot disk
 //! (GPT with the real ESXi-written VMFS5 volume in slot 3) attached to a
-//! MegaRAID (megasas-gen2) controller; the datastore is browsed over the
-//! serial console, a folder and a file are marked and extracted to the
-//! ext4 destination on a second disk; the source is unchanged and the
+//! MegaRAID (megasas-gen2) controller, beside its raw copy (the demo's
+//! RAID LD, incident 003): both copies are listed, each with a note that
+//! it is a copy; the first is browsed over the serial console, a folder
+//! and a file are marked and extracted to the ext4 destination on a third
+//! disk, the second is browsed too; the sources are unchanged and the
 //! extracted files hold the fixture's known content.
 
 use qemu_tests::*;
@@ -12,18 +14,21 @@ const T: Duration = Duration::from_secs(120);
 
 #[test]
 fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
-    if demo::vmfs5_fixture().is_none() {
-        eprintln!("skipped: ../shared/fixtures/vmfs/vmfs5.bin.gz is not beside the checkout");
-        return;
-    }
+    assert!(
+        demo::vmfs5_fixture().is_some(),
+        "../shared/fixtures/vmfs/vmfs5.bin.gz is not beside the checkout (see its README)"
+    );
     let image = Image::built();
     let dir = TempDir::new("datastore");
     let demo = demo::demo_disks(dir.path(), true).expect("demo disks");
     let boot = demo.iter().find(|d| d.serial == "ESXI-BOOT-0001").unwrap();
+    let copy = demo.iter().find(|d| d.serial == "RAID-LD-0001").unwrap();
     let dest = demo.iter().find(|d| d.serial == "DEST-0001").unwrap();
     let boot_hash = sha256_file(&boot.path);
+    let copy_hash = sha256_file(&copy.path);
     let disks = vec![
         Disk::new(&boot.path, Controller::MegasasGen2, "ESXI-LD-0001").model("ESXi LD"),
+        Disk::new(&copy.path, Controller::MegasasGen2, "RAID-LD-0001").model("RAID LD"),
         Disk::new(&dest.path, Controller::VirtioBlk, "DEST-0001"),
     ];
     let mut vm = Vm::start(&image, &VmConfig::new(disks));
@@ -31,10 +36,16 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
     assert!(overview.contains("d VMFS datastores"), "{overview}");
     vm.send("d\n");
     let stores = vm.wait_for("Datastore (Enter: back): ", T);
-    assert!(
-        stores.contains("VMFS5 \"vmfs5\"  2.0 GiB, 1.5 GiB free"),
-        "{stores}"
-    );
+    // The disk and its raw copy carry the same LVM device: two datastores,
+    // never one volume assembled from both.
+    let listed: Vec<&str> = stores
+        .lines()
+        .filter(|l| l.contains("VMFS5 \"vmfs5\"  2.0 GiB, 1.5 GiB free"))
+        .collect();
+    assert_eq!(listed.len(), 2, "both copies listed:\n{stores}");
+    assert_eq!(stores.matches("(a copy)").count(), 2, "{stores}");
+    assert!(!stores.contains(" ! "), "{stores}");
+    let second = listed[1].split_whitespace().next().unwrap().to_string();
     vm.send(&format!("{}\n", menu_number(&stores, "\"vmfs5\"")));
     let root = vm.wait_for("Enter: back: ", T);
     for name in [
@@ -66,11 +77,21 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
     vm.send("x\n");
     let dests = vm.wait_for("Destination (Enter: back): ", T);
     assert!(dests.contains("RESCUEDEST"), "{dests}");
+    // Neither the source nor its copy (both ESXi boot disks with
+    // bootbanks) is offered; they are listed apart with the reason.
     assert!(
         !dests
             .lines()
-            .any(|l| l.trim_start().starts_with(char::is_numeric) && l.contains("/dev/sda")),
-        "the source disk is offered as a destination: {dests}"
+            .any(|l| l.trim_start().starts_with(char::is_numeric) && l.contains("/dev/sd")),
+        "a disk being rescued is offered as a destination: {dests}"
+    );
+    let apart = dests
+        .split_once("Not offered:")
+        .map(|x| x.1)
+        .unwrap_or_else(|| panic!("{dests}"));
+    assert!(
+        apart.contains("/dev/sdb") && apart.contains("holds an ESXi system"),
+        "{dests}"
     );
     vm.send(&format!("{}\n", menu_number(&dests, "RESCUEDEST")));
     vm.wait_for("Type yes to mount: ", T);
@@ -84,8 +105,20 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
     vm.wait_for("Enter: back: ", T);
     vm.send("\n");
     vm.wait_for("Choose: ", T);
+    // The other copy is browsable on its own.
+    vm.send("d\n");
+    vm.wait_for("Datastore (Enter: back): ", T);
+    vm.send(&format!("{second}\n"));
+    let other = vm.wait_for("Enter: back: ", T);
+    assert!(
+        other.contains("directory/") && other.contains("bigger "),
+        "{other}"
+    );
+    vm.send("\n");
+    vm.wait_for("Choose: ", T);
     vm.power_off_from_menu();
     assert_eq!(sha256_file(&boot.path), boot_hash, "source changed");
+    assert_eq!(sha256_file(&copy.path), copy_hash, "the copy changed");
     let big = ext4_file(&dest.path, "/vmfs-vmfs5/big", &dir.path().join("big"));
     let mut want = b"Kusjes van SRT<3".repeat(65536);
     want.push(b'\n');
@@ -120,10 +153,10 @@ fn fixture_disk(rel: &str, out: &std::path::Path) {
 #[test]
 fn spanned_datastore_is_assembled_from_the_disks_by_uuid() {
     let span0 = workspace_root().join("../shared/fixtures/vmfs/span/vmfs5-span-0.bin.gz");
-    if !span0.exists() {
-        eprintln!("skipped: ../shared/fixtures/vmfs/span is not beside the checkout");
-        return;
-    }
+    assert!(
+        span0.exists(),
+        "../shared/fixtures/vmfs/span is not beside the checkout (see its README)"
+    );
     let image = Image::built();
     let dir = TempDir::new("span");
     let (a, b) = (dir.path().join("span0.img"), dir.path().join("span1.img"));
@@ -170,10 +203,10 @@ fn spanned_datastore_is_assembled_from_the_disks_by_uuid() {
 /// (exit 2, "STOPPED"), the part written is kept as `bigger.incomplete`.
 #[test]
 fn extraction_over_read_errors_loses_only_the_unreadable_page() {
-    if demo::vmfs5_fixture().is_none() {
-        eprintln!("skipped: ../shared/fixtures/vmfs/vmfs5.bin.gz is not beside the checkout");
-        return;
-    }
+    assert!(
+        demo::vmfs5_fixture().is_some(),
+        "../shared/fixtures/vmfs/vmfs5.bin.gz is not beside the checkout (see its README)"
+    );
     let image = Image::built();
     let dir = TempDir::new("vmfs-eio");
     let src = dir.path().join("vmfs5.img");

@@ -9,12 +9,16 @@ use std::io::{BufRead, Write};
 
 /// One datastore: where it is and the opened volume.
 struct Datastore {
-    /// The disk (or partition) path the volume was found on.
+    /// The disk (or partition) path the volume starts on.
     source: String,
     /// Byte offset of the VMFS partition on `source`.
     offset: u64,
     /// Every disk holding a part of the volume (never a destination).
     disks: Vec<String>,
+    /// The other sources of a spanned volume (passed on as --extent).
+    extents: Vec<String>,
+    /// "same volume as /dev/sdb (a copy)" and choices between copies.
+    notes: Vec<String>,
     vol: vmfs::Volume,
 }
 
@@ -27,43 +31,38 @@ pub fn has_vmfs(d: &probe::Disk) -> bool {
 }
 
 /// The datastores on the disks: VMFS devices grouped by LVM volume UUID,
-/// so a volume spanning several disks is opened whole.
+/// so a volume spanning several disks is opened whole; copies of one
+/// volume (a disk and its raw clone) are listed each on its own.
 fn find_datastores(disks: &[probe::Disk], out: &mut impl Write) -> Vec<Datastore> {
-    // (group key, disk, opened device)
-    let mut devices: Vec<(String, String, vmfs::source::Opened)> = Vec::new();
-    for d in disks.iter().filter(|d| has_vmfs(d)) {
-        match vmfs::source::open_source(&d.path, None, None) {
-            Ok(opened) => {
-                for o in opened {
-                    let key = vmfs::source::volume_of(o.dev.as_ref())
-                        .map(|(uuid, _)| uuid)
-                        .unwrap_or_else(|| format!("{}@{}", o.path, o.offset));
-                    devices.push((key, d.name.clone(), o));
-                }
-            }
-            Err(e) => {
-                let _ = writeln!(out, "  ! {}: {e}", d.path);
-            }
-        }
+    let paths: Vec<String> = disks
+        .iter()
+        .filter(|d| has_vmfs(d))
+        .map(|d| d.path.clone())
+        .collect();
+    let (plans, failed) = vmfs::datastores::plan_paths(&paths);
+    for (path, e) in failed {
+        let _ = writeln!(out, "  ! {path}: {e}");
     }
-    let mut keys: Vec<String> = devices.iter().map(|(k, _, _)| k.clone()).collect();
-    keys.sort();
-    keys.dedup();
     let mut found = Vec::new();
-    for key in keys {
-        let (group, rest): (Vec<_>, Vec<_>) = devices.into_iter().partition(|(k, _, _)| *k == key);
-        devices = rest;
-        let (source, offset) = (group[0].2.path.clone(), group[0].2.offset);
-        let other_disks: Vec<String> = group.iter().map(|(_, d, _)| d.clone()).collect();
-        match vmfs::Volume::from_devices(group.into_iter().map(|(_, _, o)| o.dev).collect()) {
+    for plan in plans {
+        let d = plan.open();
+        let place = d.place();
+        let notes: Vec<String> = d.copy_note().into_iter().chain(d.choices).collect();
+        match d.volume {
             Ok(vol) => found.push(Datastore {
-                source,
-                offset,
-                disks: other_disks,
+                disks: d
+                    .devices
+                    .iter()
+                    .map(|(p, _)| p.trim_start_matches("/dev/").to_string())
+                    .collect(),
+                extents: d.devices.iter().skip(1).map(|(p, _)| p.clone()).collect(),
+                source: d.source,
+                offset: d.offset,
+                notes,
                 vol,
             }),
             Err(e) => {
-                let _ = writeln!(out, "  ! {source} at byte {offset}: {e}");
+                let _ = writeln!(out, "  ! {place}: {e}");
             }
         }
     }
@@ -94,6 +93,9 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
             s.source,
             s.offset
         );
+        for n in &s.notes {
+            let _ = writeln!(out, "      {n}");
+        }
     }
     let Some(a) = ask(input, out, "Datastore (Enter: back): ") else {
         return false;
@@ -163,7 +165,12 @@ fn browse(store: &Datastore, input: &mut impl BufRead, out: &mut impl Write) -> 
                 continue;
             }
         };
-        let _ = writeln!(out, "\n{label}:{dir}  ({} marked)", marked.len());
+        let _ = writeln!(
+            out,
+            "\n{label}:{dir}  on {}  ({} marked)",
+            store.source,
+            marked.len()
+        );
         for (i, e) in entries.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -286,7 +293,7 @@ fn extract(
     let code = vmfs::cli::run(vmfs::cli::VmfsCommand {
         action: vmfs::cli::Action::Extract(vmfs::cli::ExtractCommand {
             args,
-            extent: Vec::new(),
+            extent: store.extents.clone(),
             offset: Some(store.offset),
             map: None,
             quiet: false,

@@ -1,6 +1,7 @@
 //! `rescue vmfs`: browse and extract VMFS datastores, read-only.
 
 use crate::damage::{parse_mapfile, Ranges};
+use crate::datastores::{pick_copies, plan_paths, Candidate};
 use crate::inode::FileType;
 use crate::source::{open_source, Opened};
 use crate::volume::{Piece, Stat, Volume};
@@ -26,6 +27,7 @@ pub struct VmfsCommand {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Action {
+    List(ListCommand),
     Info(InfoCommand),
     Ls(LsCommand),
     Stat(StatCommand),
@@ -70,6 +72,25 @@ pub struct ScanCommand {
     /// byte offset of the VMFS partition in SRC
     #[argh(option)]
     pub offset: Option<u64>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// List the datastores on the disks (default: every disk of this machine)
+/// or on the given SRCs: label, version, capacity, free space and where.
+/// Devices of a spanned volume are joined. Copies of one volume (a disk
+/// and its raw clone: same LVM device) are listed each on its own, noted
+/// "same volume as ... (a copy)"; for a span with copies of an extent the
+/// newest copy is taken and the choice is printed. Exit 0 when datastores
+/// were found, 1 when none were or one could not be opened, 2 on a usage
+/// error.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct ListCommand {
+    /// disks, partitions or images to look at (default: all disks)
+    #[argh(positional)]
+    pub src: Vec<String>,
     /// print JSON
     #[argh(switch)]
     pub json: bool,
@@ -215,6 +236,7 @@ pub struct FilesHitCommand {
 
 pub fn run(cmd: VmfsCommand) -> i32 {
     let r = match cmd.action {
+        Action::List(c) => list(c),
         Action::Info(c) => info(c),
         Action::Ls(c) => ls(c),
         Action::Stat(c) => stat(c),
@@ -270,8 +292,7 @@ fn open_volume(
     if srcs.is_empty() {
         return Err("no source given (a disk, partition or image)".into());
     }
-    let mut devs = Vec::new();
-    let mut origins = Vec::new();
+    let mut cands = Vec::new();
     for (i, s) in srcs.iter().chain(extents).enumerate() {
         // The offset and mapfile apply to the first source only.
         let found: Vec<Opened> = open_source(
@@ -280,32 +301,41 @@ fn open_volume(
             if i == 0 { bad } else { None },
         )
         .map_err(|e| e.to_string())?;
-        for o in found {
-            origins.push((o.path, o.offset));
-            devs.push(o.dev);
-        }
+        cands.extend(found.into_iter().map(Candidate::new));
     }
+    let named = cands.len();
     // A spanned volume with only some of its devices named: on a machine
     // with its disks (the appliance), find the others by volume UUID.
     if extents.is_empty() && bad.is_none() {
-        if let Some((uuid, n)) = devs
-            .first()
-            .and_then(|d| crate::source::volume_of(d.as_ref()))
-        {
-            if n as usize > devs.len() {
-                let sys = Path::new("/sys");
-                for o in crate::source::find_extents(sys, Path::new("/dev"), &uuid, &origins) {
-                    eprintln!(
-                        "vmfs: extent of volume {uuid} found on {} at byte {}",
-                        o.path, o.offset
-                    );
-                    origins.push((o.path, o.offset));
-                    devs.push(o.dev);
-                }
+        let wanted = cands[0]
+            .header
+            .as_ref()
+            .filter(|h| h.num_devs as usize > named)
+            .map(|h| h.lv_uuid.to_string());
+        if let Some(uuid) = wanted {
+            let known: Vec<(String, u64)> = cands
+                .iter()
+                .map(|c| (c.opened.path.clone(), c.opened.offset))
+                .collect();
+            let sys = Path::new("/sys");
+            for o in crate::source::find_extents(sys, Path::new("/dev"), &uuid, &known) {
+                eprintln!(
+                    "vmfs: extent of volume {uuid} found on {} at byte {}",
+                    o.path, o.offset
+                );
+                cands.push(Candidate::new(o));
             }
         }
     }
-    let vol = Volume::from_devices(devs).map_err(|e| e.to_string())?;
+    // Copies of one extent (a disk and its raw clone): the named one, or
+    // the newest discovered, and say which.
+    let (opened, said) = pick_copies(cands, named);
+    for s in said {
+        eprintln!("vmfs: {s}");
+    }
+    let origins = opened.iter().map(|o| (o.path.clone(), o.offset)).collect();
+    let vol = Volume::from_devices(opened.into_iter().map(|o| o.dev).collect())
+        .map_err(|e| e.to_string())?;
     for w in &vol.warnings {
         eprintln!("vmfs: warning: {w}");
     }
@@ -331,6 +361,120 @@ fn human(n: u64) -> String {
     } else {
         format!("{v:.1} {}", U[i])
     }
+}
+
+fn list(c: ListCommand) -> CliResult {
+    let paths = if c.src.is_empty() {
+        blockdev::system_disks(Path::new("/sys"))
+            .into_iter()
+            .map(|d| format!("/dev/{d}"))
+            .collect()
+    } else {
+        c.src.clone()
+    };
+    let (plans, failed) = plan_paths(&paths);
+    let stores: Vec<crate::datastores::Datastore> = plans.into_iter().map(|p| p.open()).collect();
+    let mut code = if stores.is_empty() { 1 } else { 0 };
+    #[derive(Serialize)]
+    struct Row<'a> {
+        source: &'a str,
+        offset: u64,
+        devices: &'a [(String, u64)],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        vmfs_version: Option<u8>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        uuid: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        capacity: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        free_bytes: Option<u64>,
+        /// Other places holding a copy of this volume.
+        copies: &'a [String],
+        choices: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    }
+    let mut rows = Vec::new();
+    for d in &stores {
+        let mut row = Row {
+            source: &d.source,
+            offset: d.offset,
+            devices: &d.devices,
+            label: None,
+            vmfs_version: None,
+            uuid: None,
+            capacity: None,
+            free_bytes: None,
+            copies: &d.copies,
+            choices: &d.choices,
+            error: None,
+        };
+        match &d.volume {
+            Ok(v) => {
+                let i = v.info();
+                row.label = Some(i.label);
+                row.vmfs_version = Some(i.vmfs_version);
+                row.uuid = Some(i.uuid);
+                row.capacity = Some(i.capacity);
+                row.free_bytes = crate::space::free_space(v).ok().map(|s| s.free_bytes);
+            }
+            Err(e) => {
+                row.error = Some(e.to_string());
+                code = 1;
+            }
+        }
+        rows.push(row);
+    }
+    if !failed.is_empty() {
+        code = 1;
+    }
+    if c.json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            datastores: &'a [Row<'a>],
+            errors: Vec<String>,
+        }
+        json_out(&Out {
+            datastores: &rows,
+            errors: failed.iter().map(|(p, e)| format!("{p}: {e}")).collect(),
+        })?;
+        return Ok(code);
+    }
+    for (n, r) in rows.iter().enumerate() {
+        let place = stores[n].place();
+        match (&r.label, &r.error) {
+            (Some(label), _) => println!(
+                "{:>2}  VMFS{} \"{label}\"  {}, {}  on {place}",
+                n + 1,
+                r.vmfs_version.unwrap_or(0),
+                human(r.capacity.unwrap_or(0)),
+                r.free_bytes
+                    .map(|f| format!("{} free", human(f)))
+                    .unwrap_or_else(|| "free space unknown".into())
+            ),
+            (_, Some(e)) => println!("{:>2}  unreadable VMFS on {place}: {e}", n + 1),
+            _ => {}
+        }
+        if let Some(note) = stores[n].copy_note() {
+            println!("    {note}");
+        }
+        for ch in r.choices {
+            println!("    {ch}");
+        }
+        if r.devices.len() > 1 {
+            let devs: Vec<String> = r.devices.iter().map(|(p, o)| format!("{p}@{o}")).collect();
+            println!("    spans {}", devs.join(" "));
+        }
+    }
+    for (p, e) in &failed {
+        println!("    {p}: {e}");
+    }
+    if rows.is_empty() {
+        println!("no VMFS datastore found on {}", paths.join(" "));
+    }
+    Ok(code)
 }
 
 fn info(c: InfoCommand) -> CliResult {

@@ -16,6 +16,9 @@ pub enum Error {
     NotFound(String),
     /// A path component that is not a directory.
     NotADirectory(String),
+    /// Several copies of one LVM extent were given (a disk and its clone):
+    /// which one to read must be chosen.
+    Copies(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -44,6 +47,7 @@ impl fmt::Display for Error {
             Error::Unsupported(m) => write!(f, "unsupported: {m}"),
             Error::NotFound(m) => write!(f, "not found: {m}"),
             Error::NotADirectory(m) => write!(f, "not a directory: {m}"),
+            Error::Copies(m) => write!(f, "copies of one extent: {m}"),
         }
     }
 }

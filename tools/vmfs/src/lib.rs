@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod damage;
+pub mod datastores;
 pub mod dir;
 pub mod error;
 pub mod fs;

@@ -88,6 +88,12 @@ pub struct LvmHeader {
     pub device_size: u64,
     pub data_offset: u64,
     pub device_uuid: Uuid,
+    /// The device header's generation (0x72): ESXi raises it when it
+    /// rewrites the header, so of two copies of one extent the higher is
+    /// the later.
+    pub generation: u64,
+    /// The volume table entry's generation (+0x08).
+    pub lv_generation: u64,
     pub md_alignment: u32,
     pub flags: u32,
     pub lv_size: u64,
@@ -99,6 +105,29 @@ pub struct LvmHeader {
     pub num_devs: u32,
     /// The PE table entries used by this device.
     pub extents: Vec<PhysExtent>,
+}
+
+impl LvmHeader {
+    /// Whether `other` is a copy of the same extent: the same LVM device
+    /// (device UUID) of the same volume holding the same volume bytes. A
+    /// raw clone of a disk carries exactly this; two parts of a span never
+    /// do (each extent has its own device UUID and PE range).
+    pub fn is_copy_of(&self, other: &LvmHeader) -> bool {
+        let ranges = |h: &LvmHeader| {
+            let mut r: Vec<(u64, u64)> = h.extents.iter().map(|e| (e.l_off, e.len)).collect();
+            r.sort_unstable();
+            r
+        };
+        self.lv_uuid == other.lv_uuid
+            && self.device_uuid == other.device_uuid
+            && ranges(self) == ranges(other)
+    }
+
+    /// Orders copies of one extent: the later header generation, then the
+    /// later volume table generation.
+    pub fn recency(&self) -> (u64, u64) {
+        (self.generation, self.lv_generation)
+    }
 }
 
 /// True if `dev` carries an LVM header magic at 1 MiB.
@@ -156,6 +185,8 @@ impl LvmHeader {
             device_size: h.u64(0x5E)?,
             data_offset: h.u64(0x7A)?,
             device_uuid: h.uuid(0x82)?,
+            generation: h.u64(0x72)?,
+            lv_generation: v.u64(0x08)?,
             md_alignment,
             flags: h.u32(0xD2)?,
             lv_size: v.u64(0)?,
@@ -303,6 +334,24 @@ impl LogicalVolume {
                     uuid,
                     first.lv_name
                 )));
+            }
+        }
+        // Two copies of one extent (a disk and its raw clone) are not two
+        // parts of a span: which one to read is the user's choice, or
+        // `crate::copies`' when it discovers the devices itself.
+        for (i, a) in hdrs.iter().enumerate() {
+            for (j, b) in hdrs.iter().enumerate().skip(i + 1) {
+                if a.is_copy_of(b) {
+                    return Err(Error::Copies(format!(
+                        "{} and {} are copies of the same extent (LVM device {}, generation {} and {}); \
+                         name only one of them",
+                        devs[i].name(),
+                        devs[j].name(),
+                        a.device_uuid,
+                        a.generation,
+                        b.generation
+                    )));
+                }
             }
         }
         let size = hdrs.iter().map(|h| h.lv_size).max().unwrap_or(0);
