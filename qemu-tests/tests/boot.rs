@@ -373,9 +373,10 @@ fn demo_disk_set_boots_and_is_found() {
         VmConfig::new(disks.clone()),
         "probe --json\ngpt verify /dev/sda\ngpt verify /dev/sdb\ngpt show /dev/sda\ngpt show /dev/sdb\nprobe\n\
          vmfs info /dev/sdb\nvmfs ls -l /dev/sdb /directory\nvmfs cat /dev/sdb /big --offset 1048560\nvmfs info /dev/sda\n\
-         md scan\nmd verify DiskStation:2\nmd assemble DiskStation:2 --readonly --mount\nmd stop DiskStation:2\n",
+         md scan\nmd verify DiskStation:2\nmd assemble DiskStation:2 --readonly --mount\nmd stop DiskStation:2\n\
+         vmfs list\ndest list --json\n",
     );
-    assert_eq!(sections.len(), 14, "{transcript}");
+    assert_eq!(sections.len(), 16, "{transcript}");
     let json = probe_json(&sections[0]);
     for d in &disks {
         let found = disk_named(&json, &d.serial)
@@ -488,6 +489,20 @@ fn demo_disk_set_boots_and_is_found() {
             "{}",
             sections[8].output
         );
+        // The boot disk and its raw copy on the RAID LD: two datastores,
+        // each noted as a copy of the other (never one volume of both).
+        let list = &sections[14].output;
+        assert_eq!(sections[14].exit, 0, "{list}");
+        assert_eq!(list.matches("VMFS5 \"vmfs5\"").count(), 2, "{list}");
+        for (a, b) in [("/dev/sda", "/dev/sdb"), ("/dev/sdb", "/dev/sda")] {
+            assert!(
+                list.lines()
+                    .any(|l| l.contains(&format!("same volume as {b} at byte"))
+                        && l.contains("(a copy)"))
+                    && list.contains(&format!("on {a} at byte")),
+                "{list}"
+            );
+        }
     }
     // The DSM pair: three RAID-1 arrays recognised as a DSM set; the data
     // mirrors differ in exactly the one byte the demo changed.
@@ -509,6 +524,36 @@ fn demo_disk_set_boots_and_is_found() {
         verify.contains(&format!("{at}")),
         "array offset {at}: {verify}"
     );
+    // Destinations: RESCUEDEST is offered; the bootbanks of both ESXi boot
+    // disks (and anything else on them) are marked unsafe, with the reason.
+    let dl = &sections[15].output;
+    assert_eq!(sections[15].exit, 0, "{dl}");
+    let start = dl.find('[').unwrap_or_else(|| panic!("no JSON:\n{dl}"));
+    let end = dl.rfind(']').expect("JSON end");
+    let cands: Value = serde_json::from_str(&dl[start..=end]).expect("dest list JSON");
+    let cands = cands.as_array().unwrap();
+    let dest = cands
+        .iter()
+        .find(|c| c["label"] == "RESCUEDEST")
+        .unwrap_or_else(|| panic!("{dl}"));
+    assert!(
+        dest["unsafe"].is_null() && dest["unusable"].is_null(),
+        "{dest}"
+    );
+    let on_esxi: Vec<&Value> = cands
+        .iter()
+        .filter(|c| c["disk"] == "sda" || c["disk"] == "sdb")
+        .collect();
+    assert!(
+        on_esxi.len() >= 4,
+        "the bootbanks of both boot disks:\n{dl}"
+    );
+    for c in on_esxi {
+        let why = c["unsafe"]
+            .as_str()
+            .unwrap_or_else(|| panic!("offered: {c}"));
+        assert!(why.contains("holds an ESXi system"), "{c}");
+    }
     let after: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
     assert_eq!(after, hashes);
 }

@@ -71,6 +71,32 @@ pub fn choose(
                 .unwrap_or_else(|| "not mounted".into())
         );
     }
+    let apart: Vec<&dest::Candidate> = cands.iter().filter(|c| !c.usable()).collect();
+    if !apart.is_empty() {
+        let _ = writeln!(out, "  Not offered:");
+        for c in &apart {
+            let why = c
+                .unusable
+                .as_deref()
+                .or(c.unsafe_reason.as_deref())
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "{}",
+                probe::render::wrap_words(
+                    &format!("      {:<10} {:<6} {why}", c.device, c.filesystem),
+                    probe::render::SCREEN_WIDTH,
+                    24
+                )
+            );
+        }
+        if apart.iter().any(|c| c.unsafe_reason.is_some()) {
+            let _ = writeln!(
+                out,
+                "  (to write to a disk being rescued anyway: 'rescue dest mount DEVICE'\n   from the shell, which asks twice)"
+            );
+        }
+    }
     let Some(a) = ask(input, out, "Destination (Enter: back): ") else {
         return Chosen::Ended;
     };
@@ -90,7 +116,7 @@ pub fn choose(
         let _ = writeln!(out, "Not mounted; nothing changed.");
         return Chosen::Back;
     }
-    match dest::mount(dst, dev, &crate::modules::load_by_name) {
+    match dest::mount(dst, dev, &crate::modules::load_by_name, false) {
         Ok(at) => {
             let _ = writeln!(out, "{} mounted read-write at {}", dst.device, at.display());
             Chosen::At(at, dst.free_bytes)

@@ -8,8 +8,10 @@ use std::path::Path;
 #[derive(FromArgs, Debug, PartialEq)]
 /// Destinations for images and extracted files: filesystems (ext2/3/4, xfs,
 /// btrfs, FAT, exFAT) on disks other than the source. The boot stick's
-/// RESCUEDATA partition is listed first. Mounting one read-write is the only
-/// thing here that writes, and it asks first.
+/// RESCUEDATA partition is listed first. Filesystems on a disk that holds
+/// what is being rescued (an ESXi system, VMFS, an md member) are not
+/// offered: they are listed apart with the reason. Mounting one read-write
+/// is the only thing here that writes, and it asks first.
 #[argh(subcommand, name = "dest")]
 pub struct DestCommand {
     #[argh(subcommand)]
@@ -27,7 +29,9 @@ pub enum Action {
 #[derive(FromArgs, Debug, PartialEq)]
 /// List usable filesystems with size and free space (from statvfs when
 /// mounted, else from the superblock; "~" marks an estimate, "?" unknown
-/// until mounted).
+/// until mounted), then those not offered and why ("unsafe" in JSON: the
+/// disk holds an ESXi system, VMFS or an md member; "unusable": the
+/// source, or held by md/dm). Exit 0.
 #[argh(subcommand, name = "list")]
 pub struct ListCommand {
     /// the source disk or partition: filesystems on its disk are shown as
@@ -42,7 +46,11 @@ pub struct ListCommand {
 #[derive(FromArgs, Debug, PartialEq)]
 /// Mount a destination read-write at /mnt/dest/NAME after confirmation: its
 /// block-layer read-only flag (and its disk's) is turned off for this device
-/// only. Without a terminal to ask on, --yes is required.
+/// only. Without a terminal to ask on, --yes is required. A filesystem on a
+/// disk being rescued (an ESXi system, VMFS, an md member) asks a second
+/// time, naming what the disk holds; without a terminal it needs
+/// --on-rescued-disk too. Exit 0 mounted, 1 not confirmed, 2 refused or
+/// failed.
 #[argh(subcommand, name = "mount")]
 pub struct MountCommand {
     /// device, e.g. /dev/vda or sdb2
@@ -51,10 +59,15 @@ pub struct MountCommand {
     /// confirm without asking
     #[argh(switch)]
     pub yes: bool,
+    /// confirm that the device is on a disk holding what is being rescued
+    /// and may be written anyway
+    #[argh(switch)]
+    pub on_rescued_disk: bool,
 }
 
 #[derive(FromArgs, Debug, PartialEq)]
-/// Unmount a destination (device or mount point) and make it read-only again.
+/// Unmount a destination (device or mount point) and make it read-only
+/// again. Exit 0 unmounted, 2 not a destination mount or failed.
 #[argh(subcommand, name = "umount")]
 pub struct UmountCommand {
     /// device or mount point
@@ -102,20 +115,34 @@ pub fn run(cmd: DestCommand, load: ModuleLoader<'_>) -> i32 {
                 );
                 return 2;
             };
+            let mut asks: Vec<(String, String)> = Vec::new();
             if c.mounted_at.is_none() && !m.yes {
-                match confirm(c) {
+                asks.push((question(c), "yes".into()));
+            }
+            if c.mounted_at.is_none() && c.unsafe_reason.is_some() && !m.on_rescued_disk {
+                asks.push((second_question(c), c.disk.clone()));
+            }
+            for (q, want) in &asks {
+                match confirm(q, want) {
                     Ok(true) => {}
                     Ok(false) => {
                         eprintln!("rescue dest mount: not confirmed; nothing changed");
                         return 1;
                     }
                     Err(e) => {
-                        eprintln!("rescue dest mount: {e}");
+                        eprintln!(
+                            "rescue dest mount: {e}{}",
+                            if c.unsafe_reason.is_some() {
+                                " (and --on-rescued-disk: this disk holds what is being rescued)"
+                            } else {
+                                ""
+                            }
+                        );
                         return 2;
                     }
                 }
             }
-            match mount(c, dev, load) {
+            match mount(c, dev, load, c.unsafe_reason.is_some()) {
                 Ok(at) => {
                     println!("{} mounted read-write at {}", c.device, at.display());
                     0
@@ -151,16 +178,31 @@ pub fn question(c: &Candidate) -> String {
     )
 }
 
-fn confirm(c: &Candidate) -> Result<bool, String> {
+/// The second question for a filesystem on a disk being rescued: what the
+/// disk holds, and the disk's name to type.
+pub fn second_question(c: &Candidate) -> String {
+    format!(
+        "{} is not offered as a destination: {}.\nWriting there can destroy what you came \
+         to rescue.\nType the disk's name ({}) to mount it anyway: ",
+        c.device,
+        c.unsafe_reason
+            .as_deref()
+            .unwrap_or("its disk holds data being rescued"),
+        c.disk
+    )
+}
+
+/// Asks `q` on the terminal; true when the answer is `want`.
+fn confirm(q: &str, want: &str) -> Result<bool, String> {
     if !std::io::stdin().is_terminal() {
         return Err("no terminal to ask on: add --yes to confirm".into());
     }
-    print!("{}", question(c));
+    print!("{q}");
     let _ = std::io::stdout().flush();
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .map_err(|e| e.to_string())?;
-    Ok(line.trim() == "yes")
+    Ok(line.trim() == want)
 }

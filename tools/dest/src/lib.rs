@@ -40,12 +40,65 @@ pub struct Candidate {
     pub rescue_data: bool,
     /// Why it cannot be used, when it cannot (held by md/dm, on the source).
     pub unusable: Option<String>,
+    /// Why it is not offered by default: its disk holds what is being
+    /// rescued (an ESXi system, VMFS, an md member). Mounting it needs the
+    /// device named and a second confirmation.
+    #[serde(rename = "unsafe")]
+    pub unsafe_reason: Option<String>,
 }
 
 impl Candidate {
+    /// Offered as a destination by default: neither unusable nor on a disk
+    /// being rescued.
     pub fn usable(&self) -> bool {
-        self.unusable.is_none()
+        self.unusable.is_none() && self.unsafe_reason.is_none()
     }
+}
+
+/// What a disk holds that a rescue may be after, from its partition table
+/// and the signatures on it and its partitions (`nodes`: the disk's and
+/// its partitions' device nodes): "an ESXi system (boot banks)", "a VMFS
+/// datastore (sda3)", "an md RAID member (sdb5 of DiskStation:2)". Empty for a disk that
+/// holds none of these.
+pub fn rescue_contents(disk_node: &Path, part_nodes: &[PathBuf]) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(dev) = blockdev::Device::open(disk_node) {
+        // The layouts gpt recognises are ESXi boot disks (5.x/6.x, 7/8).
+        if gpt::summarize(&dev).layout.is_some() {
+            out.push("an ESXi system (boot banks)".into());
+        }
+    }
+    for node in std::iter::once(disk_node).chain(part_nodes.iter().map(PathBuf::as_path)) {
+        let name = node
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Ok(dev) = blockdev::Device::open(node) else {
+            continue;
+        };
+        if let Some(v) = vmfs::detect(&dev) {
+            let what = if v.local {
+                "a VMFS-L system volume"
+            } else if v.fs_uuid.is_some() {
+                "a VMFS datastore"
+            } else {
+                "a VMFS extent"
+            };
+            out.push(format!("{what} ({name})"));
+        }
+        if let Ok(Some(sb)) = mdraid::find_superblock(&dev) {
+            out.push(format!(
+                "an md RAID member ({name}{})",
+                sb.name.map(|n| format!(" of {n}")).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// "disk sda holds an ESXi system (...), a VMFS datastore (sda3)".
+fn unsafe_reason(disk: &str, holds: &[String]) -> Option<String> {
+    (!holds.is_empty()).then(|| format!("disk {disk} holds {}", holds.join(", ")))
 }
 
 /// The kernel's mount type for a detected filesystem (ext2/3 mount with
@@ -131,7 +184,9 @@ pub fn list(
         .filter(|n| !ignored(n))
         .collect();
     names.sort();
-    for name in names {
+    // What each disk holds that is being rescued, looked at once a disk.
+    let mut holdings: Vec<(String, Vec<String>)> = Vec::new();
+    for name in names.clone() {
         let class = sysfs.join("class/block").join(&name);
         let node = dev_dir.join(&name);
         let Ok(dev) = blockdev::Device::open(&node) else {
@@ -144,6 +199,18 @@ pub fn list(
             continue;
         }
         let disk = disk_of(sysfs, &name);
+        if !holdings.iter().any(|(d, _)| *d == disk) {
+            let parts: Vec<PathBuf> = names
+                .iter()
+                .filter(|n| **n != disk && disk_of(sysfs, n) == disk)
+                .map(|n| dev_dir.join(n))
+                .collect();
+            holdings.push((disk.clone(), rescue_contents(&dev_dir.join(&disk), &parts)));
+        }
+        let unsafe_reason = holdings
+            .iter()
+            .find(|(d, _)| *d == disk)
+            .and_then(|(d, holds)| unsafe_reason(d, holds));
         let device = format!("/dev/{name}");
         let mounted_at = mounted
             .iter()
@@ -186,6 +253,7 @@ pub fn list(
             mounted_at,
             rescue_data,
             unusable,
+            unsafe_reason,
         });
     }
     out.sort_by_key(|c| (!c.rescue_data, !c.usable(), c.name.clone()));
@@ -209,10 +277,24 @@ pub type ModuleLoader<'a> = &'a dyn Fn(&str) -> Result<(), String>;
 /// Mounts `c` read-write at [`mount_point`]: loads its filesystem's
 /// modules, turns the block layer's read-only flag off for exactly this
 /// device (and its disk's whole-device flag, which the kernel also checks
-/// for partitions), mounts, and on any failure puts the flags back.
-pub fn mount(c: &Candidate, dev_dir: &Path, load: ModuleLoader<'_>) -> Result<PathBuf, String> {
+/// for partitions), mounts, and on any failure puts the flags back. A
+/// filesystem on a disk being rescued ([`Candidate::unsafe_reason`]) is
+/// refused unless `on_rescued_disk` says the user confirmed that too.
+pub fn mount(
+    c: &Candidate,
+    dev_dir: &Path,
+    load: ModuleLoader<'_>,
+    on_rescued_disk: bool,
+) -> Result<PathBuf, String> {
     if let Some(why) = &c.unusable {
         return Err(format!("{}: not usable as a destination: {why}", c.device));
+    }
+    if let (Some(why), false) = (&c.unsafe_reason, on_rescued_disk) {
+        return Err(format!(
+            "{}: not offered as a destination: {why}; writing there could destroy what is \
+             being rescued",
+            c.device
+        ));
     }
     if let Some(at) = &c.mounted_at {
         return Ok(PathBuf::from(at));
@@ -326,41 +408,66 @@ pub fn unmount(sysfs: &Path, dev_dir: &Path, mounts: &str, what: &str) -> Result
 
 pub use probe::render::human_size as human;
 
-/// The table `rescue dest list` prints.
+/// The table `rescue dest list` prints: the destinations offered, then
+/// under their own heading the filesystems not offered, each with why.
 pub fn render(list: &[Candidate]) -> String {
     use std::fmt::Write;
     if list.is_empty() {
         return "No mountable filesystem (ext2/3/4, xfs, btrfs, FAT, exFAT) found on the disks.\n"
             .into();
     }
-    let mut s = String::from(" #  DEVICE       FS     LABEL          SIZE        FREE  STATE\n");
-    for (i, c) in list.iter().enumerate() {
+    let row = |s: &mut String, i: usize, c: &Candidate| {
         let free = match c.free_bytes {
             Some(f) if c.free_is_estimate => format!("~{}", human(f)),
             Some(f) => human(f),
             None => "?".into(),
         };
-        let state = match (&c.unusable, &c.mounted_at) {
-            (Some(why), _) => format!("unusable: {why}"),
-            (None, Some(at)) => format!("mounted at {at}"),
-            (None, None) => "not mounted".into(),
-        };
         let label = c.label.clone().unwrap_or_else(|| "-".into());
         let _ = writeln!(
             s,
-            "{:>2}  {:<12} {:<6} {:<12} {:>10} {:>11}  {state}{}",
+            "{:>2}  {:<12} {:<6} {:<12} {:>10} {:>11}  {}",
             i + 1,
             c.device,
             c.filesystem,
             label,
             human(c.size_bytes),
             free,
-            if c.rescue_data {
-                " (boot stick data partition)"
-            } else {
-                ""
-            }
+            match &c.mounted_at {
+                Some(at) => format!("mounted at {at}"),
+                None => "not mounted".into(),
+            },
         );
+    };
+    let mut s = String::new();
+    let offered: Vec<&Candidate> = list.iter().filter(|c| c.usable()).collect();
+    if offered.is_empty() {
+        s.push_str(
+            "No usable destination: every filesystem found is on a disk being rescued or in use.\n",
+        );
+    } else {
+        s.push_str(" #  DEVICE       FS     LABEL          SIZE        FREE  STATE\n");
+        for (i, c) in offered.iter().enumerate() {
+            row(&mut s, i, c);
+            if c.rescue_data {
+                s.push_str("    (boot stick data partition)\n");
+            }
+        }
+    }
+    let others: Vec<&Candidate> = list.iter().filter(|c| !c.usable()).collect();
+    if !others.is_empty() {
+        s.push_str("Not offered:\n");
+        for c in others {
+            let why = c
+                .unusable
+                .as_deref()
+                .or(c.unsafe_reason.as_deref())
+                .unwrap_or_default();
+            s.push_str(&probe::render::wrap_words(
+                &format!("    {:<12} {:<6} {why}", c.device, c.filesystem),
+                probe::render::SCREEN_WIDTH,
+                24,
+            ));
+        }
     }
     s
 }

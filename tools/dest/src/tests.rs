@@ -82,7 +82,66 @@ fn rescuedata_first_source_unusable_swap_skipped() {
         text.contains("RescueData") && text.contains("boot stick data partition"),
         "{text}"
     );
-    assert!(text.contains("unusable: on the source disk"), "{text}");
+    assert!(
+        text.contains("Not offered:") && text.contains("on the source disk"),
+        "{text}"
+    );
+}
+
+/// A minimal VMFS LVM device header (what `vmfs::detect` recognises) at
+/// 1 MiB of a device image.
+fn put_vmfs_lvm_header(img: &Path) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new().write(true).open(img).unwrap();
+    f.write_all_at(&0xC001_D00Du32.to_le_bytes(), 1 << 20)
+        .unwrap();
+    f.write_all_at(&5u32.to_le_bytes(), (1 << 20) + 4).unwrap();
+}
+
+/// Filesystems on a disk that holds VMFS (an ESXi boot disk's bootbanks
+/// beside its datastore) are not offered, listed apart with the reason, and
+/// `unsafe` in JSON; mount refuses them without the second confirmation.
+#[test]
+fn filesystems_on_a_disk_being_rescued_are_not_offered() {
+    let t = Tree::new("unsafe");
+    t.block("sda", &["sda5", "sda3"]);
+    t.block("vda", &[]);
+    t.mkfs("sda5", &["mkfs.vfat", "-n", "BOOTBANK1"]);
+    fs::File::create(t.dev().join("sda3"))
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    put_vmfs_lvm_header(&t.dev().join("sda3"));
+    t.mkfs("vda", &["mkfs.ext4", "-q", "-F", "-L", "RESCUEDEST"]);
+    let l = list(&t.sys(), &t.dev(), "", &[]);
+    let names: Vec<&str> = l.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["vda", "sda5"], "{l:#?}");
+    assert!(l[0].usable(), "{l:#?}");
+    assert!(!l[1].usable());
+    assert_eq!(
+        l[1].unsafe_reason.as_deref(),
+        Some("disk sda holds a VMFS extent (sda3)")
+    );
+    let json = serde_json::to_value(&l).unwrap();
+    assert_eq!(json[1]["unsafe"], "disk sda holds a VMFS extent (sda3)");
+    assert!(json[0]["unsafe"].is_null());
+    let text = render(&l);
+    let (offered, apart) = text.split_once("Not offered:").expect(&text);
+    assert!(
+        offered.contains("RESCUEDEST") && !offered.contains("sda5"),
+        "{text}"
+    );
+    assert!(
+        apart.contains("/dev/sda5") && apart.contains("VMFS extent"),
+        "{text}"
+    );
+    let e = mount(&l[1], &t.dev(), &|_| Ok(()), false).unwrap_err();
+    assert!(e.contains("not offered") && e.contains("VMFS"), "{e}");
+    let q = cli::second_question(&l[1]);
+    assert!(
+        q.contains("disk sda holds a VMFS extent") && q.ends_with("(sda) to mount it anyway: "),
+        "{q}"
+    );
 }
 
 #[test]
@@ -93,7 +152,7 @@ fn held_devices_are_unusable_and_mount_refuses_them() {
     t.mkfs("sdb", &["mkfs.ext4", "-q", "-F"]);
     let l = list(&t.sys(), &t.dev(), "", &[]);
     assert_eq!(l[0].unusable.as_deref(), Some("in use by md0"));
-    let e = mount(&l[0], &t.dev(), &|_| Ok(())).unwrap_err();
+    let e = mount(&l[0], &t.dev(), &|_| Ok(()), false).unwrap_err();
     assert!(e.contains("not usable") && e.contains("md0"), "{e}");
 }
 
@@ -128,6 +187,7 @@ fn question_names_device_and_mount_point() {
         mounted_at: None,
         rescue_data: false,
         unusable: None,
+        unsafe_reason: None,
     };
     let q = cli::question(&c);
     assert!(

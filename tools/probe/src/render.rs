@@ -29,12 +29,12 @@ fn scaled(bytes: u64, base: u64, units: [&str; 6]) -> String {
 
 /// Lines stay within an 80-column serial console (one column spare so a
 /// terminal that wraps at the last column does not add blank lines).
-const SCREEN_WIDTH: usize = 79;
+pub const SCREEN_WIDTH: usize = 79;
 
 /// Breaks `line` at spaces so no line is longer than `width` columns;
 /// continuation lines are indented by `indent`. A word longer than a line
 /// stays whole. The result ends with a newline.
-fn wrap_words(line: &str, width: usize, indent: usize) -> String {
+pub fn wrap_words(line: &str, width: usize, indent: usize) -> String {
     let mut out = String::new();
     let mut current = String::new();
     let mut current_len = 0;
