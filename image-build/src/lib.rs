@@ -75,6 +75,8 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "exfat",
     "isofs",
     "nls_cp437",
+    // FAT's I/O charset (Debian's default; see dest::mount_options)
+    "nls_ascii",
     "nls_iso8859_1",
     "nls_utf8",
     "efivarfs",

@@ -27,7 +27,11 @@ fn main() {
     let sources = vm.wait_for("Source (Enter: back): ", t);
     print!("{}", sources.replace('\r', ""));
     let dying = menu_number(&sources, "nvme0n1");
-    step(&mut vm, &format!("{dying}\n"), "Destination (Enter: back): ");
+    step(
+        &mut vm,
+        &format!("{dying}\n"),
+        "Destination (Enter: back): ",
+    );
     step(&mut vm, "\n", "Choose: ");
     vm.power_off_from_menu();
     println!();

@@ -103,3 +103,127 @@ fn rescuedata_is_offered_first_and_keeps_an_image_across_reboot() {
         String::from_utf8_lossy(&fsck.stderr)
     );
 }
+
+/// The USB sticks admins bring are FAT32 (older ones FAT16). Debian's
+/// kernel defaults FAT's I/O charset to `ascii`: without explicit options
+/// and nls_ascii the mount failed ("IO charset ascii not found"). Both are
+/// mounted as destinations, an image is written to each, and a file named
+/// `résumé.txt` is written, read back by name after a remount in the
+/// guest, and found under that long name by mtools on the host.
+#[test]
+fn fat32_and_fat16_sticks_are_destinations_with_unicode_names() {
+    let image = Image::built();
+    let dir = TempDir::new("fatdest");
+    let fat = |name: &str, size: u64, bits: &str, label: &str| {
+        let path = dir.path().join(name);
+        std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+        let st = std::process::Command::new("mkfs.vfat")
+            .args(["-F", bits, "-n", label])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("mkfs.vfat (dosfstools) is needed");
+        assert!(st.success());
+        path
+    };
+    let fat32 = fat("fat32.img", 64 * MIB, "32", "STICK32");
+    let fat16 = fat("fat16.img", 32 * MIB, "16", "STICK16");
+    let src = make_disk(&dir.path().join("src.img"), 8 * MIB, "fatsrc");
+    let src_hash = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(std::fs::read(&src).unwrap());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let cfg = VmConfig::new(vec![
+        Disk::new(&fat32, Controller::VirtioBlk, "FAT32-STICK"),
+        Disk::new(&fat16, Controller::VirtioBlk, "FAT16-STICK"),
+        Disk::new(&src, Controller::VirtioBlk, "FAT-SRC"),
+    ]);
+    let mut vm = boot_to_shell(&image, &cfg);
+    // The name typed as octal escapes: the serial line carries ASCII only.
+    let name = "$(printf 'r\\303\\251sum\\303\\251.txt')";
+    for (dev, fs) in [("vda", "FAT32"), ("vdb", "FAT16")] {
+        let list = shell(&mut vm, "rescue dest list --exclude /dev/vdc", "LIST");
+        assert!(
+            list.lines().any(|l| l.contains(&format!("/dev/{dev}"))
+                && l.contains(fs)
+                && l.contains("not mounted")),
+            "{list}"
+        );
+        let m = shell(
+            &mut vm,
+            &format!("rescue dest mount /dev/{dev} --yes"),
+            "MOUNT",
+        );
+        assert!(m.ends_with("MOUNT=0"), "{dev}: {m}");
+        let i = shell(
+            &mut vm,
+            &format!("rescue image /dev/vdc /mnt/dest/{dev}/src.img --map /mnt/dest/{dev}/src.map --hash sha256"),
+            "IMAGE",
+        );
+        assert!(
+            i.ends_with("IMAGE=0") && i.contains(&src_hash),
+            "{dev}: {i}"
+        );
+        let w = shell(
+            &mut vm,
+            &format!("echo 'rescued by name' > /mnt/dest/{dev}/{name}"),
+            "WRITE",
+        );
+        assert!(w.ends_with("WRITE=0"), "{dev}: {w}");
+        let u = shell(&mut vm, &format!("rescue dest umount /dev/{dev}"), "UMOUNT");
+        assert!(u.ends_with("UMOUNT=0"), "{dev}: {u}");
+        let m = shell(
+            &mut vm,
+            &format!("rescue dest mount /dev/{dev} --yes"),
+            "REMOUNT",
+        );
+        assert!(m.ends_with("REMOUNT=0"), "{dev}: {m}");
+        let r = shell(&mut vm, &format!("cat /mnt/dest/{dev}/{name}"), "READ");
+        assert!(
+            r.ends_with("READ=0") && r.contains("rescued by name"),
+            "{dev}: {r}"
+        );
+        let h = shell(
+            &mut vm,
+            &format!("sha256sum /mnt/dest/{dev}/src.img"),
+            "HASH",
+        );
+        assert!(h.contains(&src_hash), "{dev}: {h}");
+        let u = shell(&mut vm, &format!("rescue dest umount /dev/{dev}"), "UMOUNT");
+        assert!(u.ends_with("UMOUNT=0"), "{dev}: {u}");
+    }
+    vm.send("rescue poweroff\n");
+    vm.wait_exit(Duration::from_secs(120));
+    // On the host: the long name is stored as résumé.txt (UTF-16 in the
+    // VFAT entries), and both filesystems are clean.
+    for img in [&fat32, &fat16] {
+        let out = std::process::Command::new("mtype")
+            .env("LC_ALL", "C.UTF-8")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(img)
+            .arg("::résumé.txt")
+            .output()
+            .expect("mtype (mtools) is needed");
+        assert!(
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains("rescued by name"),
+            "{}: {}{}",
+            img.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fsck = std::process::Command::new("fsck.vfat")
+            .arg("-n")
+            .arg(img)
+            .output()
+            .expect("fsck.vfat");
+        assert!(
+            fsck.status.success(),
+            "{}: {}",
+            img.display(),
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+    }
+}

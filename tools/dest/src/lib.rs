@@ -108,10 +108,35 @@ pub fn fs_type(kind: Kind) -> Option<(&'static str, &'static [&'static str])> {
         Kind::Ext2 | Kind::Ext3 | Kind::Ext4 => ("ext4", &["ext4"]),
         Kind::Xfs => ("xfs", &["xfs"]),
         Kind::Btrfs => ("btrfs", &["btrfs"]),
-        Kind::Fat16 | Kind::Fat32 => ("vfat", &["vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8"]),
+        Kind::Fat16 | Kind::Fat32 => ("vfat", &["vfat", "nls_cp437", "nls_ascii", "nls_utf8"]),
         Kind::Exfat => ("exfat", &["exfat", "nls_utf8"]),
         _ => return None,
     })
+}
+
+/// Mount options (mount(2)'s data) for a filesystem, so that names come
+/// out right whatever the kernel's defaults are.
+///
+/// FAT: long names are UTF-16 on disk and shown as UTF-8 (`utf8=1`); the
+/// I/O charset is only used for case folding then, and `ascii` (Debian's
+/// default, whose module must be there or the mount fails with "IO charset
+/// ascii not found") folds A-Z only. `iocharset=utf8` would do the same
+/// job, but the kernel warns that it makes FAT case-sensitive. Short names
+/// keep their case as Windows shows it (`shortname=mixed`), in code page
+/// 437; on-disk errors make the mount read-only instead of spreading.
+pub fn mount_options(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::Fat16 | Kind::Fat32 => {
+            Some("utf8=1,iocharset=ascii,codepage=437,shortname=mixed,errors=remount-ro")
+        }
+        Kind::Exfat => Some("iocharset=utf8,errors=remount-ro"),
+        _ => None,
+    }
+}
+
+/// `mount_options` as mount(2) takes them.
+pub fn mount_data(kind: Kind) -> Option<std::ffi::CString> {
+    mount_options(kind).and_then(|o| std::ffi::CString::new(o).ok())
 }
 
 /// The disk a block device belongs to: the parent in sysfs for a partition.
@@ -326,7 +351,7 @@ pub fn mount(
         at.as_path(),
         fstype,
         rustix::mount::MountFlags::NOATIME,
-        None,
+        mount_data(kind).as_deref(),
     );
     if let Err(e) = r {
         writable.restore();

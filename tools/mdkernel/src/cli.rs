@@ -232,7 +232,7 @@ pub fn assemble(md: &Md, c: &AssembleCommand, load: ModuleLoader<'_>) -> Result<
             at.as_path(),
             fstype,
             rustix::mount::MountFlags::RDONLY,
-            None,
+            dest::mount_data(kind).as_deref(),
         )
         .map_err(|e| {
             let _ = std::fs::remove_dir(&at);
