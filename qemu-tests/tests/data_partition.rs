@@ -45,14 +45,15 @@ fn rescuedata_is_offered_first_and_keeps_an_image_across_reboot() {
 
     let mut vm = boot_to_shell(&image, &cfg);
     let list = shell(&mut vm, "rescue dest list --exclude /dev/vda", "LIST");
-    let first = list
-        .lines()
-        .find(|l| l.trim_start().starts_with("1 "))
+    let lines: Vec<&str> = list.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("1 "))
         .unwrap_or_else(|| panic!("no destination listed:\n{list}"));
     assert!(
-        first.contains("/dev/sda2")
-            && first.contains("RESCUEDATA")
-            && first.contains("boot stick data partition"),
+        lines[first].contains("/dev/sda2")
+            && lines[first].contains("RESCUEDATA")
+            && lines[first + 1].contains("boot stick data partition"),
         "{list}"
     );
     let m = shell(&mut vm, "rescue dest mount /dev/sda2 --yes", "MOUNT");
@@ -226,4 +227,120 @@ fn fat32_and_fat16_sticks_are_destinations_with_unicode_names() {
             String::from_utf8_lossy(&fsck.stdout)
         );
     }
+}
+
+/// A GPT repair's undo file must outlive the reboot the repair asks for:
+/// with the boot stick's RESCUEDATA partition there, the menu's repair of
+/// the demo's compacted RAID LD mounts it and writes the undo file to it.
+/// After a reboot, `gpt undo` from that file restores the pre-repair bytes
+/// exactly; the action log was appended to RESCUEDATA at power-off too.
+#[test]
+fn gpt_repair_undo_file_on_rescuedata_undoes_after_reboot() {
+    let image = Image::built();
+    let dir = TempDir::new("undo-rescuedata");
+    let stick = dir.path().join("stick.img");
+    let built = image.kernel.parent().unwrap().join("rescue-usb.img");
+    std::fs::copy(&built, &stick).expect("out/rescue-usb.img");
+    image_build::media::add_data_partition(&stick, &dir.path().join("work"), 64 * MIB)
+        .expect("data partition");
+    let demo = demo::demo_disks(&dir.path().join("demo"), true).expect("demo disks");
+    let raid = demo
+        .iter()
+        .find(|d| d.serial == "RAID-LD-0001")
+        .unwrap()
+        .clone();
+    let compacted = sha256_file(&raid.path);
+    let mut cfg = VmConfig::new(vec![raid.clone()]);
+    cfg.usb_stick = Some(stick.clone());
+    cfg.usb_stick_persistent = true;
+    let t = Duration::from_secs(120);
+    let raid_in = |overview: &str| -> (String, String) {
+        let l = overview
+            .lines()
+            .find(|l| l.contains("RAID-LD"))
+            .unwrap_or_else(|| panic!("no RAID LD in:\n{overview}"));
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w[0].to_string(), w[1].to_string())
+    };
+
+    let mut vm = Vm::start(&image, &cfg);
+    let overview = vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    let (number, _) = raid_in(&overview);
+    vm.send(&format!("{number}\n"));
+    vm.wait_for("g: GPT findings and repairs", t);
+    vm.send("g\n");
+    let view = vm.wait_for("Repair choice (Enter: back): ", t);
+    let choice = view
+        .lines()
+        .filter(|l| l.contains("ESXi"))
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|w| w.parse::<u32>().is_ok())
+        .unwrap_or_else(|| panic!("no ESXi repair offered:\n{view}"))
+        .to_string();
+    vm.send(&format!("{choice}\n"));
+    vm.wait_for("anything else cancels: ", t);
+    vm.send("RAID-LD-0001\n");
+    let result = vm.wait_for("[y/N]: ", t);
+    assert!(
+        result.contains("The undo file goes to the boot stick's RESCUEDATA partition (/mnt/dest/"),
+        "{result}"
+    );
+    assert!(result.contains("Repair written and verified."), "{result}");
+    let undo_name = result
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Undo file: "))
+        .and_then(|p| p.split("/gpt-undo/").nth(1))
+        .map(|n| n.trim().to_string())
+        .unwrap_or_else(|| panic!("no undo file named:\n{result}"));
+    assert!(
+        undo_name.starts_with("gpt-undo-RAID-LD-0001-"),
+        "{undo_name}"
+    );
+    vm.send("n\n");
+    vm.wait_for("Repair choice (Enter: back): ", t);
+    vm.send("\n");
+    vm.wait_for("Choose: ", t);
+    vm.power_off_from_menu();
+    assert_ne!(
+        sha256_file(&raid.path),
+        compacted,
+        "the repair wrote nothing"
+    );
+
+    // The next boot: the undo file is on RESCUEDATA and undoes the repair.
+    let mut vm = Vm::start(&image, &cfg);
+    let overview = vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    let (_, raid_dev) = raid_in(&overview);
+    vm.send("s\n");
+    vm.wait_for("type 'exit'", Duration::from_secs(30));
+    let list = shell(&mut vm, "rescue dest list", "LIST");
+    let data = list
+        .lines()
+        .find(|l| l.contains("RESCUEDATA"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no RESCUEDATA in:\n{list}"))
+        .to_string();
+    let m = shell(&mut vm, &format!("rescue dest mount {data} --yes"), "MOUNT");
+    assert!(m.ends_with("MOUNT=0"), "{m}");
+    let at = format!("/mnt/dest/{}", data.trim_start_matches("/dev/"));
+    let log = shell(&mut vm, &format!("cat {at}/rescue-logs/rescue.log"), "LOG");
+    assert!(
+        log.ends_with("LOG=0") && log.contains("gpt: wrote") && log.contains(&undo_name),
+        "{log}"
+    );
+    let u = shell(
+        &mut vm,
+        &format!("rescue gpt undo /dev/{raid_dev} {at}/gpt-undo/{undo_name} --write"),
+        "UNDO",
+    );
+    assert!(u.ends_with("UNDO=0") && u.contains("restored"), "{u}");
+    let u = shell(&mut vm, &format!("rescue dest umount {data}"), "UMOUNT");
+    assert!(u.ends_with("UMOUNT=0"), "{u}");
+    vm.send("rescue poweroff\n");
+    vm.wait_exit(Duration::from_secs(120));
+    assert_eq!(
+        sha256_file(&raid.path),
+        compacted,
+        "the undo did not restore the pre-repair bytes"
+    );
 }

@@ -116,6 +116,10 @@ pub fn choose(
         let _ = writeln!(out, "Not mounted; nothing changed.");
         return Chosen::Back;
     }
+    log::info!(
+        "destination {} for {what}: mount confirmed by typing yes",
+        dst.device
+    );
     match dest::mount(dst, dev, &crate::modules::load_by_name, false) {
         Ok(at) => {
             let _ = writeln!(out, "{} mounted read-write at {}", dst.device, at.display());

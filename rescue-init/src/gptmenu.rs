@@ -4,9 +4,106 @@
 use crate::menu::read_line;
 use std::io::{BufRead, Write};
 
-/// Where undo files go in the appliance (tmpfs: the user is told to copy
-/// them to a destination).
+/// Where undo files go when there is no RESCUEDATA partition and the user
+/// picks no destination (tmpfs: the user is told to copy them).
 const UNDO_DIR: &str = "/run/rescue";
+
+/// Where the undo file of a repair of `disk` goes, so that it outlives the
+/// reboot the repair asks for: the boot stick's RESCUEDATA partition
+/// (mounted for this if needed, and said so), else a destination the user
+/// picks now, else RAM with a warning. None when the input ended.
+fn undo_dir(
+    disk: &probe::Disk,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> Option<(std::path::PathBuf, bool)> {
+    match crate::actionlog::rescue_data_dir() {
+        Ok(Some(at)) => {
+            let _ = writeln!(
+                out,
+                "The undo file goes to the boot stick's RESCUEDATA partition ({}).",
+                at.display()
+            );
+            return Some((at.join("gpt-undo"), true));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = writeln!(out, "RESCUEDATA could not be mounted: {e}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "No RESCUEDATA partition: choose where the undo file is kept (it must\noutlive the reboot)."
+    );
+    match crate::destmenu::choose(
+        std::slice::from_ref(&disk.name),
+        "the undo file",
+        input,
+        out,
+    ) {
+        crate::destmenu::Chosen::Ended => None,
+        crate::destmenu::Chosen::At(at, _) => Some((at.join("gpt-undo"), true)),
+        crate::destmenu::Chosen::Back => Some((std::path::PathBuf::from(UNDO_DIR), false)),
+    }
+}
+
+/// After a repair: re-read the partition table when nothing on the disk is
+/// in use, if the user wants, so the repaired slots show without a reboot.
+fn offer_reread(disk: &probe::Disk, input: &mut impl BufRead, out: &mut impl Write) -> bool {
+    if let Err(why) = gpt::inuse::check_not_in_use(std::path::Path::new(&disk.path)) {
+        let _ = writeln!(
+            out,
+            "The kernel still shows the old partitions ({why}): reboot to see the change."
+        );
+        return true;
+    }
+    let _ = write!(
+        out,
+        "Make the kernel re-read the partition table of {} now (nothing on it\nis in use; nothing is written)? [y/N]: ",
+        disk.path
+    );
+    let _ = out.flush();
+    let Some(a) = read_line(input) else {
+        return false;
+    };
+    if !a.trim().eq_ignore_ascii_case("y") {
+        let _ = writeln!(out, "Not re-read: reboot to see the change.");
+        return true;
+    }
+    match blockdev::reread_partitions(&disk.path) {
+        Ok(()) => {
+            log::info!(
+                "gpt: partition table of {} re-read by the kernel",
+                disk.path
+            );
+            let _ = writeln!(
+                out,
+                "Re-read: the kernel now shows the repaired partitions (r in the overview)."
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "Re-read failed: {e}; reboot to see the change.");
+        }
+    }
+    true
+}
+
+/// The undo file's name part for `disk`: its serial when it has one (the
+/// kernel name may differ after a reboot), else its kernel name.
+fn undo_stem(disk: &probe::Disk) -> String {
+    disk.serial
+        .as_deref()
+        .unwrap_or(&disk.name)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
 
 /// Runs the GPT view of `disk`; false when the input ended.
 pub fn run(disk: &probe::Disk, input: &mut impl BufRead, out: &mut impl Write) -> bool {
@@ -76,25 +173,54 @@ pub fn run(disk: &probe::Disk, input: &mut impl BufRead, out: &mut impl Write) -
             return false;
         };
         if answer.trim() != token {
+            log::info!(
+                "gpt repair of {} ({}) cancelled: confirmation not typed",
+                disk.path,
+                mode.describe()
+            );
             let _ = writeln!(out, "Cancelled: nothing was written.");
             continue;
         }
-        let _ = std::fs::create_dir_all(UNDO_DIR);
+        log::info!(
+            "gpt repair of {} ({}) confirmed by typing its {what} {token}",
+            disk.path,
+            mode.describe()
+        );
+        let Some((dir, kept)) = undo_dir(disk, input, out) else {
+            return false;
+        };
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            let _ = writeln!(out, "{}: {e}; nothing was written.", dir.display());
+            continue;
+        }
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let undo =
-            std::path::PathBuf::from(format!("{UNDO_DIR}/gpt-undo-{}-{stamp}.bin", disk.name));
+        let undo = dir.join(format!("gpt-undo-{}-{stamp}.bin", undo_stem(disk)));
         let _ = writeln!(
             out,
-            "Undo file: {} (in RAM: copy it to a destination before powering off)",
-            undo.display()
+            "Undo file: {}{}",
+            undo.display(),
+            if kept {
+                ""
+            } else {
+                " (in RAM: copy it to a destination before powering off)"
+            }
         );
         let _ = out.flush();
         match gpt::repair_cli::write_plan(&disk.path, &plan, &undo) {
             Ok(()) => {
                 let _ = writeln!(out, "Repair written and verified.");
+                let _ = writeln!(
+                    out,
+                    "To undo, even after a reboot: rescue gpt undo {} {} --write",
+                    disk.path,
+                    undo.display()
+                );
+                if !offer_reread(disk, input, out) {
+                    return false;
+                }
             }
             Err(e) => {
                 let _ = writeln!(out, "Repair failed: {e}");

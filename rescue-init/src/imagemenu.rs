@@ -142,6 +142,12 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
             return true;
         }
     }
+    log::info!(
+        "imaging of {} to {} confirmed{}",
+        src.path,
+        img.display(),
+        if resume { " (resume)" } else { "" }
+    );
     let _ = writeln!(
         out,
         "Imaging; Ctrl-C stops cleanly (the mapfile is saved; resume from here later)."

@@ -48,6 +48,11 @@ pub fn run() -> ! {
         "rescue {} starting on Linux {release}",
         env!("CARGO_PKG_VERSION")
     ));
+    crate::actionlog::start();
+    log::info!(
+        "boot: rescue {} on Linux {release}; every disk will be read-only",
+        env!("CARGO_PKG_VERSION")
+    );
 
     let uevents = UeventSocket::open()
         .map_err(|e| blog::say(&format!("uevent socket: {e} (no hotplug)")))
@@ -500,6 +505,17 @@ fn shutdown(halt: Halt) -> ! {
     // SAFETY: kill(-1, SIGKILL) signals every process but PID 1; no memory is touched.
     unsafe { libc::kill(-1, libc::SIGKILL) };
     reap();
+    log::info!(
+        "{}",
+        match halt {
+            Halt::PowerOff => "power off",
+            Halt::Reboot => "reboot",
+        }
+    );
+    // Every other process is gone: the log is complete. Keep it beyond RAM.
+    for line in crate::actionlog::save_at_shutdown() {
+        blog::say(&line);
+    }
     rustix::fs::sync();
     unmount_destinations();
     rustix::fs::sync();

@@ -1,6 +1,7 @@
 //! `rescue`: the appliance's multicall binary. As PID 1 it is the init; else
 //! it runs the subcommand named on its command line.
 
+mod actionlog;
 mod bootlog;
 mod cmdline;
 mod destmenu;
@@ -89,6 +90,13 @@ fn main() {
             std::process::exit(if ok { 0 } else { 2 });
         }
     };
+    actionlog::start();
+    // The menu logs its own actions; every other command is logged with
+    // its exit status.
+    let logged = !matches!(parsed.command, Subcommand::Menu(_));
+    if logged {
+        log::info!("command: {}", actionlog::command_line());
+    }
     let code = match parsed.command {
         Subcommand::Probe(c) => probe::cli::run(c),
         Subcommand::Gpt(c) => gpt::cli::run(c),
@@ -111,6 +119,9 @@ fn main() {
         Subcommand::Poweroff(_) => halt(true),
         Subcommand::Reboot(_) => halt(false),
     };
+    if logged {
+        log::info!("exit {code}: {}", actionlog::command_line());
+    }
     std::process::exit(code);
 }
 

@@ -52,6 +52,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
             choices.push("d VMFS datastores".into());
         }
         choices.push("m md RAID".into());
+        choices.push("l log".into());
         choices.push("r refresh".into());
         if actions.shell {
             choices.push("s shell".into());
@@ -69,8 +70,25 @@ pub fn run(cmd: MenuCommand) -> i32 {
             return 0;
         };
         let answer = line.trim();
+        if !answer.is_empty() && answer != "r" {
+            log::info!("menu: '{answer}' chosen");
+        }
         match answer {
             "" | "r" => continue,
+            "l" => {
+                let _ = write!(
+                    out,
+                    "\nAction log of this boot ({}; kept in {} on RESCUEDATA or the\nmounted destinations at power-off):\n{}",
+                    crate::actionlog::LOG_FILE,
+                    crate::actionlog::SAVED_LOG,
+                    crate::actionlog::tail(40)
+                );
+                let _ = write!(out, "Enter: back to the overview: ");
+                let _ = out.flush();
+                if read_line(&mut input).is_none() {
+                    return 0;
+                }
+            }
             "s" if actions.shell => run_shell(&mut out),
             "i" if !disks.is_empty() => {
                 if !crate::imagemenu::run(&disks, &mut input, &mut out) {
@@ -94,6 +112,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
                 let _ = write!(out, "{what} now? Destinations are unmounted first. [y/N]: ");
                 let _ = out.flush();
                 if read_line(&mut input).is_some_and(|l| l.trim().eq_ignore_ascii_case("y")) {
+                    log::info!("menu: {what} confirmed");
                     let _ = writeln!(out, "{what}: asking PID 1");
                     if let Err(e) = crate::init::request(poweroff) {
                         let _ = writeln!(out, "failed: {e}");

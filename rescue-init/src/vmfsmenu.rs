@@ -286,6 +286,12 @@ fn extract(
         let _ = writeln!(out, "Cancelled; nothing was written.");
         return true;
     }
+    log::info!(
+        "vmfs extract of {} from \"{label}\" on {} to {} confirmed",
+        marked.join(" "),
+        store.source,
+        target.display()
+    );
     let mut args = vec![store.source.clone()];
     args.extend(marked.iter().cloned());
     args.push(target.display().to_string());

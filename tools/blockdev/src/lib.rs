@@ -314,6 +314,22 @@ pub fn set_read_only(path: impl AsRef<Path>, read_only: bool) -> io::Result<()> 
     .map_err(|e| annotate(path, "BLKROSET", e.into()))
 }
 
+/// Asks the kernel to re-read a disk's partition table (BLKRRPART), so a
+/// table that was just rewritten shows without a reboot. Reads only; the
+/// kernel refuses (EBUSY) while a partition of the disk is in use.
+pub fn reread_partitions(path: impl AsRef<Path>) -> io::Result<()> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|e| annotate(path, "open", e))?;
+    // SAFETY: BLKRRPART takes no argument and touches no user memory.
+    unsafe {
+        rustix::ioctl::ioctl(
+            &file,
+            rustix::ioctl::NoArg::<{ linux_raw_sys::ioctl::BLKRRPART }>::new(),
+        )
+    }
+    .map_err(|e| annotate(path, "BLKRRPART", e.into()))
+}
+
 /// Reads the block layer's read-only flag (BLKROGET).
 pub fn is_read_only(path: impl AsRef<Path>) -> io::Result<bool> {
     let path = path.as_ref();

@@ -357,6 +357,7 @@ pub fn mount(
         writable.restore();
         let _ = std::fs::remove_dir(&at);
         let why = std::io::Error::from(e);
+        log::info!("dest: mount of {} ({fstype}) failed: {why}", c.device);
         return Err(format!(
             "mount {} ({fstype}) at {}: {why}{}",
             c.device,
@@ -368,6 +369,19 @@ pub fn mount(
             }
         ));
     }
+    log::info!(
+        "dest: {} ({fstype}{}) mounted read-write at {}{}",
+        c.device,
+        c.label
+            .as_deref()
+            .map(|l| format!(" \"{l}\""))
+            .unwrap_or_default(),
+        at.display(),
+        c.unsafe_reason
+            .as_deref()
+            .map(|w| format!(" although {w} (confirmed twice)"))
+            .unwrap_or_default()
+    );
     Ok(at)
 }
 
@@ -416,6 +430,7 @@ pub fn unmount(sysfs: &Path, dev_dir: &Path, mounts: &str, what: &str) -> Result
     let _ = std::fs::remove_dir(&at);
     let name = dev.trim_start_matches("/dev/").to_string();
     let disk = disk_of(sysfs, &name);
+    log::info!("dest: {dev} unmounted from {at}");
     let mut notes = format!("{dev} unmounted from {at}; read-only again");
     if let Err(e) = blockdev::set_read_only(dev_dir.join(&name), true) {
         notes.push_str(&format!(" (failed: {e})"));

@@ -114,6 +114,12 @@ pub fn apply(dev: &Device, plan: &Plan, undo_path: &Path) -> Result<ApplyLog, Gp
             .collect(),
     };
     write_undo(undo_path, &undo)?;
+    log::info!(
+        "gpt: undo file {} written ({} sectors of {}) before writing",
+        undo_path.display(),
+        undo.records.len(),
+        plan.device
+    );
     log.lines.push(format!(
         "undo file {} written and synced ({} sectors)",
         undo_path.display(),
@@ -143,6 +149,21 @@ pub fn apply(dev: &Device, plan: &Plan, undo_path: &Path) -> Result<ApplyLog, Gp
         "read back {} sectors: all as written",
         plan.changes.len()
     ));
+    let bytes: usize = plan.changes.iter().map(|c| c.new.len()).sum();
+    let places: Vec<String> = plan
+        .changes
+        .iter()
+        .map(|c| format!("LBA {} ({})", c.lba, c.what))
+        .collect();
+    log::info!(
+        "gpt: wrote {bytes} bytes in {} sectors of {}-byte sectors to {}: {}; read back as \
+         written; undo file {}",
+        plan.changes.len(),
+        plan.sector_size,
+        plan.device,
+        places.join(", "),
+        undo_path.display()
+    );
     Ok(log)
 }
 
@@ -226,5 +247,13 @@ pub fn apply_undo(dev: &Device, plan: &Plan) -> Result<ApplyLog, GptError> {
         "{} sectors restored, synced and read back",
         plan.changes.len()
     ));
+    let bytes: usize = plan.changes.iter().map(|c| c.new.len()).sum();
+    let lbas: Vec<String> = plan.changes.iter().map(|c| c.lba.to_string()).collect();
+    log::info!(
+        "gpt undo: restored {bytes} bytes in {} sectors of {} (LBA {}); read back as written",
+        plan.changes.len(),
+        plan.device,
+        lbas.join(", ")
+    );
     Ok(log)
 }

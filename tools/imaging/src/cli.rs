@@ -221,6 +221,7 @@ fn run_inner(cmd: &ImageCommand, stop: &AtomicBool) -> Result<i32, String> {
     } else {
         println!("{plan_text}");
     }
+    log::info!("{plan_text}");
     let report = engine::rescue(
         src.as_ref(),
         &mut sink,
@@ -251,6 +252,28 @@ fn run_inner(cmd: &ImageCommand, stop: &AtomicBool) -> Result<i32, String> {
         println!("sha256: not computed, the run did not complete");
     }
     let code = exit_code(&report);
+    {
+        let t = &report.totals;
+        log::info!(
+            "{CMD}: {} -> {}: {}; {} of {} bytes rescued ({} this run), {} bytes in {} bad areas, \
+             {} bytes not tried; {} reads, {} read errors{}",
+            src.name(),
+            cmd.dst,
+            outcome_name(&report.outcome),
+            t.bytes(Status::Finished),
+            report.size,
+            report.rescued_this_run,
+            t.bytes(Status::BadSector),
+            t.areas(Status::BadSector),
+            t.bytes(Status::NonTried),
+            report.reads,
+            report.read_errors,
+            digest
+                .as_deref()
+                .map(|d| format!("; sha256 {d}"))
+                .unwrap_or_default()
+        );
+    }
     if cmd.json {
         let t = &report.totals;
         let v = serde_json::json!({

@@ -138,6 +138,7 @@ impl Md {
     /// Writes one md attribute; the error names the file and the value.
     pub fn write(&self, md: &str, name: &str, value: &str) -> Result<(), String> {
         let path = self.attr(md, name);
+        log::info!("md: writing '{value}' to {}", path.display());
         std::fs::write(&path, value).map_err(|e| {
             format!(
                 "writing '{value}' to {}: {e}{}",
@@ -256,6 +257,15 @@ impl Md {
             return Err(e);
         }
         self.wait_for_node(&md);
+        log::info!(
+            "md: array {} assembled as /dev/{md} ({}) from {}",
+            a.uuid,
+            match start {
+                Start::ReadOnly => "read-only",
+                Start::ReadAuto => "read-auto",
+            },
+            members.join(", ")
+        );
         Ok(md)
     }
 

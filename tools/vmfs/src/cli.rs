@@ -1197,6 +1197,19 @@ fn extract(c: ExtractCommand) -> CliResult {
         x.losses.len(),
         x.skipped.len()
     );
+    log::info!(
+        "vmfs extract to {}: {} files, {} bytes written; {lost} bytes lost in {} files; {} \
+         items skipped{}",
+        dest.display(),
+        x.files,
+        x.written,
+        x.losses.len(),
+        x.skipped.len(),
+        x.stopped
+            .as_deref()
+            .map(|w| format!("; STOPPED: {w}"))
+            .unwrap_or_default()
+    );
     if x.system_files > 0 {
         println!(
             "left out {} volume metadata files (.*.sf); name them to copy them",
