@@ -47,8 +47,7 @@ pub fn choose(
         };
     }
     for (i, c) in usable.iter().enumerate() {
-        let _ = writeln!(
-            out,
+        let row = format!(
             " {:>2}  {:<10} {:<6} {:<14} {:>10}  free {}  {}",
             i + 1,
             c.device,
@@ -69,6 +68,11 @@ pub fn choose(
                 .as_deref()
                 .map(|m| format!("mounted at {m}"))
                 .unwrap_or_else(|| "not mounted".into())
+        );
+        let _ = write!(
+            out,
+            "{}",
+            probe::render::wrap_words(&row, probe::render::SCREEN_WIDTH, 6)
         );
     }
     let apart: Vec<&dest::Candidate> = cands.iter().filter(|c| !c.usable()).collect();

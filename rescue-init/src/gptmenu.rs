@@ -131,7 +131,15 @@ pub fn run(disk: &probe::Disk, input: &mut impl BufRead, out: &mut impl Write) -
                 "Repairs that fix this (a plan is shown before anything is written):"
             );
             for (i, (mode, why)) in suggestions.iter().enumerate() {
-                let _ = writeln!(out, "  {}  {}: {why}", i + 1, mode.describe());
+                let _ = write!(
+                    out,
+                    "{}",
+                    probe::render::wrap_words(
+                        &format!("  {}  {}: {why}", i + 1, mode.describe()),
+                        probe::render::SCREEN_WIDTH,
+                        5
+                    )
+                );
             }
         }
         let _ = write!(out, "Repair choice (Enter: back): ");
@@ -164,8 +172,8 @@ pub fn run(disk: &probe::Disk, input: &mut impl BufRead, out: &mut impl Write) -
         };
         let _ = write!(
             out,
-            "\nThis writes {} sectors to {}. Type its {what} ({token}) to write; anything else cancels: ",
-            plan.changes.len(),
+            "\nThis writes {} to {}.\nType its {what} ({token}) to write; anything else cancels: ",
+            probe::render::plural(plan.changes.len() as u64, "sector", "sectors"),
             disk.path
         );
         let _ = out.flush();

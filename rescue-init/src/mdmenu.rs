@@ -19,7 +19,11 @@ pub fn run(input: &mut impl BufRead, out: &mut impl Write) -> bool {
         let report = mdkernel::cli::scan_system();
         let _ = writeln!(out, "\nmd arrays (from the members' superblocks):");
         if report.arrays.is_empty() {
-            let _ = writeln!(out, "  none found on {} device(s)", report.scanned);
+            let _ = writeln!(
+                out,
+                "  none found on {}",
+                probe::render::plural(report.scanned as u64, "device", "devices")
+            );
         }
         for (i, a) in report.arrays.iter().enumerate() {
             let running = md
@@ -31,8 +35,7 @@ pub fn run(input: &mut impl BufRead, out: &mut impl Write) -> bool {
                 .iter()
                 .map(|m| mdkernel::kernel_name(&m.device))
                 .collect();
-            let _ = writeln!(
-                out,
+            let row = format!(
                 " {:>2}  {} {}  {} {}  {}  {}\n      members {}{}",
                 i + 1,
                 a.uuid,
@@ -47,6 +50,11 @@ pub fn run(input: &mut impl BufRead, out: &mut impl Write) -> bool {
                 } else {
                     format!(", stale {}", a.stale.join(" "))
                 }
+            );
+            let _ = write!(
+                out,
+                "{}",
+                probe::render::wrap_text(&row, probe::render::SCREEN_WIDTH)
             );
         }
         if report.arrays.is_empty() {
@@ -74,16 +82,20 @@ pub fn run(input: &mut impl BufRead, out: &mut impl Write) -> bool {
         };
         let a = &report.arrays[n - 1];
         let assembled = md.running_for(a);
-        let _ = write!(
-            out,
-            "\nArray {}: v verify (reads only), {}c kernel check (asks first), Enter: back: ",
-            a.name.as_deref().unwrap_or(&a.uuid),
-            if assembled.is_some() {
-                "s stop, "
-            } else {
-                "a assemble read-only and mount, "
-            }
+        let prompt = probe::render::wrap_words(
+            &format!(
+                "Array {}: v verify (reads only), {}c kernel check (asks first), Enter: back:",
+                a.name.as_deref().unwrap_or(&a.uuid),
+                if assembled.is_some() {
+                    "s stop, "
+                } else {
+                    "a assemble read-only and mount, "
+                }
+            ),
+            probe::render::SCREEN_WIDTH,
+            2,
         );
+        let _ = write!(out, "\n{} ", prompt.trim_end());
         let _ = out.flush();
         let Some(choice) = read_line(input) else {
             return false;

@@ -78,7 +78,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
             "l" => {
                 let _ = write!(
                     out,
-                    "\nAction log of this boot ({}; kept in {} on RESCUEDATA or the\nmounted destinations at power-off):\n{}",
+                    "\nAction log of this boot ({}; at power-off it is appended to\n{} on RESCUEDATA or on the mounted destinations):\n{}",
                     crate::actionlog::LOG_FILE,
                     crate::actionlog::SAVED_LOG,
                     crate::actionlog::tail(40)
@@ -177,13 +177,14 @@ fn choice_lines(choices: &[String]) -> String {
 fn header() -> String {
     let release = std::fs::read_to_string("/etc/rescue-release").unwrap_or_default();
     let release = release.lines().next().unwrap_or("").trim().to_string();
+    // The build line (kernel, commit) on its own line: 80 columns.
     format!(
-        "=== rescue {} - disk rescue appliance {}===\nEvery disk is read-only; nothing is written unless you confirm it.\n",
+        "=== rescue {} - disk rescue appliance ===\n{}Every disk is read-only; nothing is written unless you confirm it.\n",
         env!("CARGO_PKG_VERSION"),
         if release.is_empty() {
             String::new()
         } else {
-            format!("({release}) ")
+            probe::render::wrap_words(&format!("({release})"), probe::render::SCREEN_WIDTH, 1)
         }
     )
 }

@@ -83,8 +83,7 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
             Ok(sp) => format!("{} free", probe::render::human_size(sp.free_bytes)),
             Err(_) => "free space unknown".into(),
         };
-        let _ = writeln!(
-            out,
+        let row = format!(
             " {:>2}  VMFS{} \"{}\"  {}, {free}  on {} at byte {}",
             i + 1,
             info.vmfs_version,
@@ -93,8 +92,17 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
             s.source,
             s.offset
         );
+        let _ = write!(
+            out,
+            "{}",
+            probe::render::wrap_words(&row, probe::render::SCREEN_WIDTH, 6)
+        );
         for n in &s.notes {
-            let _ = writeln!(out, "      {n}");
+            let _ = write!(
+                out,
+                "{}",
+                probe::render::wrap_words(&format!("      {n}"), probe::render::SCREEN_WIDTH, 8)
+            );
         }
     }
     let Some(a) = ask(input, out, "Datastore (Enter: back): ") else {
@@ -172,8 +180,7 @@ fn browse(store: &Datastore, input: &mut impl BufRead, out: &mut impl Write) -> 
             marked.len()
         );
         for (i, e) in entries.iter().enumerate() {
-            let _ = writeln!(
-                out,
+            let row = format!(
                 " {:>3} {} {:<32} {:>10}  {}",
                 i + 1,
                 if marked.contains(&e.path) { '*' } else { ' ' },
@@ -187,6 +194,11 @@ fn browse(store: &Datastore, input: &mut impl BufRead, out: &mut impl Write) -> 
                     .map(probe::render::human_size)
                     .unwrap_or_default(),
                 e.note
+            );
+            let _ = write!(
+                out,
+                "{}",
+                probe::render::wrap_words(row.trim_end(), probe::render::SCREEN_WIDTH, 8)
             );
         }
         let Some(a) = ask(

@@ -122,7 +122,11 @@ pub fn render_findings(findings: &[verify::Finding]) -> String {
             Severity::Warning => "WARN ",
             Severity::Info => "info ",
         };
-        let _ = writeln!(out, "  {tag} [{}] {}", f.code, f.message);
+        out.push_str(&screen::wrap_words(
+            &format!("  {tag} [{}] {}", f.code, f.message),
+            screen::SCREEN_WIDTH,
+            8,
+        ));
     }
     out
 }

@@ -94,16 +94,22 @@ impl Plan {
     /// lines that change in every sector to be written.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "Repair plan for {} ({} bytes, {}-byte sectors), mode {}:",
-            self.device, self.device_size, self.sector_size, self.mode
+        let wrap = |out: &mut String, line: String, indent: usize| {
+            out.push_str(&screen::wrap_words(&line, screen::SCREEN_WIDTH, indent));
+        };
+        wrap(
+            &mut out,
+            format!(
+                "Repair plan for {} ({} bytes, {}-byte sectors), mode {}:",
+                self.device, self.device_size, self.sector_size, self.mode
+            ),
+            2,
         );
         for (i, s) in self.steps.iter().enumerate() {
-            let _ = writeln!(out, "  {}. {s}", i + 1);
+            wrap(&mut out, format!("  {}. {s}", i + 1), 5);
         }
         for n in &self.notes {
-            let _ = writeln!(out, "  note: {n}");
+            wrap(&mut out, format!("  note: {n}"), 8);
         }
         if self.changes.is_empty() {
             let _ = writeln!(
@@ -143,18 +149,16 @@ pub fn render_diff(c: &SectorChange, sector_size: u32) -> String {
             continue;
         }
         let at = base + 16 * i as u64;
-        let _ = writeln!(out, "  - {at:010x}  {}", hexline(o));
-        let _ = writeln!(out, "  + {at:010x}  {}", hexline(n));
+        // 79 columns: sign, 10-digit offset, 16 bytes, 16 characters.
+        let _ = writeln!(out, "- {at:010x} {}", hexline(o));
+        let _ = writeln!(out, "+ {at:010x} {}", hexline(n));
     }
     out
 }
 
 fn hexline(b: &[u8]) -> String {
     let mut s = String::new();
-    for (i, x) in b.iter().enumerate() {
-        if i == 8 {
-            s.push(' ');
-        }
+    for x in b {
         let _ = write!(s, "{x:02x} ");
     }
     s.push('|');

@@ -417,8 +417,8 @@ pub fn render_verify(a: &scan::Array, r: &verify::VerifyReport) -> String {
     if r.skipped_blocks > 0 {
         let _ = writeln!(
             o,
-            "  {} block(s) not compared: fewer than two copies present",
-            r.skipped_blocks
+            "  {} not compared: fewer than two copies present",
+            screen::plural(r.skipped_blocks, "block", "blocks")
         );
     }
     for f in &r.read_failures {
@@ -436,5 +436,5 @@ pub fn render_verify(a: &scan::Array, r: &verify::VerifyReport) -> String {
         r.kernel_mismatch_sectors,
         r.kernel_unit
     );
-    o
+    screen::wrap_text(&o, screen::SCREEN_WIDTH)
 }

@@ -27,46 +27,7 @@ fn scaled(bytes: u64, base: u64, units: [&str; 6]) -> String {
     format!("{v:.1} {}", units[unit])
 }
 
-/// Lines stay within an 80-column serial console (one column spare so a
-/// terminal that wraps at the last column does not add blank lines).
-pub const SCREEN_WIDTH: usize = 79;
-
-/// Breaks `line` at spaces so no line is longer than `width` columns;
-/// continuation lines are indented by `indent`. A word longer than a line
-/// stays whole. The result ends with a newline.
-pub fn wrap_words(line: &str, width: usize, indent: usize) -> String {
-    let mut out = String::new();
-    let mut current = String::new();
-    let mut current_len = 0;
-    // Keep the leading indentation of the first line as part of its first word.
-    let leading = line.len() - line.trim_start().len();
-    for (i, word) in line.trim_start().split(' ').enumerate() {
-        let word_len = word.chars().count();
-        if i == 0 {
-            current = format!("{}{word}", &line[..leading]);
-            current_len = leading + word_len;
-            continue;
-        }
-        if current_len + 1 + word_len > width && current_len > indent {
-            out.push_str(current.trim_end());
-            out.push('\n');
-            current = " ".repeat(indent);
-            current_len = indent;
-            if word.is_empty() {
-                continue;
-            }
-            current.push_str(word);
-            current_len += word_len;
-        } else {
-            current.push(' ');
-            current.push_str(word);
-            current_len += 1 + word_len;
-        }
-    }
-    out.push_str(current.trim_end());
-    out.push('\n');
-    out
-}
+pub use screen::{plural, wrap_text, wrap_words, SCREEN_WIDTH};
 
 fn cut(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
@@ -196,7 +157,7 @@ pub fn overview(disks: &[Disk]) -> String {
             cut(&model, 14),
             d.transport.label(),
             health,
-            cut(&contents, 25)
+            cut(&contents, 24)
         );
     }
     if disks.is_empty() {
@@ -214,8 +175,9 @@ fn holds_text(h: &crate::contents::Holds) -> String {
         }
         if let Some(l) = &v.lvm {
             s += &format!(
-                ", LVM volume {} on {} device(s)",
-                l.volume_uuid, l.num_devices
+                ", LVM volume {} on {}",
+                l.volume_uuid,
+                plural(u64::from(l.num_devices), "device", "devices")
             );
         }
         parts.push(s);
@@ -284,10 +246,18 @@ fn health_text(out: &mut String, h: &health::Health) {
     add("used", h.percentage_used.map(|v| format!("{v}%")));
     add("spare", h.available_spare.map(|v| format!("{v}%")));
     if !facts.is_empty() {
-        let _ = writeln!(out, "  {:<18} {}", "", facts.join(", "));
+        out.push_str(&wrap_words(
+            &format!("  {:<18} {}", "", facts.join(", ")),
+            SCREEN_WIDTH,
+            21,
+        ));
     }
     for f in &h.findings {
-        let _ = writeln!(out, "  {:<18} ! {f}", "");
+        out.push_str(&wrap_words(
+            &format!("  {:<18} ! {f}", ""),
+            SCREEN_WIDTH,
+            23,
+        ));
     }
 }
 
@@ -336,7 +306,7 @@ pub fn detail(d: &Disk) -> String {
     let mut out = String::new();
     let unknown = "-".to_string();
     let field = |out: &mut String, k: &str, v: &str| {
-        let _ = writeln!(out, "  {k:<18} {v}");
+        out.push_str(&wrap_words(&format!("  {k:<18} {v}"), SCREEN_WIDTH, 21));
     };
     let _ = writeln!(out, "Disk {} ({})", d.name, d.path);
     field(
@@ -437,8 +407,9 @@ pub fn detail(d: &Disk) -> String {
                     .unwrap_or_default(),
                 if t.problems > 0 {
                     format!(
-                        ", {} findings: see 'rescue gpt verify {}'",
-                        t.problems, d.path
+                        ", {}: see 'rescue gpt verify {}'",
+                        plural(t.problems as u64, "finding", "findings"),
+                        d.path
                     )
                 } else {
                     String::new()
@@ -478,7 +449,7 @@ pub fn detail(d: &Disk) -> String {
         }
     }
     for n in &d.notes {
-        let _ = writeln!(out, "  note: {n}");
+        out.push_str(&wrap_words(&format!("  note: {n}"), SCREEN_WIDTH, 8));
     }
     out
 }

@@ -1,0 +1,109 @@
+//! Text for the appliance's consoles: an 80x24 serial line or VGA text
+//! screen of unknown terminal, so lines stay within 79 columns and counts
+//! read "1 finding", "2 findings".
+
+/// Lines stay within an 80-column serial console (one column spare so a
+/// terminal that wraps at the last column does not add blank lines).
+pub const SCREEN_WIDTH: usize = 79;
+
+/// "1 finding", "2 findings".
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Breaks `line` at spaces so no line is longer than `width` columns;
+/// continuation lines are indented by `indent`. A word longer than a
+/// continuation line (a WWN, a long path) is cut into pieces that fit.
+/// The result ends with a newline.
+pub fn wrap_words(line: &str, width: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let mut current = String::new();
+    let mut current_len = 0;
+    // Keep the leading indentation of the first line as part of its first word.
+    let leading = line.len() - line.trim_start().len();
+    let room = width.saturating_sub(indent).max(1);
+    let words = line.trim_start().split(' ').flat_map(|w| {
+        let chars: Vec<char> = w.chars().collect();
+        if chars.len() <= room {
+            vec![w.to_string()]
+        } else {
+            chars.chunks(room).map(|c| c.iter().collect()).collect()
+        }
+    });
+    for (i, word) in words.enumerate() {
+        let word = word.as_str();
+        let word_len = word.chars().count();
+        if i == 0 {
+            current = format!("{}{word}", &line[..leading]);
+            current_len = leading + word_len;
+            continue;
+        }
+        if current_len + 1 + word_len > width && current_len > indent {
+            out.push_str(current.trim_end());
+            out.push('\n');
+            current = " ".repeat(indent);
+            current_len = indent;
+            if word.is_empty() {
+                continue;
+            }
+            current.push_str(word);
+            current_len += word_len;
+        } else {
+            current.push(' ');
+            current.push_str(word);
+            current_len += 1 + word_len;
+        }
+    }
+    out.push_str(current.trim_end());
+    out.push('\n');
+    out
+}
+
+/// [`wrap_words`] on every line of `text`, continuation lines indented
+/// two more than the line's own indentation.
+pub fn wrap_text(text: &str, width: usize) -> String {
+    text.lines()
+        .map(|l| {
+            let indent = l.len() - l.trim_start().len() + 2;
+            wrap_words(l, width, indent)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_wraps_line_by_line_under_its_indentation() {
+        let t = format!(
+            "Result: {}\n  MISMATCH {}\nok\n",
+            "x ".repeat(50),
+            "y ".repeat(50)
+        );
+        let w = wrap_text(&t, SCREEN_WIDTH);
+        assert!(w.lines().all(|l| l.len() <= SCREEN_WIDTH), "{w}");
+        assert!(w.lines().nth(1).unwrap().starts_with("  x"), "{w}");
+        assert!(w.contains("\n    y"), "{w}");
+        assert!(w.ends_with("ok\n"));
+    }
+
+    #[test]
+    fn plural_forms() {
+        assert_eq!(plural(1, "finding", "findings"), "1 finding");
+        assert_eq!(plural(0, "finding", "findings"), "0 findings");
+        assert_eq!(plural(2, "device", "devices"), "2 devices");
+    }
+
+    #[test]
+    fn words_longer_than_a_line_are_cut_to_fit() {
+        let wwn = format!("nvme.{}", "1b36".repeat(30));
+        let line = format!("  {:<18} {wwn}", "wwn");
+        let wrapped = wrap_words(&line, SCREEN_WIDTH, 21);
+        for l in wrapped.lines() {
+            assert!(l.chars().count() <= SCREEN_WIDTH, "{l:?}");
+        }
+        let joined: String = wrapped.lines().map(str::trim).collect::<Vec<_>>().join("");
+        assert!(joined.ends_with(&wwn), "{wrapped}");
+    }
+}
