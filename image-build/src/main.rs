@@ -1,6 +1,6 @@
 //! `cargo run --release -p image-build`: builds `out/vmlinuz` and
 //! `out/initramfs.img` from Debian's current 6.1 kernel package and the
-//! `rescue` binary.
+//! `rescue` binary, the PXE bundle, the stick image and the ISO.
 
 use argh::FromArgs;
 use image_build::*;
@@ -173,10 +173,13 @@ fn build(args: Args) -> Result<(), Error> {
     let iso_bytes = media::build_iso(
         &out.join("rescue.iso"),
         &out.join("work-iso"),
-        &out.join("efi.img"),
+        &ws.join("cache/boot"),
         &kernel,
         &compressed,
     )?;
+    // Earlier builds kept the stick's ESP here for the ISO; the ISO now has
+    // its own small one, and a stale copy would look like an artifact.
+    let _ = std::fs::remove_file(out.join("efi.img"));
     let bin_size = std::fs::metadata(&rescue_bin).map(|m| m.len()).unwrap_or(0);
     println!(
         "kernel:     {} ({})",
