@@ -661,3 +661,37 @@ fn esp_holds_its_files_with_a_small_margin() {
         "{free} bytes free:\n{listing}"
     );
 }
+
+/// SHA256SUMS is in the format GNU sha256sum -c checks: it accepts the
+/// file as written and rejects it once an artifact changes.
+#[test]
+fn sha256sums_are_checked_by_sha256sum() {
+    let t = Tmp::new("sums");
+    std::fs::write(t.0.join("a.img"), vec![7u8; 3 << 20]).unwrap();
+    std::fs::write(t.0.join("b.iso"), b"").unwrap();
+    let sums = sums::write_sha256sums(&t.0, &["a.img", "b.iso"]).unwrap();
+    assert_eq!(
+        sums[1].1,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    let check = || {
+        Command::new("sha256sum")
+            .args(["-c", sums::SUMS_FILE])
+            .current_dir(&t.0)
+            .output()
+            .expect("sha256sum (coreutils)")
+    };
+    let ok = check();
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "a.img: OK\nb.iso: OK\n"
+    );
+    std::fs::write(t.0.join("b.iso"), b"x").unwrap();
+    assert!(!check().status.success());
+}
