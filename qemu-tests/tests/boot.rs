@@ -804,6 +804,19 @@ fn iso_boots_as_cd_in_uefi() {
     boot_medium(cfg, &iso);
 }
 
+/// BMC virtual media is a CD to the firmware, on servers that usually
+/// enforce Secure Boot: the ISO's small EFI image (shim, GRUB, a config
+/// that finds the ISO9660 volume) boots the kernel from the CD with it on.
+#[test]
+fn iso_boots_as_cd_with_secure_boot() {
+    let dir = TempDir::new("iso-uefi-sb");
+    let mut cfg = media_cfg(&dir);
+    let iso = out_file("rescue.iso");
+    cfg.cdrom = Some(iso.clone());
+    cfg.uefi = Some((true, dir.path().join("vars.fd")));
+    boot_medium(cfg, &iso);
+}
+
 #[test]
 fn usb_stick_boots_in_bios() {
     let dir = TempDir::new("usb-bios");
