@@ -16,10 +16,13 @@
 //!   [`select_modules`] does the same over a loaded index ([`load_index`]).
 //! - [`initramfs_entries`], [`compress`]: the image itself, reproducibly
 //!   (same inputs, same bytes: entries sorted by path, no host metadata).
+//! - [`media`]: the USB stick image and the hybrid ISO; [`sums`]: their
+//!   SHA-256 and the `SHA256SUMS` file.
 
 pub mod cpio;
 pub mod media;
 pub mod pxe;
+pub mod sums;
 
 pub use cpio::{append_initrd, cpio_newc, extra_initrd, parse_newc, CpioEntry, EntryKind};
 use kmod::ModuleIndex;

@@ -1,6 +1,7 @@
 //! `cargo run --release -p image-build`: builds `out/vmlinuz` and
 //! `out/initramfs.img` from Debian's current 6.1 kernel package and the
-//! `rescue` binary.
+//! `rescue` binary, the PXE bundle, the stick image and the ISO, and prints
+//! the SHA-256 of each artifact (also written to `out/SHA256SUMS`).
 
 use argh::FromArgs;
 use image_build::*;
@@ -173,9 +174,16 @@ fn build(args: Args) -> Result<(), Error> {
     let iso_bytes = media::build_iso(
         &out.join("rescue.iso"),
         &out.join("work-iso"),
-        &out.join("efi.img"),
+        &ws.join("cache/boot"),
         &kernel,
         &compressed,
+    )?;
+    // Earlier builds kept the stick's ESP here for the ISO; the ISO now has
+    // its own small one, and a stale copy would look like an artifact.
+    let _ = std::fs::remove_file(out.join("efi.img"));
+    let sums = sums::write_sha256sums(
+        &out,
+        &["rescue-usb.img", "rescue.iso", "vmlinuz", "initramfs.img"],
     )?;
     let bin_size = std::fs::metadata(&rescue_bin).map(|m| m.len()).unwrap_or(0);
     println!(
@@ -219,6 +227,10 @@ fn build(args: Args) -> Result<(), Error> {
         "iso:        {iso_bytes} bytes -> {}",
         out.join("rescue.iso").display()
     );
+    println!("SHA-256 (also in {}):", out.join(sums::SUMS_FILE).display());
+    for (name, hex) in &sums {
+        println!("  {hex}  {name}");
+    }
     println!("built in {:.1} s", start.elapsed().as_secs_f32());
     Ok(())
 }

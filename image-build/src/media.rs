@@ -3,11 +3,16 @@
 //! syslinux's mtools installer, xorriso), byte-reproducibly.
 //!
 //! USB layout (512-byte sectors): protective MBR carrying syslinux's
-//! gptmbr.bin boot code + GPT; partition 1, the EFI system partition (FAT32,
-//! label RESCUE, legacy-BIOS-bootable attribute) from LBA 2048 holding
-//! Debian's signed shim and GRUB for UEFI (Secure Boot may stay on) and
-//! syslinux for BIOS, the kernel, the initramfs and the shared boot menu.
-//! Not yet: the optional RESCUEDATA partition.
+//! gptmbr.bin boot code + GPT; partition 1, the EFI system partition (FAT16,
+//! label RESCUE, legacy-BIOS-bootable attribute, sized to its content plus
+//! 1 MiB) from LBA 2048 holding Debian's signed shim and GRUB for UEFI
+//! (Secure Boot may stay on) and syslinux for BIOS, the kernel, the
+//! initramfs and the shared boot menu; optionally partition 2, RESCUEDATA
+//! ([`add_data_partition`]).
+//!
+//! ISO layout: the kernel and initramfs once, as ISO9660 files read by
+//! isolinux (BIOS) and by GRUB (UEFI, from a small FAT image holding only
+//! shim, GRUB and a config that searches for the ISO9660 volume).
 
 use crate::{fetch_package, pxe, run, Error};
 use std::path::Path;
@@ -43,60 +48,93 @@ fn fixed_time(cmd: &str) -> Command {
     c
 }
 
-/// Builds the ESP image `esp` (FAT32 with shim, GRUB, syslinux, kernel,
-/// initramfs and the menus); returns its size.
-fn build_esp(
-    esp: &Path,
+/// FAT geometry of a boot image: its size and sectors per cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FatGeometry {
+    pub bytes: u64,
+    pub sectors_per_cluster: u32,
+}
+
+/// Clusters a FAT16 volume may have (Microsoft's FAT specification: fewer
+/// than 4085 is FAT12, more than 65524 is FAT32), with room to spare for
+/// mkfs.fat's rounding and alignment.
+const FAT16_MIN_CLUSTERS: u64 = 4200;
+const FAT16_MAX_CLUSTERS: u64 = 65_000;
+
+/// Sizes a FAT16 image for files of `sizes` bytes in `dirs` directories
+/// plus `margin` bytes free, rounded up to `align`: the smallest cluster
+/// size that keeps the volume FAT16. FAT16 rather than FAT32, which needs
+/// at least 65525 clusters (64 MiB at 512-byte clusters) whatever the
+/// content: UEFI reads FAT12/16/32 on removable media, and syslinux
+/// installs on FAT16. None when even 32 KiB clusters (FAT16's largest,
+/// about 2 GiB) are too small.
+pub fn fat16_geometry(sizes: &[u64], dirs: u64, margin: u64, align: u64) -> Option<FatGeometry> {
+    for spc in [1u32, 2, 4, 8, 16, 32, 64] {
+        let cluster = SECTOR * u64::from(spc);
+        let data: u64 = sizes
+            .iter()
+            .map(|s| s.div_ceil(cluster).max(1) * cluster)
+            .sum::<u64>()
+            + dirs * cluster
+            + margin;
+        let clusters = data.div_ceil(cluster);
+        // Boot sector and reserved sectors, two FATs of 2 bytes a cluster,
+        // the 512-entry root directory, and up to a cluster of padding that
+        // mkfs.fat puts before the data area to align it.
+        let fats = 2 * ((clusters + 2) * 2).div_ceil(SECTOR) * SECTOR;
+        let overhead = 4 * SECTOR + fats + 512 * 32 + cluster;
+        let bytes = (data + overhead)
+            .max(FAT16_MIN_CLUSTERS * cluster + overhead)
+            .next_multiple_of(align);
+        if (bytes - overhead) / cluster <= FAT16_MAX_CLUSTERS {
+            return Some(FatGeometry {
+                bytes,
+                sectors_per_cluster: spc,
+            });
+        }
+    }
+    None
+}
+
+/// Directories every boot image has: shim and GRUB in EFI/BOOT, Debian's
+/// signed GRUB's config in EFI/debian.
+const ESP_DIRS: [&str; 3] = ["/EFI", "/EFI/BOOT", "/EFI/debian"];
+
+/// Makes the FAT16 image `img` holding `copies` (path in the volume,
+/// bytes) with `margin` bytes free, all with the fixed time; `syslinux`
+/// also installs syslinux's boot sector and ldlinux.sys. Returns its size.
+pub(crate) fn make_fat(
+    img: &Path,
     files: &Path,
-    cache: &Path,
-    vmlinuz: &[u8],
-    initramfs: &[u8],
+    copies: &[(&str, Vec<u8>)],
+    margin: u64,
+    align: u64,
+    syslinux: bool,
 ) -> Result<u64, Error> {
-    let shim = fetch_package(cache, "shim-signed")?.join("usr/lib/shim/shimx64.efi.signed");
-    let grub = fetch_package(cache, "grub-efi-amd64-signed")?
-        .join("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed");
     std::fs::create_dir_all(files).map_err(|e| format!("{}: {e}", files.display()))?;
-    let grub_cfg = pxe::grub_cfg("/vmlinuz", "/initramfs.img");
-    let copies: Vec<(&str, Vec<u8>)> = vec![
-        ("EFI/BOOT/BOOTX64.EFI", read(&shim)?),
-        ("EFI/BOOT/grubx64.efi", read(&grub)?),
-        // Debian's signed GRUB reads its config from EFI/debian.
-        ("EFI/debian/grub.cfg", grub_cfg.clone().into_bytes()),
-        ("EFI/BOOT/grub.cfg", grub_cfg.into_bytes()),
-        ("vmlinuz", vmlinuz.to_vec()),
-        ("initramfs.img", initramfs.to_vec()),
-        // Legacy BIOS: syslinux in this same FAT.
-        (
-            "syslinux.cfg",
-            pxe::pxelinux_cfg("/vmlinuz", "/initramfs.img").into_bytes(),
-        ),
-    ];
-    let payload: u64 = copies.iter().map(|(_, b)| b.len() as u64).sum();
-    // FAT32 wants at least 65525 clusters: 64 MiB of 512-byte clusters.
-    let esp_bytes = (payload + (16 << 20))
-        .max(64 << 20)
-        .next_multiple_of(1 << 20);
-    std::fs::File::create(esp)
-        .and_then(|f| f.set_len(esp_bytes))
-        .map_err(|e| format!("{}: {e}", esp.display()))?;
+    let mut sizes: Vec<u64> = copies.iter().map(|(_, b)| b.len() as u64).collect();
+    if syslinux {
+        // ldlinux.sys and ldlinux.c32: 175 KiB with syslinux 6.04.
+        sizes.push(256 << 10);
+    }
+    let geo = fat16_geometry(&sizes, ESP_DIRS.len() as u64, margin, align).ok_or_else(|| {
+        format!(
+            "{}: boot files of {} bytes do not fit a FAT16 volume",
+            img.display(),
+            sizes.iter().sum::<u64>()
+        )
+    })?;
+    std::fs::File::create(img)
+        .and_then(|f| f.set_len(geo.bytes))
+        .map_err(|e| format!("{}: {e}", img.display()))?;
     run(Command::new("mkfs.vfat")
-        .args([
-            "-F",
-            "32",
-            "-S",
-            "512",
-            "-s",
-            "1",
-            "-n",
-            "RESCUE",
-            "-i",
-            FAT_VOLUME_ID,
-            "--invariant",
-        ])
-        .arg(esp))
+        .args(["-F", "16", "-S", "512", "-s"])
+        .arg(geo.sectors_per_cluster.to_string())
+        .args(["-n", "RESCUE", "-i", FAT_VOLUME_ID, "--invariant"])
+        .arg(img))
     .map_err(|e| format!("{e}\n(mkfs.vfat comes with dosfstools)"))?;
-    for dir in ["/EFI", "/EFI/BOOT", "/EFI/debian"] {
-        run(fixed_time("mmd").arg("-i").arg(esp).arg(format!("::{dir}")))
+    for dir in ESP_DIRS {
+        run(fixed_time("mmd").arg("-i").arg(img).arg(format!("::{dir}")))
             .map_err(|e| format!("{e}\n(mmd comes with mtools)"))?;
     }
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(FIXED_TIME);
@@ -110,18 +148,61 @@ fn build_esp(
             .map_err(|e| e.to_string())?;
         run(fixed_time("mcopy")
             .args(["-m", "-i"])
-            .arg(esp)
+            .arg(img)
             .arg(&src)
             .arg(format!("::/{dest}")))?;
     }
-    run(fixed_time("syslinux").arg("--install").arg(esp))
-        .map_err(|e| format!("{e}\n(syslinux comes with the syslinux package)"))?;
-    Ok(esp_bytes)
+    if syslinux {
+        run(fixed_time("syslinux").arg("--install").arg(img))
+            .map_err(|e| format!("{e}\n(syslinux comes with the syslinux package)"))?;
+    }
+    Ok(geo.bytes)
 }
 
-/// Builds the USB image at `path`; the ESP image is kept as `efi.img`
-/// beside it for the ISO. Shim and GRUB come from Debian's shim-signed and
-/// grub-efi-amd64-signed packages (downloaded into `cache`).
+/// Shim and GRUB from Debian's shim-signed and grub-efi-amd64-signed
+/// packages (downloaded into `cache`), as named on the ESP.
+fn efi_loaders(cache: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, Error> {
+    let shim = fetch_package(cache, "shim-signed")?.join("usr/lib/shim/shimx64.efi.signed");
+    let grub = fetch_package(cache, "grub-efi-amd64-signed")?
+        .join("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed");
+    Ok(vec![
+        ("EFI/BOOT/BOOTX64.EFI", read(&shim)?),
+        ("EFI/BOOT/grubx64.efi", read(&grub)?),
+    ])
+}
+
+/// Free space left on the stick's ESP: room for a `rescue.script` or an
+/// edited boot menu, not for data (that is RESCUEDATA's job).
+const USB_ESP_MARGIN: u64 = 1 << 20;
+
+/// Builds the stick's ESP image `esp` (FAT16 with shim, GRUB, syslinux,
+/// kernel, initramfs and the menus, sized to them); returns its size.
+fn build_esp(
+    esp: &Path,
+    files: &Path,
+    cache: &Path,
+    vmlinuz: &[u8],
+    initramfs: &[u8],
+) -> Result<u64, Error> {
+    let grub_cfg = pxe::grub_cfg("/vmlinuz", "/initramfs.img");
+    let mut copies = efi_loaders(cache)?;
+    copies.extend([
+        // Debian's signed GRUB reads its config from EFI/debian.
+        ("EFI/debian/grub.cfg", grub_cfg.clone().into_bytes()),
+        ("EFI/BOOT/grub.cfg", grub_cfg.into_bytes()),
+        ("vmlinuz", vmlinuz.to_vec()),
+        ("initramfs.img", initramfs.to_vec()),
+        // Legacy BIOS: syslinux in this same FAT.
+        (
+            "syslinux.cfg",
+            pxe::pxelinux_cfg("/vmlinuz", "/initramfs.img").into_bytes(),
+        ),
+    ]);
+    make_fat(esp, files, &copies, USB_ESP_MARGIN, 1 << 20, true)
+}
+
+/// Builds the USB image at `path`. Shim and GRUB come from Debian's
+/// shim-signed and grub-efi-amd64-signed packages (downloaded into `cache`).
 pub fn build_usb(
     path: &Path,
     work: &Path,
@@ -167,8 +248,6 @@ pub fn build_usb(
         f.sync_all().map_err(|e| e.to_string())?;
     }
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let keep = path.with_file_name("efi.img");
-    std::fs::rename(&esp, &keep).map_err(|e| format!("{}: {e}", keep.display()))?;
     let _ = std::fs::remove_dir_all(work);
     Ok(UsbSummary {
         bytes: total,
@@ -176,19 +255,57 @@ pub fn build_usb(
     })
 }
 
-/// The hybrid ISO at `path`: El Torito for BIOS (isolinux) and UEFI (the ESP
-/// image `efi_img`, shim first: Secure Boot works), also bootable written to
-/// a stick (isohybrid MBR and GPT). Returns its size.
+/// The file whose presence identifies this build's ISO to GRUB's `search`:
+/// named after the payload's SHA-256, so another rescue or Debian medium in
+/// the same machine (both have `/.disk/info`) is not taken for it.
+pub fn iso_id_file(vmlinuz: &[u8], initramfs: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(vmlinuz);
+    h.update(initramfs);
+    let hex: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("/.disk/id/{hex}")
+}
+
+/// The ISO's EFI boot image: shim, GRUB, and a GRUB config that finds the
+/// ISO9660 filesystem (on a CD, or the whole stick when the hybrid ISO was
+/// written to one) and reads `/boot/grub/grub.cfg` from there, so the
+/// kernel and initramfs are stored once, in the ISO9660 tree. Debian's own
+/// ISOs do the same (their efi.img holds no kernel). Debian's signed GRUB
+/// reads `EFI/debian/grub.cfg` of the volume it was loaded from.
+fn build_iso_efi_img(img: &Path, work: &Path, cache: &Path, id_file: &str) -> Result<u64, Error> {
+    let stub = format!(
+        "search --no-floppy --file --set=root {id_file}\nset prefix=($root)/boot/grub\nsource $prefix/grub.cfg\n"
+    );
+    let mut copies = efi_loaders(cache)?;
+    copies.extend([
+        ("EFI/debian/grub.cfg", stub.clone().into_bytes()),
+        ("EFI/BOOT/grub.cfg", stub.into_bytes()),
+    ]);
+    // Read-only medium: no free space wanted beyond the FAT's own rounding.
+    make_fat(img, &work.join("efi-files"), &copies, 0, 64 << 10, false)
+}
+
+/// The hybrid ISO at `path`: El Torito for BIOS (isolinux) and UEFI (a
+/// small ESP image with shim first: Secure Boot works), also bootable
+/// written to a stick (isohybrid MBR and GPT). The kernel and initramfs are
+/// ISO9660 files that both loaders read. Returns its size.
 pub fn build_iso(
     path: &Path,
     work: &Path,
-    efi_img: &Path,
+    cache: &Path,
     vmlinuz: &[u8],
     initramfs: &[u8],
 ) -> Result<u64, Error> {
     let _ = std::fs::remove_dir_all(work);
     let root = work.join("iso");
     std::fs::create_dir_all(root.join("isolinux")).map_err(|e| e.to_string())?;
+    let id_file = iso_id_file(vmlinuz, initramfs);
+    let efi_img = work.join("efi.img");
+    build_iso_efi_img(&efi_img, work, cache, &id_file)?;
     let put = |rel: &str, bytes: &[u8]| -> Result<(), Error> {
         std::fs::write(root.join(rel), bytes).map_err(|e| format!("{rel}: {e}"))
     };
@@ -202,12 +319,14 @@ pub fn build_iso(
     )?;
     put("vmlinuz", vmlinuz)?;
     put("initramfs.img", initramfs)?;
-    put("efi.img", &read(efi_img)?)?;
-    // Debian's signed GRUB started from a CD finds its medium by searching
-    // for /.disk/info and then reads /boot/grub/grub.cfg from it.
-    std::fs::create_dir_all(root.join(".disk")).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(root.join("boot/grub")).map_err(|e| e.to_string())?;
+    put("boot/grub/efi.img", &read(&efi_img)?)?;
+    // `/.disk/info` as Debian's media have it (Debian's signed GRUB falls
+    // back to searching for it), and this build's id file for our search.
+    std::fs::create_dir_all(root.join(".disk/id")).map_err(|e| e.to_string())?;
     put(".disk/info", b"rescue disk-rescue appliance\n")?;
+    let id_rel = id_file.trim_start_matches('/');
+    put(id_rel, b"")?;
     put(
         "boot/grub/grub.cfg",
         pxe::grub_cfg("/vmlinuz", "/initramfs.img").as_bytes(),
@@ -220,8 +339,10 @@ pub fn build_iso(
         "isolinux/isolinux.cfg",
         "vmlinuz",
         "initramfs.img",
-        "efi.img",
+        "boot/grub/efi.img",
         ".disk/info",
+        id_rel,
+        ".disk/id",
         ".disk",
         "boot/grub/grub.cfg",
         "boot/grub",
@@ -243,7 +364,7 @@ pub fn build_iso(
         .args([
             "-eltorito-alt-boot",
             "-e",
-            "efi.img",
+            "boot/grub/efi.img",
             "-no-emul-boot",
             "-isohybrid-gpt-basdat",
         ])

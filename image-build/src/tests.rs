@@ -559,3 +559,139 @@ fn data_partition_is_reproducible_valid_exfat() {
         &0x5245_5343u32.to_le_bytes()
     );
 }
+
+/// The FAT16 sizing: for the real payload's sizes (kernel, initramfs,
+/// shim, GRUB) the volume is the content plus the margin plus less than
+/// 1 MiB of FAT overhead and rounding, with 512-byte clusters; a payload
+/// too big for 512-byte clusters gets larger ones and stays FAT16.
+#[test]
+fn fat16_geometry_fits_content_plus_margin() {
+    let sizes = [8_247_232u64, 7_121_138, 1_048_504, 4_183_488, 700, 700, 754];
+    let content: u64 = sizes.iter().sum();
+    let g = media::fat16_geometry(&sizes, 3, 1 << 20, 1 << 20).unwrap();
+    assert_eq!(g.sectors_per_cluster, 1);
+    assert!(g.bytes >= content + (1 << 20), "{g:?}");
+    assert!(g.bytes < content + (2 << 20) + (1 << 20), "{g:?}");
+    assert_eq!(g.bytes % (1 << 20), 0);
+    let big = media::fat16_geometry(&[100 << 20], 3, 0, 1 << 20).unwrap();
+    assert!(big.sectors_per_cluster >= 4, "{big:?}");
+    let clusters = big.bytes / (512 * u64::from(big.sectors_per_cluster));
+    assert!((4085..=65524).contains(&clusters), "{big:?}");
+    // Tiny content still makes a valid FAT16 (at least 4085 clusters).
+    let tiny = media::fat16_geometry(&[1000], 3, 0, 64 << 10).unwrap();
+    assert!(tiny.bytes / 512 > 4085, "{tiny:?}");
+    assert_eq!(media::fat16_geometry(&[3 << 30], 3, 0, 1 << 20), None);
+}
+
+/// An ESP made by make_fat from files the size of the real payload holds
+/// them all, passes fsck.fat, is FAT16, carries syslinux, and leaves about
+/// the margin free (not the tens of MiB the FAT32 minimum used to).
+#[test]
+fn esp_holds_its_files_with_a_small_margin() {
+    let t = Tmp::new("esp");
+    // Incompressible-looking bytes, distinct per file.
+    let fill = |n: usize, seed: u32| -> Vec<u8> {
+        let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    };
+    let copies: Vec<(&str, Vec<u8>)> = vec![
+        ("EFI/BOOT/BOOTX64.EFI", fill(1_048_504, 1)),
+        ("EFI/BOOT/grubx64.efi", fill(4_183_488, 2)),
+        ("EFI/debian/grub.cfg", b"set timeout=5\n".to_vec()),
+        ("vmlinuz", fill(8_247_232, 3)),
+        ("initramfs.img", fill(7_121_138, 4)),
+        ("syslinux.cfg", b"DEFAULT rescue\n".to_vec()),
+    ];
+    let img = t.0.join("esp.img");
+    let size = media::make_fat(&img, &t.0.join("files"), &copies, 1 << 20, 1 << 20, true)
+        .expect("make_fat (dosfstools, mtools, syslinux)");
+    let content: u64 = copies.iter().map(|(_, b)| b.len() as u64).sum();
+    assert!(size <= content + (3 << 20), "{size} for {content} bytes");
+    let fsck = Command::new("fsck.fat")
+        .arg("-n")
+        .arg(&img)
+        .output()
+        .expect("fsck.fat (dosfstools)");
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let file = Command::new("file")
+        .arg("-b")
+        .arg(&img)
+        .output()
+        .expect("file");
+    let desc = String::from_utf8_lossy(&file.stdout);
+    assert!(desc.contains("FAT (16 bit)"), "{desc}");
+    for (name, bytes) in &copies {
+        let out = Command::new("mtype")
+            .args(["-i"])
+            .arg(&img)
+            .arg(format!("::/{name}"))
+            .output()
+            .expect("mtype (mtools)");
+        assert!(out.stdout == *bytes, "{name} differs on the FAT");
+    }
+    // -a: ldlinux.sys is a hidden system file.
+    let dir = Command::new("mdir")
+        .args(["-a", "-i"])
+        .arg(&img)
+        .arg("::/")
+        .output()
+        .expect("mdir (mtools)");
+    let listing = String::from_utf8_lossy(&dir.stdout);
+    assert!(listing.contains("ldlinux"), "no syslinux:\n{listing}");
+    let free: u64 = listing
+        .lines()
+        .find(|l| l.contains("bytes free"))
+        .and_then(|l| l.split("bytes").next())
+        .map(|n| n.chars().filter(char::is_ascii_digit).collect::<String>())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no free space line:\n{listing}"));
+    assert!(
+        ((1 << 20)..(3 << 20)).contains(&free),
+        "{free} bytes free:\n{listing}"
+    );
+}
+
+/// SHA256SUMS is in the format GNU sha256sum -c checks: it accepts the
+/// file as written and rejects it once an artifact changes.
+#[test]
+fn sha256sums_are_checked_by_sha256sum() {
+    let t = Tmp::new("sums");
+    std::fs::write(t.0.join("a.img"), vec![7u8; 3 << 20]).unwrap();
+    std::fs::write(t.0.join("b.iso"), b"").unwrap();
+    let sums = sums::write_sha256sums(&t.0, &["a.img", "b.iso"]).unwrap();
+    assert_eq!(
+        sums[1].1,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    let check = || {
+        Command::new("sha256sum")
+            .args(["-c", sums::SUMS_FILE])
+            .current_dir(&t.0)
+            .output()
+            .expect("sha256sum (coreutils)")
+    };
+    let ok = check();
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "a.img: OK\nb.iso: OK\n"
+    );
+    std::fs::write(t.0.join("b.iso"), b"x").unwrap();
+    assert!(!check().status.success());
+}

@@ -956,6 +956,19 @@ fn iso_boots_as_cd_in_uefi() {
     boot_medium(cfg, &iso);
 }
 
+/// BMC virtual media is a CD to the firmware, on servers that usually
+/// enforce Secure Boot: the ISO's small EFI image (shim, GRUB, a config
+/// that finds the ISO9660 volume) boots the kernel from the CD with it on.
+#[test]
+fn iso_boots_as_cd_with_secure_boot() {
+    let dir = TempDir::new("iso-uefi-sb");
+    let mut cfg = media_cfg(&dir);
+    let iso = out_file("rescue.iso");
+    cfg.cdrom = Some(iso.clone());
+    cfg.uefi = Some((true, dir.path().join("vars.fd")));
+    boot_medium(cfg, &iso);
+}
+
 #[test]
 fn usb_stick_boots_in_bios() {
     let dir = TempDir::new("usb-bios");
@@ -984,4 +997,73 @@ fn iso_as_usb_stick_boots_with_secure_boot() {
     cfg.usb_stick = Some(iso.clone());
     cfg.uefi = Some((true, dir.path().join("vars.fd")));
     boot_medium(cfg, &iso);
+}
+
+/// image-build's `out/SHA256SUMS` names every artifact and matches them, as
+/// GNU sha256sum (an independent implementation) computes the hashes: the
+/// check the README tells an admin to run.
+#[test]
+fn sha256sums_match_the_artifacts() {
+    let sums = out_file("SHA256SUMS");
+    let text = std::fs::read_to_string(&sums).unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_once("  ").map(|(_, n)| n).unwrap_or(l))
+        .collect();
+    assert_eq!(
+        names,
+        ["rescue-usb.img", "rescue.iso", "vmlinuz", "initramfs.img"],
+        "{text}"
+    );
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(sums.parent().unwrap())
+        .output()
+        .expect("sha256sum (coreutils)");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(report.matches(": OK").count(), 4, "{report}");
+}
+
+/// How often `needle` occurs in `hay` at 512-byte boundaries: file data
+/// starts on a sector in FAT and on a 2048-byte block in ISO9660.
+fn count_aligned(hay: &[u8], needle: &[u8]) -> usize {
+    hay.chunks(512)
+        .enumerate()
+        .filter(|(i, _)| hay[i * 512..].starts_with(needle))
+        .count()
+}
+
+/// Issue 17 item 9: each medium is at most 40 MiB, and each carries the
+/// kernel and the initramfs once (the ISO used to hold them in its ISO9660
+/// tree and again inside its EFI image, and the stick a 64 MiB ESP).
+#[test]
+fn media_are_small_and_carry_the_payload_once() {
+    const LIMIT: u64 = 40 * MIB;
+    let kernel = std::fs::read(out_file("vmlinuz")).unwrap();
+    let initramfs = std::fs::read(out_file("initramfs.img")).unwrap();
+    for name in ["rescue-usb.img", "rescue.iso"] {
+        let medium = out_file(name);
+        let size = std::fs::metadata(&medium).unwrap().len();
+        // The suite's out/ is built without --data-size (a RESCUEDATA
+        // partition makes the stick as large as asked).
+        assert!(
+            size <= LIMIT,
+            "{name}: {size} bytes, over {LIMIT} (out/ built with --data-size?)"
+        );
+        let bytes = std::fs::read(&medium).unwrap();
+        // 64 KiB from 1 MiB into each file: a sector-aligned piece of it.
+        for (what, file) in [("vmlinuz", &kernel), ("initramfs.img", &initramfs)] {
+            let piece = &file[1 << 20..(1 << 20) + (64 << 10)];
+            assert_eq!(
+                count_aligned(&bytes, piece),
+                1,
+                "{name} should hold {what} exactly once"
+            );
+        }
+    }
 }
