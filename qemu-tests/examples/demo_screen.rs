@@ -15,7 +15,7 @@ fn main() {
     let overview = vm.wait_for("Choose: ", BOOT_TIMEOUT);
     let from = overview.rfind("=== rescue").unwrap_or(0);
     print!("{}", overview[from..].replace('\r', ""));
-    let mut step = |vm: &mut Vm, send: &str, until: &str| {
+    let step = |vm: &mut Vm, send: &str, until: &str| {
         vm.send(send);
         print!("{}", vm.wait_for(until, t).replace('\r', ""));
     };

@@ -17,9 +17,18 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long the device tree must be quiet before boot goes on. usb-storage
-/// waits 1 s (delay_use) before it scans, so this must be longer.
-const SETTLE_QUIET: Duration = Duration::from_millis(1500);
+/// How long the device tree must be quiet before boot goes on when a USB
+/// host controller is there: usb-storage waits 1 s (delay_use) before it
+/// scans, so this must be longer.
+const SETTLE_QUIET_USB: Duration = Duration::from_millis(1500);
+/// The same without USB: disk controllers report their disks while their
+/// driver loads or right after. A disk later than this still comes: the
+/// hot-plug loop loads its driver and guards it, and the menu redraws its
+/// overview when the set of disks changes.
+const SETTLE_QUIET: Duration = Duration::from_millis(750);
+/// USB host controller drivers: with one of them loaded, USB disks may
+/// still be on their way.
+const USB_HOST_DRIVERS: [&str; 5] = ["xhci_pci", "xhci_hcd", "ehci_pci", "ohci_pci", "uhci_hcd"];
 /// Upper bound on waiting for devices at boot; late ones are handled by hotplug.
 const SETTLE_MAX: Duration = Duration::from_secs(30);
 
@@ -199,7 +208,12 @@ fn coldplug(loader: &mut Loader, opts: &cmdline::Options, uevents: Option<&Ueven
         }
         let mut last_event = Instant::now();
         while let Some(sock) = uevents {
-            if last_event.elapsed() >= SETTLE_QUIET || start.elapsed() >= SETTLE_MAX {
+            let usb = report
+                .loaded
+                .iter()
+                .any(|m| USB_HOST_DRIVERS.contains(&m.replace('-', "_").as_str()));
+            let quiet = if usb { SETTLE_QUIET_USB } else { SETTLE_QUIET };
+            if last_event.elapsed() >= quiet || start.elapsed() >= SETTLE_MAX {
                 break;
             }
             match sock.recv(Some(Duration::from_millis(250))) {

@@ -43,7 +43,9 @@ pub fn run(cmd: MenuCommand) -> i32 {
             let _ = writeln!(out, "  ! {p}");
         }
         let mut choices = Vec::new();
-        if !disks.is_empty() {
+        if disks.len() == 1 {
+            choices.push("1 disk details".into());
+        } else if !disks.is_empty() {
             choices.push(format!("1-{} disk details", disks.len()));
             choices.push("i image a disk".into());
         }
@@ -66,8 +68,14 @@ pub fn run(cmd: MenuCommand) -> i32 {
         let _ = writeln!(out, "\n{}", choice_lines(&choices));
         let _ = write!(out, "Choose: ");
         let _ = out.flush();
-        let Some(line) = read_line(&mut input) else {
-            return 0;
+        let shown = disk_names(&cmd.sysfs);
+        let line = match read_line_or_new_disks(&mut input, &cmd.sysfs, &shown) {
+            Waited::Line(l) => l,
+            Waited::DisksChanged => {
+                let _ = writeln!(out, "\n(the disks changed: a new overview)");
+                continue;
+            }
+            Waited::Ended => return 0,
         };
         let answer = line.trim();
         if !answer.is_empty() && answer != "r" {
@@ -152,6 +160,53 @@ pub fn run(cmd: MenuCommand) -> i32 {
                     let _ = writeln!(out, "'{n}' is not one of the choices.");
                 }
             },
+        }
+    }
+}
+
+/// The disks the overview shows, by kernel name.
+fn disk_names(sysfs: &Path) -> Vec<String> {
+    blockdev::system_disks(sysfs)
+}
+
+enum Waited {
+    Line(String),
+    DisksChanged,
+    Ended,
+}
+
+/// Reads the answer at the overview's prompt; while none has come, looks
+/// twice a second whether disks appeared or went (a USB disk a second
+/// after boot, a hot-plugged one), so the overview is redrawn without the
+/// user asking. The console is in canonical mode: stdin becomes readable
+/// only with a whole line, which read_line then takes.
+fn read_line_or_new_disks(input: &mut impl BufRead, sysfs: &Path, shown: &[String]) -> Waited {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdin = std::io::stdin();
+    loop {
+        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+        let half_second = Timespec {
+            tv_sec: 0,
+            tv_nsec: 500_000_000,
+        };
+        match poll(&mut fds, Some(&half_second)) {
+            Ok(0) => {
+                if disk_names(sysfs) != shown {
+                    // PID 1 sets a new disk read-only as its event comes;
+                    // give it (and the disk's partitions) a moment so the
+                    // overview shows the disk as it will stay.
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    return Waited::DisksChanged;
+                }
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            // Readable, hung up, or poll unusable: read as before.
+            _ => {
+                return match read_line(input) {
+                    Some(l) => Waited::Line(l),
+                    None => Waited::Ended,
+                }
+            }
         }
     }
 }

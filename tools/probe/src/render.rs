@@ -133,7 +133,7 @@ pub fn overview(disks: &[Disk]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        " #  {:<8} {:>9}  {:<14} {:<7} {:<7} CONTENTS",
+        " #  {:<8} {:>9} {:<14} {:<7} {:<7} CONTENTS",
         "DISK", "SIZE", "MODEL", "BUS", "HEALTH"
     );
     for (i, d) in disks.iter().enumerate() {
@@ -150,14 +150,15 @@ pub fn overview(disks: &[Disk]) -> String {
         }
         let _ = writeln!(
             out,
-            "{:>2}  {:<8} {:>9}  {:<14} {:<7} {:<7} {}",
+            // 79 columns with 25 for the contents.
+            "{:>2}  {:<8} {:>9} {:<14} {:<7} {:<7} {}",
             i + 1,
             cut(&d.name, 8),
             human_size(d.size_bytes),
             cut(&model, 14),
             d.transport.label(),
             health,
-            cut(&contents, 24)
+            cut(&contents, 25)
         );
     }
     if disks.is_empty() {
