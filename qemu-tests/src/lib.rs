@@ -692,6 +692,16 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// The number a menu screen shows in front of the first line containing
 /// `needle` (menus number their choices in the first column).
+/// The number of the ESXi slot repair the menu's GPT view offers.
+pub fn esxi_repair_choice(view: &str) -> String {
+    view.lines()
+        .filter(|l| l.contains("ESXi"))
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|w| w.parse::<u32>().is_ok())
+        .unwrap_or_else(|| panic!("no ESXi repair offered:\n{view}"))
+        .to_string()
+}
+
 pub fn menu_number(screen: &str, needle: &str) -> String {
     screen
         .lines()

@@ -697,13 +697,7 @@ fn gpt_repair_from_the_menu_survives_reboot() {
     vm.send("g\n");
     let view = vm.wait_for("Repair choice (Enter: back): ", Duration::from_secs(60));
     assert!(view.contains("esxi-compacted"), "{view}");
-    let choice = view
-        .lines()
-        .filter(|l| l.contains("ESXi"))
-        .filter_map(|l| l.split_whitespace().next())
-        .find(|w| w.parse::<u32>().is_ok())
-        .unwrap_or_else(|| panic!("no ESXi repair offered:\n{view}"))
-        .to_string();
+    let choice = esxi_repair_choice(&view);
     // A wrong confirmation writes nothing.
     vm.send(&format!("{choice}\n"));
     vm.wait_for("anything else cancels: ", Duration::from_secs(60));

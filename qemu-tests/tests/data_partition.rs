@@ -16,6 +16,16 @@ fn shell(vm: &mut Vm, line: &str, marker: &str) -> String {
     format!("{out}{}", status.trim())
 }
 
+/// A copy of the built USB stick with a 64 MiB RESCUEDATA partition added.
+fn stick_with_data_partition(image: &Image, dir: &TempDir) -> std::path::PathBuf {
+    let stick = dir.path().join("stick.img");
+    let built = image.kernel.parent().unwrap().join("rescue-usb.img");
+    std::fs::copy(&built, &stick).expect("out/rescue-usb.img");
+    image_build::media::add_data_partition(&stick, &dir.path().join("work"), 64 * MIB)
+        .expect("data partition");
+    stick
+}
+
 fn boot_to_shell(image: &Image, cfg: &VmConfig) -> Vm {
     let mut vm = Vm::start(image, cfg);
     vm.wait_for("Choose: ", BOOT_TIMEOUT);
@@ -28,11 +38,7 @@ fn boot_to_shell(image: &Image, cfg: &VmConfig) -> Vm {
 fn rescuedata_is_offered_first_and_keeps_an_image_across_reboot() {
     let image = Image::built();
     let dir = TempDir::new("rescuedata");
-    let stick = dir.path().join("stick.img");
-    let built = image.kernel.parent().unwrap().join("rescue-usb.img");
-    std::fs::copy(&built, &stick).expect("out/rescue-usb.img");
-    image_build::media::add_data_partition(&stick, &dir.path().join("work"), 64 * MIB)
-        .expect("data partition");
+    let stick = stick_with_data_partition(&image, &dir);
     let src = make_disk(&dir.path().join("src.img"), 16 * MIB, "src");
     let src_hash = {
         use sha2::Digest;
@@ -238,11 +244,7 @@ fn fat32_and_fat16_sticks_are_destinations_with_unicode_names() {
 fn gpt_repair_undo_file_on_rescuedata_undoes_after_reboot() {
     let image = Image::built();
     let dir = TempDir::new("undo-rescuedata");
-    let stick = dir.path().join("stick.img");
-    let built = image.kernel.parent().unwrap().join("rescue-usb.img");
-    std::fs::copy(&built, &stick).expect("out/rescue-usb.img");
-    image_build::media::add_data_partition(&stick, &dir.path().join("work"), 64 * MIB)
-        .expect("data partition");
+    let stick = stick_with_data_partition(&image, &dir);
     let demo = demo::demo_disks(&dir.path().join("demo"), true).expect("demo disks");
     let raid = demo
         .iter()
@@ -270,13 +272,7 @@ fn gpt_repair_undo_file_on_rescuedata_undoes_after_reboot() {
     vm.wait_for("g: GPT findings and repairs", t);
     vm.send("g\n");
     let view = vm.wait_for("Repair choice (Enter: back): ", t);
-    let choice = view
-        .lines()
-        .filter(|l| l.contains("ESXi"))
-        .filter_map(|l| l.split_whitespace().next())
-        .find(|w| w.parse::<u32>().is_ok())
-        .unwrap_or_else(|| panic!("no ESXi repair offered:\n{view}"))
-        .to_string();
+    let choice = esxi_repair_choice(&view);
     vm.send(&format!("{choice}\n"));
     vm.wait_for("anything else cancels: ", t);
     vm.send("RAID-LD-0001\n");

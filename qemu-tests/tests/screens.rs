@@ -61,13 +61,7 @@ fn every_demo_menu_screen_fits_79_columns_with_right_plurals() {
                 "g\n",
                 "Repair choice (Enter: back): ",
             );
-            let choice = view
-                .lines()
-                .filter(|l| l.contains("ESXi"))
-                .filter_map(|l| l.split_whitespace().next())
-                .find(|w| w.parse::<u32>().is_ok())
-                .unwrap_or_else(|| panic!("no ESXi repair offered:\n{view}"))
-                .to_string();
+            let choice = esxi_repair_choice(&view);
             step(
                 &mut vm,
                 &mut screens,

@@ -6,41 +6,29 @@
 
 mod common;
 
+use common::writer::{scratch_copy, Scratch};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use vmfs::datastores::{plan_paths, Candidate};
 use vmfs::lvm::LVM_HEADER_OFFSET;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = common::workspace()
-        .join("target/vmfs-test-scratch")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A sparse byte copy of a fixture at `to`, its LVM header generation
-/// raised by `bump` (as ESXi does when it rewrites the header).
-fn copy_of(rel: &str, to: &Path, bump: u64) -> String {
-    let mut src = std::fs::File::open(common::image(rel)).unwrap();
-    let out = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(to)
-        .unwrap();
-    let n = common::copy_sparse(&mut src, &out, 0, None);
-    out.set_len(n).unwrap();
+/// A sparse byte copy of a fixture (removed when dropped), its LVM header
+/// generation raised by `bump` (as ESXi does when it rewrites the header).
+fn copy_of(rel: &str, tag: &str, bump: u64) -> Scratch {
+    let copy = scratch_copy(rel, tag);
     if bump > 0 {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&copy.0)
+            .unwrap();
         let at = LVM_HEADER_OFFSET + 0x72;
         let mut g = [0u8; 8];
-        out.read_exact_at(&mut g, at).unwrap();
+        f.read_exact_at(&mut g, at).unwrap();
         let g = u64::from_le_bytes(g) + bump;
-        out.write_all_at(&g.to_le_bytes(), at).unwrap();
+        f.write_all_at(&g.to_le_bytes(), at).unwrap();
     }
-    to.display().to_string()
+    copy
 }
 
 fn s(p: PathBuf) -> String {
@@ -49,11 +37,11 @@ fn s(p: PathBuf) -> String {
 
 #[test]
 fn span_with_a_copy_of_one_extent_takes_one_copy_and_says_which() {
-    let dir = scratch("span-copy");
     let a = s(common::image("span/vmfs5-span-0.bin.gz"));
     let b = s(common::image("span/vmfs5-span-1.bin.gz"));
     // The same generation: the first found is taken.
-    let same = copy_of("span/vmfs5-span-1.bin.gz", &dir.join("same.img"), 0);
+    let same_copy = copy_of("span/vmfs5-span-1.bin.gz", "span-same", 0);
+    let same = s(same_copy.0.clone());
     let (plans, failed) = plan_paths(&[same.clone(), a.clone(), b.clone()]);
     assert!(
         failed.is_empty(),
@@ -81,7 +69,8 @@ fn span_with_a_copy_of_one_extent_takes_one_copy_and_says_which() {
     assert!(v.read_dir("/").unwrap().iter().any(|e| e.name == ".fdc.sf"));
 
     // A newer copy (header rewritten later) is taken over an older one.
-    let newer = copy_of("span/vmfs5-span-1.bin.gz", &dir.join("newer.img"), 3);
+    let newer_copy = copy_of("span/vmfs5-span-1.bin.gz", "span-newer", 3);
+    let newer = s(newer_copy.0.clone());
     let (plans, _) = plan_paths(&[b.clone(), a.clone(), newer.clone()]);
     assert_eq!(plans.len(), 1);
     let members: Vec<&str> = plans[0].members.iter().map(|o| o.path.as_str()).collect();
@@ -96,14 +85,13 @@ fn span_with_a_copy_of_one_extent_takes_one_copy_and_says_which() {
     );
     // The volume's start first: the datastore is named after span-0.
     assert_eq!(plans[0].source().0, a);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn naming_two_copies_of_one_extent_is_an_error_that_says_so() {
-    let dir = scratch("named-copies");
     let b = s(common::image("span/vmfs5-span-1.bin.gz"));
-    let copy = copy_of("span/vmfs5-span-1.bin.gz", &dir.join("copy.img"), 0);
+    let copy_file = copy_of("span/vmfs5-span-1.bin.gz", "named-copy", 0);
+    let copy = s(copy_file.0.clone());
     let devs = [b.as_str(), copy.as_str()]
         .iter()
         .map(|p| Box::new(blockdev::Device::open(p).unwrap()) as Box<dyn blockdev::BlockDevice>)
@@ -114,14 +102,13 @@ fn naming_two_copies_of_one_extent_is_an_error_that_says_so() {
         msg.contains("copies of the same extent") && msg.contains("name only one"),
         "{msg}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn one_extent_volume_found_twice_is_two_browsable_datastores() {
-    let dir = scratch("clone");
     let orig = s(common::image("vmfs5.bin.gz"));
-    let clone = copy_of("vmfs5.bin.gz", &dir.join("clone.img"), 0);
+    let clone_file = copy_of("vmfs5.bin.gz", "clone", 0);
+    let clone = s(clone_file.0.clone());
     let (plans, failed) = plan_paths(&[orig.clone(), clone.clone()]);
     assert!(failed.is_empty());
     assert_eq!(plans.len(), 2);
@@ -157,16 +144,16 @@ fn one_extent_volume_found_twice_is_two_browsable_datastores() {
         .as_ref()
         .unwrap()
         .is_copy_of(c[1].header.as_ref().unwrap()));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn list_and_info_exit_codes_with_copies() {
     use vmfs::cli::{run, Action, InfoCommand, ListCommand, VmfsCommand};
-    let dir = scratch("cli-copies");
     let orig = s(common::image("vmfs5.bin.gz"));
-    let clone = copy_of("vmfs5.bin.gz", &dir.join("clone.img"), 0);
-    let blank = dir.join("blank.img");
+    let clone_file = copy_of("vmfs5.bin.gz", "cli-clone", 0);
+    let clone = s(clone_file.0.clone());
+    let blank_file = Scratch(clone_file.0.with_extension("blank"));
+    let blank = blank_file.0.clone();
     std::fs::File::create(&blank)
         .unwrap()
         .set_len(8 << 20)
@@ -191,5 +178,4 @@ fn list_and_info_exit_codes_with_copies() {
     };
     assert_eq!(info(vec![clone.clone()], vec![]), 0);
     assert_eq!(info(vec![orig], vec![clone]), 2);
-    let _ = std::fs::remove_dir_all(&dir);
 }
