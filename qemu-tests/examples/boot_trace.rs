@@ -1,12 +1,16 @@
 //! Where the boot time goes: seconds from QEMU start to each of PID 1's
 //! boot messages and the menu, with one virtio disk (as bench/boot.sh
 //! boots), then the console transcript.
-//! `cargo run --release -p qemu-tests --example boot_trace`.
+//! `cargo run --release -p qemu-tests --example boot_trace`;
+//! `TRACE_INITRAMFS=FILE` boots another initramfs with the same kernel.
 
 use qemu_tests::*;
 use std::time::Instant;
 fn main() {
-    let image = Image::built();
+    let mut image = Image::built();
+    if let Some(p) = std::env::var_os("TRACE_INITRAMFS") {
+        image.initramfs = p.into();
+    }
     let dir = TempDir::new("trace");
     let disk = make_disk(&dir.path().join("d.img"), 64 << 20, "bench");
     let cfg = VmConfig::new(vec![Disk::new(&disk, Controller::VirtioBlk, "BENCH")]);
