@@ -120,7 +120,14 @@ pub fn run(disk: &probe::Disk, input: &mut impl BufRead, out: &mut impl Write) -
         let _ = writeln!(out, "\nGPT of {}:", disk.path);
         let _ = write!(out, "{}", gpt::cli::render_findings(&findings));
         let suggestions = gpt::plan::suggestions(&dev, &view);
-        if suggestions.is_empty() {
+        if suggestions.is_empty() && gpt::cli::outcome(&findings).0 == "no-gpt" {
+            // The overview offers this view for GPT disks only, but the table
+            // may have gone since (wiped from the shell, another disk now).
+            let _ = writeln!(
+                out,
+                "No repair is possible: neither GPT header is on this disk."
+            );
+        } else if suggestions.is_empty() {
             let _ = writeln!(
                 out,
                 "No repair is needed or possible from what is on this disk."

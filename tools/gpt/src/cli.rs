@@ -52,11 +52,26 @@ pub struct VerifyCommand {
 
 #[derive(Serialize)]
 struct Report<'a> {
+    /// `clean` (a GPT was found and nothing is wrong), `findings`, or
+    /// `no-gpt` (neither header found: a blank, MBR-only or wiped disk).
+    outcome: &'static str,
     view: &'a GptView,
     /// Primary vs backup, field by field and slot by slot (show only).
     #[serde(skip_serializing_if = "Option::is_none")]
     differences: Option<Vec<String>>,
     findings: &'a [verify::Finding],
+}
+
+/// The verdict on `findings`: the JSON outcome and the exit code (0 a GPT
+/// that was found and is clean, 1 findings, including no GPT at all).
+pub fn outcome(findings: &[verify::Finding]) -> (&'static str, i32) {
+    if findings.iter().any(|f| f.code == "no-gpt") {
+        ("no-gpt", 1)
+    } else if findings.iter().any(|f| f.severity >= Severity::Warning) {
+        ("findings", 1)
+    } else {
+        ("clean", 0)
+    }
 }
 
 pub fn run(cmd: GptCommand) -> i32 {
@@ -66,39 +81,42 @@ pub fn run(cmd: GptCommand) -> i32 {
         Action::Repair(c) => return crate::repair_cli::run_repair(c),
         Action::Undo(c) => return crate::repair_cli::run_undo(c),
     };
-    let dev = match blockdev::Device::open(&target) {
-        Ok(d) => d,
+    match report(&target, json, show) {
+        Ok((text, code)) => {
+            print!("{text}");
+            code
+        }
         Err(e) => {
             eprintln!("gpt: {e}");
-            return 2;
+            2
         }
-    };
+    }
+}
+
+/// What `gpt show`/`gpt verify` print for `target`, and their exit code;
+/// Err for an I/O error (exit 2).
+pub fn report(target: &str, json: bool, show: bool) -> Result<(String, i32), String> {
+    let dev = blockdev::Device::open(target).map_err(|e| e.to_string())?;
     let view = crate::read(&dev);
     let findings = verify::verify(&view);
+    let (outcome, code) = outcome(&findings);
+    let mut text = String::new();
     if json {
         let r = Report {
+            outcome,
             view: &view,
             differences: show.then(|| differences(&view)),
             findings: &findings,
         };
-        match serde_json::to_string_pretty(&r) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("gpt: {e}");
-                return 2;
-            }
-        }
+        text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+        text.push('\n');
     } else {
         if show {
-            print!("{}", render_show(&view));
+            text.push_str(&render_show(&view));
         }
-        print!("{}", render_findings(&findings));
+        text.push_str(&render_findings(&findings));
     }
-    if findings.iter().any(|f| f.severity >= Severity::Warning) {
-        1
-    } else {
-        0
-    }
+    Ok((text, code))
 }
 
 pub fn render_findings(findings: &[verify::Finding]) -> String {

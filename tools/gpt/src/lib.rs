@@ -19,8 +19,8 @@
 //! primary-missing, backup-missing, backup-not-at-end, backup-stranded,
 //! last-usable-beyond-disk, usable-range, array-overlaps-usable,
 //! array-location, arrays-differ, headers-differ, out-of-range, overlap,
-//! esxi-compacted, no-protective-mbr (warnings and errors); esxi-layout,
-//! hybrid-mbr, pmbr-size, backup-alternate, revision, no-gpt (info).
+//! esxi-compacted, no-protective-mbr, no-gpt (warnings and errors);
+//! esxi-layout, hybrid-mbr, pmbr-size, backup-alternate, revision (info).
 //!
 //! Repair: [`plan::plan`] computes whole sectors to rewrite for one
 //! [`plan::Mode`] (never compacting, sorting or relocating unless the mode

@@ -154,7 +154,7 @@ fn malformed_headers_give_clear_errors() {
     assert!(v.primary.is_ok() && v.backup.is_err());
     let v = view(vec![]);
     assert!(v.primary.is_err() && v.backup.is_err());
-    assert_eq!(codes(&v), Vec::<&str>::new());
+    assert_eq!(codes(&v), ["no-gpt"]);
 }
 
 fn sgdisk(args: &[&str], img: &std::path::Path) -> String {
@@ -427,4 +427,67 @@ fn attributes_in_words() {
         attr_text(0x8000_0000_0000_0100, TypeClass::Other),
         "0x8000000000000100 (type-specific bits 48-63 = 0x8000, reserved bits 0x100)"
     );
+}
+
+/// Writes `bytes` to a fresh file under the temp dir for the CLI's report.
+fn temp_image(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("gpt-test-{}-{name}", std::process::id()));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// `gpt verify` on 1 MiB of random bytes: no GPT is a finding (exit 1 and
+/// outcome `no-gpt`), never "Findings: none" with exit 0 as for a clean GPT.
+#[test]
+fn verify_without_gpt_exits_1_and_says_no_gpt() {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let random: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let blank = vec![0u8; 1 << 20];
+    for (name, bytes) in [("random", &random), ("blank", &blank)] {
+        let p = temp_image(name, bytes);
+        let target = p.to_str().unwrap();
+        let (text, code) = cli::report(target, false, false).unwrap();
+        assert_eq!(code, 1, "{name}: {text}");
+        assert!(text.starts_with("Findings: 1\n"), "{name}: {text}");
+        assert!(
+            text.contains("WARN  [no-gpt] no GPT on this disk"),
+            "{name}: {text}"
+        );
+        let (json, code) = cli::report(target, true, false).unwrap();
+        assert_eq!(code, 1);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["outcome"], "no-gpt", "{json}");
+        assert_eq!(v["findings"][0]["severity"], "warning", "{json}");
+        let _ = std::fs::remove_file(&p);
+    }
+    // A GPT that was found and is clean keeps exit 0.
+    let p = temp_image("clean", &disk(SECTORS, 512, &esxi5_parts()));
+    let (json, code) = cli::report(p.to_str().unwrap(), true, false).unwrap();
+    assert_eq!(code, 0, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["outcome"], "clean", "{json}");
+    let (text, _) = cli::report(p.to_str().unwrap(), false, false).unwrap();
+    assert!(text.starts_with("Findings: none\n"), "{text}");
+    // An MBR-only disk: the finding says what sector 0 holds instead.
+    let mut mbr = vec![0u8; 1 << 20];
+    mbr[446 + 4] = 0x83;
+    mbr[446 + 8] = 0x08;
+    mbr[446 + 12] = 0x00;
+    mbr[446 + 13] = 0x08;
+    mbr[510] = 0x55;
+    mbr[511] = 0xAA;
+    std::fs::write(&p, &mbr).unwrap();
+    let (text, code) = cli::report(p.to_str().unwrap(), false, false).unwrap();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("MBR partition table"), "{text}");
+    let _ = std::fs::remove_file(&p);
+    // A missing file is an I/O error (exit 2 in the CLI).
+    assert!(cli::report("/nonexistent/gpt-test", false, false).is_err());
 }

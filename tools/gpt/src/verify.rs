@@ -302,7 +302,20 @@ pub fn verify(v: &GptView) -> Vec<Finding> {
     let last = v.disk_sectors.saturating_sub(1);
     match (&v.primary, &v.backup) {
         (Err(_), Err(_)) => {
-            out.push(f(Severity::Info, "no-gpt", "no GPT on this disk (neither header found)".into()));
+            // A finding, not a note: a script must be able to tell a blank or
+            // MBR-only disk from a healthy GPT by the exit code alone.
+            let mbr = match v.mbr.kind {
+                crate::mbr::MbrKind::Classic => "; sector 0 holds an MBR partition table",
+                crate::mbr::MbrKind::Protective | crate::mbr::MbrKind::Hybrid => {
+                    "; sector 0 holds a protective MBR, so the GPT headers are lost"
+                }
+                crate::mbr::MbrKind::None => "; sector 0 holds no MBR either",
+            };
+            out.push(f(
+                Severity::Warning,
+                "no-gpt",
+                format!("no GPT on this disk (neither header found){mbr}"),
+            ));
             return out;
         }
         (Err(e), Ok(_)) => out.push(f(Severity::Error, "primary-missing", format!(
