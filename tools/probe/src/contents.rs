@@ -16,6 +16,9 @@ pub struct Holds {
     pub vmfs: Option<vmfs::VmfsSignature>,
     /// A signature that is there but damaged, or a read that failed.
     pub problem: Option<String>,
+    /// The device could not be opened: nothing was read, so nothing is
+    /// known to be damaged.
+    pub open_error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -46,7 +49,12 @@ impl Holds {
                 None => f.kind.name().to_string(),
             });
         }
-        self.problem.as_ref().map(|_| "damaged?".to_string())
+        // "damaged?" only after a read failed or found a broken signature;
+        // a device that could not even be opened says so instead.
+        if self.problem.is_some() {
+            return Some("damaged?".to_string());
+        }
+        self.open_error.as_ref().map(|_| "cannot open".to_string())
     }
 }
 
@@ -71,7 +79,7 @@ pub fn examine(path: &Path) -> Holds {
         Ok(d) => d,
         Err(e) => {
             return Holds {
-                problem: Some(e.to_string()),
+                open_error: Some(e.to_string()),
                 ..Default::default()
             }
         }
@@ -116,9 +124,32 @@ pub fn health_method(disk: &Disk) -> Option<health::Method> {
 /// Fills health and contents of every disk, one thread per disk (the reads
 /// are small; a slow disk must not hold up the others).
 pub fn fill(disks: &mut [Disk], dev_dir: &Path) {
+    fill_with(disks, dev_dir, &|node| std::fs::File::open(node).map(drop));
+}
+
+/// ENOMEDIUM (asm-generic/errno.h): the kernel's answer to opening a CD/DVD
+/// drive, virtual media slot or card reader that holds no medium.
+const ENOMEDIUM: i32 = 123;
+
+/// [`fill`] with the first open of each device node given as `try_open`
+/// (tests cannot make a file answer ENOMEDIUM).
+pub fn fill_with(
+    disks: &mut [Disk],
+    dev_dir: &Path,
+    try_open: &(dyn Fn(&Path) -> std::io::Result<()> + Sync),
+) {
     std::thread::scope(|s| {
         for d in disks.iter_mut() {
             s.spawn(move || {
+                // An empty drive is not a damaged disk: the sr driver reports
+                // a placeholder capacity (0x1fffff sectors, 1 GiB) when READ
+                // CAPACITY fails, and every read of it fails.
+                if let Err(e) = try_open(&dev_dir.join(&d.name)) {
+                    if e.raw_os_error() == Some(ENOMEDIUM) {
+                        mark_no_medium(d);
+                        return;
+                    }
+                }
                 if d.size_bytes == 0 {
                     return;
                 }
@@ -159,4 +190,20 @@ pub fn fill(disks: &mut [Disk], dev_dir: &Path) {
             });
         }
     });
+}
+
+/// Records that `d` holds no medium: size 0 (the driver's figure is a
+/// placeholder), no contents or health to look for.
+fn mark_no_medium(d: &mut Disk) {
+    d.no_medium = true;
+    d.notes.retain(|n| !n.starts_with("size is 0"));
+    d.notes.push(if d.size_bytes > 0 {
+        format!(
+            "no medium in the drive (the driver's size of {} bytes is a placeholder)",
+            d.size_bytes
+        )
+    } else {
+        "no medium in the drive".into()
+    });
+    d.size_bytes = 0;
 }

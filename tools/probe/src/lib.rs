@@ -120,6 +120,10 @@ pub struct Disk {
     pub partition_table: Option<gpt::Summary>,
     /// The ESXi builds in the boot banks, for an ESXi boot disk.
     pub esxi: Option<esxi::EsxiBoot>,
+    /// A drive with removable media (CD/DVD, a BMC's virtual media slot, a
+    /// card reader) that holds none: opening it failed with ENOMEDIUM.
+    /// Its size is then 0, whatever placeholder the driver reported.
+    pub no_medium: bool,
 }
 
 pub use blockdev::is_ignored_block_device;
@@ -195,6 +199,7 @@ pub fn probe_disk(sysfs: &Path, name: &str) -> std::io::Result<Disk> {
         contents: None,
         partition_table: None,
         esxi: None,
+        no_medium: false,
     };
     identity::fill(sysfs, &dir, &real, &mut disk);
     if disk.size_bytes == 0 {

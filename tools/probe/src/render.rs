@@ -64,6 +64,9 @@ pub fn contents_summary(d: &Disk) -> String {
 }
 
 fn contents_text(d: &Disk) -> String {
+    if d.no_medium {
+        return "no medium".into();
+    }
     if let Some(layout) = d.partition_table.as_ref().and_then(|t| t.layout.as_deref()) {
         // Short for the overview: "ESXi 5.x/6.x boot disk" -> "ESXi 5/6 boot",
         // "... boot disk (entries compacted)" -> "ESXi 5/6 compacted".
@@ -154,7 +157,11 @@ pub fn overview(disks: &[Disk]) -> String {
             "{:>2}  {:<8} {:>9} {:<14} {:<7} {:<7} {}",
             i + 1,
             cut(&d.name, 8),
-            human_size(d.size_bytes),
+            if d.no_medium {
+                "-".to_string()
+            } else {
+                human_size(d.size_bytes)
+            },
             cut(&model, 14),
             d.transport.label(),
             health,
@@ -213,6 +220,9 @@ fn holds_text(h: &crate::contents::Holds) -> String {
     }
     if let Some(p) = &h.problem {
         parts.push(format!("problem: {p}"));
+    }
+    if let Some(e) = &h.open_error {
+        parts.push(format!("cannot open: {e}"));
     }
     if parts.is_empty() {
         "no known signature".into()

@@ -401,3 +401,56 @@ fn dsm_disks_are_named_in_the_summary() {
     assert_eq!(summary([1, 2, 3]), "Synology DSM: md raid1 x3");
     assert_eq!(summary([2, 3, 4]), "3 parts: md raid1 x3");
 }
+
+/// An empty DVD drive on the AHCI controller, as QEMU's `ide-cd` without a
+/// medium shows it: the sr driver's placeholder size of 0x1fffff sectors
+/// (1 GiB) and ENOMEDIUM on open. The overview says `no medium` with no
+/// size, never `damaged?`; a node that cannot be opened for another reason
+/// is not called damaged either (nothing was read).
+#[test]
+fn empty_optical_drive_shows_no_medium_not_damaged() {
+    let s = FakeSys::new("sr0");
+    let (_, devdir) = sata_disk_with_nodes(&s);
+    let pci = "devices/pci0000:00/0000:00:1f.2";
+    let dev = format!("{pci}/ata2/host1/target1:0:0/1:0:0:0");
+    s.scsi_ids(&dev, "QEMU", "QEMU DVD-ROM", None);
+    s.scsi_host("host1", "ahci");
+    s.block(&dev, "sr0", 0x1fffff, 2048);
+    s.write(&format!("{dev}/block/sr0/removable"), b"1\n");
+
+    // No sr0 node in the dev directory: the open fails with ENOENT.
+    let (disks, problems) = probe::survey(s.path(), &devdir);
+    assert!(problems.is_empty(), "{problems:?}");
+    let sr0 = disks.iter().find(|d| d.name == "sr0").unwrap();
+    assert!(!sr0.no_medium);
+    let overview = probe::render::overview(&disks);
+    assert!(!overview.contains("damaged?"), "{overview}");
+    assert!(overview.contains("cannot open"), "{overview}");
+
+    // The kernel's answer for an empty drive.
+    let (mut disks, _) = probe::list_disks(s.path());
+    probe::contents::fill_with(&mut disks, &devdir, &|node| {
+        if node.ends_with("sr0") {
+            Err(std::io::Error::from_raw_os_error(123))
+        } else {
+            fs::File::open(node).map(drop)
+        }
+    });
+    let sr0 = disks.iter().find(|d| d.name == "sr0").unwrap();
+    assert!(sr0.no_medium);
+    assert_eq!(sr0.size_bytes, 0);
+    assert!(sr0.contents.is_none() && sr0.health.is_none());
+    let overview = probe::render::overview(&disks);
+    let line = overview.lines().find(|l| l.contains("sr0")).unwrap();
+    assert!(line.contains("no medium"), "{overview}");
+    assert!(
+        !line.contains("MiB") && !line.contains("damaged"),
+        "{overview}"
+    );
+    let sda = disks.iter().find(|d| d.name == "sda").unwrap();
+    assert!(!sda.no_medium && sda.contents.is_some(), "{sda:?}");
+    let detail = probe::render::detail(sr0);
+    assert!(detail.contains("no medium in the drive"), "{detail}");
+    let json = serde_json::to_value(sr0).unwrap();
+    assert_eq!(json["no_medium"], true);
+}
