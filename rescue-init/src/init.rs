@@ -109,9 +109,18 @@ pub fn run() -> ! {
 
 fn mount_virtual_filesystems() {
     let quiet = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    let mounts: [(&str, &str, &str, MountFlags, &CStr); 6] = [
+    let mounts: [(&str, &str, &str, MountFlags, &CStr); 7] = [
         ("proc", "/proc", "proc", quiet, c""),
         ("sysfs", "/sys", "sysfs", quiet, c""),
+        // Read-only: only for the kernel's lockdown mode, which the menu
+        // shows next to the Secure Boot state.
+        (
+            "securityfs",
+            "/sys/kernel/security",
+            "securityfs",
+            quiet | MountFlags::RDONLY,
+            c"",
+        ),
         (
             "devtmpfs",
             "/dev",

@@ -35,7 +35,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
     let mut out = std::io::stdout();
     loop {
         let (disks, problems) = probe::survey(&cmd.sysfs, &cmd.dev);
-        let _ = write!(out, "\n{}", header());
+        let _ = write!(out, "\n{}", header(&cmd.sysfs));
         let _ = write!(out, "{}", probe::render::overview(&disks));
         let controllers = probe::list_storage_controllers(&cmd.sysfs);
         let _ = write!(out, "{}", probe::render::controllers(&controllers, &disks));
@@ -229,18 +229,21 @@ fn choice_lines(choices: &[String]) -> String {
     lines.join("\n")
 }
 
-fn header() -> String {
+fn header(sysfs: &Path) -> String {
     let release = std::fs::read_to_string("/etc/rescue-release").unwrap_or_default();
     let release = release.lines().next().unwrap_or("").trim().to_string();
-    // The build line (kernel, commit) on its own line: 80 columns.
+    // The build line (kernel, commit) on its own line: 80 columns. The
+    // kernel runs with `quiet`: the Boot: line is the only place that says
+    // whether Secure Boot and lockdown keep unsigned modules out.
     format!(
-        "=== rescue {} - disk rescue appliance ===\n{}Every disk is read-only; nothing is written unless you confirm it.\n",
+        "=== rescue {} - disk rescue appliance ===\n{}Every disk is read-only; nothing is written unless you confirm it.\nBoot: {}\n",
         env!("CARGO_PKG_VERSION"),
         if release.is_empty() {
             String::new()
         } else {
             probe::render::wrap_words(&format!("({release})"), probe::render::SCREEN_WIDTH, 1)
-        }
+        },
+        probe::boot::read(sysfs).line()
     )
 }
 

@@ -40,6 +40,8 @@ pub struct ProbeReport<'a> {
     pub controllers: &'a [crate::StorageController],
     /// Problems met while probing (a disk that vanished, an unreadable sysfs).
     pub problems: &'a [String],
+    /// UEFI or BIOS, Secure Boot and kernel lockdown.
+    pub boot: crate::boot::BootSecurity,
 }
 
 pub fn run(cmd: ProbeCommand) -> i32 {
@@ -63,6 +65,7 @@ pub fn run(cmd: ProbeCommand) -> i32 {
             disks: &disks,
             controllers: &controllers,
             problems: &problems,
+            boot: crate::boot::read(&cmd.sysfs),
         };
         match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),
@@ -80,6 +83,7 @@ pub fn run(cmd: ProbeCommand) -> i32 {
             print!("{}", crate::render::overview(&disks));
         }
         print!("{}", crate::render::controllers(&controllers, &disks));
+        println!("Boot: {}", crate::boot::read(&cmd.sysfs).line());
         for p in &problems {
             eprintln!("probe: {p}");
         }

@@ -5,6 +5,7 @@
 //! disk that vanishes half-way, or a file the driver does not provide, leaves
 //! that field empty; nothing here panics or invents a value.
 
+pub mod boot;
 pub mod cli;
 pub mod contents;
 pub mod esxi;
