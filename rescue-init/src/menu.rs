@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 
 /// The interactive menu (PID 1 starts one on every console).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "menu")]
+#[argh(
+    subcommand,
+    name = "menu",
+    error_code(0, "the input ended or the user quit"),
+    error_code(2, "usage error (unknown option, missing argument)")
+)]
 pub struct MenuCommand {
     /// read this sysfs tree instead of /sys (for tests)
     #[argh(option, default = "PathBuf::from(\"/sys\")")]

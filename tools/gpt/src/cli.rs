@@ -26,7 +26,16 @@ pub enum Action {
 /// Print the protective MBR, both headers field by field with stored and
 /// computed CRCs, and both entry arrays with slot numbers and empty slots.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "show")]
+#[argh(
+    subcommand,
+    name = "show",
+    error_code(0, "a GPT was found and verify finds nothing wrong"),
+    error_code(1, "findings, including no GPT at all (no-gpt)"),
+    error_code(
+        2,
+        "usage error (unknown option, missing argument), or the disk cannot be opened"
+    )
+)]
 pub struct ShowCommand {
     /// disk or image file
     #[argh(positional)]
@@ -38,9 +47,21 @@ pub struct ShowCommand {
 
 /// List findings with severity and explanation: CRC mismatches, a backup not
 /// at the end of the disk, ranges, overlaps, differing copies, compacted ESXi
-/// slot layouts. Exit 0 clean, 1 findings, 2 error.
+/// slot layouts.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "verify")]
+#[argh(
+    subcommand,
+    name = "verify",
+    error_code(0, "a GPT was found and is clean"),
+    error_code(
+        1,
+        "findings, including no GPT at all (no-gpt: a blank, MBR-only or wiped disk)"
+    ),
+    error_code(
+        2,
+        "usage error (unknown option, missing argument), or the disk cannot be opened"
+    )
+)]
 pub struct VerifyCommand {
     /// disk or image file
     #[argh(positional)]

@@ -17,7 +17,12 @@ use std::path::{Path, PathBuf};
 /// confirmation). The undo file is written and synced first, then the backup
 /// copy, then the primary, each synced, then everything is read back.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "repair")]
+#[argh(
+    subcommand,
+    name = "repair",
+    error_code(0, "the plan was shown (dry run), nothing needed doing, or the repair was written and read back"),
+    error_code(2, "usage error (unknown option, missing argument), the disk cannot be opened or is in use, the repair is refused, or a write failed (restore with gpt undo)")
+)]
 pub struct RepairCommand {
     /// disk or image file
     #[argh(positional)]
@@ -66,7 +71,12 @@ pub struct RepairCommand {
 /// plan (byte diff); --write applies it. Refuses when the disk size or
 /// sector size differ from the recorded ones.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "undo")]
+#[argh(
+    subcommand,
+    name = "undo",
+    error_code(0, "the plan was shown (dry run), or the sectors were restored and read back"),
+    error_code(2, "usage error (unknown option, missing argument), the undo file is unreadable or for another disk size or sector size, or a write failed")
+)]
 pub struct UndoCommand {
     /// disk or image file
     #[argh(positional)]

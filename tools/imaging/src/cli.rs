@@ -21,11 +21,13 @@ const CMD: &str = "rescue image";
 /// areas sector by sector. Progress is kept in a GNU ddrescue mapfile; run the
 /// same command again to resume (finished areas are never read again), or go
 /// on with GNU ddrescue/ddrescuelog on the same mapfile.
-///
-/// Exit status: 0 everything rescued, 1 bad areas remain or interrupted
-/// (resumable), 2 usage or I/O error (including a vanished source or a full
-/// destination; the mapfile is still valid and the run resumable).
-#[argh(subcommand, name = "image")]
+#[argh(
+    subcommand,
+    name = "image",
+    error_code(0, "everything rescued"),
+    error_code(1, "bad areas remain, or interrupted (run again to resume)"),
+    error_code(2, "usage error (unknown option, missing argument), or an I/O error: a vanished source, a full destination, a mapfile that cannot be saved (the mapfile on disk stays valid and the run resumable)")
+)]
 pub struct ImageCommand {
     /// source: a disk, a partition or an image file (only ever read)
     #[argh(positional)]

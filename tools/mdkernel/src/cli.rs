@@ -38,7 +38,12 @@ pub enum Action {
 /// UUID or name as `md scan` shows it. Only in-sync members are used;
 /// stale ones are left out (and named).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "assemble")]
+#[argh(
+    subcommand,
+    name = "assemble",
+    error_code(0, "assembled read-only (and mounted with --mount)"),
+    error_code(2, "usage error (unknown option, missing argument), the array is not found or cannot be assembled or mounted")
+)]
 pub struct AssembleCommand {
     /// array UUID or name (e.g. DiskStation:2)
     #[argh(positional)]
@@ -54,7 +59,12 @@ pub struct AssembleCommand {
 /// Stop an assembled array and release its members (unmounts
 /// /mnt/md/mdN first if `md assemble --mount` mounted it).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "stop")]
+#[argh(
+    subcommand,
+    name = "stop",
+    error_code(0, "stopped, members released"),
+    error_code(2, "usage error (unknown option, missing argument), the array is not assembled, or it cannot be unmounted or stopped")
+)]
 pub struct StopCommand {
     /// array UUID, name, or md device (md127, /dev/md127)
     #[argh(positional)]
@@ -69,7 +79,13 @@ pub struct StopCommand {
 /// writing anything. Ctrl-C cancels the pass ('idle'). Afterwards the array
 /// is put back as it was (read-only, or stopped if it was not assembled).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "check")]
+#[argh(
+    subcommand,
+    name = "check",
+    error_code(0, "the pass finished with mismatch_cnt 0, or --cancel stopped a pass"),
+    error_code(1, "the pass finished with mismatches"),
+    error_code(2, "usage error (unknown option, missing argument), not confirmed, a pass already running, the pass cancelled or interrupted, or an error")
+)]
 pub struct CheckCommand {
     /// array UUID, name, or md device (md127, /dev/md127)
     #[argh(positional)]

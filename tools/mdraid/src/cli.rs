@@ -14,10 +14,15 @@ use std::time::{Duration, Instant};
 /// Find md superblocks (0.90, 1.0, 1.1, 1.2) on the given devices or image
 /// files (default: every disk and partition under /sys/block), group them
 /// into arrays: level, layout, chunk, size, members with role, state and
-/// events, missing and stale members, Synology DSM sets. Exit 1 when an
-/// array is degraded or failed, a member is stale or a superblock is bad.
+/// events, missing and stale members, Synology DSM sets.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "scan")]
+#[argh(
+    subcommand,
+    name = "scan",
+    error_code(0, "every array found is healthy"),
+    error_code(1, "an array is degraded or failed, a member is stale, or a superblock is bad"),
+    error_code(2, "usage error (unknown option, missing argument), no device could be opened, or a named device cannot be opened")
+)]
 pub struct ScanCommand {
     /// devices or image files
     #[argh(positional)]
@@ -29,7 +34,13 @@ pub struct ScanCommand {
 
 /// Print one member's md superblock in full (like mdadm --examine).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "examine")]
+#[argh(
+    subcommand,
+    name = "examine",
+    error_code(0, "a consistent md superblock"),
+    error_code(1, "no md superblock, a bad checksum or an impossible geometry"),
+    error_code(2, "usage error (unknown option, missing argument), or an I/O error")
+)]
 pub struct ExamineCommand {
     /// device or image file
     #[argh(positional)]
@@ -43,10 +54,15 @@ pub struct ExamineCommand {
 /// written, no md driver needed): RAID-1 mirrors, RAID-4/5 parity, RAID-6
 /// P and Q, RAID-10 copies. Give the members (devices or image files), or
 /// an array's UUID or name (e.g. DiskStation:2) alone to use that array's
-/// members among all disks. Exit 0 consistent, 1 mismatches (or not
-/// verifiable), 2 usage or read errors.
+/// members among all disks.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "verify")]
+#[argh(
+    subcommand,
+    name = "verify",
+    error_code(0, "the array is consistent"),
+    error_code(1, "mismatches found, or the array cannot be verified (members missing, unknown geometry)"),
+    error_code(2, "usage error (unknown option, missing argument), a member cannot be opened, or reads failed")
+)]
 pub struct VerifyCommand {
     /// member devices or image files, or one array's UUID or name
     #[argh(positional)]

@@ -8,7 +8,19 @@ use std::path::PathBuf;
 /// health (ATA SMART, NVMe health log) and contents (filesystems, md members).
 /// Only reads: sysfs, a few small blocks of each disk, and SMART queries.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "probe")]
+#[argh(
+    subcommand,
+    name = "probe",
+    error_code(0, "every disk surveyed"),
+    error_code(
+        1,
+        "problems met while probing (a disk vanished, sysfs unreadable); the rest is shown"
+    ),
+    error_code(
+        2,
+        "usage error (unknown option, missing argument), or the output could not be written"
+    )
+)]
 pub struct ProbeCommand {
     /// print JSON (schema in the README: "probe --json")
     #[argh(switch)]
