@@ -45,7 +45,13 @@ enum Subcommand {
 /// Run a script of rescue subcommands, framing each output with markers
 /// (the unattended mode's contract; see the README).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "run-script")]
+#[argh(
+    subcommand,
+    name = "run-script",
+    error_code(0, "every command exited 0"),
+    error_code(1, "the worst command exited 1 (the highest exit code of all commands is returned)"),
+    error_code(2, "usage error (unknown option, missing argument), the script cannot be read, a line cannot be parsed, or a command exited 2")
+)]
 struct RunScriptCommand {
     /// the script file
     #[argh(positional)]
@@ -54,12 +60,22 @@ struct RunScriptCommand {
 
 /// Power the appliance off (unmounts destinations first).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "poweroff")]
+#[argh(
+    subcommand,
+    name = "poweroff",
+    error_code(0, "PID 1 was asked to power off"),
+    error_code(2, "usage error (unknown option, missing argument), not running as the appliance, or the request failed")
+)]
 struct PoweroffCommand {}
 
 /// Reboot the appliance (unmounts destinations first).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "reboot")]
+#[argh(
+    subcommand,
+    name = "reboot",
+    error_code(0, "PID 1 was asked to reboot"),
+    error_code(2, "usage error (unknown option, missing argument), not running as the appliance, or the request failed")
+)]
 struct RebootCommand {}
 
 fn main() {
@@ -156,5 +172,90 @@ fn halt(poweroff: bool) -> i32 {
             eprintln!("rescue: {e}");
             2
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every leaf subcommand, as typed after `rescue`.
+    const LEAVES: &[&[&str]] = &[
+        &["probe"],
+        &["gpt", "show"],
+        &["gpt", "verify"],
+        &["gpt", "repair"],
+        &["gpt", "undo"],
+        &["image"],
+        &["vmfs", "info"],
+        &["vmfs", "ls"],
+        &["vmfs", "stat"],
+        &["vmfs", "tree"],
+        &["vmfs", "cat"],
+        &["vmfs", "extract"],
+        &["vmfs", "files-hit"],
+        &["vmfs", "scan"],
+        &["md", "scan"],
+        &["md", "examine"],
+        &["md", "verify"],
+        &["md", "assemble"],
+        &["md", "stop"],
+        &["md", "check"],
+        &["dest", "list"],
+        &["dest", "mount"],
+        &["dest", "umount"],
+        &["menu"],
+        &["run-script"],
+        &["poweroff"],
+        &["reboot"],
+    ];
+
+    /// `rescue CMD --help` documents the exit codes: 0 and 2 always (argh's
+    /// usage errors exit 2 in main), 1 where the command reports problems.
+    #[test]
+    fn every_subcommand_documents_its_exit_codes() {
+        let top = Rescue::from_args(&["rescue"], &["--help"])
+            .unwrap_err()
+            .output;
+        for line in top
+            .lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+        {
+            if line.trim().is_empty() {
+                break;
+            }
+            // Wrapped descriptions continue on lines indented further.
+            if line.starts_with("   ") {
+                continue;
+            }
+            let name = line.split_whitespace().next().unwrap();
+            assert!(
+                LEAVES.iter().any(|l| l[0] == name),
+                "{name} is not in LEAVES"
+            );
+        }
+        for leaf in LEAVES {
+            let mut args = leaf.to_vec();
+            args.push("--help");
+            let help = Rescue::from_args(&["rescue"], &args).unwrap_err().output;
+            let codes = help
+                .split_once("Error codes:")
+                .unwrap_or_else(|| panic!("rescue {}: no exit codes:\n{help}", leaf.join(" ")))
+                .1;
+            for code in ["0", "2"] {
+                assert!(
+                    codes
+                        .lines()
+                        .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+                    "rescue {}: exit {code} missing:\n{help}",
+                    leaf.join(" ")
+                );
+            }
+        }
+        let verify = Rescue::from_args(&["rescue"], &["gpt", "verify", "--help"])
+            .unwrap_err()
+            .output;
+        assert!(verify.contains("no-gpt"), "{verify}");
     }
 }

@@ -32,7 +32,12 @@ pub enum Action {
 /// until mounted), then those not offered and why ("unsafe" in JSON: the
 /// disk holds an ESXi system, VMFS or an md member; "unusable": the
 /// source, or held by md/dm). Exit 0.
-#[argh(subcommand, name = "list")]
+#[argh(
+    subcommand,
+    name = "list",
+    error_code(0, "the list was printed (unusable filesystems are listed as such)"),
+    error_code(2, "usage error (unknown option, missing argument)")
+)]
 pub struct ListCommand {
     /// the source disk or partition: filesystems on its disk are shown as
     /// unusable
@@ -51,7 +56,13 @@ pub struct ListCommand {
 /// time, naming what the disk holds; without a terminal it needs
 /// --on-rescued-disk too. Exit 0 mounted, 1 not confirmed, 2 refused or
 /// failed.
-#[argh(subcommand, name = "mount")]
+#[argh(
+    subcommand,
+    name = "mount",
+    error_code(0, "mounted read-write (or already mounted)"),
+    error_code(1, "not confirmed: nothing changed"),
+    error_code(2, "usage error (unknown option, missing argument), no mountable filesystem on DEV, no terminal to ask on without --yes (and --on-rescued-disk for a disk being rescued), or the mount failed")
+)]
 pub struct MountCommand {
     /// device, e.g. /dev/vda or sdb2
     #[argh(positional)]
@@ -68,7 +79,12 @@ pub struct MountCommand {
 #[derive(FromArgs, Debug, PartialEq)]
 /// Unmount a destination (device or mount point) and make it read-only
 /// again. Exit 0 unmounted, 2 not a destination mount or failed.
-#[argh(subcommand, name = "umount")]
+#[argh(
+    subcommand,
+    name = "umount",
+    error_code(0, "unmounted and read-only again"),
+    error_code(2, "usage error (unknown option, missing argument), not a mounted destination, or the unmount failed")
+)]
 pub struct UmountCommand {
     /// device or mount point
     #[argh(positional)]

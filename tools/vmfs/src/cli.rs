@@ -40,7 +40,16 @@ pub enum Action {
 
 /// Print the folder tree with sizes: SRC... [PATH].
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "tree")]
+#[argh(
+    subcommand,
+    name = "tree",
+    error_code(0, "listed"),
+    error_code(1, "some entries could not be read"),
+    error_code(
+        2,
+        "usage error (unknown option, missing argument), no volume, or PATH not found"
+    )
+)]
 pub struct TreeCommand {
     /// SRC... then an optional VMFS path
     #[argh(positional)]
@@ -61,7 +70,13 @@ pub struct TreeCommand {
 /// and size (the same as `ls --scan`). Every command takes `fd:ADDR` as a
 /// path for them: `extract SRC fd:0x01000104 DEST_DIR`. Exit 1 if any.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "scan")]
+#[argh(
+    subcommand,
+    name = "scan",
+    error_code(0, "no orphans"),
+    error_code(1, "orphans found"),
+    error_code(2, "usage error (unknown option, missing argument), or no volume")
+)]
 pub struct ScanCommand {
     /// disks, partitions or images holding the volume
     #[argh(positional)]
@@ -98,7 +113,22 @@ pub struct ListCommand {
 
 /// Volume facts: version, label, UUID, block sizes, capacity, extents.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "info")]
+#[argh(
+    subcommand,
+    name = "info",
+    error_code(
+        0,
+        "the volume is whole: every extent found, metadata and bitmap readable"
+    ),
+    error_code(
+        1,
+        "an extent is missing, metadata warnings, or the bitmap is unreadable"
+    ),
+    error_code(
+        2,
+        "usage error (unknown option, missing argument), or no VMFS volume can be opened on SRC"
+    )
+)]
 pub struct InfoCommand {
     /// disks, partitions or images holding the volume
     #[argh(positional)]
@@ -117,7 +147,16 @@ pub struct InfoCommand {
 /// List a directory (default "/"): SRC... [PATH]. PATH `fd:ADDR` names a
 /// file or folder by its FD address (orphans that `--scan` finds).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "ls")]
+#[argh(
+    subcommand,
+    name = "ls",
+    error_code(0, "listed"),
+    error_code(1, "an entry could not be read, or with --scan orphans were found"),
+    error_code(
+        2,
+        "usage error (unknown option, missing argument), no volume, or PATH not found"
+    )
+)]
 pub struct LsCommand {
     /// SRC... then an optional VMFS path (sources are the leading arguments
     /// that exist as files or devices)
@@ -143,7 +182,12 @@ pub struct LsCommand {
 
 /// File metadata: SRC... PATH.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "stat")]
+#[argh(
+    subcommand,
+    name = "stat",
+    error_code(0, "shown"),
+    error_code(2, "usage error (unknown option, missing argument), no volume, or PATH not found or unreadable")
+)]
 pub struct StatCommand {
     /// SRC... then the VMFS path
     #[argh(positional)]
@@ -166,7 +210,12 @@ pub struct StatCommand {
 /// PATH. Here --offset is the place in the file, as with dd's skip; the
 /// VMFS partition's place in SRC, --offset elsewhere, is --vmfs-offset.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "cat")]
+#[argh(
+    subcommand,
+    name = "cat",
+    error_code(0, "all bytes written to stdout (or its reader went away)"),
+    error_code(2, "usage error (unknown option, missing argument), no volume, PATH not found, or a read or write failed")
+)]
 pub struct CatCommand {
     /// SRC... then the VMFS path
     #[argh(positional)]
@@ -193,7 +242,13 @@ pub struct CatCommand {
 /// as NAME.incomplete. PATH `fd:ADDR` takes an orphan that `scan` listed
 /// (it comes out as DEST_DIR/orphan-fd-ADDR).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "extract")]
+#[argh(
+    subcommand,
+    name = "extract",
+    error_code(0, "everything extracted"),
+    error_code(1, "bytes were lost (zero-filled) or items skipped: see DEST_DIR/vmfs-extract-report.txt"),
+    error_code(2, "usage error (unknown option, missing argument), no volume, PATH not found, or the destination failed (full, read-only, gone)")
+)]
 pub struct ExtractCommand {
     /// SRC... then VMFS paths, then the destination directory
     #[argh(positional)]
@@ -215,7 +270,16 @@ pub struct ExtractCommand {
 /// List the files (and byte ranges) that overlap bad areas of a ddrescue
 /// mapfile, without extracting: SRC... --map MAPFILE. Exit 1 if any.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "files-hit")]
+#[argh(
+    subcommand,
+    name = "files-hit",
+    error_code(0, "no file overlaps a bad area"),
+    error_code(1, "files overlap bad areas, or some metadata could not be read"),
+    error_code(
+        2,
+        "usage error (unknown option, missing argument), no volume, or the mapfile is unreadable"
+    )
+)]
 pub struct FilesHitCommand {
     /// disks, partitions or images holding the volume
     #[argh(positional)]
