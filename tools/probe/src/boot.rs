@@ -29,9 +29,13 @@ pub struct BootSecurity {
 pub fn read(sysfs: &Path) -> BootSecurity {
     let uefi = sysfs.join("firmware/efi").is_dir();
     let secure_boot = if uefi {
-        std::fs::read(sysfs.join(SECURE_BOOT_VAR))
-            .ok()
-            .and_then(|b| b.get(4).map(|&v| v == 1))
+        match std::fs::read(sysfs.join(SECURE_BOOT_VAR)) {
+            Ok(b) => b.get(4).map(|&v| v == 1),
+            // Firmware without Secure Boot support (OVMF's plain build)
+            // has no such variable; an empty or unmounted efivarfs says
+            // nothing either way.
+            Err(_) => efivars_readable(sysfs).then_some(false),
+        }
     } else {
         Some(false)
     };
@@ -47,6 +51,12 @@ pub fn read(sysfs: &Path) -> BootSecurity {
         secure_boot,
         lockdown,
     }
+}
+
+/// efivarfs is mounted and lists variables (every UEFI firmware has some,
+/// e.g. BootOrder).
+fn efivars_readable(sysfs: &Path) -> bool {
+    std::fs::read_dir(sysfs.join("firmware/efi/efivars")).is_ok_and(|mut rd| rd.next().is_some())
 }
 
 impl BootSecurity {
@@ -118,9 +128,19 @@ mod tests {
             b"[none] integrity confidentiality\n",
         );
         assert_eq!(read(&root).line(), "UEFI, Secure Boot off (lockdown: none)");
-        // efivarfs not mounted: the state is unknown, not "off".
+        // Firmware without Secure Boot support: no variable among others.
         std::fs::remove_file(root.join(SECURE_BOOT_VAR)).unwrap();
+        write(
+            &root,
+            "firmware/efi/efivars/BootOrder-8be4df61-93ca-11d2-aa0d-00e098032b8c",
+            &[7, 0, 0, 0, 1, 0],
+        );
+        assert_eq!(read(&root).secure_boot, Some(false));
+        // efivarfs not mounted: the state is unknown, not "off".
+        std::fs::remove_dir_all(root.join("firmware/efi/efivars")).unwrap();
+        std::fs::create_dir_all(root.join("firmware/efi/efivars")).unwrap();
         assert_eq!(read(&root).secure_boot, None);
+        assert!(read(&root).line().contains("Secure Boot unknown"));
         let _ = std::fs::remove_dir_all(&root);
 
         let root = tree("bios");
