@@ -896,6 +896,8 @@ fn usb_stick_boots_with_secure_boot() {
     let mut vm = Vm::start(&image, &cfg);
     let boot = vm.wait_for("Choose: ", BOOT_TIMEOUT);
     assert!(boot.contains(" vda "), "{boot}");
+    // The menu says so itself (the kernel's own messages are quiet).
+    assert!(boot.contains(&format!("Boot: {SECURE_BOOT}")), "{boot}");
     vm.send("s\n");
     vm.wait_for("type 'exit'", Duration::from_secs(30));
     vm.send("od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c | tr -s ' '; dmesg | grep -c 'Secure boot enabled'; echo SB\"\"-DONE\n");
@@ -913,17 +915,25 @@ fn usb_stick_boots_with_secure_boot() {
     assert_eq!(sha256_file(&stick), before);
 }
 
-/// Boots a medium to the menu, checks the disk is listed, powers off, and
-/// checks the medium's image was not changed.
-fn boot_medium(cfg: VmConfig, medium: &std::path::Path) {
+/// Boots a medium to the menu, checks the disk is listed and the menu's
+/// `Boot:` line starts with `boot_line`, powers off, and checks the
+/// medium's image was not changed. Returns the boot transcript.
+fn boot_medium(cfg: VmConfig, medium: &std::path::Path, boot_line: &str) -> String {
     let image = Image::built();
     let before = sha256_file(medium);
     let mut vm = Vm::start(&image, &cfg);
     let boot = vm.wait_for("Choose: ", BOOT_TIMEOUT);
     assert!(boot.contains(" vda "), "{boot}");
+    assert!(boot.contains(&format!("Boot: {boot_line}")), "{boot}");
     vm.power_off_from_menu();
     assert_eq!(sha256_file(medium), before);
+    boot
 }
+
+/// The menu's `Boot:` line (see probe::boot) for each firmware setup.
+const BIOS_BOOT: &str = "BIOS (not UEFI), no Secure Boot (lockdown: none)";
+const UEFI_BOOT: &str = "UEFI, Secure Boot off (lockdown: none)";
+const SECURE_BOOT: &str = "UEFI, Secure Boot on (lockdown: integrity)";
 
 fn media_cfg(dir: &TempDir) -> VmConfig {
     let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
@@ -942,7 +952,7 @@ fn iso_boots_as_cd_in_bios() {
     let mut cfg = media_cfg(&dir);
     let iso = out_file("rescue.iso");
     cfg.cdrom = Some(iso.clone());
-    boot_medium(cfg, &iso);
+    boot_medium(cfg, &iso, BIOS_BOOT);
 }
 
 #[test]
@@ -952,7 +962,7 @@ fn iso_boots_as_cd_in_uefi() {
     let iso = out_file("rescue.iso");
     cfg.cdrom = Some(iso.clone());
     cfg.uefi = Some((false, dir.path().join("vars.fd")));
-    boot_medium(cfg, &iso);
+    boot_medium(cfg, &iso, UEFI_BOOT);
 }
 
 /// BMC virtual media is a CD to the firmware, on servers that usually
@@ -965,16 +975,33 @@ fn iso_boots_as_cd_with_secure_boot() {
     let iso = out_file("rescue.iso");
     cfg.cdrom = Some(iso.clone());
     cfg.uefi = Some((true, dir.path().join("vars.fd")));
-    boot_medium(cfg, &iso);
+    boot_medium(cfg, &iso, SECURE_BOOT);
 }
 
+/// Also: an empty DVD drive (QEMU's ide-cd without a medium, as on a
+/// server with an empty drive or virtual media slot) is `no medium`, not a
+/// damaged 1 GiB disk.
 #[test]
 fn usb_stick_boots_in_bios() {
     let dir = TempDir::new("usb-bios");
     let mut cfg = media_cfg(&dir);
     let stick = out_file("rescue-usb.img");
     cfg.usb_stick = Some(stick.clone());
-    boot_medium(cfg, &stick);
+    cfg.extra_args = [
+        "-drive",
+        "if=none,id=emptycd,media=cdrom",
+        "-device",
+        "ide-cd,drive=emptycd,bus=ide.1",
+    ]
+    .map(String::from)
+    .to_vec();
+    let boot = boot_medium(cfg, &stick, BIOS_BOOT);
+    let sr0 = boot
+        .lines()
+        .find(|l| l.contains(" sr0 "))
+        .unwrap_or_else(|| panic!("no sr0 in the overview:\n{boot}"));
+    assert!(sr0.contains("no medium"), "{sr0}");
+    assert!(!sr0.contains("damaged") && !sr0.contains("MiB"), "{sr0}");
 }
 
 #[test]
@@ -984,7 +1011,7 @@ fn usb_stick_boots_in_uefi() {
     let stick = out_file("rescue-usb.img");
     cfg.usb_stick = Some(stick.clone());
     cfg.uefi = Some((false, dir.path().join("vars.fd")));
-    boot_medium(cfg, &stick);
+    boot_medium(cfg, &stick, UEFI_BOOT);
 }
 
 /// The ISO written to a stick (hybrid) boots with Secure Boot enforced.
@@ -995,7 +1022,7 @@ fn iso_as_usb_stick_boots_with_secure_boot() {
     let iso = out_file("rescue.iso");
     cfg.usb_stick = Some(iso.clone());
     cfg.uefi = Some((true, dir.path().join("vars.fd")));
-    boot_medium(cfg, &iso);
+    boot_medium(cfg, &iso, SECURE_BOOT);
 }
 
 /// image-build's `out/SHA256SUMS` names every artifact and matches them, as
