@@ -283,12 +283,22 @@ fn guard_one(name: &str) -> bool {
     match blockdev::set_read_only(&path, true) {
         Ok(()) => true,
         // No medium (empty CD drive, card reader): nothing to protect yet.
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOMEDIUM.raw_os_error()) => false,
+        // blockdev's error carries the path and errno text, not the errno
+        // itself, so ask the node again.
+        Err(_) if no_medium(&path) => false,
         Err(e) => {
             blog::say(&format!("could not set {path} read-only: {e}"));
             false
         }
     }
+}
+
+/// Opening `path` fails with ENOMEDIUM: a drive that holds no medium.
+fn no_medium(path: &str) -> bool {
+    std::fs::File::open(path)
+        .err()
+        .and_then(|e| e.raw_os_error())
+        == Some(rustix::io::Errno::NOMEDIUM.raw_os_error())
 }
 
 fn hotplug_loop(sock: UeventSocket, mut loader: Option<Loader>) {
