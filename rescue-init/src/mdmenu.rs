@@ -36,7 +36,9 @@ pub fn run(input: &mut impl BufRead, out: &mut impl Write) -> bool {
                 .map(|m| mdkernel::kernel_name(&m.device))
                 .collect();
             let row = format!(
-                " {:>2}  {} {}  {} {}  {}  {}\n      members {}{}",
+                // The identity, then the state, then the members: each
+                // line short enough that no phrase is split.
+                " {:>2}  {} {}\n      {} {}  {}  {}\n      members {}{}",
                 i + 1,
                 a.uuid,
                 a.name.as_deref().unwrap_or("-"),
