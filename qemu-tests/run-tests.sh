@@ -8,7 +8,8 @@ echo "=== building the image (cargo run --release -p image-build)"
 cargo run --release -p image-build
 echo "=== running the tests"
 set +e
-cargo test --workspace --release 2>&1 | tee target/test-output.log
+# The suite profile (Cargo.toml): release optimizations without fat LTO.
+cargo test --workspace --profile suite 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over all test binaries.

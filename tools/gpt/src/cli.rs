@@ -305,7 +305,7 @@ fn render_copy(
                     e.slot,
                     e.first_lba,
                     e.last_lba,
-                    human(e.sectors().saturating_mul(ss)),
+                    screen::human_size(e.sectors().saturating_mul(ss)),
                     e.type_name
                         .map(String::from)
                         .unwrap_or_else(|| e.type_guid.to_string()),
@@ -354,7 +354,7 @@ fn render_copy(
                 "{}-{} ({})",
                 next_free,
                 e.first_lba - 1,
-                human((e.first_lba - next_free).saturating_mul(ss))
+                screen::human_size((e.first_lba - next_free).saturating_mul(ss))
             ));
         }
         next_free = next_free.max(e.last_lba.saturating_add(1));
@@ -364,7 +364,7 @@ fn render_copy(
             "{}-{} ({})",
             next_free,
             h.last_usable_lba,
-            human(
+            screen::human_size(
                 (h.last_usable_lba - next_free)
                     .saturating_add(1)
                     .saturating_mul(ss)
@@ -473,21 +473,6 @@ fn differences(v: &GptView) -> Vec<String> {
         }
     }
     d
-}
-
-fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < units.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
 }
 
 pub fn render_show(v: &GptView) -> String {

@@ -92,31 +92,15 @@ impl Progress {
         format!(
             "{:6.2}% {} rescued, {} bad areas ({}), {}/s now, {}/s avg, last good read {} ago, ETA {} | {}",
             self.percent_rescued,
-            human_bytes(self.rescued),
+            screen::decimal_size(self.rescued),
             self.bad_areas,
-            human_bytes(self.bad_bytes),
-            human_bytes(self.current_rate as u64),
-            human_bytes(self.average_rate as u64),
+            screen::decimal_size(self.bad_bytes),
+            screen::decimal_size(self.current_rate as u64),
+            screen::decimal_size(self.average_rate as u64),
             human_duration(self.since_last_good_read),
             self.eta.map_or_else(|| "n/a".into(), human_duration),
             self.phase_text
         )
-    }
-}
-
-/// Bytes with an SI prefix (as ddrescue shows them).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -211,7 +195,7 @@ pub fn summary(r: &Report) -> String {
     ] {
         s.push_str(&format!(
             "  {label:>11}: {:>10} ({} bytes) in {} area(s), {:.4}%\n",
-            human_bytes(t.bytes(st)),
+            screen::decimal_size(t.bytes(st)),
             t.bytes(st),
             t.areas(st),
             pct(t.bytes(st))
@@ -220,9 +204,9 @@ pub fn summary(r: &Report) -> String {
     let secs = r.elapsed.as_secs_f64();
     s.push_str(&format!(
         "  this run: {} rescued in {} ({}/s), {} reads, {} read errors\n",
-        human_bytes(r.rescued_this_run),
+        screen::decimal_size(r.rescued_this_run),
         human_duration(r.elapsed),
-        human_bytes(if secs > 0.0 {
+        screen::decimal_size(if secs > 0.0 {
             (r.rescued_this_run as f64 / secs) as u64
         } else {
             0
@@ -302,8 +286,6 @@ mod tests {
 
     #[test]
     fn human_units() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1_500_000), "1.5 MB");
         assert_eq!(human_duration(Duration::from_secs(3725)), "1h02m");
     }
 }

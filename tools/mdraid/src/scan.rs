@@ -603,21 +603,6 @@ pub fn verify_members<'a>(a: &Array, inputs: &[Input<'a>]) -> Vec<Option<verify:
         .collect()
 }
 
-fn size(b: u64) -> String {
-    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
 /// Human-readable scan output.
 pub fn render(r: &ScanReport) -> String {
     use std::fmt::Write;
@@ -655,13 +640,13 @@ pub fn render(r: &ScanReport) -> String {
                 String::new()
             },
             if a.chunk_bytes > 0 {
-                format!(", chunk {}", size(a.chunk_bytes))
+                format!(", chunk {}", screen::human_size(a.chunk_bytes))
             } else {
                 String::new()
             },
-            size(a.array_bytes),
+            screen::human_size(a.array_bytes),
             a.array_bytes,
-            size(a.component_bytes)
+            screen::human_size(a.component_bytes)
         );
         let _ = writeln!(
             o,

@@ -3,31 +3,7 @@
 use crate::Disk;
 use std::fmt::Write;
 
-/// `1536` -> `1.5 KiB`; exact for small values.
-pub fn human_size(bytes: u64) -> String {
-    scaled(bytes, 1024, ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"])
-}
-
-/// Decimal units as on the drive's label: `128035676160` -> `128.0 GB`.
-pub fn decimal_size(bytes: u64) -> String {
-    scaled(bytes, 1000, ["kB", "MB", "GB", "TB", "PB", "EB"])
-}
-
-fn scaled(bytes: u64, base: u64, units: [&str; 6]) -> String {
-    if bytes < base {
-        return format!("{bytes} B");
-    }
-    let base = base as f64;
-    let mut v = bytes as f64 / base;
-    let mut unit = 0;
-    while v >= base && unit < units.len() - 1 {
-        v /= base;
-        unit += 1;
-    }
-    format!("{v:.1} {}", units[unit])
-}
-
-pub use screen::{plural, wrap_text, wrap_words, SCREEN_WIDTH};
+pub use screen::{decimal_size, human_size, plural, wrap_text, wrap_words, SCREEN_WIDTH};
 
 fn cut(s: &str, width: usize) -> String {
     if s.chars().count() <= width {

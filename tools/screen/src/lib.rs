@@ -6,6 +6,31 @@
 /// terminal that wraps at the last column does not add blank lines).
 pub const SCREEN_WIDTH: usize = 79;
 
+/// `1536` -> `1.5 KiB`; exact for small values.
+pub fn human_size(bytes: u64) -> String {
+    scaled(bytes, 1024, ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"])
+}
+
+/// Decimal units as on a drive's label and in transfer rates:
+/// `128035676160` -> `128.0 GB`.
+pub fn decimal_size(bytes: u64) -> String {
+    scaled(bytes, 1000, ["kB", "MB", "GB", "TB", "PB", "EB"])
+}
+
+fn scaled(bytes: u64, base: u64, units: [&str; 6]) -> String {
+    if bytes < base {
+        return format!("{bytes} B");
+    }
+    let base = base as f64;
+    let mut v = bytes as f64 / base;
+    let mut unit = 0;
+    while v >= base && unit < units.len() - 1 {
+        v /= base;
+        unit += 1;
+    }
+    format!("{v:.1} {}", units[unit])
+}
+
 /// "1 finding", "2 findings".
 pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -86,6 +111,16 @@ mod tests {
         assert!(w.lines().nth(1).unwrap().starts_with("  x"), "{w}");
         assert!(w.contains("\n    y"), "{w}");
         assert!(w.ends_with("ok\n"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+        assert_eq!(decimal_size(999), "999 B");
+        assert_eq!(decimal_size(1_500_000), "1.5 MB");
+        assert_eq!(decimal_size(128_035_676_160), "128.0 GB");
     }
 
     #[test]

@@ -412,21 +412,6 @@ fn json_out<T: Serialize>(v: &T) -> CliResult {
     Ok(0)
 }
 
-fn human(n: u64) -> String {
-    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
 fn list(c: ListCommand) -> CliResult {
     let paths = if c.src.is_empty() {
         blockdev::system_disks(Path::new("/sys"))
@@ -513,9 +498,9 @@ fn list(c: ListCommand) -> CliResult {
                 "{:>2}  VMFS{} \"{label}\"  {}, {}  on {place}",
                 n + 1,
                 r.vmfs_version.unwrap_or(0),
-                human(r.capacity.unwrap_or(0)),
+                screen::human_size(r.capacity.unwrap_or(0)),
                 r.free_bytes
-                    .map(|f| format!("{} free", human(f)))
+                    .map(|f| format!("{} free", screen::human_size(f)))
                     .unwrap_or_else(|| "free space unknown".into())
             ),
             (_, Some(e)) => println!("{:>2}  unreadable VMFS on {place}: {e}", n + 1),
@@ -578,21 +563,21 @@ fn info(c: InfoCommand) -> CliResult {
     println!("UUID:           {}", i.uuid);
     println!(
         "block size:     {} (sub-block {})",
-        human(i.block_size),
-        human(i.sub_block_size as u64)
+        screen::human_size(i.block_size),
+        screen::human_size(i.sub_block_size as u64)
     );
     println!(
         "capacity:       {} ({} bytes)",
-        human(i.capacity),
+        screen::human_size(i.capacity),
         i.capacity
     );
     match &space {
         Ok(sp) => println!(
             "free:           {} ({} bytes, {:.0}% of {} in file blocks)",
-            human(sp.free_bytes),
+            screen::human_size(sp.free_bytes),
             sp.free_bytes,
             sp.free_bytes as f64 * 100.0 / sp.total_bytes.max(1) as f64,
-            human(sp.total_bytes)
+            screen::human_size(sp.total_bytes)
         ),
         Err(e) => println!("free:           unknown: {e}"),
     }
@@ -625,7 +610,7 @@ fn info(c: InfoCommand) -> CliResult {
             "  {}: {} resources of {} ({} per cluster, {} clusters/group, {} groups)",
             r.name,
             r.total,
-            human(r.res_size),
+            screen::human_size(r.res_size),
             r.per_cluster,
             r.clusters_per_group,
             r.groups
@@ -768,7 +753,7 @@ fn stat(c: StatCommand) -> CliResult {
     }
     println!("path:        {path}");
     println!("type:        {:?}", st.file_type);
-    println!("size:        {} ({})", st.size, human(st.size));
+    println!("size:        {} ({})", st.size, screen::human_size(st.size));
     println!("mode:        {} ({:o})", mode_str(&st), st.mode);
     println!("uid/gid:     {}/{}", st.uid, st.gid);
     println!("links:       {}", st.nlink);
@@ -777,7 +762,7 @@ fn stat(c: StatCommand) -> CliResult {
     println!(
         "addressing:  ZLA {} , block {}",
         st.zla,
-        human(st.block_size)
+        screen::human_size(st.block_size)
     );
     if let Some(l) = &st.link {
         println!("target:      {l}");
@@ -911,14 +896,14 @@ impl Extractor<'_> {
         };
         eprintln!(
             "vmfs: {} of {} stored data ({:.0}%), {}/s, ETA {:.0}s, {} files",
-            human(self.done),
-            human(self.total),
+            screen::human_size(self.done),
+            screen::human_size(self.total),
             if self.total > 0 {
                 self.done as f64 * 100.0 / self.total as f64
             } else {
                 100.0
             },
-            human(rate as u64),
+            screen::human_size(rate as u64),
             eta,
             self.files
         );
@@ -1254,8 +1239,8 @@ fn extract(c: ExtractCommand) -> CliResult {
     println!(
         "extracted {} files, {} ({} of stored data) in {:.1}s; {} bytes lost in {} files; {} items skipped",
         x.files,
-        human(x.written),
-        human(x.done),
+        screen::human_size(x.written),
+        screen::human_size(x.done),
         x.started.elapsed().as_secs_f64(),
         lost,
         x.losses.len(),
@@ -1287,8 +1272,8 @@ fn extract(c: ExtractCommand) -> CliResult {
         println!(
             "STOPPED, the destination failed: {why}\n\
              {} of {} stored data copied; the rest was not tried",
-            human(x.done),
-            human(x.total)
+            screen::human_size(x.done),
+            screen::human_size(x.total)
         );
     }
     if x.losses.is_empty() && x.skipped.is_empty() && x.stopped.is_none() {
@@ -1528,7 +1513,7 @@ fn tree(c: TreeCommand) -> CliResult {
                     "{}{}  {} ({})",
                     "  ".repeat(depth),
                     e.name,
-                    human(i.size),
+                    screen::human_size(i.size),
                     format!("{:?}", i.ftype).to_lowercase()
                 ),
                 Err(err) => {
