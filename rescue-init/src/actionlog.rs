@@ -98,7 +98,7 @@ pub fn save_at_shutdown() -> Vec<String> {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = dest::parse_mounts(&mounts)
+    let mut dirs: Vec<PathBuf> = blockdev::parse_mounts(&mounts)
         .into_iter()
         .filter(|(dev, at, _)| {
             dev.starts_with("/dev/") && Path::new(at).starts_with(dest::MOUNT_ROOT)

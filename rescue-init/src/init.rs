@@ -567,13 +567,11 @@ fn shutdown(halt: Halt) -> ! {
 /// what cannot be unmounted is remounted read-only.
 fn unmount_destinations() {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let mut targets: Vec<String> = mounts
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let (src, target) = (w.next()?, w.next()?);
-            src.starts_with("/dev/").then(|| target.to_string())
-        })
+    // Escapes decoded: a mount point with a space is unmounted too.
+    let mut targets: Vec<String> = blockdev::parse_mounts(&mounts)
+        .into_iter()
+        .filter(|(src, _, _)| src.starts_with("/dev/"))
+        .map(|(_, at, _)| at)
         .collect();
     targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
     for t in targets {

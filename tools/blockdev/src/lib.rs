@@ -410,8 +410,50 @@ impl WritableWhile {
     }
 }
 
+/// `(device, mount point, options)` of every mount in `mounts` (the text
+/// of /proc/mounts), with `\040`-style escapes decoded.
+pub fn parse_mounts(mounts: &str) -> Vec<(String, String, String)> {
+    fn unescape(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\'
+                && i + 3 < b.len()
+                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (dev, at, _fs, opts) = (w.next()?, w.next()?, w.next()?, w.next()?);
+            Some((unescape(dev), unescape(at), opts.to_string()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mounts_parse_with_escapes() {
+        let m = super::parse_mounts(
+            "/dev/sdb1 /mnt/dest/my\\040disk exfat rw 0 0\nproc /proc proc rw 0 0\nshort line\n",
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].0, "/dev/sdb1");
+        assert_eq!(m[0].1, "/mnt/dest/my disk");
+        assert_eq!(m[1].2, "rw");
+    }
+
     use super::*;
     use std::io::Write;
 

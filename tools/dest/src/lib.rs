@@ -158,36 +158,7 @@ fn ignored(name: &str) -> bool {
     probe::is_ignored_block_device(name) || name.starts_with("sr")
 }
 
-/// `(device, mount point, options)` of every mount in `mounts` (the text
-/// of /proc/mounts), with `\040`-style escapes decoded.
-pub fn parse_mounts(mounts: &str) -> Vec<(String, String, String)> {
-    fn unescape(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'\\'
-                && i + 3 < b.len()
-                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-            {
-                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-                i += 4;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let (dev, at, _fs, opts) = (w.next()?, w.next()?, w.next()?, w.next()?);
-            Some((unescape(dev), unescape(at), opts.to_string()))
-        })
-        .collect()
-}
+pub use blockdev::parse_mounts;
 
 /// Every mountable filesystem on the machine's disks, the boot stick's
 /// `RESCUEDATA` partition first, then by name. Devices on `exclude_disks`

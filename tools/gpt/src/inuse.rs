@@ -58,15 +58,13 @@ pub fn check_with(dev: &Path, sys_class_block: &Path, mounts: &str) -> Result<()
             }
         }
         let dev_path = format!("/dev/{n}");
-        for line in mounts.lines() {
-            let Some(src) = line.split_whitespace().next() else {
-                continue;
-            };
-            let canon = std::fs::canonicalize(src)
+        // /proc/swaps lines have the same leading fields (path, type...).
+        for (src, at, _) in blockdev::parse_mounts(mounts) {
+            let canon = std::fs::canonicalize(&src)
                 .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| src.to_string());
+                .unwrap_or_else(|_| src.clone());
             if canon == dev_path {
-                problems.push(format!("{n} is in use: {line}"));
+                problems.push(format!("{n} is in use: {src} at {at}"));
             }
         }
     }

@@ -281,7 +281,7 @@ pub fn stop_array(md: &Md, spec: &str) -> Result<i32, String> {
     let name = running_name(md, spec)?;
     let at = crate::mount_point(&name);
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    if dest::parse_mounts(&mounts)
+    if blockdev::parse_mounts(&mounts)
         .iter()
         .any(|(_, m, _)| std::path::Path::new(m) == at)
     {
