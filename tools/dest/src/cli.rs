@@ -116,7 +116,13 @@ pub fn run(cmd: DestCommand, load: ModuleLoader<'_>) -> i32 {
                 .collect();
             let c = list(sys, dev, &mounts(), &ex);
             if l.json {
-                println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
+                match serde_json::to_string_pretty(&c) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("rescue dest list: JSON: {e}");
+                        return 2;
+                    }
+                }
             } else {
                 print!("{}", render(&c));
             }

@@ -536,10 +536,14 @@ fn vmfs6_in_gpt_disk_with_512_byte_sectors() {
     let disk = vmfs_in_gpt_disk(512, 2048);
     // sgdisk (the design's GPT oracle; it reads files as 512-byte
     // sectors) accepts the writer's GPT: CRCs, backup, partition.
-    if let Ok(out) = Command::new("sgdisk").arg("-v").arg(&disk.0).output() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("No problems found"), "sgdisk -v: {text}");
-    }
+    // A missing oracle fails the test (qemu-tests/setup.sh installs gdisk).
+    let out = Command::new("sgdisk")
+        .arg("-v")
+        .arg(&disk.0)
+        .output()
+        .expect("sgdisk (gdisk) is needed for this test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No problems found"), "sgdisk -v: {text}");
 }
 
 /// VMFS6 large file blocks: `bigger`'s FD readdressed as one 512 MiB LFB
