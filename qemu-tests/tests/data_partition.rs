@@ -62,6 +62,15 @@ fn rescuedata_is_offered_first_and_keeps_an_image_across_reboot() {
             && lines[first + 1].contains("boot stick data partition"),
         "{list}"
     );
+    // The stick's boot partition is never offered.
+    let apart = list
+        .split_once("Not offered:")
+        .map(|x| x.1)
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        apart.contains("/dev/sda1") && apart.contains("boot partition of a rescue medium"),
+        "{list}"
+    );
     let m = shell(&mut vm, "rescue dest mount /dev/sda2 --yes", "MOUNT");
     assert!(m.ends_with("MOUNT=0"), "{m}");
     let i = shell(

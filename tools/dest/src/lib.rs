@@ -96,6 +96,25 @@ pub fn rescue_contents(disk_node: &Path, part_nodes: &[PathBuf]) -> Vec<String> 
     out
 }
 
+/// Whether a FAT filesystem is the boot partition of a rescue medium
+/// (this appliance's stick, or another Linux boot stick): its root holds a
+/// kernel and a boot loader configuration that loads an initramfs. An image written
+/// there could fill the partition the machine boots from.
+pub fn is_boot_partition(dev: &dyn BlockDevice) -> bool {
+    let Ok(v) = fat::Volume::open(dev, 0) else {
+        return false;
+    };
+    // The reader looks up 8.3 names: `initramfs.img` has only a long name,
+    // so it is found through the boot configuration that loads it.
+    let loads_initramfs = |cfg: &str| {
+        v.read_file(cfg).is_ok_and(|b| {
+            let t = String::from_utf8_lossy(&b);
+            t.contains("initramfs") || t.contains("initrd")
+        })
+    };
+    v.exists("vmlinuz") && (loads_initramfs("syslinux.cfg") || loads_initramfs("EFI/BOOT/grub.cfg"))
+}
+
 /// "disk sda holds an ESXi system (...), a VMFS datastore (sda3)".
 fn unsafe_reason(disk: &str, holds: &[String]) -> Option<String> {
     (!holds.is_empty()).then(|| format!("disk {disk} holds {}", holds.join(", ")))
@@ -203,10 +222,15 @@ pub fn list(
                 .collect();
             holdings.push((disk.clone(), rescue_contents(&dev_dir.join(&disk), &parts)));
         }
-        let unsafe_reason = holdings
-            .iter()
-            .find(|(d, _)| *d == disk)
-            .and_then(|(d, holds)| unsafe_reason(d, holds));
+        let boot = matches!(sig.kind, Kind::Fat16 | Kind::Fat32) && is_boot_partition(&dev);
+        let unsafe_reason = if boot {
+            Some("the boot partition of a rescue medium (it holds vmlinuz and boots it)".into())
+        } else {
+            holdings
+                .iter()
+                .find(|(d, _)| *d == disk)
+                .and_then(|(d, holds)| unsafe_reason(d, holds))
+        };
         let device = format!("/dev/{name}");
         let mounted_at = mounted
             .iter()

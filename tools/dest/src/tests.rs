@@ -196,3 +196,50 @@ fn question_names_device_and_mount_point() {
     );
     assert!(q.ends_with("Type yes to mount: "));
 }
+
+/// The boot stick's own FAT partition (a kernel and a boot loader
+/// configuration that loads an initramfs, in its root) is not offered: an image written there
+/// could fill the partition the machine boots from.
+#[test]
+fn a_rescue_boot_partition_is_not_offered() {
+    let t = Tree::new("bootpart");
+    t.block("sdc", &["sdc1", "sdc2"]);
+    t.mkfs("sdc1", &["mkfs.vfat", "-n", "RESCUE"]);
+    t.mkfs("sdc2", &["mkfs.vfat", "-n", "OTHER"]);
+    for (part, files) in [
+        ("sdc1", &["vmlinuz", "initramfs.img", "syslinux.cfg"][..]),
+        ("sdc2", &["vmlinuz"][..]),
+    ] {
+        for f in files {
+            let src = t.0.join(f);
+            fs::write(
+                &src,
+                b"LABEL rescue\n  KERNEL /vmlinuz\n  INITRD /initramfs.img\n",
+            )
+            .unwrap();
+            let ok = std::process::Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-i")
+                .arg(t.dev().join(part))
+                .arg(&src)
+                .arg(format!("::/{f}"))
+                .status()
+                .expect("mcopy (mtools) is needed")
+                .success();
+            assert!(ok);
+        }
+    }
+    let l = list(&t.sys(), &t.dev(), "", &[]);
+    let c = |n: &str| l.iter().find(|c| c.name == n).unwrap();
+    assert!(
+        c("sdc1")
+            .unsafe_reason
+            .as_deref()
+            .is_some_and(|w| w.contains("boot partition of a rescue medium")),
+        "{l:#?}"
+    );
+    assert!(
+        c("sdc2").usable(),
+        "a FAT with only a kernel is an ordinary stick"
+    );
+}

@@ -181,8 +181,9 @@ impl<'a> Volume<'a> {
         Ok(b)
     }
 
-    /// Reads the file at `path` (short names, `/`-separated, any case).
-    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+    /// The directory entry at `path` (short names, `/`-separated, any
+    /// case): first cluster, size, whether it is a directory.
+    fn lookup(&self, path: &str) -> Result<(u32, u64, bool), String> {
         let mut dir = self.root_dir()?;
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         for (i, part) in parts.iter().enumerate() {
@@ -194,20 +195,33 @@ impl<'a> Volume<'a> {
                 .ok_or_else(|| format!("{path}: {part} not found"))?;
             let cluster = (u32::from(le16(e, 20)) << 16) | u32::from(le16(e, 26));
             let is_dir = e[11] & 0x10 != 0;
-            let last = i + 1 == parts.len();
-            if last && !is_dir {
-                let size = u64::from(le32(e, 28));
-                if size > MAX_FILE {
-                    return Err(format!("{path}: {size} bytes, larger than {MAX_FILE}"));
-                }
-                return self.read_chain(cluster, size);
+            if i + 1 == parts.len() {
+                return Ok((cluster, u64::from(le32(e, 28)), is_dir));
             }
             if !is_dir {
                 return Err(format!("{path}: {part} is not a directory"));
             }
             dir = self.read_chain(cluster, MAX_FILE)?;
         }
-        Err(format!("{path}: is a directory"))
+        Err(format!("{path}: is the root directory"))
+    }
+
+    /// Whether a file or directory exists at `path` (nothing is read but
+    /// the directories on the way).
+    pub fn exists(&self, path: &str) -> bool {
+        self.lookup(path).is_ok()
+    }
+
+    /// Reads the file at `path` (short names, `/`-separated, any case).
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+        let (cluster, size, is_dir) = self.lookup(path)?;
+        if is_dir {
+            return Err(format!("{path}: is a directory"));
+        }
+        if size > MAX_FILE {
+            return Err(format!("{path}: {size} bytes, larger than {MAX_FILE}"));
+        }
+        self.read_chain(cluster, size)
     }
 
     pub fn bytes_per_sector(&self) -> u64 {
