@@ -119,23 +119,13 @@ pub fn save_at_shutdown() -> Vec<String> {
     said
 }
 
-/// The boot stick's RESCUEDATA partition, mounted (read-write) if it is
-/// not yet; None when there is none.
+/// The boot stick's RESCUEDATA partition, mounted if it is not yet.
 pub fn rescue_data_dir() -> Result<Option<PathBuf>, String> {
-    let (sys, dev) = (Path::new("/sys"), Path::new("/dev"));
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let cands = dest::list(sys, dev, &mounts, &[]);
-    let Some(data) = cands.iter().find(|c| c.rescue_data && c.usable()) else {
-        return Ok(None);
-    };
-    if let Some(at) = &data.mounted_at {
-        return Ok(Some(PathBuf::from(at)));
-    }
-    log::info!(
-        "mounting the boot stick's data partition {} (RESCUEDATA) to keep a file there",
-        data.device
-    );
-    dest::mount(data, dev, &crate::modules::load_by_name, false).map(Some)
+    dest::data_partition_dir(
+        Path::new("/sys"),
+        Path::new("/dev"),
+        &crate::modules::load_by_name,
+    )
 }
 
 /// The last `n` lines of this boot's log, for the menu.

@@ -75,31 +75,12 @@ pub fn choose(
             probe::render::wrap_words(&row, probe::render::SCREEN_WIDTH, 6)
         );
     }
-    let apart: Vec<&dest::Candidate> = cands.iter().filter(|c| !c.usable()).collect();
-    if !apart.is_empty() {
-        let _ = writeln!(out, "  Not offered:");
-        for c in &apart {
-            let why = c
-                .unusable
-                .as_deref()
-                .or(c.unsafe_reason.as_deref())
-                .unwrap_or_default();
-            let _ = write!(
-                out,
-                "{}",
-                probe::render::wrap_words(
-                    &format!("      {:<10} {:<6} {why}", c.device, c.filesystem),
-                    probe::render::SCREEN_WIDTH,
-                    24
-                )
-            );
-        }
-        if apart.iter().any(|c| c.unsafe_reason.is_some()) {
-            let _ = writeln!(
-                out,
-                "  (to write to a disk being rescued anyway: 'rescue dest mount DEVICE'\n   from the shell, which asks twice)"
-            );
-        }
+    let _ = write!(out, "{}", dest::render_not_offered(&cands, 2));
+    if cands.iter().any(|c| c.unsafe_reason.is_some()) {
+        let _ = writeln!(
+            out,
+            "  (to write to a disk being rescued anyway: 'rescue dest mount DEVICE'\n   from the shell, which asks twice)"
+        );
     }
     let Some(a) = ask(input, out, "Destination (Enter: back): ") else {
         return Chosen::Ended;

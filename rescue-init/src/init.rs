@@ -220,7 +220,7 @@ fn coldplug(loader: &mut Loader, opts: &cmdline::Options, uevents: Option<&Ueven
             let usb = report
                 .loaded
                 .iter()
-                .any(|m| USB_HOST_DRIVERS.contains(&m.replace('-', "_").as_str()));
+                .any(|m| USB_HOST_DRIVERS.contains(&kmod::normalize(m).as_str()));
             let quiet = if usb { SETTLE_QUIET_USB } else { SETTLE_QUIET };
             if last_event.elapsed() >= quiet || start.elapsed() >= SETTLE_MAX {
                 break;

@@ -53,6 +53,33 @@ impl Candidate {
     pub fn usable(&self) -> bool {
         self.unusable.is_none() && self.unsafe_reason.is_none()
     }
+
+    /// Why it is not offered, if it is not.
+    pub fn not_offered_because(&self) -> Option<&str> {
+        self.unusable.as_deref().or(self.unsafe_reason.as_deref())
+    }
+}
+
+/// The candidates that are not offered, each with why, under a "Not
+/// offered:" heading indented by `margin` columns (empty when there are
+/// none); wrapped at 79 columns. Shared by `dest list` and the menu.
+pub fn render_not_offered(list: &[Candidate], margin: usize) -> String {
+    let mut s = String::new();
+    let pad = " ".repeat(margin);
+    for c in list {
+        let Some(why) = c.not_offered_because() else {
+            continue;
+        };
+        if s.is_empty() {
+            s = format!("{pad}Not offered:\n");
+        }
+        s.push_str(&probe::render::wrap_words(
+            &format!("{pad}    {:<12} {:<6} {why}", c.device, c.filesystem),
+            probe::render::SCREEN_WIDTH,
+            margin + 24,
+        ));
+    }
+    s
 }
 
 /// What a disk holds that a rescue may be after, from its partition table
@@ -395,6 +422,29 @@ fn kind_by_name(name: &str) -> Option<Kind> {
     .find(|k| k.name() == name)
 }
 
+/// The boot stick's RESCUEDATA partition as a directory, mounted
+/// read-write (it is the appliance's own) if it is not yet; None when there
+/// is none. For files that must outlive the boot: undo files, the log.
+pub fn data_partition_dir(
+    sysfs: &Path,
+    dev_dir: &Path,
+    load: ModuleLoader<'_>,
+) -> Result<Option<PathBuf>, String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let cands = list(sysfs, dev_dir, &mounts, &[]);
+    let Some(data) = cands.iter().find(|c| c.rescue_data && c.usable()) else {
+        return Ok(None);
+    };
+    if let Some(at) = &data.mounted_at {
+        return Ok(Some(PathBuf::from(at)));
+    }
+    log::info!(
+        "mounting the boot stick's data partition {} (RESCUEDATA) to keep a file there",
+        data.device
+    );
+    mount(data, dev_dir, load, false).map(Some)
+}
+
 /// Unmounts a destination (by device or mount point), then sets its
 /// device read-only again, and its disk too unless another of the disk's
 /// partitions is still mounted.
@@ -488,22 +538,7 @@ pub fn render(list: &[Candidate]) -> String {
             }
         }
     }
-    let others: Vec<&Candidate> = list.iter().filter(|c| !c.usable()).collect();
-    if !others.is_empty() {
-        s.push_str("Not offered:\n");
-        for c in others {
-            let why = c
-                .unusable
-                .as_deref()
-                .or(c.unsafe_reason.as_deref())
-                .unwrap_or_default();
-            s.push_str(&probe::render::wrap_words(
-                &format!("    {:<12} {:<6} {why}", c.device, c.filesystem),
-                probe::render::SCREEN_WIDTH,
-                24,
-            ));
-        }
-    }
+    s.push_str(&render_not_offered(list, 0));
     s
 }
 

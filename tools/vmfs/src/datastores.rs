@@ -209,6 +209,12 @@ fn choose(cands: &[Candidate], group: &[usize], fixed: usize) -> (usize, Option<
 /// named (always kept), the rest were discovered. Returns the devices to
 /// assemble and what was decided, one sentence per extent with copies.
 pub fn pick_copies(cands: Vec<Candidate>, fixed: usize) -> (Vec<Opened>, Vec<String>) {
+    let (kept, said) = pick(cands, fixed);
+    (kept.into_iter().map(|c| c.opened).collect(), said)
+}
+
+/// [`pick_copies`], keeping the candidates (with their headers).
+fn pick(cands: Vec<Candidate>, fixed: usize) -> (Vec<Candidate>, Vec<String>) {
     let groups = copy_groups(&cands);
     let mut keep = Vec::new();
     let mut said = Vec::new();
@@ -224,14 +230,13 @@ pub fn pick_copies(cands: Vec<Candidate>, fixed: usize) -> (Vec<Opened>, Vec<Str
         keep.push(pick);
         said.extend(why);
     }
-    keep.sort_unstable();
-    let out = cands
+    let kept = cands
         .into_iter()
         .enumerate()
         .filter(|(i, _)| keep.contains(i))
-        .map(|(_, c)| c.opened)
+        .map(|(_, c)| c)
         .collect();
-    (out, said)
+    (kept, said)
 }
 
 /// Plans the datastores held by `cands`: devices grouped by LVM volume
@@ -270,7 +275,7 @@ pub fn plan(cands: Vec<Candidate>) -> Vec<DatastorePlan> {
                 });
             }
         } else {
-            let (members, choices) = pick_copies(group, 0);
+            let (members, choices) = pick(group, 0);
             plans.push(DatastorePlan {
                 members: start_first(members),
                 copies: Vec::new(),
@@ -282,14 +287,17 @@ pub fn plan(cands: Vec<Candidate>) -> Vec<DatastorePlan> {
 }
 
 /// Puts the device whose PEs start the volume first, so that the
-/// datastore is named after the disk holding its descriptor.
-fn start_first(mut members: Vec<Opened>) -> Vec<Opened> {
-    if let Some(i) = members.iter().position(|o| {
-        LvmHeader::read(o.dev.as_ref()).is_ok_and(|h| h.extents.iter().any(|e| e.l_off == 0))
+/// datastore is named after the disk holding its descriptor (from the
+/// headers already read, not read again).
+fn start_first(mut members: Vec<Candidate>) -> Vec<Opened> {
+    if let Some(i) = members.iter().position(|c| {
+        c.header
+            .as_ref()
+            .is_some_and(|h| h.extents.iter().any(|e| e.l_off == 0))
     }) {
         members.swap(0, i);
     }
-    members
+    members.into_iter().map(|c| c.opened).collect()
 }
 
 /// Opens the VMFS devices on `paths` (disks, partitions or images) and
