@@ -98,7 +98,7 @@ pub fn save_at_shutdown() -> Vec<String> {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = blockdev::parse_mounts(&mounts)
+    let mut dirs: Vec<PathBuf> = blockdev::sys::parse_mounts(&mounts)
         .into_iter()
         .filter(|(dev, at, _)| {
             dev.starts_with("/dev/") && Path::new(at).starts_with(dest::MOUNT_ROOT)
@@ -139,11 +139,7 @@ pub fn tail(n: usize) -> String {
                 out.push_str(&format!("({from} earlier lines in {LOG_FILE})\n"));
             }
             for l in &lines[from..] {
-                out.push_str(&probe::render::wrap_words(
-                    l,
-                    probe::render::SCREEN_WIDTH,
-                    4,
-                ));
+                out.push_str(&screen::wrap_words(l, screen::SCREEN_WIDTH, 4));
             }
             out
         }

@@ -2,20 +2,16 @@
 //! it runs the subcommand named on its command line.
 
 mod actionlog;
-mod bootlog;
-mod cmdline;
 mod destmenu;
 mod gptmenu;
 mod imagemenu;
-mod init;
 mod mdmenu;
 mod menu;
-mod modules;
 mod script;
-mod uevent;
 mod vmfsmenu;
 
 use argh::FromArgs;
+use pid1::{init, modules};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Disk-rescue toolbox: probe disks, image dying disks, browse VMFS, inspect
@@ -80,7 +76,10 @@ struct RebootCommand {}
 
 fn main() {
     if rustix::process::getpid().is_init() {
-        init::run();
+        init::run(init::Hooks {
+            started: actionlog::start,
+            saving: actionlog::save_at_shutdown,
+        });
     }
     // Rust ignores SIGPIPE, so `rescue md scan | head` would panic on the
     // closed pipe; a command-line tool should end quietly like cat does.

@@ -73,7 +73,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
         let _ = writeln!(out, "\n{}", choice_lines(&choices));
         let _ = write!(out, "Choose: ");
         let _ = out.flush();
-        let shown = blockdev::system_disks(&cmd.sysfs);
+        let shown = blockdev::sys::system_disks(&cmd.sysfs);
         let line = match read_line_or_new_disks(&mut input, &cmd.sysfs, &shown) {
             Waited::Line(l) => l,
             Waited::DisksChanged => {
@@ -191,7 +191,7 @@ fn read_line_or_new_disks(input: &mut impl BufRead, sysfs: &Path, shown: &[Strin
         };
         match poll(&mut fds, Some(&half_second)) {
             Ok(0) => {
-                if blockdev::system_disks(sysfs) != shown {
+                if blockdev::sys::system_disks(sysfs) != shown {
                     // PID 1 sets a new disk read-only as its event comes;
                     // give it (and the disk's partitions) a moment so the
                     // overview shows the disk as it will stay.

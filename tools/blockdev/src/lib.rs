@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 
 mod aligned;
 mod memdev;
+pub mod sys;
+// Until the vmfs, mdraid and mdkernel callers move to `sys`.
 pub use aligned::AlignedBuf;
 pub use memdev::MemDevice;
+pub use sys::{parse_mounts, system_disks};
 
 /// Anything sectors can be read from: a disk, a partition, an image file, a
 /// test double. Offsets and lengths are in bytes.
@@ -339,28 +342,6 @@ pub fn is_read_only(path: impl AsRef<Path>) -> io::Result<bool> {
         != 0)
 }
 
-/// Block devices that are not disks the user brought: our own loop/ram
-/// devices, device-mapper and md (the md tools show those), idle nbd slots.
-pub fn is_ignored_block_device(name: &str) -> bool {
-    ["loop", "ram", "zram", "dm-", "md", "nbd"]
-        .iter()
-        .any(|p| name.starts_with(p))
-}
-
-/// The machine's disks: kernel names under `sys`/block, sorted, without
-/// [`is_ignored_block_device`] ones, optical and floppy drives.
-pub fn system_disks(sys: &Path) -> Vec<String> {
-    let mut disks: Vec<String> = std::fs::read_dir(sys.join("block"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !is_ignored_block_device(n) && !n.starts_with("sr") && !n.starts_with("fd"))
-        .collect();
-    disks.sort();
-    disks
-}
-
 /// Read-only flags turned off for a task (mounting a destination, letting
 /// md write its superblocks), remembered so they can be put back. For a
 /// partition the kernel also checks its disk's whole-device flag, so both
@@ -410,50 +391,8 @@ impl WritableWhile {
     }
 }
 
-/// `(device, mount point, options)` of every mount in `mounts` (the text
-/// of /proc/mounts), with `\040`-style escapes decoded.
-pub fn parse_mounts(mounts: &str) -> Vec<(String, String, String)> {
-    fn unescape(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'\\'
-                && i + 3 < b.len()
-                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-            {
-                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-                i += 4;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let (dev, at, _fs, opts) = (w.next()?, w.next()?, w.next()?, w.next()?);
-            Some((unescape(dev), unescape(at), opts.to_string()))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn mounts_parse_with_escapes() {
-        let m = super::parse_mounts(
-            "/dev/sdb1 /mnt/dest/my\\040disk exfat rw 0 0\nproc /proc proc rw 0 0\nshort line\n",
-        );
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].0, "/dev/sdb1");
-        assert_eq!(m[0].1, "/mnt/dest/my disk");
-        assert_eq!(m[1].2, "rw");
-    }
-
     use super::*;
     use std::io::Write;
 

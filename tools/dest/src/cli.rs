@@ -195,7 +195,7 @@ pub fn question(c: &Candidate) -> String {
         c.device,
         c.filesystem,
         c.label.as_deref().map(|l| format!("\"{l}\"")).unwrap_or_else(|| "without label".into()),
-        crate::human(c.size_bytes),
+        screen::human_size(c.size_bytes),
         crate::mount_point(&c.name).display()
     )
 }

@@ -73,9 +73,9 @@ pub fn render_not_offered(list: &[Candidate], margin: usize) -> String {
         if s.is_empty() {
             s = format!("{pad}Not offered:\n");
         }
-        s.push_str(&probe::render::wrap_words(
+        s.push_str(&screen::wrap_words(
             &format!("{pad}    {:<12} {:<6} {why}", c.device, c.filesystem),
-            probe::render::SCREEN_WIDTH,
+            screen::SCREEN_WIDTH,
             margin + 24,
         ));
     }
@@ -147,64 +147,22 @@ fn unsafe_reason(disk: &str, holds: &[String]) -> Option<String> {
     (!holds.is_empty()).then(|| format!("disk {disk} holds {}", holds.join(", ")))
 }
 
-/// The kernel's mount type for a detected filesystem (ext2/3 mount with
-/// the ext4 driver) and the modules it needs.
+/// The kernel's mount type for a detected filesystem and the modules it
+/// needs ([`Kind::kernel_mount`]). Until mdkernel uses fsmagic directly.
 pub fn fs_type(kind: Kind) -> Option<(&'static str, &'static [&'static str])> {
-    Some(match kind {
-        Kind::Ext2 | Kind::Ext3 | Kind::Ext4 => ("ext4", &["ext4"]),
-        Kind::Xfs => ("xfs", &["xfs"]),
-        Kind::Btrfs => ("btrfs", &["btrfs"]),
-        Kind::Fat16 | Kind::Fat32 => ("vfat", &["vfat", "nls_cp437", "nls_ascii", "nls_utf8"]),
-        Kind::Exfat => ("exfat", &["exfat", "nls_utf8"]),
-        _ => return None,
-    })
+    kind.kernel_mount().map(|m| (m.fstype, m.modules))
 }
 
-/// Mount options (mount(2)'s data) for a filesystem, so that names come
-/// out right whatever the kernel's defaults are.
-///
-/// FAT: long names are UTF-16 on disk and shown as UTF-8 (`utf8=1`); the
-/// I/O charset is only used for case folding then, and `ascii` (Debian's
-/// default, whose module must be there or the mount fails with "IO charset
-/// ascii not found") folds A-Z only. `iocharset=utf8` would do the same
-/// job, but the kernel warns that it makes FAT case-sensitive. Short names
-/// keep their case as Windows shows it (`shortname=mixed`), in code page
-/// 437; on-disk errors make the mount read-only instead of spreading.
-pub fn mount_options(kind: Kind) -> Option<&'static str> {
-    match kind {
-        Kind::Fat16 | Kind::Fat32 => {
-            Some("utf8=1,iocharset=ascii,codepage=437,shortname=mixed,errors=remount-ro")
-        }
-        Kind::Exfat => Some("iocharset=utf8,errors=remount-ro"),
-        _ => None,
-    }
-}
-
-/// `mount_options` as mount(2) takes them.
+/// mount(2)'s data for a filesystem ([`Kind::kernel_mount`]). Until
+/// mdkernel uses fsmagic directly.
 pub fn mount_data(kind: Kind) -> Option<std::ffi::CString> {
-    mount_options(kind).and_then(|o| std::ffi::CString::new(o).ok())
+    kind.kernel_mount()
+        .and_then(|m| m.options)
+        .and_then(|o| std::ffi::CString::new(o).ok())
 }
 
-/// The disk a block device belongs to: the parent in sysfs for a partition.
-pub fn disk_of(sysfs: &Path, name: &str) -> String {
-    let class = sysfs.join("class/block").join(name);
-    if class.join("partition").exists() {
-        if let Ok(real) = std::fs::canonicalize(&class) {
-            if let Some(parent) = real.parent().and_then(|p| p.file_name()) {
-                return parent.to_string_lossy().into_owned();
-            }
-        }
-    }
-    name.to_string()
-}
-
-/// What probe skips (our loop/ram devices, dm, md, idle nbd), and optical
-/// drives.
-fn ignored(name: &str) -> bool {
-    probe::is_ignored_block_device(name) || name.starts_with("sr")
-}
-
-pub use blockdev::parse_mounts;
+use blockdev::sys::parse_mounts;
+pub use blockdev::sys::{disk_of, ModuleLoader};
 
 /// Every mountable filesystem on the machine's disks, the boot stick's
 /// `RESCUEDATA` partition first, then by name. Devices on `exclude_disks`
@@ -217,15 +175,9 @@ pub fn list(
 ) -> Vec<Candidate> {
     let mounted = parse_mounts(mounts);
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(sysfs.join("class/block")) else {
+    let Ok(names) = blockdev::sys::block_devices(sysfs, blockdev::sys::Scope::Destinations) else {
         return out;
     };
-    let mut names: Vec<String> = rd
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !ignored(n))
-        .collect();
-    names.sort();
     // What each disk holds that is being rescued, looked at once a disk.
     let mut holdings: Vec<(String, Vec<String>)> = Vec::new();
     for name in names.clone() {
@@ -237,7 +189,7 @@ pub fn list(
         let Some(sig) = fsmagic::detect(&dev) else {
             continue;
         };
-        if fs_type(sig.kind).is_none() {
+        if sig.kind.kernel_mount().is_none() {
             continue;
         }
         let disk = disk_of(sysfs, &name);
@@ -317,10 +269,6 @@ pub fn mount_point(name: &str) -> PathBuf {
     Path::new(MOUNT_ROOT).join(name)
 }
 
-/// Loads a kernel module by name (the appliance passes its loader; on a
-/// host the modules are usually there already).
-pub type ModuleLoader<'a> = &'a dyn Fn(&str) -> Result<(), String>;
-
 /// Mounts `c` read-write at [`mount_point`]: loads its filesystem's
 /// modules, turns the block layer's read-only flag off for exactly this
 /// device (and its disk's whole-device flag, which the kernel also checks
@@ -346,50 +294,25 @@ pub fn mount(
     if let Some(at) = &c.mounted_at {
         return Ok(PathBuf::from(at));
     }
-    let kind = kind_by_name(c.filesystem)
+    let fs = Kind::from_name(c.filesystem)
+        .and_then(Kind::kernel_mount)
         .ok_or_else(|| format!("{}: {} cannot be mounted here", c.device, c.filesystem))?;
-    let (fstype, modules) = fs_type(kind)
-        .ok_or_else(|| format!("{}: {} cannot be mounted here", c.device, c.filesystem))?;
-    for m in modules {
-        if let Err(e) = load(m) {
-            // A module built into the kernel or already loaded is fine;
-            // the mount below says whether the filesystem is really there.
-            eprintln!("dest: module {m}: {e}");
-        }
-    }
+    let fstype = fs.fstype;
+    let data = fs.options.and_then(|o| std::ffi::CString::new(o).ok());
     let node = dev_dir.join(&c.name);
-    let mut nodes = vec![node.clone()];
-    if c.disk != c.name {
-        nodes.insert(0, dev_dir.join(&c.disk));
-    }
-    let mut writable = blockdev::WritableWhile::clear(&nodes).map_err(|e| e.to_string())?;
+    let disk = (c.disk != c.name).then(|| dev_dir.join(&c.disk));
     let at = mount_point(&c.name);
-    if let Err(e) = std::fs::create_dir_all(&at) {
-        writable.restore();
-        return Err(format!("{}: {e}", at.display()));
-    }
-    let r = rustix::mount::mount(
-        node.as_path(),
-        at.as_path(),
+    let m = blockdev::sys::Mount {
+        node: &node,
+        at: &at,
         fstype,
-        rustix::mount::MountFlags::NOATIME,
-        mount_data(kind).as_deref(),
-    );
-    if let Err(e) = r {
-        writable.restore();
-        let _ = std::fs::remove_dir(&at);
-        let why = std::io::Error::from(e);
-        log::info!("dest: mount of {} ({fstype}) failed: {why}", c.device);
-        return Err(format!(
-            "mount {} ({fstype}) at {}: {why}{}",
-            c.device,
-            at.display(),
-            if why.raw_os_error() == Some(19) {
-                " (the kernel has no driver for this filesystem)"
-            } else {
-                ""
-            }
-        ));
+        modules: fs.modules,
+        data: data.as_deref(),
+        read_only: false,
+    };
+    if let Err(e) = blockdev::sys::mount(&m, disk.as_deref(), load) {
+        log::info!("dest: mount of {} ({fstype}) failed: {e}", c.device);
+        return Err(e);
     }
     log::info!(
         "dest: {} ({fstype}{}) mounted read-write at {}{}",
@@ -405,21 +328,6 @@ pub fn mount(
             .unwrap_or_default()
     );
     Ok(at)
-}
-
-fn kind_by_name(name: &str) -> Option<Kind> {
-    [
-        Kind::Ext2,
-        Kind::Ext3,
-        Kind::Ext4,
-        Kind::Xfs,
-        Kind::Btrfs,
-        Kind::Exfat,
-        Kind::Fat16,
-        Kind::Fat32,
-    ]
-    .into_iter()
-    .find(|k| k.name() == name)
 }
 
 /// The boot stick's RESCUEDATA partition as a directory, mounted
@@ -491,7 +399,7 @@ pub fn unmount(sysfs: &Path, dev_dir: &Path, mounts: &str, what: &str) -> Result
     Ok(notes)
 }
 
-pub use probe::render::human_size as human;
+use screen::human_size as human;
 
 /// The table `rescue dest list` prints: the destinations offered, then
 /// under their own heading the filesystems not offered, each with why.

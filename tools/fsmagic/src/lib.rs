@@ -54,21 +54,74 @@ impl Kind {
             Kind::Iso9660 => "ISO9660",
         }
     }
-    /// Filesystems the appliance can mount read-write as an imaging
-    /// destination (Debian's 6.1 kernel has no in-kernel NTFS).
-    pub fn mountable_destination(self) -> bool {
-        matches!(
-            self,
-            Kind::Ext2
-                | Kind::Ext3
-                | Kind::Ext4
-                | Kind::Xfs
-                | Kind::Btrfs
-                | Kind::Exfat
-                | Kind::Fat16
-                | Kind::Fat32
-        )
+
+    /// The kind whose [`Kind::name`] is `name`.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        ALL_KINDS.into_iter().find(|k| k.name() == name)
     }
+
+    /// How the appliance's kernel mounts this filesystem (as an imaging
+    /// destination, or read-only to look inside an array); None for what it
+    /// does not mount (Debian's 6.1 kernel has no in-kernel NTFS).
+    pub fn kernel_mount(self) -> Option<KernelMount> {
+        let (fstype, modules): (_, &'static [&'static str]) = match self {
+            // ext2/3 mount with the ext4 driver.
+            Kind::Ext2 | Kind::Ext3 | Kind::Ext4 => ("ext4", &["ext4"]),
+            Kind::Xfs => ("xfs", &["xfs"]),
+            Kind::Btrfs => ("btrfs", &["btrfs"]),
+            Kind::Fat16 | Kind::Fat32 => ("vfat", &["vfat", "nls_cp437", "nls_ascii", "nls_utf8"]),
+            Kind::Exfat => ("exfat", &["exfat", "nls_utf8"]),
+            _ => return None,
+        };
+        // FAT: long names are UTF-16 on disk and shown as UTF-8 (`utf8=1`);
+        // the I/O charset is only used for case folding then, and `ascii`
+        // (Debian's default, whose module must be there or the mount fails
+        // with "IO charset ascii not found") folds A-Z only.
+        // `iocharset=utf8` would do the same job, but the kernel warns that
+        // it makes FAT case-sensitive. Short names keep their case as
+        // Windows shows it (`shortname=mixed`), in code page 437. On-disk
+        // errors make the mount read-only instead of spreading.
+        let options = match self {
+            Kind::Fat16 | Kind::Fat32 => {
+                Some("utf8=1,iocharset=ascii,codepage=437,shortname=mixed,errors=remount-ro")
+            }
+            Kind::Exfat => Some("iocharset=utf8,errors=remount-ro"),
+            _ => None,
+        };
+        Some(KernelMount {
+            fstype,
+            modules,
+            options,
+        })
+    }
+}
+
+const ALL_KINDS: [Kind; 13] = [
+    Kind::Ext2,
+    Kind::Ext3,
+    Kind::Ext4,
+    Kind::Xfs,
+    Kind::Btrfs,
+    Kind::Ntfs,
+    Kind::Exfat,
+    Kind::Fat12,
+    Kind::Fat16,
+    Kind::Fat32,
+    Kind::Swap,
+    Kind::LvmPv,
+    Kind::Iso9660,
+];
+
+/// What mount(2) needs for a filesystem kind on the appliance's kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelMount {
+    /// The kernel's filesystem type.
+    pub fstype: &'static str,
+    /// Modules to load first (a built-in one fails to load harmlessly).
+    pub modules: &'static [&'static str],
+    /// mount(2)'s data, so that names come out right whatever the
+    /// kernel's defaults are.
+    pub options: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -388,6 +441,22 @@ fn detect_in_head(head: &[u8]) -> Option<Signature> {
 mod tests {
     use super::*;
     use blockdev::MemDevice;
+
+    #[test]
+    fn names_map_back_to_kinds_and_mounts_are_known() {
+        for k in ALL_KINDS {
+            assert_eq!(Kind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(Kind::from_name("ntfs"), None, "names are exact");
+        assert_eq!(Kind::Ext3.kernel_mount().unwrap().fstype, "ext4");
+        assert!(Kind::Ntfs.kernel_mount().is_none(), "no in-kernel NTFS");
+        let fat = Kind::Fat32.kernel_mount().unwrap();
+        assert!(
+            fat.modules.contains(&"nls_ascii"),
+            "iocharset=ascii needs it"
+        );
+        assert!(fat.options.unwrap().contains("iocharset=ascii"));
+    }
 
     fn dev(bytes: Vec<u8>) -> MemDevice {
         MemDevice::new(bytes, 512)

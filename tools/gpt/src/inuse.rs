@@ -59,7 +59,7 @@ pub fn check_with(dev: &Path, sys_class_block: &Path, mounts: &str) -> Result<()
         }
         let dev_path = format!("/dev/{n}");
         // /proc/swaps lines have the same leading fields (path, type...).
-        for (src, at, _) in blockdev::parse_mounts(mounts) {
+        for (src, at, _) in blockdev::sys::parse_mounts(mounts) {
             let canon = std::fs::canonicalize(&src)
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| src.clone());

@@ -14,7 +14,7 @@ pub mod render;
 mod sysfs;
 
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use identity::parse_vpd_unit_serial;
 
@@ -127,8 +127,6 @@ pub struct Disk {
     pub no_medium: bool,
 }
 
-pub use blockdev::is_ignored_block_device;
-
 /// Lists the disks with their health and contents: sysfs for identity, then
 /// small read-only reads of each disk through the nodes in `dev_dir`.
 pub fn survey(sysfs: &Path, dev_dir: &Path) -> (Vec<Disk>, Vec<String>) {
@@ -140,16 +138,10 @@ pub fn survey(sysfs: &Path, dev_dir: &Path) -> (Vec<Disk>, Vec<String>) {
 /// Lists the disks under `sysfs` (normally `/sys`), sorted by name, and the
 /// problems met on the way (one line each). Reads sysfs only.
 pub fn list_disks(sysfs: &Path) -> (Vec<Disk>, Vec<String>) {
-    let block = sysfs.join("block");
-    let mut names: Vec<String> = match std::fs::read_dir(&block) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !is_ignored_block_device(n))
-            .collect(),
-        Err(e) => return (Vec::new(), vec![format!("{}: {e}", block.display())]),
+    let names = match blockdev::sys::block_devices(sysfs, blockdev::sys::Scope::Disks) {
+        Ok(n) => n,
+        Err(e) => return (Vec::new(), vec![e.to_string()]),
     };
-    names.sort_by_key(|n| natural_key(n));
     let mut disks = Vec::new();
     let mut problems = Vec::new();
     for name in names {
@@ -159,11 +151,6 @@ pub fn list_disks(sysfs: &Path) -> (Vec<Disk>, Vec<String>) {
         }
     }
     (disks, problems)
-}
-
-/// Sort key that puts sdb before sdaa and nvme2n1 before nvme10n1.
-fn natural_key(name: &str) -> (usize, String) {
-    (name.len(), name.to_string())
 }
 
 /// Reads one disk `name` from `sysfs/block/name`.
@@ -194,7 +181,7 @@ pub fn probe_disk(sysfs: &Path, name: &str) -> std::io::Result<Disk> {
         removable: sysfs::read_parsed::<u8>(&dir.join("removable")) == Some(1),
         read_only: sysfs::read_parsed::<u8>(&dir.join("ro")) == Some(1),
         io: sysfs::read_io_counters(&dir.join("stat")),
-        partitions: partitions(&dir, name),
+        partitions: partitions(sysfs, name),
         notes: Vec::new(),
         health: None,
         contents: None,
@@ -216,49 +203,23 @@ pub fn probe_disk(sysfs: &Path, name: &str) -> std::io::Result<Disk> {
     Ok(disk)
 }
 
-fn partitions(dir: &Path, disk: &str) -> Vec<Partition> {
-    let mut parts: Vec<Partition> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let pname = e.file_name().to_string_lossy().into_owned();
-                    let p: PathBuf = e.path();
-                    if !pname.starts_with(disk) || !p.join("partition").exists() {
-                        return None;
-                    }
-                    Some(Partition {
-                        number: sysfs::read_parsed(&p.join("partition")),
-                        start_bytes: sysfs::read_parsed::<u64>(&p.join("start"))?
-                            .saturating_mul(512),
-                        size_bytes: sysfs::read_parsed::<u64>(&p.join("size"))?.saturating_mul(512),
-                        read_only: sysfs::read_parsed::<u8>(&p.join("ro")) == Some(1),
-                        name: pname,
-                        contents: None,
-                        type_name: None,
-                    })
-                })
-                .collect()
+fn partitions(sysfs: &Path, disk: &str) -> Vec<Partition> {
+    let dir = sysfs.join("block").join(disk);
+    blockdev::sys::partitions(sysfs, disk)
+        .into_iter()
+        .filter_map(|(number, name)| {
+            let p = dir.join(&name);
+            Some(Partition {
+                number: Some(number),
+                start_bytes: sysfs::read_parsed::<u64>(&p.join("start"))?.saturating_mul(512),
+                size_bytes: sysfs::read_parsed::<u64>(&p.join("size"))?.saturating_mul(512),
+                read_only: sysfs::read_parsed::<u8>(&p.join("ro")) == Some(1),
+                name,
+                contents: None,
+                type_name: None,
+            })
         })
-        .unwrap_or_default();
-    parts.sort_by_key(|p| (p.number.unwrap_or(u32::MAX), p.name.clone()));
-    parts
-}
-
-/// Every block device node the read-only guard must cover: whole disks and
-/// their partitions, everything but [`is_ignored_block_device`] ones.
-pub fn guarded_block_devices(sysfs: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(sysfs.join("class/block")) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !is_ignored_block_device(&name) {
-            out.push(name);
-        }
-    }
-    out.sort();
-    out
+        .collect()
 }
 
 /// A PCI mass-storage controller (class 01xxxx), whether or not any disk

@@ -7,6 +7,7 @@ use crate::bootlog as blog;
 use crate::cmdline::{self, Console};
 use crate::modules::{self, LoadReport, Loader};
 use crate::uevent::UeventSocket;
+use blockdev::sys::Scope::Guarded;
 use kmod::ModuleIndex;
 use rustix::mount::{mount, MountFlags};
 use rustix::process::{Pid, Signal};
@@ -41,7 +42,17 @@ enum Halt {
     Reboot,
 }
 
-pub fn run() -> ! {
+/// What the appliance around PID 1 does at its start and end.
+pub struct Hooks {
+    /// Once the virtual filesystems and the boot log are there: start the
+    /// action log.
+    pub started: fn(),
+    /// When every other process is gone, before the disks are unmounted:
+    /// keep the action log beyond RAM. Returns lines for the console.
+    pub saving: fn() -> Vec<String>,
+}
+
+pub fn run(hooks: Hooks) -> ! {
     mount_virtual_filesystems();
     let opts = cmdline::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
     let consoles = usable_consoles(&opts.consoles);
@@ -57,7 +68,7 @@ pub fn run() -> ! {
         "rescue {} starting on Linux {release}",
         env!("CARGO_PKG_VERSION")
     ));
-    crate::actionlog::start();
+    (hooks.started)();
     log::info!(
         "boot: rescue {} on Linux {release}; every disk will be read-only",
         env!("CARGO_PKG_VERSION")
@@ -104,7 +115,7 @@ pub fn run() -> ! {
     } else {
         supervise_consoles(&consoles, opts.shell)
     };
-    shutdown(halt)
+    shutdown(halt, &hooks)
 }
 
 fn mount_virtual_filesystems() {
@@ -270,7 +281,7 @@ fn coldplug(loader: &mut Loader, opts: &cmdline::Options, uevents: Option<&Ueven
 /// Sets BLKROSET on every disk and partition; returns how many are read-only.
 fn guard_all() -> usize {
     let mut n = 0;
-    for name in probe::guarded_block_devices(Path::new("/sys")) {
+    for name in blockdev::sys::block_devices(Path::new("/sys"), Guarded).unwrap_or_default() {
         if guard_one(&name) {
             n += 1;
         }
@@ -323,7 +334,7 @@ fn hotplug_loop(sock: UeventSocket, mut loader: Option<Loader>) {
         }
         if ev.get("SUBSYSTEM") == Some("block") {
             if let Some(name) = ev.get("DEVNAME") {
-                if !probe::is_ignored_block_device(name) && guard_one(name) {
+                if Guarded.counts(name) && guard_one(name) {
                     blog::say(&format!("hotplug: new block device {name} set read-only"));
                 }
             }
@@ -518,7 +529,7 @@ fn run_script(path: &str) -> Halt {
     }
 }
 
-fn shutdown(halt: Halt) -> ! {
+fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
     blog::say(match halt {
         Halt::PowerOff => "powering off",
         Halt::Reboot => "rebooting",
@@ -546,7 +557,7 @@ fn shutdown(halt: Halt) -> ! {
         }
     );
     // Every other process is gone: the log is complete. Keep it beyond RAM.
-    for line in crate::actionlog::save_at_shutdown() {
+    for line in (hooks.saving)() {
         blog::say(&line);
     }
     rustix::fs::sync();
@@ -568,7 +579,7 @@ fn shutdown(halt: Halt) -> ! {
 fn unmount_destinations() {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     // Escapes decoded: a mount point with a space is unmounted too.
-    let mut targets: Vec<String> = blockdev::parse_mounts(&mounts)
+    let mut targets: Vec<String> = blockdev::sys::parse_mounts(&mounts)
         .into_iter()
         .filter(|(src, _, _)| src.starts_with("/dev/"))
         .map(|(_, at, _)| at)

@@ -1,0 +1,278 @@
+//! The machine's block devices as the kernel shows them: which devices
+//! count for what (one rule, [`Scope`]), disks and their partitions in
+//! sysfs, the mount table, and mounting a filesystem with the modules it
+//! needs. Every path is a parameter, so tests run on a fake sysfs.
+
+use std::ffi::CStr;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Which block devices a listing counts. Never counted: our own loop and
+/// ram devices, device-mapper and md (the md tools show those), idle nbd
+/// slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Disks and partitions (`class/block`): what the read-only guard
+    /// covers. Sorted by name.
+    Guarded,
+    /// Whole disks (`block`), optical drives included: what the survey
+    /// shows. Sorted so that sdb comes before sdaa and nvme2n1 before
+    /// nvme10n1.
+    Disks,
+    /// Whole disks that hold data to rescue (`block`): no optical or floppy
+    /// drives. Sorted by name.
+    DataDisks,
+    /// Disks and partitions that may hold a destination filesystem
+    /// (`class/block`): no optical drives. Sorted by name.
+    Destinations,
+}
+
+impl Scope {
+    /// Whether the device `name` (a kernel name such as `sdb1`) counts.
+    pub fn counts(self, name: &str) -> bool {
+        let never = ["loop", "ram", "zram", "dm-", "md", "nbd"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        let optical = name.starts_with("sr");
+        let floppy = name.starts_with("fd");
+        !never
+            && match self {
+                Scope::Guarded | Scope::Disks => true,
+                Scope::DataDisks => !optical && !floppy,
+                Scope::Destinations => !optical,
+            }
+    }
+
+    fn dir(self) -> &'static str {
+        match self {
+            Scope::Disks | Scope::DataDisks => "block",
+            Scope::Guarded | Scope::Destinations => "class/block",
+        }
+    }
+}
+
+/// The kernel names of the block devices in `scope` under `sys` (normally
+/// `/sys`), in the scope's order.
+pub fn block_devices(sys: &Path, scope: Scope) -> io::Result<Vec<String>> {
+    let dir = sys.join(scope.dir());
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| scope.counts(n))
+        .collect();
+    match scope {
+        Scope::Disks => names.sort_by_key(|n| (n.len(), n.clone())),
+        _ => names.sort(),
+    }
+    Ok(names)
+}
+
+/// The machine's data disks ([`Scope::DataDisks`]); none when sysfs is
+/// unreadable.
+pub fn system_disks(sys: &Path) -> Vec<String> {
+    block_devices(sys, Scope::DataDisks).unwrap_or_default()
+}
+
+/// The partitions of `disk` as (number, kernel name), by number.
+pub fn partitions(sys: &Path, disk: &str) -> Vec<(u32, String)> {
+    let mut parts: Vec<(u32, String)> = std::fs::read_dir(sys.join("block").join(disk))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = std::fs::read_to_string(e.path().join("partition")).ok()?;
+            Some((
+                n.trim().parse().ok()?,
+                e.file_name().to_string_lossy().into_owned(),
+            ))
+        })
+        .collect();
+    parts.sort();
+    parts
+}
+
+/// The disk a block device belongs to: its parent in sysfs for a
+/// partition, itself otherwise.
+pub fn disk_of(sys: &Path, name: &str) -> String {
+    let class = sys.join("class/block").join(name);
+    if class.join("partition").exists() {
+        if let Ok(real) = std::fs::canonicalize(&class) {
+            if let Some(parent) = real.parent().and_then(|p| p.file_name()) {
+                return parent.to_string_lossy().into_owned();
+            }
+        }
+    }
+    name.to_string()
+}
+
+/// `(device, mount point, options)` of every mount in `mounts` (the text
+/// of /proc/mounts), with `\040`-style escapes decoded.
+pub fn parse_mounts(mounts: &str) -> Vec<(String, String, String)> {
+    fn unescape(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\'
+                && i + 3 < b.len()
+                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (dev, at, _fs, opts) = (w.next()?, w.next()?, w.next()?, w.next()?);
+            Some((unescape(dev), unescape(at), opts.to_string()))
+        })
+        .collect()
+}
+
+/// Loads a kernel module by name (the appliance passes its loader; on a
+/// host the modules are usually there already).
+pub type ModuleLoader<'a> = &'a dyn Fn(&str) -> Result<(), String>;
+
+/// One filesystem to mount.
+pub struct Mount<'a> {
+    /// The block device node.
+    pub node: &'a Path,
+    /// The mount point; created if missing, removed again on failure.
+    pub at: &'a Path,
+    /// The kernel's filesystem type.
+    pub fstype: &'a str,
+    /// Modules the filesystem needs.
+    pub modules: &'a [&'a str],
+    /// mount(2)'s data.
+    pub data: Option<&'a CStr>,
+    pub read_only: bool,
+}
+
+/// Mounts `m` with `noatime`: loads its modules (a failure only logged: a
+/// built-in or loaded module is fine, and the mount says whether the
+/// filesystem is really there), then mounts. A read-write mount first
+/// clears the block layer's read-only flag of the node and of `disk` (the
+/// kernel checks a partition's disk too); on any failure the flags are put
+/// back and the mount point removed. The error says what failed.
+pub fn mount(m: &Mount<'_>, disk: Option<&Path>, load: ModuleLoader<'_>) -> Result<(), String> {
+    for module in m.modules {
+        if let Err(e) = load(module) {
+            log::info!("module {module} for {}: {e}", m.fstype);
+        }
+    }
+    let mut nodes: Vec<PathBuf> = disk.into_iter().map(Path::to_path_buf).collect();
+    nodes.push(m.node.to_path_buf());
+    let mut writable = if m.read_only {
+        crate::WritableWhile::default()
+    } else {
+        crate::WritableWhile::clear(&nodes).map_err(|e| e.to_string())?
+    };
+    if let Err(e) = std::fs::create_dir_all(m.at) {
+        writable.restore();
+        return Err(format!("{}: {e}", m.at.display()));
+    }
+    let mut flags = rustix::mount::MountFlags::NOATIME;
+    if m.read_only {
+        flags |= rustix::mount::MountFlags::RDONLY;
+    }
+    if let Err(e) = rustix::mount::mount(m.node, m.at, m.fstype, flags, m.data) {
+        writable.restore();
+        let _ = std::fs::remove_dir(m.at);
+        let why = io::Error::from(e);
+        return Err(format!(
+            "mount {} ({}{}) at {}: {why}{}",
+            m.node.display(),
+            m.fstype,
+            if m.read_only { ", read-only" } else { "" },
+            m.at.display(),
+            if why.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) {
+                " (the kernel has no driver for this filesystem)"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake sysfs: `block/<disk>/<part>/partition`, `class/block` links.
+    fn fake_sys(disks: &[(&str, &[&str])]) -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let sys = std::env::temp_dir().join(format!(
+            "blockdev-sys-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(sys.join("class/block")).unwrap();
+        for (disk, parts) in disks {
+            let d = sys.join("block").join(disk);
+            std::fs::create_dir_all(&d).unwrap();
+            std::os::unix::fs::symlink(&d, sys.join("class/block").join(disk)).unwrap();
+            for (i, p) in parts.iter().enumerate() {
+                std::fs::create_dir_all(d.join(p)).unwrap();
+                std::fs::write(d.join(p).join("partition"), format!("{}\n", i + 1)).unwrap();
+                std::os::unix::fs::symlink(d.join(p), sys.join("class/block").join(p)).unwrap();
+            }
+        }
+        sys
+    }
+
+    #[test]
+    fn scopes_count_and_order_devices() {
+        let sys = fake_sys(&[
+            ("sdaa", &[]),
+            ("sdb", &["sdb1", "sdb2"]),
+            ("sr0", &[]),
+            ("loop0", &[]),
+            ("md127", &[]),
+            ("fd0", &[]),
+        ]);
+        let list = |s| block_devices(&sys, s).unwrap();
+        assert_eq!(list(Scope::Disks), ["fd0", "sdb", "sr0", "sdaa"]);
+        assert_eq!(list(Scope::DataDisks), ["sdaa", "sdb"]);
+        assert_eq!(
+            list(Scope::Guarded),
+            ["fd0", "sdaa", "sdb", "sdb1", "sdb2", "sr0"]
+        );
+        assert_eq!(
+            list(Scope::Destinations),
+            ["fd0", "sdaa", "sdb", "sdb1", "sdb2"]
+        );
+        assert_eq!(system_disks(&sys), ["sdaa", "sdb"]);
+        assert_eq!(
+            partitions(&sys, "sdb"),
+            [(1, "sdb1".to_string()), (2, "sdb2".to_string())]
+        );
+        assert!(partitions(&sys, "sdaa").is_empty());
+        assert_eq!(disk_of(&sys, "sdb2"), "sdb");
+        assert_eq!(disk_of(&sys, "sdb"), "sdb");
+        assert!(!Scope::Guarded.counts("nbd3") && !Scope::Guarded.counts("dm-0"));
+        let err = block_devices(&sys.join("nowhere"), Scope::Disks).unwrap_err();
+        assert!(err.to_string().contains("nowhere/block"), "{err}");
+        std::fs::remove_dir_all(&sys).unwrap();
+    }
+
+    #[test]
+    fn mounts_parse_with_escapes() {
+        let m = parse_mounts(
+            "/dev/sdb1 /mnt/dest/my\\040disk exfat rw 0 0\nproc /proc proc rw 0 0\nshort line\n",
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].0, "/dev/sdb1");
+        assert_eq!(m[0].1, "/mnt/dest/my disk");
+        assert_eq!(m[1].2, "rw");
+    }
+}
