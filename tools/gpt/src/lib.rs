@@ -34,6 +34,7 @@ pub mod apply;
 pub mod cli;
 pub mod guid;
 pub mod inuse;
+pub mod layout;
 pub mod mbr;
 pub mod plan;
 pub mod repair_cli;
@@ -129,16 +130,10 @@ fn printable(b: &[u8]) -> String {
     s
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from(le32(b, at)) | (u64::from(le32(b, at + 4)) << 32)
-}
-fn guid_at(b: &[u8], at: usize) -> Guid {
-    let mut g = [0u8; 16];
-    g.copy_from_slice(&b[at..at + 16]);
-    Guid(g)
+/// A field read past the end of a header or entry: the parser checked the
+/// length first, so this names a bug or a truncated read.
+fn out_of_range(at: u64) -> impl Fn(le::OutOfRange) -> GptError {
+    move |e| GptError::new(at + e.offset as u64, e.to_string())
 }
 
 /// A GPT header's fields as stored, and the CRCs as computed.
@@ -171,50 +166,54 @@ impl Header {
 /// Parses a header sector read at LBA `lba`. Field values that make the
 /// array unreadable are errors; others are left for [`verify`].
 pub fn parse_header(sector: &[u8], lba: u64, sector_size: u32) -> Result<Header, GptError> {
+    use layout::header as h;
     let at = lba * u64::from(sector_size);
-    if sector.len() < 92 {
+    let f = le::Fields::new(sector, "GPT header");
+    let range = out_of_range(at);
+    if sector.len() < h::MIN_SIZE {
         return Err(GptError::field(
             at,
             "header sector",
-            "at least 92 bytes",
+            format!("at least {} bytes", h::MIN_SIZE),
             format!("{} bytes", sector.len()),
             "the disk ends inside the header",
         ));
     }
-    if &sector[0..8] != SIGNATURE {
+    let signature = f.bytes(h::SIGNATURE, 8).map_err(&range)?;
+    if signature != SIGNATURE {
         return Err(GptError::field(
             at,
             "signature (0x00)",
             "\"EFI PART\"",
-            printable(&sector[0..8]),
+            printable(signature),
             "no GPT header here",
         ));
     }
-    let header_size = le32(sector, 12);
-    if header_size < 92 || header_size as usize > sector.len() {
+    let header_size = f.u32(h::HEADER_SIZE).map_err(&range)?;
+    if (header_size as usize) < h::MIN_SIZE || header_size as usize > sector.len() {
         return Err(GptError::field(
-            at + 12,
+            at + h::HEADER_SIZE as u64,
             "header size (0x0C)",
-            format!("92 to {} (the sector size)", sector.len()),
+            format!("{} to {} (the sector size)", h::MIN_SIZE, sector.len()),
             header_size.to_string(),
             "the header CRC cannot be checked",
         ));
     }
-    let entry_size = le32(sector, 84);
+    let entry_size = f.u32(h::ENTRY_SIZE).map_err(&range)?;
     if entry_size < 128 || !entry_size.is_multiple_of(128) {
         return Err(GptError::field(
-            at + 84,
+            at + h::ENTRY_SIZE as u64,
             "entry size (0x54)",
             "a multiple of 128 (128 * 2^n)",
             entry_size.to_string(),
             "the entry array cannot be cut into entries",
         ));
     }
-    let entry_count = le32(sector, 80);
+    let entry_count = f.u32(h::ENTRY_COUNT).map_err(&range)?;
     let array = u64::from(entry_count) * u64::from(entry_size);
     if array > MAX_ARRAY_BYTES {
         return Err(GptError::field(
-            at + 80,
+            at + h::ENTRY_COUNT as u64,
             "entry count (0x50)",
             format!(
                 "at most {} entries of {entry_size} bytes ({MAX_ARRAY_BYTES} bytes)",
@@ -227,21 +226,21 @@ pub fn parse_header(sector: &[u8], lba: u64, sector_size: u32) -> Result<Header,
         ));
     }
     let mut copy = sector[..header_size as usize].to_vec();
-    copy[16..20].fill(0);
+    copy[h::HEADER_CRC..h::HEADER_CRC + 4].fill(0);
     Ok(Header {
-        revision: le32(sector, 8),
+        revision: f.u32(h::REVISION).map_err(&range)?,
         header_size,
-        header_crc_stored: le32(sector, 16),
+        header_crc_stored: f.u32(h::HEADER_CRC).map_err(&range)?,
         header_crc_computed: crc32fast::hash(&copy),
-        my_lba: le64(sector, 24),
-        alternate_lba: le64(sector, 32),
-        first_usable_lba: le64(sector, 40),
-        last_usable_lba: le64(sector, 48),
-        disk_guid: guid_at(sector, 56),
-        entries_lba: le64(sector, 72),
+        my_lba: f.u64(h::MY_LBA).map_err(&range)?,
+        alternate_lba: f.u64(h::ALTERNATE_LBA).map_err(&range)?,
+        first_usable_lba: f.u64(h::FIRST_USABLE_LBA).map_err(&range)?,
+        last_usable_lba: f.u64(h::LAST_USABLE_LBA).map_err(&range)?,
+        disk_guid: Guid(f.array(h::DISK_GUID).map_err(&range)?),
+        entries_lba: f.u64(h::ENTRIES_LBA).map_err(&range)?,
         entry_count,
         entry_size,
-        entries_crc_stored: le32(sector, 88),
+        entries_crc_stored: f.u32(h::ENTRIES_CRC).map_err(&range)?,
     })
 }
 
@@ -272,18 +271,23 @@ impl Entry {
     }
 }
 
-/// Parses the used slots of an entry array.
+/// Parses the used slots of an entry array. Entries shorter than the
+/// fields (an entry size below 128 that [`parse_header`] would refuse) are
+/// left out.
 pub fn parse_entries(array: &[u8], entry_size: u32) -> Vec<Entry> {
-    let size = entry_size as usize;
+    use layout::entry as e;
     array
-        .chunks_exact(size)
+        .chunks_exact(entry_size.max(1) as usize)
         .enumerate()
-        .filter_map(|(i, e)| {
-            let type_guid = guid_at(e, 0);
+        .filter_map(|(i, bytes)| {
+            let f = le::Fields::new(bytes, "GPT entry");
+            let type_guid = Guid(f.array(e::TYPE_GUID).ok()?);
             if type_guid.is_zero() {
                 return None;
             }
-            let units: Vec<u16> = e[56..128]
+            let units: Vec<u16> = f
+                .bytes(e::NAME, 2 * e::NAME_UNITS)
+                .ok()?
                 .chunks_exact(2)
                 .map(|c| u16::from_le_bytes([c[0], c[1]]))
                 .take_while(|&u| u != 0)
@@ -292,10 +296,10 @@ pub fn parse_entries(array: &[u8], entry_size: u32) -> Vec<Entry> {
                 slot: i as u32 + 1,
                 type_guid,
                 type_name: guid::type_info(&type_guid).map(|t| t.0),
-                unique_guid: guid_at(e, 16),
-                first_lba: le64(e, 32),
-                last_lba: le64(e, 40),
-                attributes: le64(e, 48),
+                unique_guid: Guid(f.array(e::UNIQUE_GUID).ok()?),
+                first_lba: f.u64(e::FIRST_LBA).ok()?,
+                last_lba: f.u64(e::LAST_LBA).ok()?,
+                attributes: f.u64(e::ATTRIBUTES).ok()?,
                 name: String::from_utf16_lossy(&units),
             })
         })

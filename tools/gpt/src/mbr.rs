@@ -34,7 +34,9 @@ pub struct Mbr {
 }
 
 pub fn parse(sector: &[u8]) -> Mbr {
-    if sector.len() < 512 || sector[510] != 0x55 || sector[511] != 0xAA {
+    use crate::layout::mbr as m;
+    let f = le::Fields::new(sector, "MBR");
+    if f.array(m::BOOT_SIGNATURE) != Ok([0x55, 0xAA]) {
         return Mbr {
             kind: MbrKind::None,
             boot_signature: false,
@@ -42,19 +44,21 @@ pub fn parse(sector: &[u8]) -> Mbr {
             entries: Vec::new(),
         };
     }
-    let disk_signature = u32::from_le_bytes([sector[440], sector[441], sector[442], sector[443]]);
     let entries: Vec<MbrEntry> = (0..4)
         .filter_map(|i| {
-            let e = &sector[446 + 16 * i..462 + 16 * i];
-            (e[4] != 0).then(|| MbrEntry {
+            let at = m::ENTRIES + m::ENTRY_SIZE * i;
+            let kind = f.u8(at + m::ENTRY_TYPE).ok()?;
+            (kind != 0).then_some(())?;
+            Some(MbrEntry {
                 index: i as u8 + 1,
-                bootable: e[0] == 0x80,
-                kind: e[4],
-                first_lba: u32::from_le_bytes([e[8], e[9], e[10], e[11]]),
-                sectors: u32::from_le_bytes([e[12], e[13], e[14], e[15]]),
+                bootable: f.u8(at + m::ENTRY_BOOT_FLAG).ok()? == 0x80,
+                kind,
+                first_lba: f.u32(at + m::ENTRY_FIRST_LBA).ok()?,
+                sectors: f.u32(at + m::ENTRY_SECTORS).ok()?,
             })
         })
         .collect();
+    let disk_signature = f.u32(m::DISK_SIGNATURE).unwrap_or(0);
     let ee = entries.iter().filter(|e| e.kind == 0xEE).count();
     let kind = match (ee, entries.len()) {
         (0, 0) => MbrKind::None,

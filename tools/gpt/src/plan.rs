@@ -195,13 +195,6 @@ fn read_sectors(dev: &dyn BlockDevice, lba: u64, count: u64, ss: u64) -> Result<
     Ok(b)
 }
 
-fn put32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-fn put64(b: &mut [u8], at: usize, v: u64) {
-    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}
-
 /// A header sector built from `src` (a header sector as read) with the
 /// location fields and the array CRC replaced and the header CRC recomputed.
 /// Everything else (revision, header size, disk GUID, first usable LBA,
@@ -214,16 +207,22 @@ pub fn rebuild_header(
     entries_lba: u64,
     array_crc: u32,
 ) -> Vec<u8> {
+    use crate::layout::{header as f, put_u32, put_u64};
     let mut h = src.to_vec();
-    let size = (u32::from_le_bytes([h[12], h[13], h[14], h[15]]) as usize).clamp(92, h.len());
-    put64(&mut h, 0x18, my);
-    put64(&mut h, 0x20, alternate);
-    put64(&mut h, 0x30, last_usable);
-    put64(&mut h, 0x48, entries_lba);
-    put32(&mut h, 0x58, array_crc);
-    put32(&mut h, 0x10, 0);
+    // A source shorter than a header is never read as one; pad to be safe.
+    if h.len() < f::MIN_SIZE {
+        h.resize(f::MIN_SIZE, 0);
+    }
+    let stored = le::Fields::new(&h, "GPT header").u32(f::HEADER_SIZE);
+    let size = (stored.unwrap_or(0) as usize).clamp(f::MIN_SIZE, h.len());
+    put_u64(&mut h, f::MY_LBA, my);
+    put_u64(&mut h, f::ALTERNATE_LBA, alternate);
+    put_u64(&mut h, f::LAST_USABLE_LBA, last_usable);
+    put_u64(&mut h, f::ENTRIES_LBA, entries_lba);
+    put_u32(&mut h, f::ENTRIES_CRC, array_crc);
+    put_u32(&mut h, f::HEADER_CRC, 0);
     let crc = crc32fast::hash(&h[..size]);
-    put32(&mut h, 0x10, crc);
+    put_u32(&mut h, f::HEADER_CRC, crc);
     h
 }
 
@@ -813,19 +812,27 @@ fn pmbr_fix(
     steps: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) -> Result<Option<Vec<u8>>, GptError> {
+    use crate::layout::mbr as layout;
     use crate::mbr::MbrKind;
     let want = (view.disk_sectors - 1).min(u64::from(u32::MAX)) as u32;
     match view.mbr.kind {
         MbrKind::Protective => {
-            let Some(e) = view.mbr.entries.iter().find(|e| e.kind == 0xEE) else {
+            let Some(e) = view
+                .mbr
+                .entries
+                .iter()
+                .find(|e| e.kind == layout::PROTECTIVE_TYPE)
+            else {
                 return Ok(None);
             };
             if e.sectors == want {
                 return Ok(None);
             }
             let mut m = read_sectors(dev, 0, 1, u64::from(view.sector_size))?;
-            let at = 446 + 16 * (usize::from(e.index) - 1) + 12;
-            put32(&mut m, at, want);
+            let at = layout::ENTRIES
+                + layout::ENTRY_SIZE * (usize::from(e.index) - 1)
+                + layout::ENTRY_SECTORS;
+            crate::layout::put_u32(&mut m, at, want);
             steps.push(format!(
                 "protective MBR: size of the 0xEE entry {} -> {want} sectors (it should cover the whole disk)",
                 e.sectors

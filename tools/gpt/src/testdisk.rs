@@ -2,6 +2,7 @@
 //! right, to be damaged on purpose by the tests.
 
 use crate::guid::Guid;
+use crate::layout::{entry, header as h, mbr, put_u32, put_u64};
 
 pub struct Part {
     pub slot: u32,
@@ -86,15 +87,16 @@ pub fn compact(parts: Vec<Part>) -> Vec<Part> {
 }
 
 pub fn entry_array(parts: &[Part], count: u32) -> Vec<u8> {
-    let mut a = vec![0u8; count as usize * 128];
+    let mut a = vec![0u8; count as usize * entry::SIZE];
     for p in parts {
-        let e = &mut a[(p.slot as usize - 1) * 128..p.slot as usize * 128];
-        e[0..16].copy_from_slice(&Guid::parse(p.type_guid).unwrap().0);
-        e[16..32].copy_from_slice(&[p.slot as u8; 16]);
-        e[32..40].copy_from_slice(&p.first.to_le_bytes());
-        e[40..48].copy_from_slice(&p.last.to_le_bytes());
+        let e = &mut a[(p.slot as usize - 1) * entry::SIZE..p.slot as usize * entry::SIZE];
+        e[entry::TYPE_GUID..entry::TYPE_GUID + 16]
+            .copy_from_slice(&Guid::parse(p.type_guid).unwrap().0);
+        e[entry::UNIQUE_GUID..entry::UNIQUE_GUID + 16].copy_from_slice(&[p.slot as u8; 16]);
+        put_u64(e, entry::FIRST_LBA, p.first);
+        put_u64(e, entry::LAST_LBA, p.last);
         for (i, u) in p.name.encode_utf16().enumerate() {
-            e[56 + 2 * i..58 + 2 * i].copy_from_slice(&u.to_le_bytes());
+            e[entry::NAME + 2 * i..entry::NAME + 2 * i + 2].copy_from_slice(&u.to_le_bytes());
         }
     }
     a
@@ -109,22 +111,22 @@ pub fn header(
     array: &[u8],
     ss: u32,
 ) -> Vec<u8> {
-    let mut h = vec![0u8; ss as usize];
-    h[0..8].copy_from_slice(b"EFI PART");
-    h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
-    h[12..16].copy_from_slice(&92u32.to_le_bytes());
-    h[24..32].copy_from_slice(&my.to_le_bytes());
-    h[32..40].copy_from_slice(&alt.to_le_bytes());
-    h[40..48].copy_from_slice(&first_usable.to_le_bytes());
-    h[48..56].copy_from_slice(&last_usable.to_le_bytes());
-    h[56..72].copy_from_slice(&[0x42; 16]);
-    h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
-    h[80..84].copy_from_slice(&((array.len() / 128) as u32).to_le_bytes());
-    h[84..88].copy_from_slice(&128u32.to_le_bytes());
-    h[88..92].copy_from_slice(&crc32fast::hash(array).to_le_bytes());
-    let crc = crc32fast::hash(&h[..92]);
-    h[16..20].copy_from_slice(&crc.to_le_bytes());
-    h
+    let mut b = vec![0u8; ss as usize];
+    b[h::SIGNATURE..h::SIGNATURE + 8].copy_from_slice(crate::SIGNATURE);
+    put_u32(&mut b, h::REVISION, h::REVISION_1_0);
+    put_u32(&mut b, h::HEADER_SIZE, h::MIN_SIZE as u32);
+    put_u64(&mut b, h::MY_LBA, my);
+    put_u64(&mut b, h::ALTERNATE_LBA, alt);
+    put_u64(&mut b, h::FIRST_USABLE_LBA, first_usable);
+    put_u64(&mut b, h::LAST_USABLE_LBA, last_usable);
+    b[h::DISK_GUID..h::DISK_GUID + 16].copy_from_slice(&[0x42; 16]);
+    put_u64(&mut b, h::ENTRIES_LBA, entries_lba);
+    put_u32(&mut b, h::ENTRY_COUNT, (array.len() / entry::SIZE) as u32);
+    put_u32(&mut b, h::ENTRY_SIZE, entry::SIZE as u32);
+    put_u32(&mut b, h::ENTRIES_CRC, crc32fast::hash(array));
+    let crc = crc32fast::hash(&b[..h::MIN_SIZE]);
+    put_u32(&mut b, h::HEADER_CRC, crc);
+    b
 }
 
 /// A whole disk image of `sectors` sectors of `ss` bytes with both tables.
@@ -132,12 +134,11 @@ pub fn disk(sectors: u64, ss: u32, parts: &[Part]) -> Vec<u8> {
     let s = ss as usize;
     let mut d = vec![0u8; sectors as usize * s];
     // Protective MBR: one 0xEE entry from LBA 1 over the disk.
-    d[446 + 4] = 0xEE;
-    d[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
-    d[446 + 12..446 + 16]
-        .copy_from_slice(&((sectors - 1).min(u32::MAX as u64) as u32).to_le_bytes());
-    d[510] = 0x55;
-    d[511] = 0xAA;
+    d[mbr::ENTRIES + mbr::ENTRY_TYPE] = mbr::PROTECTIVE_TYPE;
+    put_u32(&mut d, mbr::ENTRIES + mbr::ENTRY_FIRST_LBA, 1);
+    let covered = (sectors - 1).min(u32::MAX as u64) as u32;
+    put_u32(&mut d, mbr::ENTRIES + mbr::ENTRY_SECTORS, covered);
+    d[mbr::BOOT_SIGNATURE..mbr::BOOT_SIGNATURE + 2].copy_from_slice(&[0x55, 0xAA]);
     let array = entry_array(parts, 128);
     let array_sectors = (array.len() / s) as u64;
     let last = sectors - 1;

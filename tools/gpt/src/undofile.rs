@@ -83,7 +83,11 @@ impl UndoFile {
             ));
         }
         let body = &b[..b.len() - 4];
-        let stored = u32::from_le_bytes(b[b.len() - 4..].try_into().expect("4 bytes"));
+        let range = |e: le::OutOfRange| bad(e.offset as u64, e.to_string());
+        let stored = le::Fields::new(b, "undo file")
+            .u32(b.len() - 4)
+            .map_err(range)?;
+        let f = le::Fields::new(body, "undo file");
         let computed = crc32fast::hash(body);
         if stored != computed {
             return Err(bad(
@@ -91,15 +95,14 @@ impl UndoFile {
                 format!("CRC32 is {stored:08x} but the file computes to {computed:08x}: the file is damaged or truncated"),
             ));
         }
-        let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
-        let version = u32_at(8);
+        let version = f.u32(8).map_err(range)?;
         if version != 1 {
             return Err(bad(8, format!("version is {version}, expected 1")));
         }
-        let sector_size = u32_at(12);
-        let device_size = u64::from_le_bytes(body[16..24].try_into().expect("8 bytes"));
-        let count = u32_at(24);
-        let name_len = u16::from_le_bytes([body[28], body[29]]) as usize;
+        let sector_size = f.u32(12).map_err(range)?;
+        let device_size = f.u64(16).map_err(range)?;
+        let count = f.u32(24).map_err(range)?;
+        let name_len = f.u16(28).map_err(range)? as usize;
         let mut at = 30usize;
         let name = body.get(at..at + name_len).ok_or_else(|| {
             bad(
@@ -111,14 +114,14 @@ impl UndoFile {
         at += name_len;
         let mut records = Vec::new();
         for i in 0..count {
-            let head = body.get(at..at + 12).ok_or_else(|| {
+            let past_end = |_| {
                 bad(
                     at as u64,
                     format!("record {i} of {count} runs past the end"),
                 )
-            })?;
-            let offset = u64::from_le_bytes(head[0..8].try_into().expect("8 bytes"));
-            let len = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
+            };
+            let offset = f.u64(at).map_err(past_end)?;
+            let len = f.u32(at + 8).map_err(past_end)? as usize;
             let old = body.get(at + 12..at + 12 + len).ok_or_else(|| {
                 bad(
                     at as u64 + 8,
