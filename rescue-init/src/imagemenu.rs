@@ -7,6 +7,8 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use imaging::console::ConsoleOutput;
+
 /// File name stem for a disk's image: kernel name plus serial (or model),
 /// so images of different disks never collide and a resume finds its map.
 pub fn image_stem(name: &str, serial: Option<&str>, model: Option<&str>) -> String {
@@ -86,6 +88,21 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
             crate::destmenu::Chosen::At(at, free) => (at, free),
         };
     let stem = image_stem(&src.name, src.serial.as_deref(), src.model.as_deref());
+    image_to(&src.path, src.size_bytes, &at, &stem, free, input, out)
+}
+
+/// The flow once the destination is mounted at `at`: `<stem>.img` and
+/// `<stem>.map` there are the image and its mapfile; resume or confirm,
+/// image, summary.
+fn image_to(
+    src_path: &str,
+    src_size: u64,
+    at: &Path,
+    stem: &str,
+    free: Option<u64>,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> bool {
     let img = at.join(format!("{stem}.img"));
     let map = at.join(format!("{stem}.map"));
     let resume = map.exists();
@@ -115,12 +132,12 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
             );
             return ask(input, out, "Enter: back: ").is_some();
         }
-        if let Some(free) = free.filter(|&f| f < src.size_bytes) {
+        if let Some(free) = free.filter(|&f| f < src_size) {
             let _ = writeln!(
                 out,
                 "Warning: {} free, the image needs up to {} (all-zero blocks are left as holes, so it may fit).",
                 probe::render::human_size(free),
-                probe::render::human_size(src.size_bytes)
+                probe::render::human_size(src_size)
             );
         }
         let Some(a) = ask(
@@ -128,11 +145,11 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
             out,
             &format!(
                 "Image {} ({}) to {}\n  mapfile {}, SHA-256 written beside it.\n  Nothing is written to {}. Start? [y/N]: ",
-                src.path,
-                probe::render::human_size(src.size_bytes),
+                src_path,
+                probe::render::human_size(src_size),
                 img.display(),
                 map.display(),
-                src.path
+                src_path
             ),
         ) else {
             return false;
@@ -144,7 +161,7 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
     }
     log::info!(
         "imaging of {} to {} confirmed{}",
-        src.path,
+        src_path,
         img.display(),
         if resume { " (resume)" } else { "" }
     );
@@ -155,24 +172,21 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
     let _ = out.flush();
     crate::stop_on_signals();
     crate::STOP.store(false, Ordering::SeqCst);
-    let cmd = imaging::cli::ImageCommand {
-        src: src.path.clone(),
-        dst: img.display().to_string(),
-        map: map.display().to_string(),
-        write: None,
-        reverse: false,
-        retry_passes: 0,
-        min_read_rate: None,
-        sparse: true,
-        preallocate: false,
-        hash: Some("sha256".into()),
-        hash_file: true,
-        simulate_bad: None,
-        no_direct: false,
-        cluster_size: None,
-        json: false,
+    // The job `rescue image SRC IMG --map MAP --sparse --hash sha256
+    // --hash-file` runs, printing on the console as that command does.
+    let mut job = imaging::Job::new(
+        src_path,
+        img.display().to_string(),
+        map.display().to_string(),
+    );
+    job.sparse = true;
+    job.hash = Some(imaging::HashAlgorithm::Sha256);
+    job.hash_file = true;
+    let code = match imaging::console::run(&job, ConsoleOutput::Text, &crate::STOP) {
+        Ok(report) => report.exit_code(),
+        // Already printed on the console.
+        Err(_) => 2,
     };
-    let code = imaging::cli::run_with_stop(cmd, &crate::STOP);
     let stopped = crate::STOP.swap(false, Ordering::SeqCst);
     let _ = writeln!(
         out,
@@ -191,6 +205,61 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
 
 #[cfg(test)]
 mod tests {
+    use super::image_to;
+    use std::path::PathBuf;
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn menu(src: &str, size: u64, at: &std::path::Path, stem: &str, answers: &str) -> String {
+        let mut input = answers.as_bytes();
+        let mut out = Vec::new();
+        assert!(image_to(src, size, at, stem, None, &mut input, &mut out));
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The flow after the destination is chosen, on an image file source:
+    /// confirm and image, resume the finished map, refuse a lone image,
+    /// cancel.
+    #[test]
+    fn images_a_file_source_resumes_and_refuses_overwrites() {
+        let dir = Dir(std::env::temp_dir().join(format!("imagemenu-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&dir.0);
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        let src = dir.0.join("disk.raw");
+        std::fs::write(&src, &data).unwrap();
+        let src = src.display().to_string();
+        let size = data.len() as u64;
+
+        let out = menu(&src, size, &dir.0, "vdb-S1", "y\n\n");
+        assert!(out.contains("Start? [y/N]: "), "{out}");
+        assert!(out.contains("Done: every sector was read."), "{out}");
+        assert_eq!(std::fs::read(dir.0.join("vdb-S1.img")).unwrap(), data);
+        let sum = std::fs::read_to_string(dir.0.join("vdb-S1.img.sha256")).unwrap();
+        assert!(sum.ends_with("  vdb-S1.img\n"), "{sum}");
+
+        let out = menu(&src, size, &dir.0, "vdb-S1", "r\n\n");
+        assert!(
+            out.contains("An earlier run's mapfile is there:")
+                && out.contains("(100.0% rescued, 0 bad area(s), 0 B not tried)"),
+            "{out}"
+        );
+        assert!(out.contains("Done: every sector was read."), "{out}");
+
+        std::fs::remove_file(dir.0.join("vdb-S1.map")).unwrap();
+        let out = menu(&src, size, &dir.0, "vdb-S1", "\n");
+        assert!(out.contains("exists without a mapfile"), "{out}");
+
+        let out = menu(&src, size, &dir.0, "vdc", "n\n");
+        assert!(out.contains("Cancelled; nothing was written."), "{out}");
+        assert!(!dir.0.join("vdc.img").exists() && !dir.0.join("vdc.map").exists());
+    }
+
     #[test]
     fn stems_are_file_name_safe() {
         use super::image_stem;

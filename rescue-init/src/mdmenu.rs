@@ -4,19 +4,67 @@
 //! (which asks first and says what it writes).
 
 use crate::menu::read_line;
-use mdkernel::cli::{exit_code, AssembleCommand, CheckCommand};
+use mdkernel::check::CheckOptions;
 use mdkernel::Md;
+use mdraid::array_verify::{render_verify, stderr_progress, verify_array, ArrayVerifyOptions};
+use mdraid::scan::ScanReport;
 use std::io::{BufRead, Write};
 use std::sync::atomic::Ordering;
 
 /// Runs the md view; false when the input ended.
 pub fn run(input: &mut impl BufRead, out: &mut impl Write) -> bool {
-    let md = Md::system();
     // Scanning and assembly need the driver's modules; loading them writes
     // nothing.
     let _ = crate::modules::load_by_name("md_mod");
+    run_on(&Md::system(), &mdkernel::arrays::scan_system, input, out)
+}
+
+/// An operation's exit code as `rescue md` gives it, its error on stderr
+/// where the command prints it.
+fn exit_code(r: Result<i32, String>) -> i32 {
+    r.unwrap_or_else(|e| {
+        eprintln!("md: {e}");
+        2
+    })
+}
+
+/// Verifies an array read-only as `rescue md verify` does, its output on
+/// the console where the command prints it.
+fn verify(uuid: &str) -> i32 {
+    let opts = ArrayVerifyOptions {
+        max_listed: 20,
+        batch_mib: 4,
+        ..ArrayVerifyOptions::new(vec![uuid.to_string()])
+    };
+    let verified = verify_array(
+        &opts,
+        &mut |n| eprintln!("md verify: {n}"),
+        &mut stderr_progress(false),
+    );
+    match verified {
+        Ok(v) => {
+            print!("{}", render_verify(&v.array, &v.report));
+            v.exit_code()
+        }
+        // Each unopened member was already named.
+        Err(mdraid::array_verify::ArrayVerifyError::MembersUnopened) => 2,
+        Err(e) => {
+            eprintln!("md verify: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// The md view over the kernel interface `md` and the arrays `scan` finds
+/// (a parameter so that the listing can be tried on image files).
+fn run_on(
+    md: &Md,
+    scan: &dyn Fn() -> ScanReport,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> bool {
     loop {
-        let report = mdkernel::cli::scan_system();
+        let report = scan();
         let _ = writeln!(out, "\nmd arrays (from the members' superblocks):");
         if report.arrays.is_empty() {
             let _ = writeln!(
@@ -104,48 +152,113 @@ pub fn run(input: &mut impl BufRead, out: &mut impl Write) -> bool {
         };
         let _ = out.flush();
         let code = match choice.trim() {
-            "v" => mdraid::cli::run_verify(mdraid::cli::VerifyCommand {
-                targets: vec![a.uuid.clone()],
-                json: false,
-                quiet: false,
-                max_listed: 20,
-                batch_mib: 4,
-            }),
-            "a" if assembled.is_none() => exit_code(mdkernel::cli::assemble(
-                &md,
-                &AssembleCommand {
-                    array: a.uuid.clone(),
-                    readonly: true,
-                    mount: true,
-                },
-                &crate::modules::load_by_name,
-            )),
-            "s" if assembled.is_some() => exit_code(mdkernel::cli::stop_array(&md, &a.uuid)),
+            "v" => verify(&a.uuid),
+            "a" if assembled.is_none() => exit_code(
+                mdkernel::arrays::assemble(md, &a.uuid, true, &crate::modules::load_by_name)
+                    .map(|_| 0),
+            ),
+            "s" if assembled.is_some() => {
+                exit_code(mdkernel::arrays::stop_array(md, &a.uuid).map(|()| 0))
+            }
             "c" => {
                 let _ = writeln!(out, "Kernel check of the whole array; Ctrl-C cancels it.");
                 crate::stop_on_signals();
                 crate::STOP.store(false, Ordering::SeqCst);
-                let code = exit_code(mdkernel::cli::check(
-                    &md,
-                    &CheckCommand {
-                        array: a.uuid.clone(),
-                        start_sector: None,
-                        end_sector: None,
-                        repair: false,
-                        yes: false,
-                        yes_repair: false,
-                        cancel: false,
-                    },
-                    &crate::modules::load_by_name,
-                    &crate::STOP,
-                    true,
-                    input,
-                ));
+                let code = exit_code(
+                    mdkernel::check::check(
+                        md,
+                        &CheckOptions::whole_array(a.uuid.clone()),
+                        &crate::modules::load_by_name,
+                        &crate::STOP,
+                        true,
+                        input,
+                    )
+                    .map(|end| end.exit_code()),
+                );
                 crate::STOP.store(false, Ordering::SeqCst);
                 code
             }
             _ => continue,
         };
         let _ = writeln!(out, "(exit {code})");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdraid::testwriter::{build_members, ArraySpec};
+    use std::path::PathBuf;
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The listing and the per-array prompt on member image files; the
+    /// actions themselves need the kernel's md driver (qemu-tests).
+    #[test]
+    fn lists_arrays_from_image_files_and_offers_assembly() {
+        let dir = Dir(std::env::temp_dir().join(format!("mdmenu-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&dir.0);
+        std::fs::create_dir_all(dir.0.join("sys/block")).unwrap();
+        let spec = ArraySpec::new("1.2", 5, 3);
+        let paths: Vec<String> = build_members(&spec)
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                let p = dir.0.join(format!("member{i}.img"));
+                std::fs::write(&p, img).unwrap();
+                p.display().to_string()
+            })
+            .collect();
+        let scan = || {
+            let opened = mdraid::devices::open_all(&paths);
+            assert!(opened.errors.is_empty(), "{:?}", opened.errors);
+            mdraid::scan::scan(&opened.inputs())
+        };
+        // No md device runs: an empty sysfs.
+        let md = Md {
+            sys: dir.0.join("sys"),
+            dev: dir.0.join("dev"),
+        };
+        // The array, then back to its listing, then back to the overview.
+        let mut input: &[u8] = b"1\n\n\n";
+        let mut out = Vec::new();
+        assert!(run_on(&md, &scan, &mut input, &mut out));
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out.matches("md arrays (from the members' superblocks):")
+                .count(),
+            2
+        );
+        assert!(
+            out.contains("  1  5eed0001:a1b2c3d4:10203040:99887766 DiskStation:2"),
+            "{out}"
+        );
+        assert!(out.contains("raid5 ok"), "{out}");
+        assert!(out.contains("not assembled"), "{out}");
+        assert!(
+            out.contains("members member0.img member1.img member2.img"),
+            "{out}"
+        );
+        assert!(
+            out.contains("a assemble read-only and mount") && !out.contains("s stop"),
+            "{out}"
+        );
+
+        // The input ends at the first prompt: the view says so.
+        let mut none: &[u8] = b"";
+        assert!(!run_on(&md, &scan, &mut none, &mut Vec::new()));
+
+        // A choice that is not an array is named and the listing shown again.
+        let mut input: &[u8] = b"7\n\n";
+        let mut out = Vec::new();
+        assert!(run_on(&md, &scan, &mut input, &mut out));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("'7' is not one of the arrays."));
     }
 }

@@ -6,15 +6,20 @@
 //! - [`fault`]: a fault-injecting device (bad sectors, slow areas, vanishing).
 //! - [`progress`]: progress snapshots and the console renderer.
 //! - [`hash`]: SHA-256 of the image with bad areas as zeros.
-//! - [`cli`]: `rescue image`.
+//! - [`job`]: an imaging job: validate, prepare, run, report.
+//! - [`console`]: a job run with `rescue image`'s console output.
+//! - [`cli`]: `rescue image`: arguments and the --json result.
 
 pub mod cli;
+pub mod console;
 pub mod engine;
 pub mod fault;
 pub mod hash;
+pub mod job;
 pub mod mapfile;
 pub mod progress;
 
 pub use engine::{rescue, FileSink, MapStore, Options, Outcome, Report, Sink, Totals};
 pub use fault::FaultDevice;
+pub use job::{HashAlgorithm, Job, JobError, JobReport};
 pub use mapfile::{Extent, Map, PhaseChar, Status};

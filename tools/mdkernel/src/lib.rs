@@ -17,6 +17,11 @@
 //! reason to run the whole array read-only, so a check needs the members'
 //! flags cleared first (the appliance sets them on every disk).
 
+/// Scan, resolve, read-only assembly and stop.
+pub mod arrays;
+/// The kernel's check and repair passes.
+pub mod check;
+/// `rescue md`: arguments and dispatch only.
 pub mod cli;
 
 use mdraid::scan::Array;

@@ -603,6 +603,30 @@ pub fn verify_members<'a>(a: &Array, inputs: &[Input<'a>]) -> Vec<Option<verify:
         .collect()
 }
 
+/// The array `spec` names in `report`: its UUID, its name (`DiskStation:2`)
+/// or the name's part after the host (`2`). None if nothing matches; an
+/// error if several arrays have that name.
+pub fn find_array<'a>(report: &'a ScanReport, spec: &str) -> Result<Option<&'a Array>, String> {
+    let want = spec.trim().to_ascii_lowercase();
+    if let Some(a) = report.arrays.iter().find(|a| a.uuid == want) {
+        return Ok(Some(a));
+    }
+    let by_name: Vec<&Array> = report
+        .arrays
+        .iter()
+        .filter(|a| {
+            a.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(spec) || n.rsplit(':').next() == Some(spec))
+        })
+        .collect();
+    match by_name.len() {
+        0 => Ok(None),
+        1 => Ok(Some(by_name[0])),
+        n => Err(format!("{n} arrays are named {spec}; give the UUID")),
+    }
+}
+
 /// Human-readable scan output.
 pub fn render(r: &ScanReport) -> String {
     use std::fmt::Write;

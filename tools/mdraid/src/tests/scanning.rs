@@ -155,7 +155,7 @@ fn arrays_are_found_by_uuid_or_name() {
     let rep = scan_imgs(&["sda", "sdb", "sdc", "sdd"], imgs);
     assert_eq!(rep.arrays.len(), 2);
     let find = |s: &str| {
-        crate::cli::find_array(&rep, s)
+        crate::scan::find_array(&rep, s)
             .unwrap()
             .map(|x| x.uuid.clone())
     };
@@ -176,6 +176,6 @@ fn arrays_are_found_by_uuid_or_name() {
     let mut imgs = build_members(&a);
     imgs.extend(build_members(&c));
     let rep = scan_imgs(&["sda", "sdb", "sdc", "sdd"], imgs);
-    let err = crate::cli::find_array(&rep, "2").unwrap_err();
+    let err = crate::scan::find_array(&rep, "2").unwrap_err();
     assert!(err.contains("2 arrays are named 2"), "{err}");
 }

@@ -1,0 +1,167 @@
+//! Arrays found, assembled read-only and stopped, as `rescue md` and the
+//! menu do it: scanning the system, resolving what the user named,
+//! assembly (with the filesystem mounted read-only on request) and stop.
+
+use crate::{kernel_name, members_to_add, mount_point, Md, Start};
+use dest::ModuleLoader;
+use mdraid::scan::{Array, ScanReport};
+
+/// Scans every disk and partition.
+pub fn scan_system() -> ScanReport {
+    mdraid::devices::scan_system()
+}
+
+/// The array `spec` names: its UUID, its name (`DiskStation:2`, or the
+/// part after the colon if that is unique), or the md device running it.
+pub fn resolve<'a>(md: &Md, report: &'a ScanReport, spec: &str) -> Result<&'a Array, String> {
+    if let Some(a) = mdraid::scan::find_array(report, spec)? {
+        return Ok(a);
+    }
+    let dev = kernel_name(spec);
+    if let Some(r) = md.running().into_iter().find(|r| r.name == dev) {
+        if let Some(a) = report.arrays.iter().find(|a| r.holds(a)) {
+            return Ok(a);
+        }
+    }
+    Err(format!(
+        "no array '{spec}' (known: {})",
+        if report.arrays.is_empty() {
+            "none".to_string()
+        } else {
+            report
+                .arrays
+                .iter()
+                .map(|a| match &a.name {
+                    Some(n) => format!("{} {n}", a.uuid),
+                    None => a.uuid.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ))
+}
+
+pub(crate) fn load_modules(load: ModuleLoader<'_>, a: &Array) {
+    let mut mods = vec!["md_mod"];
+    mods.extend(crate::personality_module(a.level_number));
+    for m in mods {
+        if let Err(e) = load(m) {
+            // Built in or already loaded is fine; assembly says if not.
+            eprintln!("md: module {m}: {e}");
+        }
+    }
+}
+
+pub(crate) fn describe(a: &Array) -> String {
+    format!(
+        "{}{} ({} {}, {} devices)",
+        a.uuid,
+        a.name
+            .as_deref()
+            .map(|n| format!(" {n}"))
+            .unwrap_or_default(),
+        a.level,
+        a.layout_name,
+        a.raid_disks
+    )
+}
+
+/// Assembles the array `spec` names read-only from its in-sync members
+/// (the others are named as left out) and, with `mount`, mounts its
+/// filesystem read-only at [`mount_point`]. Says what it did on stdout;
+/// returns the md device's name.
+pub fn assemble(
+    md: &Md,
+    spec: &str,
+    mount: bool,
+    load: ModuleLoader<'_>,
+) -> Result<String, String> {
+    let report = scan_system();
+    let a = resolve(md, &report, spec)?;
+    load_modules(load, a);
+    let (members, left_out) = members_to_add(a);
+    for l in &left_out {
+        println!("left out: {l}");
+    }
+    let name = md.assemble(a, Start::ReadOnly)?;
+    let node = md.dev.join(&name);
+    println!(
+        "/dev/{name}: {} assembled read-only from {} (array_state {})",
+        describe(a),
+        members.join(" "),
+        md.read(&name, "array_state").unwrap_or_default()
+    );
+    if a.degraded {
+        println!("degraded: roles {:?} missing", a.missing_roles);
+    }
+    let sig = blockdev::Device::open(&node)
+        .ok()
+        .and_then(|d| fsmagic::detect(&d));
+    match &sig {
+        Some(s) => println!("contents: {}", s.kind.name()),
+        None => println!("contents: no known signature"),
+    }
+    if mount {
+        let kind = sig
+            .map(|s| s.kind)
+            .ok_or_else(|| format!("/dev/{name}: no filesystem found to mount"))?;
+        let (fstype, modules) = dest::fs_type(kind)
+            .ok_or_else(|| format!("/dev/{name}: {} cannot be mounted here", kind.name()))?;
+        for m in modules {
+            let _ = load(m);
+        }
+        let at = mount_point(&name);
+        std::fs::create_dir_all(&at).map_err(|e| format!("{}: {e}", at.display()))?;
+        rustix::mount::mount(
+            node.as_path(),
+            at.as_path(),
+            fstype,
+            rustix::mount::MountFlags::RDONLY,
+            dest::mount_data(kind).as_deref(),
+        )
+        .map_err(|e| {
+            let _ = std::fs::remove_dir(&at);
+            format!(
+                "mount /dev/{name} ({fstype}, read-only) at {}: {}",
+                at.display(),
+                std::io::Error::from(e)
+            )
+        })?;
+        println!("mounted read-only at {}", at.display());
+    }
+    Ok(name)
+}
+
+/// The md device running what `spec` names (an md device name is taken as
+/// is, so an array whose members are gone can still be stopped).
+pub(crate) fn running_name(md: &Md, spec: &str) -> Result<String, String> {
+    let dev = kernel_name(spec);
+    if md.running().iter().any(|r| r.name == dev) {
+        return Ok(dev.to_string());
+    }
+    let report = scan_system();
+    let a = resolve(md, &report, spec)?;
+    md.running_for(a)
+        .map(|r| r.name)
+        .ok_or_else(|| format!("array {} is not assembled", a.uuid))
+}
+
+/// Stops the array `spec` names (unmounting what [`assemble`] mounted) and
+/// releases its members. Says what it did on stdout.
+pub fn stop_array(md: &Md, spec: &str) -> Result<(), String> {
+    let name = running_name(md, spec)?;
+    let at = mount_point(&name);
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    if blockdev::parse_mounts(&mounts)
+        .iter()
+        .any(|(_, m, _)| std::path::Path::new(m) == at)
+    {
+        rustix::mount::unmount(at.as_path(), rustix::mount::UnmountFlags::empty())
+            .map_err(|e| format!("unmount {}: {}", at.display(), std::io::Error::from(e)))?;
+        let _ = std::fs::remove_dir(&at);
+        println!("unmounted {}", at.display());
+    }
+    md.stop(&name)?;
+    println!("/dev/{name} stopped; its members are released");
+    Ok(())
+}
