@@ -35,11 +35,8 @@ pub struct Volume<'a> {
     pub kind: FatType,
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+fn field_error(e: le::OutOfRange) -> String {
+    e.to_string()
 }
 
 /// Files larger than this are not read whole (boot.cfg is a few KiB).
@@ -51,28 +48,29 @@ impl<'a> Volume<'a> {
         let mut bs = [0u8; 512];
         dev.read_exact_at(&mut bs, base)
             .map_err(|e| format!("boot sector: {e}"))?;
-        if bs[510] != 0x55 || bs[511] != 0xAA {
+        let f = le::Fields::new(&bs, "FAT boot sector");
+        if bs[510..512] != [0x55, 0xAA] {
             return Err("no boot sector signature 0x55AA".into());
         }
-        let bps = u64::from(le16(&bs, 11));
+        let bps = u64::from(f.u16(11).map_err(field_error)?);
         if !matches!(bps, 512 | 1024 | 2048 | 4096) {
             return Err(format!("bytes per sector is {bps}, expected 512..4096"));
         }
-        let spc = u64::from(bs[13]);
+        let spc = u64::from(f.u8(13).map_err(field_error)?);
         if spc == 0 || !spc.is_power_of_two() {
             return Err(format!(
                 "sectors per cluster is {spc}, expected a power of two"
             ));
         }
-        let reserved = u64::from(le16(&bs, 14));
-        let fats = u64::from(bs[16]);
-        let root_entries = u64::from(le16(&bs, 17));
-        let total = match le16(&bs, 19) {
-            0 => u64::from(le32(&bs, 32)),
+        let reserved = u64::from(f.u16(14).map_err(field_error)?);
+        let fats = u64::from(f.u8(16).map_err(field_error)?);
+        let root_entries = u64::from(f.u16(17).map_err(field_error)?);
+        let total = match f.u16(19).map_err(field_error)? {
+            0 => u64::from(f.u32(32).map_err(field_error)?),
             n => u64::from(n),
         };
-        let fat_sectors = match le16(&bs, 22) {
-            0 => u64::from(le32(&bs, 36)),
+        let fat_sectors = match f.u16(22).map_err(field_error)? {
+            0 => u64::from(f.u32(36).map_err(field_error)?),
             n => u64::from(n),
         };
         if reserved == 0 || fats == 0 || fat_sectors == 0 || total == 0 {
@@ -105,7 +103,7 @@ impl<'a> Volume<'a> {
             root_dir_offset: base + (reserved + fats * fat_sectors) * bps,
             root_dir_bytes: root_dir_sectors * bps,
             root_cluster: if kind == FatType::Fat32 {
-                le32(&bs, 44)
+                f.u32(44).map_err(field_error)?
             } else {
                 0
             },
@@ -127,15 +125,15 @@ impl<'a> Volume<'a> {
             .map_err(|e| format!("FAT entry {c}: {e}"))?;
         let v = match self.kind {
             FatType::Fat12 => {
-                let w = u32::from(le16(&b, 0));
+                let w = u32::from(u16::from_le_bytes([b[0], b[1]]));
                 if c % 2 == 1 {
                     w >> 4
                 } else {
                     w & 0xFFF
                 }
             }
-            FatType::Fat16 => u32::from(le16(&b, 0)),
-            FatType::Fat32 => le32(&b, 0) & 0x0FFF_FFFF,
+            FatType::Fat16 => u32::from(u16::from_le_bytes([b[0], b[1]])),
+            FatType::Fat32 => u32::from_le_bytes(b) & 0x0FFF_FFFF,
         };
         let end = match self.kind {
             FatType::Fat12 => 0xFF8,
@@ -193,10 +191,12 @@ impl<'a> Volume<'a> {
                 .take_while(|e| e[0] != 0)
                 .find(|e| e[0] != 0xE5 && e[11] != 0x0F && e[11] & 0x08 == 0 && e[..11] == want)
                 .ok_or_else(|| format!("{path}: {part} not found"))?;
-            let cluster = (u32::from(le16(e, 20)) << 16) | u32::from(le16(e, 26));
+            let f = le::Fields::new(e, "FAT directory entry");
+            let cluster = (u32::from(f.u16(20).map_err(field_error)?) << 16)
+                | u32::from(f.u16(26).map_err(field_error)?);
             let is_dir = e[11] & 0x10 != 0;
             if i + 1 == parts.len() {
-                return Ok((cluster, u64::from(le32(e, 28)), is_dir));
+                return Ok((cluster, u64::from(f.u32(28).map_err(field_error)?), is_dir));
             }
             if !is_dir {
                 return Err(format!("{path}: {part} is not a directory"));

@@ -151,20 +151,26 @@ fn fat_label(b: &[u8]) -> Option<String> {
     text(b).filter(|l| l != "NO NAME")
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+// Field reads for detection and free space: a field past the bytes read
+// means "not this format" or "unknown", so None, never a panic.
+fn le16(b: &[u8], at: usize) -> Option<u16> {
+    le::Fields::new(b, "superblock").u16(at).ok()
 }
 
-fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]))
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    le::Fields::new(b, "superblock").u32(at).ok()
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+fn le64(b: &[u8], at: usize) -> Option<u64> {
+    le::Fields::new(b, "superblock").u64(at).ok()
 }
 
-fn be64(b: &[u8], at: usize) -> u64 {
-    u64::from_be_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]))
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    le::Fields::new(b, "superblock").u32_be(at).ok()
+}
+
+fn be64(b: &[u8], at: usize) -> Option<u64> {
+    le::Fields::new(b, "superblock").u64_be(at).ok()
 }
 
 /// exFAT's label lives in the root directory, not the boot sector: a
@@ -178,8 +184,8 @@ fn exfat_label(dev: &dyn BlockDevice, boot: &[u8]) -> Option<String> {
         return None;
     }
     let cluster = 1u64 << (bps_shift + spc_shift);
-    let heap = u64::from(le32(boot, 88)) << bps_shift;
-    let root = u64::from(le32(boot, 96)).checked_sub(2)?;
+    let heap = u64::from(le32(boot, 88)?) << bps_shift;
+    let root = u64::from(le32(boot, 96)?).checked_sub(2)?;
     let dir = read(dev, heap + root * cluster, cluster.min(64 * 1024) as usize)?;
     for e in dir.chunks_exact(32) {
         match e[0] {
@@ -222,21 +228,18 @@ pub fn space(dev: &dyn BlockDevice, kind: Kind) -> Option<Space> {
     match kind {
         Kind::Ext2 | Kind::Ext3 | Kind::Ext4 => {
             let sb = read(dev, 1024, 1024)?;
-            let log = le32(&sb, 24);
+            let log = le32(&sb, 24)?;
             if log > 6 {
                 return None;
             }
             let block = 1024u64 << log;
-            let wide = le32(&sb, 96) & 0x80 != 0;
-            let hi = |at: usize| {
-                if wide {
-                    u64::from(le32(&sb, at)) << 32
-                } else {
-                    0
-                }
+            let wide = le32(&sb, 96)? & 0x80 != 0;
+            let hi = |at: usize| match wide {
+                true => le32(&sb, at).map(|h| u64::from(h) << 32),
+                false => Some(0),
             };
-            let blocks = u64::from(le32(&sb, 4)) | hi(0x150);
-            let free = u64::from(le32(&sb, 12)) | hi(0x158);
+            let blocks = u64::from(le32(&sb, 4)?) | hi(0x150)?;
+            let free = u64::from(le32(&sb, 12)?) | hi(0x158)?;
             Some(Space {
                 total_bytes: blocks.checked_mul(block)?,
                 free_bytes: free.min(blocks) * block,
@@ -245,20 +248,20 @@ pub fn space(dev: &dyn BlockDevice, kind: Kind) -> Option<Space> {
         }
         Kind::Xfs => {
             let sb = read(dev, 0, 512)?;
-            let block = u64::from(be32(&sb, 4));
+            let block = u64::from(be32(&sb, 4)?);
             if !(512..=65536).contains(&block) {
                 return None;
             }
-            let blocks = be64(&sb, 8);
+            let blocks = be64(&sb, 8)?;
             Some(Space {
                 total_bytes: blocks.checked_mul(block)?,
-                free_bytes: be64(&sb, 144).min(blocks) * block,
+                free_bytes: be64(&sb, 144)?.min(blocks) * block,
                 estimate: true,
             })
         }
         Kind::Btrfs => {
             let sb = read(dev, 65536, 4096)?;
-            let (total, used) = (le64(&sb, 0x70), le64(&sb, 0x78));
+            let (total, used) = (le64(&sb, 0x70)?, le64(&sb, 0x78)?);
             Some(Space {
                 total_bytes: total,
                 free_bytes: total.saturating_sub(used),
@@ -267,15 +270,11 @@ pub fn space(dev: &dyn BlockDevice, kind: Kind) -> Option<Space> {
         }
         Kind::Fat32 => {
             let b = read(dev, 0, 512)?;
-            let bps = u64::from(u16::from_le_bytes([b[11], b[12]]));
+            let bps = u64::from(le16(&b, 11)?);
             let spc = u64::from(b[13]);
-            let sectors = u64::from(le32(&b, 32));
-            let fsinfo = read(
-                dev,
-                u64::from(u16::from_le_bytes([b[48], b[49]])) * bps,
-                512,
-            )?;
-            let free = le32(&fsinfo, 488);
+            let sectors = u64::from(le32(&b, 32)?);
+            let fsinfo = read(dev, u64::from(le16(&b, 48)?) * bps, 512)?;
+            let free = le32(&fsinfo, 488)?;
             if bps == 0 || spc == 0 || &fsinfo[0..4] != b"RRaA" || free == u32::MAX {
                 return None;
             }
@@ -292,7 +291,7 @@ pub fn space(dev: &dyn BlockDevice, kind: Kind) -> Option<Space> {
             if !(9..=12).contains(&bps_shift) || bps_shift + spc_shift > 25 || pct > 100 {
                 return None;
             }
-            let heap = u64::from(le32(&b, 92)) << (bps_shift + spc_shift);
+            let heap = u64::from(le32(&b, 92)?) << (bps_shift + spc_shift);
             Some(Space {
                 total_bytes: heap,
                 free_bytes: heap / 100 * (100 - pct),
@@ -329,9 +328,9 @@ pub fn detect(dev: &dyn BlockDevice) -> Option<Signature> {
         return Some(s);
     }
     if let Some(sb) = read(dev, 1024, 1024) {
-        if u16::from_le_bytes([sb[56], sb[57]]) == 0xEF53 {
-            let compat = u32::from_le_bytes(sb[92..96].try_into().ok()?);
-            let incompat = u32::from_le_bytes(sb[96..100].try_into().ok()?);
+        if le16(&sb, 56) == Some(0xEF53) {
+            let compat = le32(&sb, 92)?;
+            let incompat = le32(&sb, 96)?;
             // EXTENTS, 64BIT, FLEX_BG are ext4 features; HAS_JOURNAL makes ext3.
             let kind = if incompat & (0x40 | 0x80 | 0x200) != 0 {
                 Kind::Ext4

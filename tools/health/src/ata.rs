@@ -85,8 +85,12 @@ pub struct Identify {
     pub wwn: Option<String>,
 }
 
+/// IDENTIFY word `w`; the callers checked the 512 bytes are there, so a
+/// missing word (never) reads as 0 rather than panicking.
 fn word(d: &[u8], w: usize) -> u16 {
-    u16::from_le_bytes([d[2 * w], d[2 * w + 1]])
+    le::Fields::new(d, "ATA IDENTIFY data")
+        .u16(2 * w)
+        .unwrap_or(0)
 }
 
 /// ATA strings store two characters per word, the first in the high byte.

@@ -30,27 +30,23 @@ pub struct NvmeSmart {
     pub data_units_written: u64,
 }
 
-fn le64(d: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d[at..at + 8]);
-    u64::from_le_bytes(b)
-}
-
 pub fn parse_smart_log(d: &[u8]) -> Result<NvmeSmart, String> {
     if d.len() < 192 {
         return Err(format!("SMART log is {} bytes, expected 512", d.len()));
     }
-    let kelvin = i32::from(u16::from_le_bytes([d[1], d[2]]));
+    let f = le::Fields::new(d, "NVMe SMART log");
+    let field = |e: le::OutOfRange| e.to_string();
+    let kelvin = i32::from(f.u16(1).map_err(field)?);
     Ok(NvmeSmart {
-        critical_warning: d[0],
+        critical_warning: f.u8(0).map_err(field)?,
         temperature_c: if kelvin == 0 { 0 } else { kelvin - 273 },
-        available_spare: d[3],
-        available_spare_threshold: d[4],
-        percentage_used: d[5],
-        power_on_hours: le64(d, 128),
-        media_errors: le64(d, 160),
-        error_log_entries: le64(d, 176),
-        data_units_written: le64(d, 48),
+        available_spare: f.u8(3).map_err(field)?,
+        available_spare_threshold: f.u8(4).map_err(field)?,
+        percentage_used: f.u8(5).map_err(field)?,
+        power_on_hours: f.u64(128).map_err(field)?,
+        media_errors: f.u64(160).map_err(field)?,
+        error_log_entries: f.u64(176).map_err(field)?,
+        data_units_written: f.u64(48).map_err(field)?,
     })
 }
 

@@ -90,6 +90,11 @@ impl<'a> Fields<'a> {
         self.array(offset).map(u32::from_be_bytes)
     }
 
+    /// A big-endian u64 (XFS superblocks).
+    pub fn u64_be(&self, offset: usize) -> Result<u64, OutOfRange> {
+        self.array(offset).map(u64::from_be_bytes)
+    }
+
     /// A NUL-padded text field of `len` bytes, as lossy UTF-8.
     pub fn cstr(&self, offset: usize, len: usize) -> Result<String, OutOfRange> {
         let b = self.bytes(offset, len)?;
@@ -112,6 +117,7 @@ mod tests {
         assert_eq!(f.u32(0), Ok(0x0403_0201));
         assert_eq!(f.u32_be(0), Ok(0x0102_0304));
         assert_eq!(f.u64(0), Ok(0x0807_0605_0403_0201));
+        assert_eq!(f.u64_be(0), Ok(0x0102_0304_0506_0708));
         assert_eq!(f.array::<2>(8), Ok(*b"ab"));
         assert_eq!(f.cstr(8, 4).as_deref(), Ok("ab"));
         let e = f.u64(8).unwrap_err();

@@ -47,7 +47,7 @@ fn ask(input: &mut dyn BufRead, question: &str, answer: &str) -> bool {
 }
 
 fn human_rate(kib_s: u64) -> String {
-    mdraid::units::human_bytes(kib_s as f64 * 1024.0) + "/s"
+    screen::decimal_size(kib_s.saturating_mul(1024)) + "/s"
 }
 
 /// What a check (or repair) is asked to do.
@@ -380,7 +380,7 @@ pub(crate) fn run_pass(
             };
             let eta = match s.speed_kib_s {
                 Some(k) if k > 0 && to > done => {
-                    mdraid::units::hms(Duration::from_secs((to - done) / 2 / k))
+                    screen::hms(Duration::from_secs((to - done) / 2 / k))
                 }
                 _ => "-".into(),
             };

@@ -5,8 +5,8 @@
 
 use crate::devices::open_all;
 use crate::scan::{self, find_array, Array};
-use crate::units::{hms, human_bytes};
 use crate::verify::{self, VerifyReport};
+use screen::{decimal_size, hms};
 use std::fmt;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -212,7 +212,7 @@ pub fn progress_line(p: &verify::Progress) -> String {
     let eta = p.eta().map(hms).unwrap_or("-".into());
     format!(
         "verify: {pct:5.1}%  {}/s  ETA {eta}   ",
-        human_bytes(p.rate())
+        decimal_size(p.rate() as u64)
     )
 }
 

@@ -16,7 +16,6 @@ pub mod layout;
 pub mod scan;
 pub mod superblock;
 pub mod testwriter;
-pub mod units;
 pub mod verify;
 
 pub use superblock::{find_superblock, Superblock, SuperblockError};

@@ -40,6 +40,101 @@ pub const MD_MAGIC: u32 = 0xa92b_4efc;
 /// Sanity bound on devices in one array (the kernel allows up to 1920 in 1.x).
 pub const MAX_DEVICES: u32 = 1920;
 
+/// Version-1 superblock fields (`struct mdp_superblock_1`), byte offsets:
+/// shared by the parser and the test writer.
+pub mod v1 {
+    pub const MAGIC: usize = 0;
+    pub const MAJOR_VERSION: usize = 4;
+    pub const FEATURE_MAP: usize = 8;
+    /// 16 bytes.
+    pub const SET_UUID: usize = 16;
+    /// 32 bytes, NUL-padded `host:name`.
+    pub const SET_NAME: usize = 32;
+    pub const SET_NAME_LEN: usize = 32;
+    pub const CTIME: usize = 64;
+    pub const LEVEL: usize = 72;
+    pub const LAYOUT: usize = 76;
+    /// Sectors of each member used.
+    pub const SIZE: usize = 80;
+    /// Sectors.
+    pub const CHUNKSIZE: usize = 88;
+    pub const RAID_DISKS: usize = 92;
+    /// i32, sectors from the superblock.
+    pub const BITMAP_OFFSET: usize = 96;
+    pub const NEW_LEVEL: usize = 100;
+    pub const RESHAPE_POSITION: usize = 104;
+    pub const DELTA_DISKS: usize = 112;
+    pub const NEW_LAYOUT: usize = 116;
+    pub const NEW_CHUNK: usize = 120;
+    pub const DATA_OFFSET: usize = 128;
+    pub const DATA_SIZE: usize = 136;
+    pub const SUPER_OFFSET: usize = 144;
+    pub const RECOVERY_OFFSET: usize = 152;
+    pub const DEV_NUMBER: usize = 160;
+    /// 16 bytes.
+    pub const DEVICE_UUID: usize = 168;
+    pub const BBLOG_SIZE: usize = 186;
+    pub const BBLOG_OFFSET: usize = 188;
+    pub const UTIME: usize = 192;
+    pub const EVENTS: usize = 200;
+    /// u64::MAX when the array is clean.
+    pub const RESYNC_OFFSET: usize = 208;
+    pub const SB_CSUM: usize = 216;
+    pub const MAX_DEV: usize = 220;
+    /// u16 per device: its role, or 0xffff spare, 0xfffe faulty, 0xfffd journal.
+    pub const DEV_ROLES: usize = 256;
+}
+
+/// Version-0.90 superblock fields (`mdp_super_t`), u32 word numbers:
+/// shared by the parser and the test writer.
+pub mod v090 {
+    pub const MAGIC: usize = 0;
+    pub const MAJOR_VERSION: usize = 1;
+    pub const MINOR_VERSION: usize = 2;
+    pub const SET_UUID0: usize = 5;
+    pub const CTIME: usize = 6;
+    pub const LEVEL: usize = 7;
+    /// KiB of each member used.
+    pub const SIZE: usize = 8;
+    pub const NR_DISKS: usize = 9;
+    pub const RAID_DISKS: usize = 10;
+    pub const MD_MINOR: usize = 11;
+    pub const SET_UUID1: usize = 13;
+    pub const SET_UUID2: usize = 14;
+    pub const SET_UUID3: usize = 15;
+    pub const UTIME: usize = 32;
+    pub const STATE: usize = 33;
+    pub const ACTIVE_DISKS: usize = 34;
+    pub const WORKING_DISKS: usize = 35;
+    pub const FAILED_DISKS: usize = 36;
+    pub const SPARE_DISKS: usize = 37;
+    pub const SB_CSUM: usize = 38;
+    pub const EVENTS_LO: usize = 39;
+    pub const EVENTS_HI: usize = 40;
+    pub const RESHAPE_POSITION_LO: usize = 44;
+    pub const RESHAPE_POSITION_HI: usize = 45;
+    pub const NEW_LEVEL: usize = 46;
+    pub const DELTA_DISKS: usize = 47;
+    pub const NEW_LAYOUT: usize = 48;
+    pub const NEW_CHUNK: usize = 49;
+    pub const LAYOUT: usize = 64;
+    /// Bytes.
+    pub const CHUNK_SIZE: usize = 65;
+    /// 27 disk descriptors of [`DISK_WORDS`] words.
+    pub const DISKS: usize = 128;
+    pub const DISK_WORDS: usize = 32;
+    pub const DISK_SLOTS: usize = 27;
+    /// This member's own descriptor.
+    pub const THIS_DISK: usize = 992;
+    /// In a descriptor.
+    pub const DISK_NUMBER: usize = 0;
+    pub const DISK_MAJOR: usize = 1;
+    pub const DISK_MINOR: usize = 2;
+    pub const DISK_RAID_DISK: usize = 3;
+    /// Bits: 0 faulty, 1 active, 2 sync, 3 removed.
+    pub const DISK_STATE: usize = 4;
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Superblock {
     /// "0.90", "1.0", "1.1" or "1.2".
@@ -183,14 +278,17 @@ impl fmt::Display for SuperblockError {
     }
 }
 
+// Fields of a superblock buffer. The parsers check first that the whole
+// 4096 bytes are there, so a field out of range reads as 0 (and the
+// checks that follow refuse the superblock) rather than panicking.
 fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    le::Fields::new(b, "md superblock").u32(at).unwrap_or(0)
 }
 fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
+    le::Fields::new(b, "md superblock").u16(at).unwrap_or(0)
 }
 fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from(le32(b, at)) | (u64::from(le32(b, at + 4)) << 32)
+    le::Fields::new(b, "md superblock").u64(at).unwrap_or(0)
 }
 
 fn fold(sum: u64) -> u32 {
@@ -210,11 +308,11 @@ pub fn csum_v1(b: &[u8], max_dev: u32) -> u32 {
     let mut sum = 0u64;
     let mut i = 0;
     while i + 4 <= size {
-        sum += u64::from(if i == 216 { 0 } else { le32(b, i) });
+        sum += u64::from(if i == v1::SB_CSUM { 0 } else { le32(b, i) });
         i += 4;
     }
     if size - i == 2 {
-        sum += u64::from(u16::from_le_bytes([b[i], b[i + 1]]));
+        sum += u64::from(le16(b, i));
     }
     fold(sum)
 }
@@ -223,7 +321,7 @@ pub fn csum_v1(b: &[u8], max_dev: u32) -> u32 {
 pub fn csum_090(b: &[u8]) -> u32 {
     let sum: u64 = (0..1024)
         .map(|w| {
-            if w == 38 {
+            if w == v090::SB_CSUM {
                 0
             } else {
                 u64::from(le32(b, w * 4))
@@ -256,18 +354,23 @@ pub fn parse_v1(
     if b.len() < 4096 {
         return Err(invalid(offset, "buffer", b.len(), "4096 bytes"));
     }
-    if le32(b, 4) != 1 {
-        return Err(invalid(offset, "major_version", le32(b, 4), "1"));
+    if le32(b, v1::MAJOR_VERSION) != 1 {
+        return Err(invalid(
+            offset,
+            "major_version",
+            le32(b, v1::MAJOR_VERSION),
+            "1",
+        ));
     }
-    let max_dev = le32(b, 220);
+    let max_dev = le32(b, v1::MAX_DEV);
     if max_dev > MAX_DEVICES || 256 + 2 * max_dev as usize > b.len() {
         return Err(invalid(offset, "max_dev", max_dev, "at most 1920"));
     }
-    let raid_disks = le32(b, 92);
+    let raid_disks = le32(b, v1::RAID_DISKS);
     if raid_disks == 0 || raid_disks > MAX_DEVICES {
         return Err(invalid(offset, "raid_disks", raid_disks, "1 to 1920"));
     }
-    let level = le32(b, 72) as i32;
+    let level = le32(b, v1::LEVEL) as i32;
     if !KNOWN_LEVELS.contains(&level) {
         return Err(invalid(
             offset,
@@ -276,12 +379,9 @@ pub fn parse_v1(
             "one of -5, -4, -1, 0, 1, 4, 5, 6, 10",
         ));
     }
-    let dev_number = le32(b, 160);
+    let dev_number = le32(b, v1::DEV_NUMBER);
     let role_raw = if dev_number < max_dev {
-        u16::from_le_bytes([
-            b[256 + 2 * dev_number as usize],
-            b[257 + 2 * dev_number as usize],
-        ])
+        le16(b, v1::DEV_ROLES + 2 * dev_number as usize)
     } else {
         0xffff
     };
@@ -292,22 +392,21 @@ pub fn parse_v1(
         r => (Some(u32::from(r)), "active"),
     };
     let name = {
-        let raw = &b[32..64];
-        let end = raw.iter().position(|&c| c == 0).unwrap_or(32);
-        let s = String::from_utf8_lossy(&raw[..end]).into_owned();
+        let s = le::Fields::new(b, "md superblock")
+            .cstr(v1::SET_NAME, v1::SET_NAME_LEN)
+            .unwrap_or_default();
         (!s.is_empty()).then_some(s)
     };
     let uuid = [
-        le32_be(b, 16),
-        le32_be(b, 20),
-        le32_be(b, 24),
-        le32_be(b, 28),
+        le32_be(b, v1::SET_UUID),
+        le32_be(b, v1::SET_UUID + 4),
+        le32_be(b, v1::SET_UUID + 8),
+        le32_be(b, v1::SET_UUID + 12),
     ];
-    let feature_map = le32(b, 8);
+    let feature_map = le32(b, v1::FEATURE_MAP);
     let devices = (0..max_dev)
         .filter_map(|i| {
-            let at = 256 + 2 * i as usize;
-            let r = u16::from_le_bytes([b[at], b[at + 1]]);
+            let r = le16(b, v1::DEV_ROLES + 2 * i as usize);
             let (role, state) = match r {
                 0xffff => return None,
                 0xfffe => (None, "faulty"),
@@ -324,45 +423,51 @@ pub fn parse_v1(
         })
         .collect();
     let device_uuid = {
-        let d = &b[168..184];
-        uuid_words([le32_be(d, 0), le32_be(d, 4), le32_be(d, 8), le32_be(d, 12)])
+        let at = v1::DEVICE_UUID;
+        uuid_words([
+            le32_be(b, at),
+            le32_be(b, at + 4),
+            le32_be(b, at + 8),
+            le32_be(b, at + 12),
+        ])
     };
-    let resync = le64(b, 208);
+    let resync = le64(b, v1::RESYNC_OFFSET);
     Ok(Superblock {
         version,
         offset,
         array_uuid: uuid_words(uuid),
         name,
         level,
-        layout: le32(b, 76),
-        chunk_bytes: u64::from(le32(b, 88)) * 512,
+        layout: le32(b, v1::LAYOUT),
+        chunk_bytes: u64::from(le32(b, v1::CHUNKSIZE)) * 512,
         raid_disks,
-        component_bytes: le64(b, 80).saturating_mul(512),
-        data_offset_bytes: le64(b, 128).saturating_mul(512),
-        events: le64(b, 200),
+        component_bytes: le64(b, v1::SIZE).saturating_mul(512),
+        data_offset_bytes: le64(b, v1::DATA_OFFSET).saturating_mul(512),
+        events: le64(b, v1::EVENTS),
         role,
         role_state,
-        checksum_stored: le32(b, 216),
+        checksum_stored: le32(b, v1::SB_CSUM),
         checksum_computed: csum_v1(b, max_dev),
         clean: resync == u64::MAX,
         feature_map,
         // Low 40 bits seconds, high 24 bits microseconds.
-        ctime: le64(b, 64) & 0xff_ffff_ffff,
-        utime: le64(b, 192) & 0xff_ffff_ffff,
+        ctime: le64(b, v1::CTIME) & 0xff_ffff_ffff,
+        utime: le64(b, v1::UTIME) & 0xff_ffff_ffff,
         dev_number,
         device_uuid: Some(device_uuid),
-        data_size_bytes: le64(b, 136).saturating_mul(512),
+        data_size_bytes: le64(b, v1::DATA_SIZE).saturating_mul(512),
         resync_offset: (resync != u64::MAX).then_some(resync),
-        recovery_offset: (feature_map & 2 != 0).then(|| le64(b, 152)),
-        bitmap_offset: (feature_map & 1 != 0).then(|| le32(b, 96) as i32),
+        recovery_offset: (feature_map & 2 != 0).then(|| le64(b, v1::RECOVERY_OFFSET)),
+        bitmap_offset: (feature_map & 1 != 0).then(|| le32(b, v1::BITMAP_OFFSET) as i32),
         reshape: (feature_map & 4 != 0).then(|| Reshape {
-            position_sectors: le64(b, 104),
-            new_level: le32(b, 100) as i32,
-            delta_disks: le32(b, 112) as i32,
-            new_layout: le32(b, 116),
-            new_chunk_bytes: u64::from(le32(b, 120)) * 512,
+            position_sectors: le64(b, v1::RESHAPE_POSITION),
+            new_level: le32(b, v1::NEW_LEVEL) as i32,
+            delta_disks: le32(b, v1::DELTA_DISKS) as i32,
+            new_layout: le32(b, v1::NEW_LAYOUT),
+            new_chunk_bytes: u64::from(le32(b, v1::NEW_CHUNK)) * 512,
         }),
-        bad_block_log: (le16(b, 186) != 0).then(|| (le32(b, 188) as i32, le16(b, 186))),
+        bad_block_log: (le16(b, v1::BBLOG_SIZE) != 0)
+            .then(|| (le32(b, v1::BBLOG_OFFSET) as i32, le16(b, v1::BBLOG_SIZE))),
         max_dev,
         devices,
         counts_090: None,
@@ -371,7 +476,7 @@ pub fn parse_v1(
 
 /// mdadm prints version-1 UUIDs as the 16 bytes in order, grouped by four.
 fn le32_be(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    le::Fields::new(b, "md superblock").u32_be(at).unwrap_or(0)
 }
 
 /// Parses a version-0.90 superblock (4096 bytes read at `offset`).
@@ -380,15 +485,16 @@ pub fn parse_090(b: &[u8], offset: u64) -> Result<Superblock, SuperblockError> {
         return Err(invalid(offset, "buffer", b.len(), "4096 bytes"));
     }
     let w = |i: usize| le32(b, i * 4);
-    if w(1) != 0 || (w(2) != 90 && w(2) != 91) {
+    if w(v090::MAJOR_VERSION) != 0 || (w(v090::MINOR_VERSION) != 90 && w(v090::MINOR_VERSION) != 91)
+    {
         return Err(invalid(
             offset,
             "version",
-            format!("{}.{}", w(1), w(2)),
+            format!("{}.{}", w(v090::MAJOR_VERSION), w(v090::MINOR_VERSION)),
             "0.90 (or 0.91 while reshaping)",
         ));
     }
-    let level = w(7) as i32;
+    let level = w(v090::LEVEL) as i32;
     if !KNOWN_LEVELS.contains(&level) {
         return Err(invalid(
             offset,
@@ -397,19 +503,24 @@ pub fn parse_090(b: &[u8], offset: u64) -> Result<Superblock, SuperblockError> {
             "one of -5, -4, -1, 0, 1, 4, 5, 6, 10",
         ));
     }
-    let raid_disks = w(10);
+    let raid_disks = w(v090::RAID_DISKS);
     if raid_disks == 0 || raid_disks > 27 {
         return Err(invalid(offset, "raid_disks", raid_disks, "1 to 27"));
     }
     // this_disk descriptor at word 992: number, major, minor, raid_disk, state.
-    let raid_disk = w(995);
-    let state = w(996);
+    let raid_disk = w(v090::THIS_DISK + v090::DISK_RAID_DISK);
+    let state = w(v090::THIS_DISK + v090::DISK_STATE);
     let (role, role_state) = disk_state_090(raid_disk, state, raid_disks);
-    let devices = (0..27usize)
+    let devices = (0..v090::DISK_SLOTS)
         .filter_map(|d| {
-            let base = 128 + 32 * d;
-            let (number, major, minor, raid_disk, st) =
-                (w(base), w(base + 1), w(base + 2), w(base + 3), w(base + 4));
+            let base = v090::DISKS + v090::DISK_WORDS * d;
+            let (number, major, minor, raid_disk, st) = (
+                w(base + v090::DISK_NUMBER),
+                w(base + v090::DISK_MAJOR),
+                w(base + v090::DISK_MINOR),
+                w(base + v090::DISK_RAID_DISK),
+                w(base + v090::DISK_STATE),
+            );
             if number == 0 && major == 0 && minor == 0 && raid_disk == 0 && st == 0 && d > 0 {
                 return None;
             }
@@ -426,47 +537,53 @@ pub fn parse_090(b: &[u8], offset: u64) -> Result<Superblock, SuperblockError> {
     Ok(Superblock {
         version: "0.90",
         offset,
-        array_uuid: uuid_words([w(5), w(13), w(14), w(15)]),
+        array_uuid: uuid_words([
+            w(v090::SET_UUID0),
+            w(v090::SET_UUID1),
+            w(v090::SET_UUID2),
+            w(v090::SET_UUID3),
+        ]),
         name: None,
         level,
-        layout: w(64),
-        chunk_bytes: u64::from(w(65)),
+        layout: w(v090::LAYOUT),
+        chunk_bytes: u64::from(w(v090::CHUNK_SIZE)),
         raid_disks,
-        component_bytes: u64::from(w(8)) * 1024,
+        component_bytes: u64::from(w(v090::SIZE)) * 1024,
         data_offset_bytes: 0,
-        events: u64::from(w(39)) | (u64::from(w(40)) << 32),
+        events: u64::from(w(v090::EVENTS_LO)) | (u64::from(w(v090::EVENTS_HI)) << 32),
         role,
         role_state,
-        checksum_stored: w(38),
+        checksum_stored: w(v090::SB_CSUM),
         checksum_computed: csum_090(b),
-        clean: w(33) & 1 != 0,
+        clean: w(v090::STATE) & 1 != 0,
         feature_map: 0,
-        ctime: u64::from(w(6)),
-        utime: u64::from(w(32)),
-        dev_number: w(992),
+        ctime: u64::from(w(v090::CTIME)),
+        utime: u64::from(w(v090::UTIME)),
+        dev_number: w(v090::THIS_DISK),
         device_uuid: None,
-        data_size_bytes: u64::from(w(8)) * 1024,
+        data_size_bytes: u64::from(w(v090::SIZE)) * 1024,
         resync_offset: None,
         recovery_offset: None,
         bitmap_offset: None,
-        reshape: (w(2) == 91).then(|| Reshape {
-            position_sectors: u64::from(w(44)) | (u64::from(w(45)) << 32),
-            new_level: w(46) as i32,
-            delta_disks: w(47) as i32,
-            new_layout: w(48),
-            new_chunk_bytes: u64::from(w(49)),
+        reshape: (w(v090::MINOR_VERSION) == 91).then(|| Reshape {
+            position_sectors: u64::from(w(v090::RESHAPE_POSITION_LO))
+                | (u64::from(w(v090::RESHAPE_POSITION_HI)) << 32),
+            new_level: w(v090::NEW_LEVEL) as i32,
+            delta_disks: w(v090::DELTA_DISKS) as i32,
+            new_layout: w(v090::NEW_LAYOUT),
+            new_chunk_bytes: u64::from(w(v090::NEW_CHUNK)),
         }),
         bad_block_log: None,
         max_dev: 27,
         devices,
         counts_090: Some(Counts090 {
-            md_minor: w(11),
-            nr_disks: w(9),
-            active: w(34),
-            working: w(35),
-            failed: w(36),
-            spare: w(37),
-            state_bits: w(33),
+            md_minor: w(v090::MD_MINOR),
+            nr_disks: w(v090::NR_DISKS),
+            active: w(v090::ACTIVE_DISKS),
+            working: w(v090::WORKING_DISKS),
+            failed: w(v090::FAILED_DISKS),
+            spare: w(v090::SPARE_DISKS),
+            state_bits: w(v090::STATE),
         }),
     })
 }
@@ -509,7 +626,7 @@ pub fn find_superblock(dev: &dyn BlockDevice) -> Result<Option<Superblock>, Supe
         let Some(b) = read_4k(dev, offset)? else {
             continue;
         };
-        if le32(&b, 0) != MD_MAGIC {
+        if le32(&b, v1::MAGIC) != MD_MAGIC {
             continue;
         }
         return if version == "0.90" {
@@ -518,7 +635,8 @@ pub fn find_superblock(dev: &dyn BlockDevice) -> Result<Option<Superblock>, Supe
             let sb = parse_v1(&b, offset, version)?;
             // super_offset (sectors) must name where we found it, or this is
             // a stale copy (e.g. a 1.2 member read through its partition).
-            let recorded = le64(&b, 144) * 512;
+            // Saturating: a damaged field must not overflow.
+            let recorded = le64(&b, v1::SUPER_OFFSET).saturating_mul(512);
             if recorded != offset {
                 return Err(invalid(
                     offset,

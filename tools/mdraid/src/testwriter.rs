@@ -2,7 +2,7 @@
 //! known fields, checked against mdadm --examine in this crate's tests. Not
 //! used by the appliance to write to disks.
 
-use crate::superblock::{csum_090, csum_v1, MD_MAGIC};
+use crate::superblock::{csum_090, csum_v1, v090, v1, MD_MAGIC};
 
 /// A version-1.x superblock for member `dev_number` of a `raid_disks` array.
 pub fn write_v1(
@@ -17,33 +17,34 @@ pub fn write_v1(
         |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     let put64 =
         |b: &mut Vec<u8>, at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put32(&mut b, 0, MD_MAGIC);
-    put32(&mut b, 4, 1);
-    b[16..32].copy_from_slice(&[
+    put32(&mut b, v1::MAGIC, MD_MAGIC);
+    put32(&mut b, v1::MAJOR_VERSION, 1);
+    b[v1::SET_UUID..v1::SET_UUID + 16].copy_from_slice(&[
         0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
         0x01,
     ]);
-    b[32..32 + name.len()].copy_from_slice(name.as_bytes());
-    put64(&mut b, 64, 1_700_000_000);
-    put32(&mut b, 72, level as u32);
-    put32(&mut b, 76, if level == 5 { 2 } else { 0 });
-    put64(&mut b, 80, 2048 * 30);
-    put32(&mut b, 88, 128);
-    put32(&mut b, 92, raid_disks);
-    put64(&mut b, 128, 2048);
-    put64(&mut b, 136, 2048 * 30);
-    put64(&mut b, 144, super_offset / 512);
-    put32(&mut b, 160, dev_number);
-    b[168..184].copy_from_slice(&[7u8; 16]);
-    put64(&mut b, 192, 1_700_000_100);
-    put64(&mut b, 200, 42);
-    put64(&mut b, 208, u64::MAX);
-    put32(&mut b, 220, raid_disks);
+    b[v1::SET_NAME..v1::SET_NAME + name.len()].copy_from_slice(name.as_bytes());
+    put64(&mut b, v1::CTIME, 1_700_000_000);
+    put32(&mut b, v1::LEVEL, level as u32);
+    put32(&mut b, v1::LAYOUT, if level == 5 { 2 } else { 0 });
+    put64(&mut b, v1::SIZE, 2048 * 30);
+    put32(&mut b, v1::CHUNKSIZE, 128);
+    put32(&mut b, v1::RAID_DISKS, raid_disks);
+    put64(&mut b, v1::DATA_OFFSET, 2048);
+    put64(&mut b, v1::DATA_SIZE, 2048 * 30);
+    put64(&mut b, v1::SUPER_OFFSET, super_offset / 512);
+    put32(&mut b, v1::DEV_NUMBER, dev_number);
+    b[v1::DEVICE_UUID..v1::DEVICE_UUID + 16].copy_from_slice(&[7u8; 16]);
+    put64(&mut b, v1::UTIME, 1_700_000_100);
+    put64(&mut b, v1::EVENTS, 42);
+    put64(&mut b, v1::RESYNC_OFFSET, u64::MAX);
+    put32(&mut b, v1::MAX_DEV, raid_disks);
     for i in 0..raid_disks as usize {
-        b[256 + 2 * i..258 + 2 * i].copy_from_slice(&(i as u16).to_le_bytes());
+        b[v1::DEV_ROLES + 2 * i..v1::DEV_ROLES + 2 * i + 2]
+            .copy_from_slice(&(i as u16).to_le_bytes());
     }
     let c = csum_v1(&b, raid_disks);
-    put32(&mut b, 216, c);
+    put32(&mut b, v1::SB_CSUM, c);
     b
 }
 
@@ -51,35 +52,35 @@ pub fn write_v1(
 pub fn write_090(level: i32, raid_disks: u32, raid_disk: u32, size_kib: u32) -> Vec<u8> {
     let mut b = vec![0u8; 4096];
     let mut put = |w: usize, v: u32| b[w * 4..w * 4 + 4].copy_from_slice(&v.to_le_bytes());
-    put(0, MD_MAGIC);
-    put(2, 90);
-    put(5, 0xdeadbeef);
-    put(6, 1_700_000_000);
-    put(7, level as u32);
-    put(8, size_kib);
-    put(9, raid_disks);
-    put(10, raid_disks);
-    put(13, 1);
-    put(14, 2);
-    put(15, 3);
-    put(32, 1_700_000_100);
-    put(33, 1);
-    put(34, raid_disks);
-    put(35, raid_disks);
-    put(39, 9);
-    put(65, 65536);
+    put(v090::MAGIC, MD_MAGIC);
+    put(v090::MINOR_VERSION, 90);
+    put(v090::SET_UUID0, 0xdeadbeef);
+    put(v090::CTIME, 1_700_000_000);
+    put(v090::LEVEL, level as u32);
+    put(v090::SIZE, size_kib);
+    put(v090::NR_DISKS, raid_disks);
+    put(v090::RAID_DISKS, raid_disks);
+    put(v090::SET_UUID1, 1);
+    put(v090::SET_UUID2, 2);
+    put(v090::SET_UUID3, 3);
+    put(v090::UTIME, 1_700_000_100);
+    put(v090::STATE, 1);
+    put(v090::ACTIVE_DISKS, raid_disks);
+    put(v090::WORKING_DISKS, raid_disks);
+    put(v090::EVENTS_LO, 9);
+    put(v090::CHUNK_SIZE, 65536);
     for d in 0..raid_disks as usize {
-        let base = 128 + 32 * d;
-        put(base, d as u32);
-        put(base + 3, d as u32);
-        put(base + 4, 6); // active, sync
+        let base = v090::DISKS + v090::DISK_WORDS * d;
+        put(base + v090::DISK_NUMBER, d as u32);
+        put(base + v090::DISK_RAID_DISK, d as u32);
+        put(base + v090::DISK_STATE, 6); // active, sync
     }
-    let this = 992;
-    put(this, raid_disk);
-    put(this + 3, raid_disk);
-    put(this + 4, 6);
+    let this = v090::THIS_DISK;
+    put(this + v090::DISK_NUMBER, raid_disk);
+    put(this + v090::DISK_RAID_DISK, raid_disk);
+    put(this + v090::DISK_STATE, 6);
     let c = csum_090(&b);
-    b[38 * 4..38 * 4 + 4].copy_from_slice(&c.to_le_bytes());
+    b[v090::SB_CSUM * 4..v090::SB_CSUM * 4 + 4].copy_from_slice(&c.to_le_bytes());
     b
 }
 
@@ -389,38 +390,38 @@ pub fn superblock_for(spec: &ArraySpec, role: Option<u32>, events: u64, faulty: 
         |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     let put64 =
         |b: &mut Vec<u8>, at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put32(&mut b, 0, MD_MAGIC);
-    put32(&mut b, 4, 1);
-    b[16..32].copy_from_slice(&spec.uuid);
+    put32(&mut b, v1::MAGIC, MD_MAGIC);
+    put32(&mut b, v1::MAJOR_VERSION, 1);
+    b[v1::SET_UUID..v1::SET_UUID + 16].copy_from_slice(&spec.uuid);
     let name = spec.name.as_bytes();
     let nl = name.len().min(32);
-    b[32..32 + nl].copy_from_slice(&name[..nl]);
-    put64(&mut b, 64, 1_700_000_000);
-    put32(&mut b, 72, spec.level as u32);
-    put32(&mut b, 76, spec.layout);
-    put64(&mut b, 80, spec.component_bytes / 512);
-    put32(&mut b, 88, (spec.chunk_bytes / 512) as u32);
-    put32(&mut b, 92, spec.raid_disks);
-    put64(&mut b, 128, data_off / 512);
+    b[v1::SET_NAME..v1::SET_NAME + nl].copy_from_slice(&name[..nl]);
+    put64(&mut b, v1::CTIME, 1_700_000_000);
+    put32(&mut b, v1::LEVEL, spec.level as u32);
+    put32(&mut b, v1::LAYOUT, spec.layout);
+    put64(&mut b, v1::SIZE, spec.component_bytes / 512);
+    put32(&mut b, v1::CHUNKSIZE, (spec.chunk_bytes / 512) as u32);
+    put32(&mut b, v1::RAID_DISKS, spec.raid_disks);
+    put64(&mut b, v1::DATA_OFFSET, data_off / 512);
     let avail = if spec.version == "1.0" {
         sb_off - data_off
     } else {
         dev_bytes - data_off
     };
-    put64(&mut b, 136, avail / 512);
-    put64(&mut b, 144, sb_off / 512);
+    put64(&mut b, v1::DATA_SIZE, avail / 512);
+    put64(&mut b, v1::SUPER_OFFSET, sb_off / 512);
     // Device numbers: role r is device r; a spare is device raid_disks.
     let dev_number = role.unwrap_or(spec.raid_disks);
-    put32(&mut b, 160, dev_number);
+    put32(&mut b, v1::DEV_NUMBER, dev_number);
     let mut du = [0u8; 16];
     du[0] = 0xde;
     du[15] = dev_number as u8;
-    b[168..184].copy_from_slice(&du);
-    put64(&mut b, 192, 1_700_000_000 + events);
-    put64(&mut b, 200, events);
-    put64(&mut b, 208, u64::MAX);
+    b[v1::DEVICE_UUID..v1::DEVICE_UUID + 16].copy_from_slice(&du);
+    put64(&mut b, v1::UTIME, 1_700_000_000 + events);
+    put64(&mut b, v1::EVENTS, events);
+    put64(&mut b, v1::RESYNC_OFFSET, u64::MAX);
     let max_dev = spec.raid_disks + 1;
-    put32(&mut b, 220, max_dev);
+    put32(&mut b, v1::MAX_DEV, max_dev);
     for i in 0..max_dev as usize {
         let v: u16 = if (i as u32) < spec.raid_disks {
             if faulty.contains(&(i as u32)) {
@@ -431,10 +432,10 @@ pub fn superblock_for(spec: &ArraySpec, role: Option<u32>, events: u64, faulty: 
         } else {
             0xffff
         };
-        b[256 + 2 * i..258 + 2 * i].copy_from_slice(&v.to_le_bytes());
+        b[v1::DEV_ROLES + 2 * i..v1::DEV_ROLES + 2 * i + 2].copy_from_slice(&v.to_le_bytes());
     }
     let c = csum_v1(&b, max_dev);
-    put32(&mut b, 216, c);
+    put32(&mut b, v1::SB_CSUM, c);
     b
 }
 
@@ -449,45 +450,48 @@ fn superblock_090(spec: &ArraySpec, role: Option<u32>, events: u64, faulty: &[u3
             spec.uuid[i + 3],
         ])
     };
-    put(0, MD_MAGIC);
-    put(2, 90);
-    put(5, u(0));
-    put(6, 1_700_000_000);
-    put(7, spec.level as u32);
-    put(8, (spec.component_bytes / 1024) as u32);
-    put(9, spec.raid_disks);
-    put(10, spec.raid_disks);
-    put(11, spec.md_minor);
-    put(13, u(4));
-    put(14, u(8));
-    put(15, u(12));
-    put(32, 1_700_000_000 + events as u32);
-    put(33, 1);
+    put(v090::MAGIC, MD_MAGIC);
+    put(v090::MINOR_VERSION, 90);
+    put(v090::SET_UUID0, u(0));
+    put(v090::CTIME, 1_700_000_000);
+    put(v090::LEVEL, spec.level as u32);
+    put(v090::SIZE, (spec.component_bytes / 1024) as u32);
+    put(v090::NR_DISKS, spec.raid_disks);
+    put(v090::RAID_DISKS, spec.raid_disks);
+    put(v090::MD_MINOR, spec.md_minor);
+    put(v090::SET_UUID1, u(4));
+    put(v090::SET_UUID2, u(8));
+    put(v090::SET_UUID3, u(12));
+    put(v090::UTIME, 1_700_000_000 + events as u32);
+    put(v090::STATE, 1);
     let working = spec.raid_disks - faulty.len() as u32;
-    put(34, working);
-    put(35, working);
-    put(36, faulty.len() as u32);
-    put(39, events as u32);
-    put(40, (events >> 32) as u32);
-    put(64, spec.layout);
-    put(65, spec.chunk_bytes as u32);
+    put(v090::ACTIVE_DISKS, working);
+    put(v090::WORKING_DISKS, working);
+    put(v090::FAILED_DISKS, faulty.len() as u32);
+    put(v090::EVENTS_LO, events as u32);
+    put(v090::EVENTS_HI, (events >> 32) as u32);
+    put(v090::LAYOUT, spec.layout);
+    put(v090::CHUNK_SIZE, spec.chunk_bytes as u32);
     for d in 0..spec.raid_disks as usize {
-        let base = 128 + 32 * d;
-        put(base, d as u32);
-        put(base + 1, 8);
-        put(base + 2, 16 * d as u32 + 1);
-        put(base + 3, d as u32);
-        put(base + 4, if faulty.contains(&(d as u32)) { 1 } else { 6 });
+        let base = v090::DISKS + v090::DISK_WORDS * d;
+        put(base + v090::DISK_NUMBER, d as u32);
+        put(base + v090::DISK_MAJOR, 8);
+        put(base + v090::DISK_MINOR, 16 * d as u32 + 1);
+        put(base + v090::DISK_RAID_DISK, d as u32);
+        put(
+            base + v090::DISK_STATE,
+            if faulty.contains(&(d as u32)) { 1 } else { 6 },
+        );
     }
-    let this = 992;
+    let this = v090::THIS_DISK;
     let r = role.unwrap_or(spec.raid_disks);
-    put(this, r);
-    put(this + 1, 8);
-    put(this + 2, 16 * r + 1);
-    put(this + 3, r);
-    put(this + 4, if role.is_some() { 6 } else { 0 });
+    put(this + v090::DISK_NUMBER, r);
+    put(this + v090::DISK_MAJOR, 8);
+    put(this + v090::DISK_MINOR, 16 * r + 1);
+    put(this + v090::DISK_RAID_DISK, r);
+    put(this + v090::DISK_STATE, if role.is_some() { 6 } else { 0 });
     let c = csum_090(&b);
-    b[38 * 4..38 * 4 + 4].copy_from_slice(&c.to_le_bytes());
+    b[v090::SB_CSUM * 4..v090::SB_CSUM * 4 + 4].copy_from_slice(&c.to_le_bytes());
     b
 }
 

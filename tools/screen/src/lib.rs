@@ -31,6 +31,12 @@ fn scaled(bytes: u64, base: u64, units: [&str; 6]) -> String {
     format!("{v:.1} {}", units[unit])
 }
 
+/// A duration as `h:mm:ss` (ETAs of long passes).
+pub fn hms(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
 /// "1 finding", "2 findings".
 pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -111,6 +117,13 @@ mod tests {
         assert!(w.lines().nth(1).unwrap().starts_with("  x"), "{w}");
         assert!(w.contains("\n    y"), "{w}");
         assert!(w.ends_with("ok\n"));
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(hms(Duration::from_secs(59)), "0:00:59");
+        assert_eq!(hms(Duration::from_secs(3 * 3600 + 61)), "3:01:01");
     }
 
     #[test]
