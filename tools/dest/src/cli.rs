@@ -1,7 +1,8 @@
 //! `rescue dest`: list, mount and unmount imaging destinations.
 
-use crate::{list, mount, render, unmount, Candidate, ModuleLoader};
+use crate::{list, mount, render, unmount, Candidate};
 use argh::FromArgs;
+use blockdev::sys::ModuleLoader;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
@@ -112,7 +113,7 @@ pub fn run(cmd: DestCommand, load: ModuleLoader<'_>) -> i32 {
             let ex: Vec<String> = l
                 .exclude
                 .iter()
-                .map(|e| crate::disk_of(sys, &short(e)))
+                .map(|e| blockdev::sys::disk_of(sys, &short(e)))
                 .collect();
             let c = list(sys, dev, &mounts(), &ex);
             if l.json {

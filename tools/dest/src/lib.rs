@@ -147,22 +147,7 @@ fn unsafe_reason(disk: &str, holds: &[String]) -> Option<String> {
     (!holds.is_empty()).then(|| format!("disk {disk} holds {}", holds.join(", ")))
 }
 
-/// The kernel's mount type for a detected filesystem and the modules it
-/// needs ([`Kind::kernel_mount`]). Until mdkernel uses fsmagic directly.
-pub fn fs_type(kind: Kind) -> Option<(&'static str, &'static [&'static str])> {
-    kind.kernel_mount().map(|m| (m.fstype, m.modules))
-}
-
-/// mount(2)'s data for a filesystem ([`Kind::kernel_mount`]). Until
-/// mdkernel uses fsmagic directly.
-pub fn mount_data(kind: Kind) -> Option<std::ffi::CString> {
-    kind.kernel_mount()
-        .and_then(|m| m.options)
-        .and_then(|o| std::ffi::CString::new(o).ok())
-}
-
-use blockdev::sys::parse_mounts;
-pub use blockdev::sys::{disk_of, ModuleLoader};
+use blockdev::sys::{disk_of, parse_mounts, ModuleLoader};
 
 /// Every mountable filesystem on the machine's disks, the boot stick's
 /// `RESCUEDATA` partition first, then by name. Devices on `exclude_disks`

@@ -3,7 +3,7 @@
 //! assembly (with the filesystem mounted read-only on request) and stop.
 
 use crate::{kernel_name, members_to_add, mount_point, Md, Start};
-use dest::ModuleLoader;
+use blockdev::sys::ModuleLoader;
 use mdraid::scan::{Array, ScanReport};
 
 /// Scans every disk and partition.
@@ -105,28 +105,20 @@ pub fn assemble(
         let kind = sig
             .map(|s| s.kind)
             .ok_or_else(|| format!("/dev/{name}: no filesystem found to mount"))?;
-        let (fstype, modules) = dest::fs_type(kind)
+        let fs = kind
+            .kernel_mount()
             .ok_or_else(|| format!("/dev/{name}: {} cannot be mounted here", kind.name()))?;
-        for m in modules {
-            let _ = load(m);
-        }
+        let data = fs.options.and_then(|o| std::ffi::CString::new(o).ok());
         let at = mount_point(&name);
-        std::fs::create_dir_all(&at).map_err(|e| format!("{}: {e}", at.display()))?;
-        rustix::mount::mount(
-            node.as_path(),
-            at.as_path(),
-            fstype,
-            rustix::mount::MountFlags::RDONLY,
-            dest::mount_data(kind).as_deref(),
-        )
-        .map_err(|e| {
-            let _ = std::fs::remove_dir(&at);
-            format!(
-                "mount /dev/{name} ({fstype}, read-only) at {}: {}",
-                at.display(),
-                std::io::Error::from(e)
-            )
-        })?;
+        let m = blockdev::sys::Mount {
+            node: &node,
+            at: &at,
+            fstype: fs.fstype,
+            modules: fs.modules,
+            data: data.as_deref(),
+            read_only: true,
+        };
+        blockdev::sys::mount(&m, None, load)?;
         println!("mounted read-only at {}", at.display());
     }
     Ok(name)
@@ -152,7 +144,7 @@ pub fn stop_array(md: &Md, spec: &str) -> Result<(), String> {
     let name = running_name(md, spec)?;
     let at = mount_point(&name);
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    if blockdev::parse_mounts(&mounts)
+    if blockdev::sys::parse_mounts(&mounts)
         .iter()
         .any(|(_, m, _)| std::path::Path::new(m) == at)
     {

@@ -5,7 +5,7 @@
 
 use crate::arrays::{describe, load_modules, resolve, running_name, scan_system};
 use crate::{check_window, member_nodes, members_to_add, Md, Start};
-use dest::ModuleLoader;
+use blockdev::sys::ModuleLoader;
 use mdraid::scan::Array;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,7 +7,7 @@ use crate::arrays::{assemble, stop_array};
 use crate::check::{cancel_pass, check, CheckOptions};
 use crate::Md;
 use argh::FromArgs;
-use dest::ModuleLoader;
+use blockdev::sys::ModuleLoader;
 use mdraid::cli::{ExamineCommand, ScanCommand, VerifyCommand};
 use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;

@@ -345,7 +345,7 @@ pub fn member_nodes(md: &Md, members: &[String]) -> Vec<PathBuf> {
     let mut nodes = Vec::new();
     for m in members {
         let name = kernel_name(m);
-        let disk = dest::disk_of(&md.sys, name);
+        let disk = blockdev::sys::disk_of(&md.sys, name);
         if disk != name {
             nodes.push(md.dev.join(&disk));
         }

@@ -47,27 +47,14 @@ pub fn open_all(targets: &[String]) -> Opened {
     o
 }
 
-/// Every disk and partition under /sys/block ([`blockdev::system_disks`]):
-/// (/dev path, disk, partition number).
+/// Every disk and partition of the machine's data disks
+/// ([`blockdev::sys::Scope::DataDisks`]): (/dev path, disk, partition number).
 pub fn system_block_devices() -> Vec<(String, Option<String>, Option<u32>)> {
+    let sys = std::path::Path::new("/sys");
     let mut out = Vec::new();
-    let disks = blockdev::system_disks(std::path::Path::new("/sys"));
-    for disk in disks {
+    for disk in blockdev::sys::system_disks(sys) {
         out.push((format!("/dev/{disk}"), None, None));
-        let mut parts = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(format!("/sys/block/{disk}")) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let pfile = e.path().join("partition");
-                if let Ok(n) = std::fs::read_to_string(&pfile) {
-                    if let Ok(n) = n.trim().parse::<u32>() {
-                        parts.push((n, name));
-                    }
-                }
-            }
-        }
-        parts.sort();
-        for (n, name) in parts {
+        for (n, name) in blockdev::sys::partitions(sys, &disk) {
             out.push((format!("/dev/{name}"), Some(disk.clone()), Some(n)));
         }
     }
