@@ -477,11 +477,8 @@ fn list(c: ListCommand) -> CliResult {
             (_, Some(e)) => println!("{:>2}  unreadable VMFS on {place}: {e}", n + 1),
             _ => {}
         }
-        if let Some(note) = stores[n].copy_note() {
+        for note in stores[n].notes() {
             println!("    {note}");
-        }
-        for ch in r.choices {
-            println!("    {ch}");
         }
         if r.devices.len() > 1 {
             let devs: Vec<String> = r.devices.iter().map(|(p, o)| format!("{p}@{o}")).collect();
