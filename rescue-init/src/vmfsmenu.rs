@@ -1,11 +1,13 @@
 //! The menu's datastore browser: VMFS volumes found on the disks, their
 //! folders and files with sizes; the user marks VM folders or files and
-//! extracts them to a destination (the same code as `rescue vmfs extract`:
-//! sizes and times kept, holes kept, unreadable bytes zero-filled and
-//! reported).
+//! extracts them to a destination with the library's extraction on the
+//! volume already open (as `rescue vmfs extract`: sizes and times kept,
+//! holes kept, unreadable bytes zero-filled and reported).
 
 use crate::destmenu::{ask, Chosen};
 use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One datastore: where it is and the opened volume.
 struct Datastore {
@@ -15,8 +17,6 @@ struct Datastore {
     offset: u64,
     /// Every disk holding a part of the volume (never a destination).
     disks: Vec<String>,
-    /// The other sources of a spanned volume (passed on as --extent).
-    extents: Vec<String>,
     /// "same volume as /dev/sdb (a copy)" and choices between copies.
     notes: Vec<String>,
     vol: vmfs::Volume,
@@ -30,16 +30,12 @@ pub fn has_vmfs(d: &probe::Disk) -> bool {
             .any(|p| p.contents.as_ref().is_some_and(|c| c.vmfs.is_some()))
 }
 
-/// The datastores on the disks: VMFS devices grouped by LVM volume UUID,
-/// so a volume spanning several disks is opened whole; copies of one
-/// volume (a disk and its raw clone) are listed each on its own.
-fn find_datastores(disks: &[probe::Disk], out: &mut impl Write) -> Vec<Datastore> {
-    let paths: Vec<String> = disks
-        .iter()
-        .filter(|d| has_vmfs(d))
-        .map(|d| d.path.clone())
-        .collect();
-    let (plans, failed) = vmfs::datastores::plan_paths(&paths);
+/// The datastores on `paths` (disks, partitions or images), as the library
+/// plans them: a volume spanning several disks opened whole, copies of one
+/// volume (a disk and its raw clone) each on its own. Failures are listed
+/// to `out`.
+fn find_datastores(paths: &[String], out: &mut impl Write) -> Vec<Datastore> {
+    let (plans, failed) = vmfs::datastores::plan_paths(paths);
     for (path, e) in failed {
         let _ = writeln!(out, "  ! {path}: {e}");
     }
@@ -47,7 +43,7 @@ fn find_datastores(disks: &[probe::Disk], out: &mut impl Write) -> Vec<Datastore
     for plan in plans {
         let d = plan.open();
         let place = d.place();
-        let notes: Vec<String> = d.copy_note().into_iter().chain(d.choices).collect();
+        let notes = d.notes();
         match d.volume {
             Ok(vol) => found.push(Datastore {
                 disks: d
@@ -55,7 +51,6 @@ fn find_datastores(disks: &[probe::Disk], out: &mut impl Write) -> Vec<Datastore
                     .iter()
                     .map(|(p, _)| p.trim_start_matches("/dev/").to_string())
                     .collect(),
-                extents: d.devices.iter().skip(1).map(|(p, _)| p.clone()).collect(),
                 source: d.source,
                 offset: d.offset,
                 notes,
@@ -69,10 +64,21 @@ fn find_datastores(disks: &[probe::Disk], out: &mut impl Write) -> Vec<Datastore
     found
 }
 
-/// Runs the browser; false when the input ended.
+/// Runs the browser on the disks where the probe saw VMFS; false when the
+/// input ended.
 pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write) -> bool {
+    let paths: Vec<String> = disks
+        .iter()
+        .filter(|d| has_vmfs(d))
+        .map(|d| d.path.clone())
+        .collect();
+    run_on(&paths, input, out)
+}
+
+/// The browser over the datastores on `paths`.
+fn run_on(paths: &[String], input: &mut impl BufRead, out: &mut impl Write) -> bool {
     let _ = writeln!(out, "\nVMFS datastores:");
-    let stores = find_datastores(disks, out);
+    let stores = find_datastores(paths, out);
     if stores.is_empty() {
         let _ = writeln!(out, "  none found on the disks");
         return ask(input, out, "Enter: back: ").is_some();
@@ -304,41 +310,230 @@ fn extract(
         store.source,
         target.display()
     );
-    let mut args = vec![store.source.clone()];
-    args.extend(marked.iter().cloned());
-    args.push(target.display().to_string());
-    let _ = out.flush();
-    let code = vmfs::cli::run(vmfs::cli::VmfsCommand {
-        action: vmfs::cli::Action::Extract(vmfs::cli::ExtractCommand {
-            args,
-            extent: store.extents.clone(),
-            offset: Some(store.offset),
-            map: None,
-            quiet: false,
-        }),
-    });
     let _ = writeln!(
         out,
-        "{}",
-        match code {
-            0 => "Extracted: every byte was read.",
-            1 =>
-                "Extracted, with unreadable bytes or items left out: see \
-                  vmfs-extract-report.txt in the target folder.",
-            _ => "Extraction failed or stopped early (see the message above).",
-        }
+        "Extracting; Ctrl-C stops (the file being copied is kept as NAME.incomplete)."
     );
+    crate::stop_on_signals();
+    crate::STOP.store(false, Ordering::SeqCst);
+    let said = extract_to(&store.vol, marked, &target, &crate::STOP, out);
+    crate::STOP.store(false, Ordering::SeqCst);
+    let _ = writeln!(out, "{said}");
     ask(input, out, "Enter: back to the folder: ").is_some()
+}
+
+/// Extracts `marked` of `vol` into `target`, with progress lines, the
+/// summary and the report as `rescue vmfs extract` prints them, to `out`;
+/// `cancel` stops it. Returns the sentence that tells the user how it went.
+fn extract_to(
+    vol: &vmfs::Volume,
+    marked: &[String],
+    target: &Path,
+    cancel: &AtomicBool,
+    out: &mut impl Write,
+) -> &'static str {
+    let result = {
+        let mut progress = vmfs::cli::progress_printer(&mut *out);
+        vmfs::extract::extract(vol, marked, target, &mut progress, cancel)
+    };
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "vmfs: {e}");
+            return "Extraction failed or stopped early (see the message above).";
+        }
+    };
+    vmfs::cli::print_extract_end(&report, out);
+    let _ = out.flush();
+    use vmfs::extract::Outcome;
+    match report.outcome() {
+        _ if report.cancelled => {
+            "Stopped as asked: what was extracted so far is kept; the file being copied is \
+             kept as NAME.incomplete."
+        }
+        Outcome::Clean => "Extracted: every byte was read.",
+        Outcome::LostOrSkipped => {
+            "Extracted, with unreadable bytes or items left out: see \
+             vmfs-extract-report.txt in the target folder."
+        }
+        Outcome::Stopped => "Extraction failed or stopped early (see the message above).",
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
     #[test]
     fn paths_and_folders() {
-        assert_eq!(super::parent("/vm1/disks"), "/vm1");
-        assert_eq!(super::parent("/vm1"), "/");
-        assert_eq!(super::parent("/"), "/");
-        assert_eq!(super::folder_for("datastore 1"), "vmfs-datastore_1");
-        assert_eq!(super::folder_for(""), "vmfs-volume");
+        assert_eq!(parent("/vm1/disks"), "/vm1");
+        assert_eq!(parent("/vm1"), "/");
+        assert_eq!(parent("/"), "/");
+        assert_eq!(folder_for("datastore 1"), "vmfs-datastore_1");
+        assert_eq!(folder_for(""), "vmfs-volume");
+    }
+
+    fn workspace() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// The real ESXi-written vmfs5 image from `<workspace>/../shared`
+    /// (see tools/vmfs/tests/common), unpacked sparsely once into target/.
+    fn fixture_image() -> PathBuf {
+        use std::io::Read;
+        use std::os::unix::fs::FileExt;
+        static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let src = workspace().join("../shared/fixtures/vmfs/vmfs5.bin.gz");
+        assert!(
+            src.exists(),
+            "VMFS fixture {} is missing: these tests need the real ESXi images (see \
+             tools/vmfs/tests/common/mod.rs for where they come from)",
+            src.display()
+        );
+        let cache = workspace().join("target/rescue-init-fixtures");
+        let dst = cache.join("vmfs5.bin");
+        let _once = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+        if dst.exists() {
+            return dst;
+        }
+        std::fs::create_dir_all(&cache).unwrap();
+        let tmp = cache.join(format!("vmfs5.bin.tmp{}", std::process::id()));
+        let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(
+            std::fs::File::open(&src).unwrap(),
+        ));
+        let file = std::fs::File::create(&tmp).unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut pos = 0u64;
+        loop {
+            let mut n = 0;
+            while n < buf.len() {
+                match gz.read(&mut buf[n..]).unwrap() {
+                    0 => break,
+                    r => n += r,
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            // Zeros stay a hole: the image is 2 GiB, mostly empty.
+            if buf[..n].iter().any(|&b| b != 0) {
+                file.write_all_at(&buf[..n], pos).unwrap();
+            }
+            pos += n as u64;
+        }
+        file.set_len(pos).unwrap();
+        std::fs::rename(&tmp, &dst).unwrap();
+        dst
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = workspace()
+            .join("target/rescue-init-test-scratch")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn fixture_store() -> Datastore {
+        let img = fixture_image().display().to_string();
+        let mut out = Vec::new();
+        let mut stores = find_datastores(&[img], &mut out);
+        assert_eq!(stores.len(), 1, "{}", String::from_utf8_lossy(&out));
+        stores.remove(0)
+    }
+
+    /// Runs the menu on the fixture with scripted answers; returns whether
+    /// it went on (the input did not end) and what it printed.
+    fn scripted(script: &str) -> (bool, String) {
+        let img = fixture_image().display().to_string();
+        let mut input = std::io::Cursor::new(script.as_bytes().to_vec());
+        let mut out = Vec::new();
+        let went_on = run_on(&[img], &mut input, &mut out);
+        (went_on, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn browsing_lists_opens_marks_and_says_when_nothing_is_marked() {
+        let (went_on, out) = scripted("1\nx\nm 2\nm 2\nm 2\n2\nu\n99\n\n");
+        assert!(went_on, "{out}");
+        assert!(out.contains("VMFS5 \"vmfs5\""), "{out}");
+        assert!(
+            out.contains("Nothing is marked: 'm N' marks entry N."),
+            "{out}"
+        );
+        // Folders first, by name: entry 2 is `directory/`; marked,
+        // unmarked, marked again.
+        assert!(out.contains("  1   collision/"), "{out}");
+        assert!(out.contains("  2   directory/"), "{out}");
+        assert!(out.contains("  2 * directory/"), "{out}");
+        for n in ["(0 marked)", "(1 marked)"] {
+            assert!(out.contains(n), "{n}: {out}");
+        }
+        assert!(out.contains("vmfs5:/directory  on"), "{out}");
+        assert!(out.contains("file100"), "{out}");
+        assert!(out.contains("'99' is not one of the choices."), "{out}");
+        for name in ["big ", "small ", "symlink", "raw device mapping"] {
+            assert!(out.contains(name), "{name}: {out}");
+        }
+    }
+
+    #[test]
+    fn the_browser_ends_with_its_input() {
+        let (went_on, out) = scripted("1\nm 1\n");
+        assert!(!went_on, "{out}");
+        assert!(out.contains("(1 marked)"), "{out}");
+    }
+
+    #[test]
+    fn extraction_on_the_open_volume_prints_the_summary_and_the_verdict() {
+        let store = fixture_store();
+        let dest = scratch("vmfsmenu-extract");
+        let mut out = Vec::new();
+        let marked = ["/directory".to_string(), "/small".to_string()];
+        let said = extract_to(
+            &store.vol,
+            &marked,
+            &dest,
+            &AtomicBool::new(false),
+            &mut out,
+        );
+        let out = String::from_utf8_lossy(&out);
+        assert_eq!(said, "Extracted: every byte was read.", "{out}");
+        assert!(out.contains("extracted 101 files"), "{out}");
+        // The last progress line, in the CLI's words.
+        assert!(
+            out.contains("vmfs: ") && out.contains("stored data (100%)"),
+            "{out}"
+        );
+        assert_eq!(std::fs::read(dest.join("small")).unwrap(), b"tiny\n");
+        assert_eq!(
+            std::fs::read(dest.join("directory/file42")).unwrap(),
+            b"File 42\n"
+        );
+        assert!(!dest.join("vmfs-extract-report.txt").exists());
+        let _ = std::fs::remove_dir_all(&dest);
+    }
+
+    #[test]
+    fn a_cancelled_extraction_says_so_and_reports_it() {
+        let store = fixture_store();
+        let dest = scratch("vmfsmenu-cancel");
+        let mut out = Vec::new();
+        let marked = ["/small".to_string()];
+        let said = extract_to(&store.vol, &marked, &dest, &AtomicBool::new(true), &mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(said.starts_with("Stopped as asked"), "{said}\n{out}");
+        assert!(
+            out.contains("STOPPED, as asked: cancelled before /small"),
+            "{out}"
+        );
+        let report = std::fs::read_to_string(dest.join("vmfs-extract-report.txt")).unwrap();
+        assert!(
+            report.contains("STOPPED cancelled before /small"),
+            "{report}"
+        );
+        assert!(!dest.join("small").exists());
+        let _ = std::fs::remove_dir_all(&dest);
     }
 }

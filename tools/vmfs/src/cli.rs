@@ -1,16 +1,19 @@
 //! `rescue vmfs`: browse and extract VMFS datastores, read-only.
 
-use crate::damage::{parse_mapfile, Ranges};
-use crate::datastores::{pick_copies, plan_paths, Candidate};
+use crate::damage::{read_mapfile, Ranges};
+use crate::datastores::plan_paths;
+use crate::extract::{is_system_name, ExtractReport, Outcome, Progress};
+use crate::files_hit::{files_hit_in, Hit};
 use crate::inode::FileType;
-use crate::source::{open_source, Opened};
-use crate::volume::{Piece, Stat, Volume};
+use crate::open::{OpenRequest, OpenedVolume};
+use crate::volume::{Stat, Volume};
 use argh::FromArgs;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// VMFS 3/5/6 datastores: show, list, read and extract files, read-only.
@@ -341,69 +344,37 @@ fn split_args(args: &[String]) -> (Vec<String>, Vec<String>) {
     (args[..n].to_vec(), args[n..].to_vec())
 }
 
-struct Opened2 {
-    vol: Volume,
-    /// Per volume device: (source path, offset of the device on it).
-    origins: Vec<(String, u64)>,
-}
-
+/// Opens the volume through the library and prints what it found or
+/// decided on the way (and the volume's metadata warnings), failed or not.
 fn open_volume(
     srcs: &[String],
     extents: &[String],
     offset: Option<u64>,
     bad: Option<&Ranges>,
-) -> Result<Opened2, String> {
-    if srcs.is_empty() {
-        return Err("no source given (a disk, partition or image)".into());
-    }
-    let mut cands = Vec::new();
-    for (i, s) in srcs.iter().chain(extents).enumerate() {
-        // The offset and mapfile apply to the first source only.
-        let found: Vec<Opened> = open_source(
-            s,
-            if i == 0 { offset } else { None },
-            if i == 0 { bad } else { None },
-        )
-        .map_err(|e| e.to_string())?;
-        cands.extend(found.into_iter().map(Candidate::new));
-    }
-    let named = cands.len();
-    // A spanned volume with only some of its devices named: on a machine
-    // with its disks (the appliance), find the others by volume UUID.
-    if extents.is_empty() && bad.is_none() {
-        let wanted = cands[0]
-            .header
-            .as_ref()
-            .filter(|h| h.num_devs as usize > named)
-            .map(|h| h.lv_uuid.to_string());
-        if let Some(uuid) = wanted {
-            let known: Vec<(String, u64)> = cands
-                .iter()
-                .map(|c| (c.opened.path.clone(), c.opened.offset))
-                .collect();
-            let sys = Path::new("/sys");
-            for o in crate::source::find_extents(sys, Path::new("/dev"), &uuid, &known) {
-                eprintln!(
-                    "vmfs: extent of volume {uuid} found on {} at byte {}",
-                    o.path, o.offset
-                );
-                cands.push(Candidate::new(o));
+) -> Result<OpenedVolume, String> {
+    let req = OpenRequest {
+        sources: srcs,
+        extents,
+        offset,
+        bad,
+    };
+    match crate::open::open_volume(&req) {
+        Ok(o) => {
+            for n in &o.notes {
+                eprintln!("vmfs: {n}");
             }
+            for w in &o.volume.warnings {
+                eprintln!("vmfs: warning: {w}");
+            }
+            Ok(o)
+        }
+        Err(e) => {
+            for n in &e.notes {
+                eprintln!("vmfs: {n}");
+            }
+            Err(e.message)
         }
     }
-    // Copies of one extent (a disk and its raw clone): the named one, or
-    // the newest discovered, and say which.
-    let (opened, said) = pick_copies(cands, named);
-    for s in said {
-        eprintln!("vmfs: {s}");
-    }
-    let origins = opened.iter().map(|o| (o.path.clone(), o.offset)).collect();
-    let vol = Volume::from_devices(opened.into_iter().map(|o| o.dev).collect())
-        .map_err(|e| e.to_string())?;
-    for w in &vol.warnings {
-        eprintln!("vmfs: warning: {w}");
-    }
-    Ok(Opened2 { vol, origins })
 }
 
 fn json_out<T: Serialize>(v: &T) -> CliResult {
@@ -506,11 +477,8 @@ fn list(c: ListCommand) -> CliResult {
             (_, Some(e)) => println!("{:>2}  unreadable VMFS on {place}: {e}", n + 1),
             _ => {}
         }
-        if let Some(note) = stores[n].copy_note() {
+        for note in stores[n].notes() {
             println!("    {note}");
-        }
-        for ch in r.choices {
-            println!("    {ch}");
         }
         if r.devices.len() > 1 {
             let devs: Vec<String> = r.devices.iter().map(|(p, o)| format!("{p}@{o}")).collect();
@@ -528,9 +496,9 @@ fn list(c: ListCommand) -> CliResult {
 
 fn info(c: InfoCommand) -> CliResult {
     let o = open_volume(&c.src, &c.extent, c.offset, None)?;
-    let i = o.vol.info();
-    let space = crate::space::free_space(&o.vol).map_err(|e| e.to_string());
-    let code = if i.missing.is_empty() && o.vol.warnings.is_empty() && space.is_ok() {
+    let i = o.volume.info();
+    let space = crate::space::free_space(&o.volume).map_err(|e| e.to_string());
+    let code = if i.missing.is_empty() && o.volume.warnings.is_empty() && space.is_ok() {
         0
     } else {
         1
@@ -657,7 +625,7 @@ fn ls(c: LsCommand) -> CliResult {
         }
         return list_orphans(&o, &srcs, c.json);
     }
-    let v = &o.vol;
+    let v = &o.volume;
     let st = v.stat(path).map_err(|e| e.to_string())?;
     let entries = if st.file_type.is_dir() {
         v.read_dir(path).map_err(|e| e.to_string())?
@@ -732,7 +700,7 @@ fn stat(c: StatCommand) -> CliResult {
         return Err("stat takes SRC... PATH".into());
     };
     let o = open_volume(&srcs, &c.extent, c.offset, None)?;
-    let v = &o.vol;
+    let v = &o.volume;
     let ino = v.lookup(path).map_err(|e| e.to_string())?;
     let st = v.stat_inode(&ino).map_err(|e| e.to_string())?;
     let extents = if c.extents && !st.file_type.is_dir() && st.file_type != FileType::Rdm {
@@ -793,7 +761,7 @@ fn cat(c: CatCommand) -> CliResult {
         return Err("cat takes SRC... PATH".into());
     };
     let o = open_volume(&srcs, &c.extent, c.vmfs_offset, None)?;
-    let f = o.vol.open(path).map_err(|e| e.to_string())?;
+    let f = o.volume.open(path).map_err(|e| e.to_string())?;
     let start = c.offset.unwrap_or(0).min(f.size());
     let end = c
         .length
@@ -851,336 +819,104 @@ fn read_fully(f: &crate::FileReader<'_>, buf: &mut [u8], off: u64) -> crate::Res
     Ok(())
 }
 
-/// Lost byte ranges of one extracted file.
-#[derive(Serialize, Debug)]
-pub struct Loss {
-    pub path: String,
-    pub ranges: Vec<(u64, u64)>,
-    pub reason: String,
+/// The progress line of an extraction: "vmfs: 1.0 GiB of 2.0 GiB stored
+/// data (50%), 100 MiB/s, ETA 10s, 3 files".
+pub fn progress_line(p: &Progress) -> String {
+    let secs = p.elapsed.as_secs_f64().max(0.001);
+    let rate = p.done as f64 / secs;
+    let eta = if rate > 0.0 {
+        (p.total.saturating_sub(p.done)) as f64 / rate
+    } else {
+        0.0
+    };
+    format!(
+        "vmfs: {} of {} stored data ({:.0}%), {}/s, ETA {:.0}s, {} files",
+        screen::human_size(p.done),
+        screen::human_size(p.total),
+        if p.total > 0 {
+            p.done as f64 * 100.0 / p.total as f64
+        } else {
+            100.0
+        },
+        screen::human_size(rate as u64),
+        eta,
+        p.files
+    )
 }
 
-struct Extractor<'a> {
-    vol: &'a Volume,
-    quiet: bool,
-    /// Stored bytes (thin and to-be-zeroed regions excluded) to copy, and
-    /// copied so far: what takes time, so what progress and ETA count.
-    total: u64,
-    done: u64,
-    /// All bytes of the files written so far, holes included.
-    written: u64,
-    /// Volume metadata files met in folders and left out.
-    system_files: u64,
-    /// Why extraction stopped early: the destination failed in a way
-    /// every further file would meet too (full, read-only, gone).
-    stopped: Option<String>,
-    files: u64,
-    started: Instant,
-    last: Instant,
-    losses: Vec<Loss>,
-    skipped: Vec<String>,
-    visited: HashSet<u32>,
-}
-
-impl Extractor<'_> {
-    fn progress(&mut self, force: bool) {
-        if self.quiet || (!force && self.last.elapsed().as_millis() < 1000) {
+/// A progress callback for [`crate::extract::extract`] that writes
+/// [`progress_line`]s to `out`: at most one a second, and the last one.
+pub fn progress_printer<'a>(mut out: impl std::io::Write + 'a) -> impl FnMut(&Progress) + 'a {
+    let mut last = Instant::now();
+    move |p: &Progress| {
+        if !p.finished && last.elapsed().as_millis() < 1000 {
             return;
         }
-        self.last = Instant::now();
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = self.done as f64 / secs;
-        let eta = if rate > 0.0 {
-            (self.total.saturating_sub(self.done)) as f64 / rate
-        } else {
-            0.0
-        };
-        eprintln!(
-            "vmfs: {} of {} stored data ({:.0}%), {}/s, ETA {:.0}s, {} files",
-            screen::human_size(self.done),
-            screen::human_size(self.total),
-            if self.total > 0 {
-                self.done as f64 * 100.0 / self.total as f64
+        last = Instant::now();
+        let _ = writeln!(out, "{}", progress_line(p));
+    }
+}
+
+/// Prints the end of an extraction to `out`: the summary, what was left
+/// out, skipped or why it stopped; when anything was lost, skipped or
+/// stopped, also writes the report file (or, when the destination takes
+/// none, prints it) and lists the files with lost bytes.
+pub fn print_extract_end(r: &ExtractReport, out: &mut dyn std::io::Write) {
+    let _ = writeln!(
+        out,
+        "extracted {} files, {} ({} of stored data) in {:.1}s; {} bytes lost in {} files; {} items skipped",
+        r.files,
+        screen::human_size(r.written),
+        screen::human_size(r.done),
+        r.elapsed.as_secs_f64(),
+        r.lost_bytes(),
+        r.losses.len(),
+        r.skipped.len()
+    );
+    if r.system_files > 0 {
+        let _ = writeln!(
+            out,
+            "left out {} volume metadata files (.*.sf); name them to copy them",
+            r.system_files
+        );
+    }
+    for s in &r.skipped {
+        let _ = writeln!(out, "skipped: {s}");
+    }
+    if let Some(why) = &r.stopped {
+        let _ = writeln!(
+            out,
+            "STOPPED, {}: {why}\n\
+             {} of {} stored data copied; the rest was not tried",
+            if r.cancelled {
+                "as asked"
             } else {
-                100.0
+                "the destination failed"
             },
-            screen::human_size(rate as u64),
-            eta,
-            self.files
+            screen::human_size(r.done),
+            screen::human_size(r.total)
         );
     }
-
-    fn extract(&mut self, path: &str, dest: &Path) {
-        let ino = match self.vol.lookup(path) {
-            Ok(i) => i,
-            Err(e) => {
-                self.skipped.push(format!("{path}: {e}"));
-                return;
-            }
-        };
-        self.extract_inode(path, ino, dest);
+    if r.outcome() == Outcome::Clean {
+        return;
     }
-
-    /// Records a destination error: one that every further file would meet
-    /// too (a full, read-only or failing destination) stops the
-    /// extraction; one of this file's own (its name, its size) skips it.
-    fn dest_error(&mut self, path: &str, what: String, e: &std::io::Error) {
-        use std::io::ErrorKind::*;
-        let this_file_only = matches!(
-            e.kind(),
-            InvalidInput
-                | InvalidFilename
-                | FileTooLarge
-                | AlreadyExists
-                | IsADirectory
-                | NotADirectory
-        );
-        let msg = format!("{path}: {what}: {e}");
-        if this_file_only {
-            self.skipped.push(msg);
-        } else {
-            self.stopped.get_or_insert(msg);
+    match r.write_report() {
+        Ok(path) => {
+            let _ = writeln!(out, "report: {}", path.display());
+        }
+        // A full destination takes no report either: it goes to `out`.
+        Err(e) => {
+            let _ = write!(
+                out,
+                "report not written to {}: {e}; here it is:\n{}",
+                r.report_path().display(),
+                r.text()
+            );
         }
     }
-
-    fn extract_inode(&mut self, path: &str, ino: crate::Inode, dest: &Path) {
-        if self.stopped.is_some() {
-            return;
-        }
-        match ino.ftype {
-            FileType::Directory => {
-                if !self.visited.insert(ino.addr) {
-                    self.skipped.push(format!(
-                        "{path}: directory FD {:#010x} seen before (a loop)",
-                        ino.addr
-                    ));
-                    return;
-                }
-                if let Err(e) = std::fs::create_dir_all(dest) {
-                    self.dest_error(path, format!("creating {}", dest.display()), &e);
-                    return;
-                }
-                let entries = match self.vol.dir_entries(&ino) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        self.skipped.push(format!("{path}: {e}"));
-                        return;
-                    }
-                };
-                for e in entries {
-                    if e.name == "." || e.name == ".." {
-                        continue;
-                    }
-                    // Volume metadata, not datastore content: copied only
-                    // when named.
-                    if is_system_name(&e.name) {
-                        self.system_files += 1;
-                        continue;
-                    }
-                    let child = format!("{}/{}", path.trim_end_matches('/'), e.name);
-                    match self.vol.inode(e.addr) {
-                        Ok(i) => self.extract_inode(&child, i, &dest.join(&e.name)),
-                        Err(err) => self.skipped.push(format!("{child}: {err}")),
-                    }
-                }
-                // After its entries, whose creation changed it.
-                if let Ok(d) = std::fs::File::open(dest) {
-                    let _ = d.set_times(file_times(&ino));
-                }
-            }
-            FileType::Symlink => {
-                let t = self.vol.stat_inode(&ino).ok().and_then(|s| s.link);
-                match t {
-                    Some(t) => {
-                        let _ = std::fs::remove_file(dest);
-                        if let Err(e) = std::os::unix::fs::symlink(&t, dest) {
-                            self.skipped.push(format!("{path}: symlink: {e}"));
-                        } else {
-                            // The link's own times (lutimes).
-                            let ts = |s: u32| rustix::fs::Timespec {
-                                tv_sec: s.into(),
-                                tv_nsec: 0,
-                            };
-                            let _ = rustix::fs::utimensat(
-                                rustix::fs::CWD,
-                                dest,
-                                &rustix::fs::Timestamps {
-                                    last_access: ts(ino.atime),
-                                    last_modification: ts(ino.mtime),
-                                },
-                                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-                            );
-                        }
-                    }
-                    None => self.skipped.push(format!("{path}: unreadable symlink")),
-                }
-            }
-            FileType::Rdm => {
-                let r = crate::RdmTarget::parse(&ino.data)
-                    .map(|r| r.id)
-                    .unwrap_or_default();
-                self.skipped.push(format!(
-                    "{path}: raw device mapping to disk {:?}: no data on the volume",
-                    r.trim()
-                ));
-            }
-            FileType::File | FileType::System => self.copy_file(path, ino, dest),
-            t => self
-                .skipped
-                .push(format!("{path}: file type {t:?} not extracted")),
-        }
+    for l in &r.losses {
+        let _ = writeln!(out, "lost: {} ({} ranges)", l.path, l.ranges.len());
     }
-
-    fn copy_file(&mut self, path: &str, ino: crate::Inode, dest: &Path) {
-        let times = file_times(&ino);
-        let size = ino.size;
-        let pieces = match self.vol.pieces(&ino) {
-            Ok(p) => p,
-            Err(e) => {
-                self.skipped
-                    .push(format!("{path}: block map unreadable: {e}"));
-                return;
-            }
-        };
-        let out = match std::fs::File::create(dest) {
-            Ok(f) => f,
-            Err(e) => {
-                self.dest_error(path, format!("creating {}", dest.display()), &e);
-                return;
-            }
-        };
-        use std::os::unix::fs::FileExt;
-        let mut lost: Vec<(u64, u64)> = Vec::new();
-        let mut reason = String::new();
-        // Holes stay holes in the destination; the rest is read ahead in
-        // 1 MiB chunks while the previous ones are written.
-        let mut chunks = Vec::new();
-        for (off, len, piece) in pieces {
-            if piece != Piece::Zero {
-                chunks.extend(crate::readahead::chunks_of(off, off + len, 1 << 20));
-            }
-        }
-        let vol = self.vol;
-        let read = |buf: &mut [u8], at: u64| vol.read_inode(&ino, buf, at, 0).map(|_| ());
-        let mut write_error = None;
-        let mut sector = [0u8; 512];
-        crate::readahead::for_each_chunk(&chunks, &read, &mut |pos, n, data| {
-            match data {
-                Ok(bytes) => {
-                    if let Err(e) = out.write_all_at(bytes, pos) {
-                        write_error = Some(e);
-                        return ControlFlow::Break(());
-                    }
-                }
-                Err(_) => {
-                    // Retry sector by sector; what fails stays a hole
-                    // (zeros) and is reported.
-                    for s in (0..n).step_by(512) {
-                        let m = 512.min(n - s);
-                        let at = pos + s as u64;
-                        match vol.read_inode(&ino, &mut sector[..m], at, 0) {
-                            Ok(_) => {
-                                if let Err(e) = out.write_all_at(&sector[..m], at) {
-                                    write_error = Some(e);
-                                    return ControlFlow::Break(());
-                                }
-                            }
-                            Err(e) => {
-                                if reason.is_empty() {
-                                    reason = e.to_string();
-                                }
-                                match lost.last_mut() {
-                                    Some(l) if l.0 + l.1 == at => l.1 += m as u64,
-                                    _ => lost.push((at, m as u64)),
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            self.done += n as u64;
-            self.progress(false);
-            ControlFlow::Continue(())
-        });
-        if let Some(e) = write_error {
-            // Kept, under a name that says what it is.
-            let partial = dest.with_file_name(format!(
-                "{}.incomplete",
-                dest.file_name().unwrap_or_default().to_string_lossy()
-            ));
-            let kept = match std::fs::rename(dest, &partial) {
-                Ok(()) => format!("what was written is in {}", partial.display()),
-                Err(_) => format!("{} is incomplete", dest.display()),
-            };
-            self.dest_error(path, format!("writing ({kept})"), &e);
-            return;
-        }
-        if let Err(e) = out.set_len(size) {
-            // A destination filesystem whose files cannot be that large.
-            self.skipped.push(format!(
-                "{path}: setting the size to {size} bytes: {e} (data up to there copied)"
-            ));
-            return;
-        }
-        let _ = out.set_times(times);
-        self.files += 1;
-        self.written += size;
-        if !lost.is_empty() {
-            self.losses.push(Loss {
-                path: path.to_string(),
-                ranges: lost,
-                reason,
-            });
-        }
-    }
-}
-
-/// The FD's access and modification times, for the extracted copy.
-fn file_times(ino: &crate::Inode) -> std::fs::FileTimes {
-    let at = |s: u32| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.into());
-    std::fs::FileTimes::new()
-        .set_accessed(at(ino.atime))
-        .set_modified(at(ino.mtime))
-}
-
-/// A volume metadata file (`.fdc.sf`, `.sdd.sf`, ...).
-fn is_system_name(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".sf")
-}
-
-/// Stored bytes under `path` (thin regions excluded), as extract will copy
-/// them.
-fn stored_size(v: &Volume, path: &str) -> u64 {
-    let mut total = 0;
-    let mut stack: Vec<crate::Inode> = v.lookup(path).into_iter().collect();
-    let mut seen = HashSet::new();
-    while let Some(ino) = stack.pop() {
-        if !seen.insert(ino.addr) {
-            continue;
-        }
-        if ino.ftype.is_dir() {
-            for e in v.dir_entries(&ino).unwrap_or_default() {
-                if e.name != "." && e.name != ".." && !is_system_name(&e.name) {
-                    stack.extend(v.inode(e.addr));
-                }
-            }
-        } else if matches!(ino.ftype, FileType::File | FileType::System) {
-            total += v
-                .pieces(&ino)
-                .map(|p| {
-                    p.iter()
-                        .filter(|(_, _, piece)| *piece != Piece::Zero)
-                        .map(|(_, len, _)| len)
-                        .sum()
-                })
-                .unwrap_or(0);
-        }
-    }
-    total
-}
-
-fn load_map(path: &str) -> Result<Ranges, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading mapfile {path}: {e}"))?;
-    parse_mapfile(&text).map_err(|e| format!("{path}: {e}"))
 }
 
 fn extract(c: ExtractCommand) -> CliResult {
@@ -1189,200 +925,27 @@ fn extract(c: ExtractCommand) -> CliResult {
         return Err("extract takes SRC... PATH... DEST_DIR".into());
     }
     let dest = PathBuf::from(rest.pop().unwrap_or_default());
-    let bad = c.map.as_deref().map(load_map).transpose()?;
+    let bad = c.map.as_deref().map(read_mapfile).transpose()?;
     let o = open_volume(&srcs, &c.extent, c.offset, bad.as_ref())?;
-    std::fs::create_dir_all(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
-    let total = rest.iter().map(|p| stored_size(&o.vol, p)).sum();
-    let mut x = Extractor {
-        vol: &o.vol,
-        quiet: c.quiet,
-        total,
-        done: 0,
-        written: 0,
-        system_files: 0,
-        stopped: None,
-        files: 0,
-        started: Instant::now(),
-        last: Instant::now(),
-        losses: Vec::new(),
-        skipped: Vec::new(),
-        visited: HashSet::new(),
+    let mut progress: Box<dyn FnMut(&Progress)> = if c.quiet {
+        Box::new(|_: &Progress| {})
+    } else {
+        Box::new(progress_printer(std::io::stderr()))
     };
-    for p in &rest {
-        let name = p.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-        // An orphan named by FD address: no ':' in the name (FAT and exFAT
-        // destinations refuse it).
-        let orphan;
-        let name = match name.strip_prefix("fd:") {
-            Some(addr) if !p.contains('/') => {
-                orphan = format!("orphan-fd-{addr}");
-                orphan.as_str()
-            }
-            _ => name,
-        };
-        let target = if name.is_empty() {
-            dest.clone()
-        } else {
-            dest.join(name)
-        };
-        x.extract(p, &target);
-        if x.stopped.is_some() {
-            break;
-        }
-    }
-    x.progress(true);
-    let lost: u64 = x
-        .losses
-        .iter()
-        .flat_map(|l| l.ranges.iter().map(|r| r.1))
-        .sum();
-    println!(
-        "extracted {} files, {} ({} of stored data) in {:.1}s; {} bytes lost in {} files; {} items skipped",
-        x.files,
-        screen::human_size(x.written),
-        screen::human_size(x.done),
-        x.started.elapsed().as_secs_f64(),
-        lost,
-        x.losses.len(),
-        x.skipped.len()
-    );
-    log::info!(
-        "vmfs extract to {}: {} files, {} bytes written; {lost} bytes lost in {} files; {} \
-         items skipped{}",
-        dest.display(),
-        x.files,
-        x.written,
-        x.losses.len(),
-        x.skipped.len(),
-        x.stopped
-            .as_deref()
-            .map(|w| format!("; STOPPED: {w}"))
-            .unwrap_or_default()
-    );
-    if x.system_files > 0 {
-        println!(
-            "left out {} volume metadata files (.*.sf); name them to copy them",
-            x.system_files
-        );
-    }
-    for s in &x.skipped {
-        println!("skipped: {s}");
-    }
-    if let Some(why) = &x.stopped {
-        println!(
-            "STOPPED, the destination failed: {why}\n\
-             {} of {} stored data copied; the rest was not tried",
-            screen::human_size(x.done),
-            screen::human_size(x.total)
-        );
-    }
-    if x.losses.is_empty() && x.skipped.is_empty() && x.stopped.is_none() {
-        return Ok(0);
-    }
-    let mut r =
-        String::from("# vmfs extract report: bytes that could not be read were written as zeros\n");
-    for l in &x.losses {
-        r.push_str(&format!("LOST {}: {}\n", l.path, l.reason));
-        for (s, n) in &l.ranges {
-            r.push_str(&format!("  bytes {s}..{} ({n} bytes)\n", s + n));
-        }
-    }
-    for s in &x.skipped {
-        r.push_str(&format!("SKIPPED {s}\n"));
-    }
-    if let Some(why) = &x.stopped {
-        r.push_str(&format!("STOPPED {why}\n"));
-    }
-    let rp = dest.join("vmfs-extract-report.txt");
-    match std::fs::write(&rp, &r) {
-        Ok(()) => println!("report: {}", rp.display()),
-        // A full destination takes no report either: it goes to stdout.
-        Err(e) => print!(
-            "report not written to {}: {e}; here it is:\n{r}",
-            rp.display()
-        ),
-    }
-    for l in &x.losses {
-        println!("lost: {} ({} ranges)", l.path, l.ranges.len());
-    }
-    // The destination failing is an I/O error; lost or skipped data, a
-    // problem found.
-    Ok(if x.stopped.is_some() { 2 } else { 1 })
-}
-
-/// One file that overlaps bad areas.
-#[derive(Serialize, Debug)]
-pub struct Hit {
-    pub path: String,
-    /// File byte ranges on bad areas.
-    pub ranges: Vec<(u64, u64)>,
-}
-
-/// Files of the volume whose stored bytes overlap `bad` (in coordinates of
-/// the first source; `origins` maps volume devices to it).
-pub fn files_hit_in(
-    vol: &Volume,
-    origins: &[(String, u64)],
-    bad: &Ranges,
-) -> (Vec<Hit>, Vec<String>) {
-    let mut hits = Vec::new();
-    let mut errors = Vec::new();
-    let mut stack = vec![("".to_string(), crate::inode::ROOT_ADDR)];
-    let mut seen = HashSet::new();
-    let first = origins.first().map(|o| o.0.clone()).unwrap_or_default();
-    while let Some((path, addr)) = stack.pop() {
-        if !seen.insert(addr) {
-            continue;
-        }
-        let ino = match vol.inode(addr) {
-            Ok(i) => i,
-            Err(e) => {
-                errors.push(format!("{path}: {e}"));
-                continue;
-            }
-        };
-        match ino.ftype {
-            FileType::Directory => match vol.dir_entries(&ino) {
-                Ok(es) => {
-                    for e in es.into_iter().filter(|e| e.name != "." && e.name != "..") {
-                        stack.push((format!("{path}/{}", e.name), e.addr));
-                    }
-                }
-                Err(e) => errors.push(format!("{path}/: {e}")),
-            },
-            FileType::File | FileType::System | FileType::Symlink => match vol.device_extents(&ino)
-            {
-                Ok(ex) => {
-                    let mut ranges = Vec::new();
-                    for e in ex {
-                        let (p, base) = &origins[e.device];
-                        if *p != first {
-                            continue;
-                        }
-                        for (s, l) in bad.intersect(base + e.device_offset, e.len) {
-                            ranges.push((e.file_offset + (s - base - e.device_offset), l));
-                        }
-                    }
-                    if !ranges.is_empty() {
-                        hits.push(Hit { path, ranges });
-                    }
-                }
-                Err(e) => errors.push(format!("{path}: {e}")),
-            },
-            _ => {}
-        }
-    }
-    hits.sort_by(|a, b| a.path.cmp(&b.path));
-    (hits, errors)
+    // Nothing cancels the command: Ctrl-C ends the process.
+    let never = AtomicBool::new(false);
+    let report = crate::extract::extract(&o.volume, &rest, &dest, &mut progress, &never)?;
+    print_extract_end(&report, &mut std::io::stdout().lock());
+    Ok(report.outcome().exit_code())
 }
 
 fn files_hit(c: FilesHitCommand) -> CliResult {
-    let bad = load_map(&c.map)?;
+    let bad = read_mapfile(&c.map)?;
     // Metadata is read without the bad areas applied: if metadata itself is
     // in a bad area the listing says so through the errors below.
     let o = open_volume(&c.src, &c.extent, c.offset, Some(&bad))
         .or_else(|_| open_volume(&c.src, &c.extent, c.offset, None))?;
-    let (hits, errors) = files_hit_in(&o.vol, &o.origins, &bad);
+    let (hits, errors) = files_hit_in(&o.volume, &o.origins, &bad);
     if c.json {
         #[derive(Serialize)]
         struct R<'a> {
@@ -1422,11 +985,11 @@ fn scan(c: ScanCommand) -> CliResult {
 
 /// `scan` and `ls --scan`: the orphans with how to get them out. Exit 1 if
 /// there are any.
-fn list_orphans(o: &Opened2, srcs: &[String], json: bool) -> CliResult {
-    let (orphans, errors) = o.vol.orphans();
+fn list_orphans(o: &OpenedVolume, srcs: &[String], json: bool) -> CliResult {
+    let (orphans, errors) = o.volume.orphans();
     let stats: Vec<Stat> = orphans
         .iter()
-        .filter_map(|i| o.vol.stat_inode(i).ok())
+        .filter_map(|i| o.volume.stat_inode(i).ok())
         .collect();
     if json {
         #[derive(Serialize)]
@@ -1468,7 +1031,7 @@ fn tree(c: TreeCommand) -> CliResult {
     let (srcs, rest) = split_args(&c.args);
     let path = rest.first().map(String::as_str).unwrap_or("/");
     let o = open_volume(&srcs, &c.extent, c.offset, None)?;
-    let v = &o.vol;
+    let v = &o.volume;
     let root = v.lookup(path).map_err(|e| e.to_string())?;
     println!("{path}");
     let mut problems = 0;

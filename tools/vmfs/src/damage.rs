@@ -48,6 +48,13 @@ impl Ranges {
     }
 }
 
+/// Reads and parses the ddrescue mapfile at `path` ([`parse_mapfile`]);
+/// errors name the file.
+pub fn read_mapfile(path: &str) -> Result<Ranges, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading mapfile {path}: {e}"))?;
+    parse_mapfile(&text).map_err(|e| format!("{path}: {e}"))
+}
+
 /// Parses a GNU ddrescue mapfile: comment lines `#`, one status line
 /// (`current_pos current_status [pass]`), then `pos size status` lines with
 /// hex or decimal numbers. Every block whose status is not `+` (finished)

@@ -113,6 +113,15 @@ impl Datastore {
     pub fn place(&self) -> String {
         place(&self.source, self.offset)
     }
+
+    /// What to show beside the datastore: the copy note, then the choices
+    /// made between copies of its extents.
+    pub fn notes(&self) -> Vec<String> {
+        self.copy_note()
+            .into_iter()
+            .chain(self.choices.iter().cloned())
+            .collect()
+    }
 }
 
 /// Groups of candidates that are copies of one extent, in the order met.

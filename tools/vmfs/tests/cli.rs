@@ -5,6 +5,7 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use vmfs::cli::*;
+use vmfs::files_hit::files_hit_in;
 
 fn scratch(name: &str) -> PathBuf {
     let d = common::workspace()

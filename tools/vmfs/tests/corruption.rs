@@ -244,7 +244,7 @@ fn directory_entry_pointing_back_at_the_root_ends() {
     assert_eq!(names.len(), 1, "the patched entry is there");
     let t = Instant::now();
     let (hits, errors) =
-        vmfs::cli::files_hit_in(&v2, &[("x".into(), 0)], &vmfs::damage::Ranges::default());
+        vmfs::files_hit::files_hit_in(&v2, &[("x".into(), 0)], &vmfs::damage::Ranges::default());
     assert!(hits.is_empty() && errors.is_empty(), "{hits:?} {errors:?}");
     assert!(t.elapsed() < Duration::from_secs(30));
 }
