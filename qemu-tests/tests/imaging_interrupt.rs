@@ -176,9 +176,9 @@ fn killed_mid_copy_then_resumed_from_the_menu() {
         "resumed image differs from the source"
     );
     let map = ext4_file(&dest, &format!("/{stem}.map"), &dir.path().join("out.map"));
-    let parsed = imaging::mapfile::parse(&String::from_utf8_lossy(&map)).expect("mapfile");
+    let parsed = ddmap::parse(&String::from_utf8_lossy(&map)).expect("mapfile");
     let m = parsed.map.expect("mapfile with block lines");
-    assert_eq!(m.bytes(imaging::mapfile::Status::Finished), SRC_BYTES);
+    assert_eq!(m.bytes(ddmap::Status::Finished), SRC_BYTES);
     // The hash file beside the image: plain SHA-256 of the source's bytes.
     use sha2::Digest;
     let plain: String = sha2::Sha256::digest(std::fs::read(&src).unwrap())
@@ -215,13 +215,13 @@ fn source_unplugged_mid_copy_stops_with_a_valid_mapfile() {
     assert!(out.contains("vanished"), "no clear error: {out}");
     let (map, code) = vm.shell("cat /mnt/dest/vda/u.map", T);
     assert_eq!(code, 0, "{map}");
-    let parsed = imaging::mapfile::parse(&map).unwrap_or_else(|e| panic!("{e:?}: {map}"));
+    let parsed = ddmap::parse(&map).unwrap_or_else(|e| panic!("{e:?}: {map}"));
     let m = parsed.map.expect("mapfile with block lines");
     assert_eq!(m.size(), SRC_BYTES, "{map}");
-    let done = m.bytes(imaging::mapfile::Status::Finished);
+    let done = m.bytes(ddmap::Status::Finished);
     assert!(done > 0 && done < SRC_BYTES, "{map}");
     // Nothing after the unplug was marked bad: the unread rest is untried.
-    assert_eq!(m.bytes(imaging::mapfile::Status::BadSector), 0, "{map}");
+    assert_eq!(m.bytes(ddmap::Status::BadSector), 0, "{map}");
     let (u, code) = vm.shell("rescue dest umount /dev/vda", T);
     assert_eq!(code, 0, "{u}");
     vm.power_off_from_shell();
@@ -230,7 +230,7 @@ fn source_unplugged_mid_copy_stops_with_a_valid_mapfile() {
     let img = ext4_file(&dest, "/u.img", &dir.path().join("u.img"));
     let src_data = std::fs::read(&src).unwrap();
     for e in m.extents() {
-        if e.status == imaging::mapfile::Status::Finished {
+        if e.status == ddmap::Status::Finished {
             let (a, b) = (e.pos as usize, (e.pos + e.size) as usize);
             assert!(
                 img.len() >= b && img[a..b] == src_data[a..b],

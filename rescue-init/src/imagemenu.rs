@@ -33,8 +33,8 @@ pub fn image_stem(name: &str, serial: Option<&str>, model: Option<&str>) -> Stri
 
 /// What an earlier run's mapfile says, for the resume question.
 fn map_summary(map: &Path) -> Option<String> {
-    let (m, _) = imaging::mapfile::load(map).ok()??;
-    use imaging::mapfile::Status;
+    let (m, _) = ddmap::load(map).ok()??;
+    use ddmap::Status;
     let size = m.size().max(1);
     let done = m.bytes(Status::Finished);
     Some(format!(

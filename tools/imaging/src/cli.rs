@@ -3,8 +3,8 @@
 
 use crate::console::{self, ConsoleOutput};
 use crate::job::{HashAlgorithm, Job, JobError, JobReport, COMMAND};
-use crate::mapfile::Status;
 use argh::FromArgs;
+use ddmap::Status;
 use std::sync::atomic::AtomicBool;
 
 #[derive(FromArgs, Debug, Clone, PartialEq)]

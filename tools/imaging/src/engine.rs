@@ -8,9 +8,9 @@
 //! forward in ddrescue's order `? -> * -> / -> - -> +`, so an interrupted run
 //! resumes from its mapfile without re-reading finished areas.
 
-use crate::mapfile::{render, save_atomic, Header, Map, PhaseChar, Status};
 use crate::progress::Progress;
 use blockdev::{AlignedBuf, BlockDevice};
+use ddmap::{render, save_atomic, Header, Map, PhaseChar, Status};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;

@@ -10,8 +10,8 @@
 //! `--test-mode=FILE`: blocks marked finished (`+`) read normally, every other
 //! block type is a read error, and the apparent size is the mapfile's extent.
 
-use crate::mapfile::{Map, Status};
 use blockdev::BlockDevice;
+use ddmap::{Map, Status};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -253,12 +253,11 @@ mod tests {
 
     #[test]
     fn test_mapfile_semantics() {
-        let map = crate::mapfile::parse(
-            "0 + 1\n0 1024 +\n1024 512 ?\n1536 512 -\n2048 1024 +\n3072 512 -\n",
-        )
-        .unwrap()
-        .map
-        .unwrap();
+        let map =
+            ddmap::parse("0 + 1\n0 1024 +\n1024 512 ?\n1536 512 -\n2048 1024 +\n3072 512 -\n")
+                .unwrap()
+                .map
+                .unwrap();
         let mem = MemDevice::new(vec![1; 8192], 512);
         let d = FaultDevice::from_test_mapfile(mem, &map);
         assert_eq!(d.size(), 3072);
@@ -267,10 +266,7 @@ mod tests {
         assert!(d.read_at(&mut b, 1536).is_err());
         assert!(d.read_at(&mut b, 2048).is_ok());
         assert_eq!(d.read_at(&mut b, 3072).unwrap(), 0);
-        let none = crate::mapfile::parse("0 + 1\n0 1024 -\n")
-            .unwrap()
-            .map
-            .unwrap();
+        let none = ddmap::parse("0 + 1\n0 1024 -\n").unwrap().map.unwrap();
         let d = FaultDevice::from_test_mapfile(MemDevice::new(vec![1; 8192], 512), &none);
         assert_eq!(d.size(), 0);
     }

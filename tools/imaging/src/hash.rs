@@ -1,8 +1,8 @@
 //! SHA-256 of a rescued image, with every area not finished in the map
 //! counted as zeros (what the image holds there is not the source's data).
 
-use crate::mapfile::{Map, Status};
 use blockdev::BlockDevice;
+use ddmap::{Map, Status};
 use sha2::{Digest, Sha256};
 use std::io;
 

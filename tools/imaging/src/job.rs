@@ -6,9 +6,9 @@
 
 use crate::engine::{self, errno, FileSink, MapStore, Options, Outcome, Report};
 use crate::fault::FaultDevice;
-use crate::mapfile::{self, Header, Map, Status};
 use crate::progress::Progress;
 use blockdev::{BlockDevice, Device, DeviceKind, OpenOptionsRo, WriteAccess};
+use ddmap::{Header, Map, Status};
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
@@ -165,7 +165,7 @@ impl Job {
         let src: Box<dyn BlockDevice> = match &self.simulate_bad {
             None => Box::new(dev),
             Some(f) => {
-                let (m, _) = mapfile::load(Path::new(f))
+                let (m, _) = ddmap::load(Path::new(f))
                     .map_err(|e| JobError::SimulateBad(e.to_string()))?
                     .ok_or_else(|| {
                         JobError::SimulateBad(format!("{f}: no such file or no status line"))
@@ -195,7 +195,7 @@ impl Job {
         }
 
         // The mapfile: unreadable or for another size is refused.
-        let loaded = mapfile::load(Path::new(&self.mapfile))
+        let loaded = ddmap::load(Path::new(&self.mapfile))
             .map_err(|e| JobError::MapfileUnreadable(e.to_string()))?;
         let resuming = loaded.as_ref().is_some_and(|(m, _)| !m.is_empty());
         let map = match loaded {
@@ -482,7 +482,7 @@ impl Validated {
             path: Some(PathBuf::from(&job.mapfile)),
             header: Header {
                 command_line: job.command_line(),
-                start_time: mapfile::utc_now(),
+                start_time: ddmap::utc_now(),
                 phase_message: String::new(),
             },
         };
@@ -876,7 +876,7 @@ fn parse_devnum(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapfile::render;
+    use ddmap::render;
     use std::sync::atomic::Ordering;
 
     struct Dir(PathBuf);
@@ -1120,7 +1120,7 @@ mod tests {
             "{}",
             r.log_line()
         );
-        let (saved, _) = mapfile::load(&d.0.join("m.map")).unwrap().unwrap();
+        let (saved, _) = ddmap::load(&d.0.join("m.map")).unwrap().unwrap();
         assert_eq!(saved.areas(Status::BadSector), 2);
     }
 

@@ -1,6 +1,7 @@
 //! ddrescue-class disk imaging for the rescue appliance.
 //!
-//! - [`mapfile`]: GNU ddrescue's mapfile (parse, write, atomic save, extent list).
+//! - GNU ddrescue's mapfile (parse, write, atomic save, extent list) is the
+//!   [`ddmap`] crate, shared with vmfs's damage maps.
 //! - [`engine`]: the phased copy (copy / trim / scrape / retry) over any
 //!   [`blockdev::BlockDevice`], resumable from its mapfile.
 //! - [`fault`]: a fault-injecting device (bad sectors, slow areas, vanishing).
@@ -16,10 +17,9 @@ pub mod engine;
 pub mod fault;
 pub mod hash;
 pub mod job;
-pub mod mapfile;
 pub mod progress;
 
+pub use ddmap::{Extent, Map, PhaseChar, Status};
 pub use engine::{rescue, FileSink, MapStore, Options, Outcome, Report, Sink, Totals};
 pub use fault::FaultDevice;
 pub use job::{HashAlgorithm, Job, JobError, JobReport};
-pub use mapfile::{Extent, Map, PhaseChar, Status};

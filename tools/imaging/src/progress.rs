@@ -1,7 +1,7 @@
 //! Progress snapshots and the console renderer.
 
 use crate::engine::{Outcome, Phase, Report, Totals};
-use crate::mapfile::Status;
+use ddmap::Status;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -220,7 +220,7 @@ pub fn summary(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapfile::Map;
+    use ddmap::Map;
 
     fn snap(rescued: u64) -> Progress {
         let mut m = Map::new(1_000_000);

@@ -2,8 +2,8 @@
 //! package gddrescue) as the independent reference, and the bad-input refusals.
 
 use argh::FromArgs;
+use ddmap::{render, Header, Map, Status};
 use imaging::cli::{run, ImageCommand};
-use imaging::mapfile::{self, render, Header, Map, Status};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,7 +99,7 @@ fn effective(size: u64, bad: &[u64]) -> (u64, u64) {
 }
 
 fn load(p: &Path) -> Map {
-    mapfile::load(p).unwrap().unwrap().0
+    ddmap::load(p).unwrap().unwrap().0
 }
 
 fn extents(m: &Map) -> Vec<(u64, u64, char)> {
@@ -190,7 +190,7 @@ fn mapfile_round_trips_with_ddrescue_and_ddrescuelog() {
         .unwrap();
     assert!(st.success());
     let text = std::fs::read_to_string(d.p("dd.map")).unwrap();
-    let m = mapfile::parse(&text).unwrap().map.unwrap();
+    let m = ddmap::parse(&text).unwrap().map.unwrap();
     assert!(
         m.bytes(Status::NonTrimmed) > 0 || m.bytes(Status::NonTried) > 0,
         "{text}"

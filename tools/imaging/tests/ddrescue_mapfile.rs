@@ -13,8 +13,8 @@
 //!   --test-mode` fails.
 
 use blockdev::{BlockDevice, MemDevice};
+use ddmap::{Extent, Header, Map, PhaseChar, Status};
 use imaging::fault::FaultDevice;
-use imaging::mapfile::{self, Extent, Header, Map, PhaseChar, Status};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -98,7 +98,7 @@ fn ddrescuelog_rewrite(path: &Path) -> (i32, String, String) {
 }
 
 fn parse_map(text: &str) -> Map {
-    mapfile::parse(text)
+    ddmap::parse(text)
         .unwrap_or_else(|e| panic!("our parser rejected:\n{text}\n{e}"))
         .map
         .expect("status line")
@@ -147,16 +147,16 @@ fn ddrescuelog_writes_our_maps_byte_for_byte_as_we_do() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     for i in 0..150 {
         let m = random_map(&mut rng, i % 2 == 1);
-        let ours = mapfile::render(
+        let ours = ddmap::render(
             &m,
             &Header {
                 command_line: "rescue image SRC DST --map MAP".into(),
-                start_time: mapfile::utc_now(),
+                start_time: ddmap::utc_now(),
                 phase_message: "Copying non-tried blocks... Pass 1 (forwards)".into(),
             },
         );
         let p = dir.join("m");
-        mapfile::save_atomic(&p, &ours).unwrap();
+        ddmap::save_atomic(&p, &ours).unwrap();
         let (rc, theirs, err) = ddrescuelog_rewrite(&p);
         assert_eq!(rc, 0, "ddrescuelog refused our mapfile:\n{ours}\n{err}");
         assert_eq!(
@@ -221,7 +221,7 @@ fn ddrescue_written_mapfiles_parse_and_render_identically() {
         let src = dir.join("src");
         std::fs::write(&src, &data).unwrap();
         let fmap = dir.join("faults.map");
-        std::fs::write(&fmap, mapfile::render(&faults, &Header::default())).unwrap();
+        std::fs::write(&fmap, ddmap::render(&faults, &Header::default())).unwrap();
         for opts in option_sets {
             let out = dir.join("out");
             let map = dir.join("out.map");
@@ -235,7 +235,7 @@ fn ddrescue_written_mapfiles_parse_and_render_identically() {
             let theirs = std::fs::read_to_string(&map).unwrap();
             let m = parse_map(&theirs);
             assert_eq!(m.size(), size, "round {round} {opts:?}");
-            let ours = mapfile::render(&m, &Header::default());
+            let ours = ddmap::render(&m, &Header::default());
             assert_eq!(body(&ours), body(&theirs), "round {round} {opts:?}");
             // Sanity on what the map claims: finished areas hold source bytes
             // and are readable in the fault map.
@@ -287,7 +287,7 @@ fn hand_edited_forms_agree_with_ddrescuelog() {
     for (i, (text, accept)) in cases.iter().enumerate() {
         let p = dir.join(&format!("f{i}"));
         std::fs::write(&p, text).unwrap();
-        let ours = mapfile::parse(text);
+        let ours = ddmap::parse(text);
         let (rc, theirs, err) = ddrescuelog_rewrite(&p);
         if *accept {
             let m = ours.unwrap_or_else(|e| panic!("case {i}: we rejected {text:?}: {e}"));
@@ -295,7 +295,7 @@ fn hand_edited_forms_agree_with_ddrescuelog() {
             assert_eq!(rc, 0, "case {i}: ddrescuelog rejected {text:?}: {err}");
             assert_eq!(parse_map(&theirs), m, "case {i}");
             assert_eq!(
-                body(&mapfile::render(&m, &Header::default())),
+                body(&ddmap::render(&m, &Header::default())),
                 body(&theirs),
                 "case {i}"
             );
@@ -316,7 +316,7 @@ fn ddrescue_resumes_from_our_mapfile_mid_rescue() {
         let src = dir.join("src");
         std::fs::write(&src, &data).unwrap();
         let fmap = dir.join("faults.map");
-        std::fs::write(&fmap, mapfile::render(&faults, &Header::default())).unwrap();
+        std::fs::write(&fmap, ddmap::render(&faults, &Header::default())).unwrap();
         let tm = format!("--test-mode={}", fmap.display());
 
         // Reference: ddrescue alone, from scratch.
@@ -360,7 +360,7 @@ fn ddrescue_resumes_from_our_mapfile_mid_rescue() {
         m.current_pos = 0;
         let (out, map) = (dir.join("out"), dir.join("our.map"));
         std::fs::write(&out, &img).unwrap();
-        mapfile::save_atomic(&map, &mapfile::render(&m, &Header::default())).unwrap();
+        ddmap::save_atomic(&map, &ddmap::render(&m, &Header::default())).unwrap();
         let (rc, err) = ddrescue(&[&tm], &src, &out, &map);
         assert_eq!(rc, 0, "round {round}: ddrescue on our mapfile: {err}");
         let done = parse_map(&std::fs::read_to_string(&map).unwrap());
@@ -396,7 +396,7 @@ fn fault_device_fails_exactly_what_ddrescue_test_mode_fails() {
         bigger.extend(rng.bytes(4096));
         std::fs::write(&src, &bigger).unwrap();
         let fmap = dir.join("faults.map");
-        std::fs::write(&fmap, mapfile::render(&faults, &Header::default())).unwrap();
+        std::fs::write(&fmap, ddmap::render(&faults, &Header::default())).unwrap();
         let (out, map) = (dir.join("out"), dir.join("out.map"));
         let _ = std::fs::remove_file(&out);
         let _ = std::fs::remove_file(&map);

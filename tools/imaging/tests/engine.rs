@@ -2,8 +2,8 @@
 //! after interruption, reverse mode, ENOSPC, vanishing and slow sources.
 
 use blockdev::{BlockDevice, MemDevice};
+use ddmap::{parse, render, Header, Map, Status};
 use imaging::engine::errno;
-use imaging::mapfile::{parse, render, Header, Map, Status};
 use imaging::progress::Progress;
 use imaging::{rescue, FaultDevice, MapStore, Options, Outcome, Report, Sink};
 use std::collections::BTreeSet;
@@ -336,7 +336,7 @@ fn enospc_stops_cleanly_and_the_saved_map_resumes() {
         other => panic!("expected WriteFailed, got {other:?}"),
     }
     // The saved map is valid and claims only what was written.
-    let (saved, _) = imaging::mapfile::load(&map_path).unwrap().unwrap();
+    let (saved, _) = ddmap::load(&map_path).unwrap().unwrap();
     assert!(saved.bytes(Status::Finished) <= 700_000);
     assert!(saved.bytes(Status::Finished) > 0);
     for e in saved.extents().filter(|e| e.status == Status::Finished) {
@@ -359,7 +359,7 @@ fn enospc_stops_cleanly_and_the_saved_map_resumes() {
     );
     assert!(matches!(r.outcome, Outcome::Completed), "{:?}", r.outcome);
     assert_exact(&map, &sink.data, &src, &bad, 512);
-    let (saved, _) = imaging::mapfile::load(&map_path).unwrap().unwrap();
+    let (saved, _) = ddmap::load(&map_path).unwrap().unwrap();
     assert_eq!(
         saved.extents().collect::<Vec<_>>(),
         map.extents().collect::<Vec<_>>()
@@ -397,7 +397,7 @@ fn vanishing_source_stops_with_a_valid_map() {
         "{:?}",
         r.outcome
     );
-    let (saved, _) = imaging::mapfile::load(&map_path).unwrap().unwrap();
+    let (saved, _) = ddmap::load(&map_path).unwrap().unwrap();
     assert_eq!(saved.size(), size);
     // Nothing after the vanishing point is marked bad: the device was gone, not the media.
     for e in saved.extents() {

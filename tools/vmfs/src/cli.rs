@@ -385,7 +385,7 @@ fn json_out<T: Serialize>(v: &T) -> CliResult {
 
 fn list(c: ListCommand) -> CliResult {
     let paths = if c.src.is_empty() {
-        blockdev::system_disks(Path::new("/sys"))
+        blockdev::sys::system_disks(Path::new("/sys"))
             .into_iter()
             .map(|d| format!("/dev/{d}"))
             .collect()

@@ -55,56 +55,22 @@ pub fn read_mapfile(path: &str) -> Result<Ranges, String> {
     parse_mapfile(&text).map_err(|e| format!("{path}: {e}"))
 }
 
-/// Parses a GNU ddrescue mapfile: comment lines `#`, one status line
-/// (`current_pos current_status [pass]`), then `pos size status` lines with
-/// hex or decimal numbers. Every block whose status is not `+` (finished)
-/// is bad: `-` bad sector, `*` non-trimmed, `/` non-scraped, `?` non-tried.
+/// The bad areas of a GNU ddrescue mapfile (parsed by [`ddmap`], the
+/// parser imaging writes and resumes with): every block whose status is not
+/// `+` (finished) is bad: `-` bad sector, `*` non-trimmed, `/` non-scraped,
+/// `?` non-tried. A mapfile without a status line is refused: it maps
+/// nothing.
 pub fn parse_mapfile(text: &str) -> Result<Ranges, String> {
-    let mut bad = Vec::new();
-    let mut seen_status = false;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if !seen_status {
-            seen_status = true;
-            if f.len() >= 2 && f.len() <= 3 && parse_num(f[0]).is_some() && f[1].len() == 1 {
-                continue;
-            }
-            return Err(format!(
-                "mapfile line {}: expected the status line `pos status`, found {line:?}",
-                i + 1
-            ));
-        }
-        if f.len() != 3 {
-            return Err(format!(
-                "mapfile line {}: expected `pos size status`, found {line:?}",
-                i + 1
-            ));
-        }
-        let (Some(pos), Some(size)) = (parse_num(f[0]), parse_num(f[1])) else {
-            return Err(format!("mapfile line {}: bad number in {line:?}", i + 1));
-        };
-        match f[2] {
-            "+" => {}
-            "-" | "*" | "/" | "?" => bad.push((pos, size)),
-            s => return Err(format!("mapfile line {}: unknown status {s:?}", i + 1)),
-        }
-    }
-    if !seen_status {
-        return Err("mapfile has no status line".into());
-    }
-    Ok(Ranges::from_unsorted(bad))
-}
-
-fn parse_num(s: &str) -> Option<u64> {
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).ok()
-    } else {
-        s.parse().ok()
-    }
+    let parsed = ddmap::parse(text).map_err(|e| format!("mapfile {e}"))?;
+    let map = parsed
+        .map
+        .ok_or_else(|| "mapfile has no status line".to_string())?;
+    Ok(Ranges::from_unsorted(
+        map.extents()
+            .filter(|e| e.status != ddmap::Status::Finished)
+            .map(|e| (e.pos, e.size))
+            .collect(),
+    ))
 }
 
 /// A device whose reads fail (EIO) where a mapfile marks bad areas, so

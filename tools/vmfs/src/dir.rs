@@ -1,6 +1,6 @@
 //! Directories: VMFS3/5 linear arrays and VMFS6 hashed directories.
 
-use crate::error::{Error, Le, Result};
+use crate::error::{Error, Result};
 use crate::inode::{FileType, Inode};
 use crate::volume::Volume;
 use serde::Serialize;
@@ -51,7 +51,7 @@ pub struct DirEntry {
 }
 
 fn entry(b: &[u8], name_off: usize, name_len: usize, what: &str) -> Result<Option<DirEntry>> {
-    let e = Le::new(b, what);
+    let e = le::Fields::new(b, what);
     let addr = e.u32(4)?;
     if addr == 0 {
         return Ok(None);
@@ -115,7 +115,7 @@ fn read_v6(vol: &Volume, ino: &Inode) -> Result<Vec<DirEntry>> {
     let mut hdr = vec![0u8; hsize];
     let n = vol.read_inode(ino, &mut hdr, 0, 0)?;
     hdr.truncate(n);
-    let h = Le::new(&hdr, &what);
+    let h = le::Fields::new(&hdr, &what);
     let version = h.u32(0)?;
     if version & 0xFFFF_0000 != 0x00F5_0000 && version & 0xFFFF_0000 != 0x00FD_0000 {
         return Err(Error::corrupt(format!(
@@ -136,7 +136,7 @@ fn read_v6(vol: &Volume, ino: &Inode) -> Result<Vec<DirEntry>> {
         if n < a {
             break;
         }
-        let bh = Le::new(&block, &what);
+        let bh = le::Fields::new(&block, &what);
         if bh.u16(2)? == 1 {
             let total = (bh.u16(4)? as usize).min(slots_max).min(56 * 8);
             let bitmap = bh.bytes(8, 56)?;

@@ -61,53 +61,22 @@ impl std::error::Error for Error {
     }
 }
 
-/// Little-endian field access on a byte slice; out of range reads are
-/// errors naming the structure, never panics.
-pub(crate) struct Le<'a> {
-    pub buf: &'a [u8],
-    pub what: &'a str,
+/// A field read past the end of an on-disk structure ([`le::Fields`]) is
+/// corrupt metadata: the structure is shorter than its format says.
+impl From<le::OutOfRange> for Error {
+    fn from(e: le::OutOfRange) -> Error {
+        Error::corrupt(e.to_string())
+    }
 }
 
-impl<'a> Le<'a> {
-    pub fn new(buf: &'a [u8], what: &'a str) -> Self {
-        Le { buf, what }
-    }
-    pub fn bytes(&self, off: usize, len: usize) -> Result<&'a [u8]> {
-        self.buf.get(off..off.saturating_add(len)).ok_or_else(|| {
-            Error::corrupt(format!(
-                "{}: field at +{off:#x} ({len} bytes) is past the end ({} bytes)",
-                self.what,
-                self.buf.len()
-            ))
-        })
-    }
-    pub fn u8(&self, off: usize) -> Result<u8> {
-        Ok(self.bytes(off, 1)?[0])
-    }
-    pub fn u16(&self, off: usize) -> Result<u16> {
-        let b = self.bytes(off, 2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    pub fn u32(&self, off: usize) -> Result<u32> {
-        let b = self.bytes(off, 4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    pub fn u64(&self, off: usize) -> Result<u64> {
-        let b = self.bytes(off, 8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
-    }
-    pub fn uuid(&self, off: usize) -> Result<Uuid> {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(self.bytes(off, 16)?);
-        Ok(Uuid(a))
-    }
-    /// A NUL-padded string field (lossy UTF-8).
-    pub fn cstr(&self, off: usize, len: usize) -> Result<String> {
-        let b = self.bytes(off, len)?;
-        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        Ok(String::from_utf8_lossy(&b[..end]).into_owned())
+/// VMware UUIDs as fields of an on-disk structure.
+pub(crate) trait UuidField {
+    fn uuid(&self, offset: usize) -> Result<Uuid>;
+}
+
+impl UuidField for le::Fields<'_> {
+    fn uuid(&self, offset: usize) -> Result<Uuid> {
+        Ok(Uuid(self.array(offset)?))
     }
 }
 

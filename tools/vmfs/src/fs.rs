@@ -1,6 +1,6 @@
 //! The filesystem descriptor ("FS3 descriptor", superblock) and detection.
 
-use crate::error::{Error, Le, Result, Uuid};
+use crate::error::{Error, Result, Uuid, UuidField};
 use crate::lvm::{LvmHeader, LVM_HEADER_OFFSET, LVM_MAGIC};
 use blockdev::BlockDevice;
 use serde::Serialize;
@@ -65,7 +65,7 @@ pub struct Superblock {
 impl Superblock {
     /// Parses and checks the descriptor bytes (at least 0x150 bytes).
     pub fn parse(buf: &[u8]) -> Result<Superblock> {
-        let d = Le::new(buf, "FS descriptor");
+        let d = le::Fields::new(buf, "FS descriptor");
         let magic = d.u32(0)?;
         if magic != FS_MAGIC && magic != FS_MAGIC_LOCAL {
             return Err(Error::corrupt(format!(

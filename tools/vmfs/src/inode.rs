@@ -1,6 +1,6 @@
 //! File descriptors (inodes) and block addresses.
 
-use crate::error::{Error, Le, Result};
+use crate::error::{Error, Result};
 use crate::fs::Superblock;
 use serde::Serialize;
 
@@ -168,8 +168,8 @@ impl Inode {
     /// Parses an FD read from disk; `addr` is the address it was read for.
     pub fn parse(buf: &[u8], addr: u32, lay: &FdLayout) -> Result<Inode> {
         let what = format!("FD {addr:#010x}");
-        let b = Le::new(buf, &what);
-        let m = Le::new(b.bytes(lay.meta, 0x90)?, &what);
+        let b = le::Fields::new(buf, &what);
+        let m = le::Fields::new(b.bytes(lay.meta, 0x90)?, &what);
         let desc = m.u32(0)?;
         if desc != addr {
             return Err(Error::corrupt(format!(
@@ -233,7 +233,7 @@ pub struct RdmTarget {
 
 impl RdmTarget {
     pub fn parse(data: &[u8]) -> Result<RdmTarget> {
-        let d = Le::new(data, "RDM mapping");
+        let d = le::Fields::new(data, "RDM mapping");
         let id_len = d.u8(1)?;
         let idb = d.bytes(0x22, 44)?;
         let n = (id_len as usize).min(44);

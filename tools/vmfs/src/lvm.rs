@@ -2,7 +2,7 @@
 //! the physical-extent (PE) table, and volumes assembled from one or more
 //! devices by LV UUID.
 
-use crate::error::{read_exact, Error, Le, Result, Uuid};
+use crate::error::{read_exact, Error, Result, Uuid, UuidField};
 use blockdev::BlockDevice;
 use serde::Serialize;
 
@@ -147,7 +147,7 @@ impl LvmHeader {
 
     /// Parses the header from the bytes at device offset 0x100000 onward.
     pub fn parse(buf: &[u8]) -> Result<LvmHeader> {
-        let h = Le::new(buf, "LVM header");
+        let h = le::Fields::new(buf, "LVM header");
         let magic = h.u32(0)?;
         if magic != LVM_MAGIC {
             return Err(Error::corrupt(format!(
@@ -169,7 +169,7 @@ impl LvmHeader {
         } else {
             0x200
         };
-        let v = Le::new(h.bytes(vt, 0x200)?, "LVM volume table entry");
+        let v = le::Fields::new(h.bytes(vt, 0x200)?, "LVM volume table entry");
         let disk_id = {
             let vendor = h.cstr(0x0C + 6, 8)?;
             let model = h.cstr(0x0C + 14, 16)?;
@@ -219,7 +219,7 @@ impl LvmHeader {
             let Ok(slot) = h.bytes(off, PE_SLOT) else {
                 break;
             };
-            let s = Le::new(slot, "PE table slot");
+            let s = le::Fields::new(slot, "PE table slot");
             if s.u8(0)? != 1 {
                 continue;
             }

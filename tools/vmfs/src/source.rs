@@ -107,93 +107,62 @@ pub fn find_vmfs(dev: &dyn BlockDevice) -> Vec<Found> {
     out
 }
 
+/// GPT entries of the VMFS type, then others with VMFS inside, read by the
+/// gpt crate: the primary table, or the backup when the primary is
+/// unreadable or holds no VMFS (CRCs are not required: a damaged table that
+/// still names the partition is what a rescue needs).
 fn gpt_parts(dev: &dyn BlockDevice) -> Vec<Found> {
-    let mut out = Vec::new();
-    let mut sizes = vec![dev.logical_sector_size().max(512) as u64];
-    for s in [512u64, 4096] {
-        if !sizes.contains(&s) {
-            sizes.push(s);
-        }
-    }
-    for ss in sizes {
-        let mut h = [0u8; 92];
-        if dev.read_exact_at(&mut h, ss).is_err() || &h[0..8] != b"EFI PART" {
-            continue;
-        }
-        let u64_at = |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap_or([0; 8]));
-        let u32_at = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().unwrap_or([0; 4]));
-        let entries_lba = u64_at(0x48);
-        let count = u32_at(0x50).min(1024) as usize;
-        let esize = u32_at(0x54) as usize;
-        if !(128..=4096).contains(&esize) {
-            continue;
-        }
-        let mut tbl = vec![0u8; count * esize];
-        let Some(at) = entries_lba.checked_mul(ss) else {
-            continue;
-        };
-        if dev.read_exact_at(&mut tbl, at).is_err() {
-            continue;
-        }
-        let mut any = Vec::new();
-        for (i, e) in tbl.chunks_exact(esize).enumerate() {
-            if e[..16].iter().all(|&b| b == 0) {
+    let view = gpt::read(dev);
+    let ss = u64::from(view.sector_size);
+    for copy in [&view.primary, &view.backup].into_iter().flatten() {
+        let mut typed = Vec::new();
+        let mut by_content = Vec::new();
+        for e in &copy.entries {
+            if e.last_lba < e.first_lba {
                 continue;
             }
-            let first = u64::from_le_bytes(e[0x20..0x28].try_into().unwrap_or([0; 8]));
-            let last = u64::from_le_bytes(e[0x28..0x30].try_into().unwrap_or([0; 8]));
-            if last < first {
-                continue;
-            }
-            let (Some(off), Some(len)) =
-                (first.checked_mul(ss), (last - first + 1).checked_mul(ss))
-            else {
+            let (Some(offset), Some(len)) = (
+                e.first_lba.checked_mul(ss),
+                (e.last_lba - e.first_lba + 1).checked_mul(ss),
+            ) else {
                 continue;
             };
             let f = Found {
-                offset: off,
+                offset,
                 len,
                 table: "gpt",
-                index: i + 1,
+                index: e.slot as usize,
             };
-            if e[..16] == GPT_TYPE_VMFS {
-                out.push(f);
-            } else if looks_like_vmfs(dev, off) {
-                any.push(f);
+            if e.type_guid.0 == GPT_TYPE_VMFS {
+                typed.push(f);
+            } else if looks_like_vmfs(dev, offset) {
+                by_content.push(f);
             }
         }
-        out.extend(any);
-        if !out.is_empty() {
-            break;
+        typed.extend(by_content);
+        if !typed.is_empty() {
+            return typed;
         }
     }
-    out
+    Vec::new()
 }
 
+/// MBR entries of type 0xFB, or of another type with VMFS inside.
 fn mbr_parts(dev: &dyn BlockDevice) -> Vec<Found> {
-    let mut s = [0u8; 512];
-    if dev.read_exact_at(&mut s, 0).is_err() || s[510] != 0x55 || s[511] != 0xAA {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for i in 0..4 {
-        let e = &s[446 + i * 16..462 + i * 16];
-        let lba = u32::from_le_bytes([e[8], e[9], e[10], e[11]]) as u64;
-        let n = u32::from_le_bytes([e[12], e[13], e[14], e[15]]) as u64;
-        if e[4] == 0 || n == 0 || e[4] == 0xEE {
-            continue;
-        }
-        let off = lba * 512;
-        if e[4] == MBR_TYPE_VMFS || looks_like_vmfs(dev, off) {
-            out.push(Found {
-                offset: off,
-                len: n * 512,
+    let mbr = gpt::mbr::read(dev);
+    mbr.entries
+        .iter()
+        .filter(|e| e.sectors != 0 && e.kind != gpt::layout::mbr::PROTECTIVE_TYPE)
+        .filter_map(|e| {
+            let offset = u64::from(e.first_lba) * 512;
+            (e.kind == MBR_TYPE_VMFS || looks_like_vmfs(dev, offset)).then(|| Found {
+                offset,
+                len: u64::from(e.sectors) * 512,
                 table: "mbr",
-                index: i + 1,
-            });
-        }
-    }
-    out
+                index: usize::from(e.index),
+            })
+        })
+        .collect()
 }
 
 /// An opened source: the VMFS device and where it starts on `path`.
@@ -260,7 +229,7 @@ pub fn find_extents(
     known: &[(String, u64)],
 ) -> Vec<Opened> {
     let mut out = Vec::new();
-    for disk in blockdev::system_disks(sys) {
+    for disk in blockdev::sys::system_disks(sys) {
         let path = dev_dir.join(&disk).display().to_string();
         let Ok(found) = open_source(&path, None, None) else {
             continue;
@@ -297,6 +266,7 @@ mod tests {
         let mut d = vec![0u8; 8 << 20];
         let h = sector;
         d[h..h + 8].copy_from_slice(b"EFI PART");
+        d[h + 0x0C..h + 0x10].copy_from_slice(&92u32.to_le_bytes());
         d[h + 0x48..h + 0x50].copy_from_slice(&2u64.to_le_bytes());
         d[h + 0x50..h + 0x54].copy_from_slice(&128u32.to_le_bytes());
         d[h + 0x54..h + 0x58].copy_from_slice(&128u32.to_le_bytes());

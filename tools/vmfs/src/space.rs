@@ -39,7 +39,7 @@
 //! written fixtures: this equals the volume's blocks minus those its files
 //! use (tests/space.rs); vmfs6-tools' `df` counts only the LFB records.
 
-use crate::error::{Error, Le, Result};
+use crate::error::{Error, Result};
 use crate::inode::{Inode, FBB_ADDR};
 use crate::volume::{ResFile, Volume};
 use serde::Serialize;
@@ -95,7 +95,7 @@ pub fn free_space(vol: &Volume) -> Result<Space> {
             free_bytes: free.saturating_mul(bs),
         });
     }
-    let child_at = Le::new(&hdr, ".fbb.sf header").u32(0x34)? as usize;
+    let child_at = le::Fields::new(&hdr, ".fbb.sf header").u32(0x34)? as usize;
     let child_hdr = read(child_at as u64, 0x40, "SFB header")?;
     let sfb = header(".fbb.sf SFB", &ino, &child_hdr, 2 * half)?;
     let sfb_per_lfb = 1u64 << vol.sb.sfb_to_lfb_shift;
@@ -170,7 +170,7 @@ fn count_v5(h: &ResFile, read: &Reader<'_>) -> Result<(u64, u64)> {
             .and_then(|o| o.checked_add(V5_HEADER / 2))
             .ok_or_else(|| Error::corrupt(format!(".fbb.sf: offset of cluster {c} overflows")))?;
         let b = read(at, 16, "cluster record")?;
-        let l = Le::new(&b, ".fbb.sf cluster record");
+        let l = le::Fields::new(&b, ".fbb.sf cluster record");
         let (t, f) = checked(
             c,
             at,
@@ -196,7 +196,7 @@ fn count_v5(h: &ResFile, read: &Reader<'_>) -> Result<(u64, u64)> {
 fn count_v6(h: &ResFile, half: u64, sfb_per_lfb: u64, read: &Reader<'_>) -> Result<(u64, u64)> {
     let record = |at: u64| -> Result<Option<(u64, u64, u64)>> {
         let b = read(at.saturating_add(0x10), 0x14, "cluster record")?;
-        let l = Le::new(&b, ".fbb.sf cluster record");
+        let l = le::Fields::new(&b, ".fbb.sf cluster record");
         if l.u32(0)? != V6_RECORD_SIGNATURE {
             return Ok(None);
         }

@@ -2,7 +2,7 @@
 //! directories.
 
 use crate::dir::{self, DirEntry};
-use crate::error::{Error, Le, Result};
+use crate::error::{Error, Result};
 use crate::fs::{Superblock, CONFIG_DENSE_SBPC, FS_DESC_OFFSET};
 use crate::inode::*;
 use crate::lvm::{has_lvm_header, DevRange, LogicalVolume};
@@ -69,7 +69,7 @@ impl ResFile {
         header_size: u64,
     ) -> Result<ResFile> {
         let what = format!("{name} resource header");
-        let h = Le::new(hdr, &what);
+        let h = le::Fields::new(hdr, &what);
         Ok(ResFile {
             name,
             per_cluster: h.u32(0)? as u64,
