@@ -18,7 +18,7 @@ fn disk_named<'a>(probe: &'a Value, serial_or_name: &str) -> Option<&'a Value> {
 /// exact size and the serial (and model where the controller passes it).
 fn probe_one(controller: Controller, size: u64, model: Option<&str>, lbs: Option<u32>) -> Value {
     let image = Image::built();
-    let dir = TempDir::new("probe");
+    let dir = temp_dir("probe");
     let tag = format!("{controller:?}");
     let serial = format!("SER{}", tag.to_uppercase());
     let path = make_disk(&dir.path().join("d.img"), size, &tag);
@@ -165,7 +165,7 @@ fn disk_with_4096_byte_sectors() {
 #[test]
 fn menu_browse_shell_write_refused_and_power_off() {
     let image = Image::built();
-    let dir = TempDir::new("menu");
+    let dir = temp_dir("menu");
     let a = make_disk(&dir.path().join("a.img"), 64 * MIB, "a");
     let b = make_disk(&dir.path().join("b.img"), 32 * MIB, "b");
     let hashes = [sha256_file(&a), sha256_file(&b)];
@@ -227,7 +227,7 @@ fn menu_browse_shell_write_refused_and_power_off() {
 #[test]
 fn bad_input_and_module_options_do_not_stop_the_boot() {
     let image = Image::built();
-    let dir = TempDir::new("bad");
+    let dir = temp_dir("bad");
     let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
     let zero = dir.path().join("zero.img");
     std::fs::File::create(&zero).unwrap();
@@ -294,7 +294,7 @@ fn bad_input_and_module_options_do_not_stop_the_boot() {
 #[test]
 fn hotplug_menu_restart_and_ctrl_alt_del() {
     let image = Image::built();
-    let dir = TempDir::new("hotplug");
+    let dir = temp_dir("hotplug");
     let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
     let b = make_disk(&dir.path().join("b.img"), 24 * MIB, "b");
     let hashes = [sha256_file(&a), sha256_file(&b)];
@@ -351,7 +351,7 @@ fn hotplug_menu_restart_and_ctrl_alt_del() {
 #[test]
 fn sigterm_to_pid1_reboots_cleanly() {
     let image = Image::built();
-    let dir = TempDir::new("sigterm");
+    let dir = temp_dir("sigterm");
     let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
     let mut vm = Vm::start(
         &image,
@@ -370,7 +370,7 @@ fn sigterm_to_pid1_reboots_cleanly() {
 #[test]
 fn demo_disk_set_boots_and_is_found() {
     let image = Image::built();
-    let dir = TempDir::new("demo");
+    let dir = temp_dir("demo");
     let disks = demo::demo_disks(dir.path(), true).expect("demo disks");
     let hashes: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
     let (sections, transcript) = run_script(
@@ -569,7 +569,7 @@ fn demo_disk_set_boots_and_is_found() {
 #[test]
 fn contents_and_failing_nvme_health() {
     let image = Image::built();
-    let dir = TempDir::new("contents");
+    let dir = temp_dir("contents");
     let ext4 = make_disk(&dir.path().join("ext4.img"), 32 * MIB, "ext4");
     assert!(std::process::Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", "guestvol"])
@@ -579,7 +579,7 @@ fn contents_and_failing_nvme_health() {
         .success());
     let md = dir.path().join("md.img");
     let mut member = vec![0u8; 16 * MIB as usize];
-    member[4096..8192].copy_from_slice(&mdraid::testwriter::write_v1(
+    member[4096..8192].copy_from_slice(&testkit::mdwriter::write_v1(
         1,
         2,
         1,
@@ -635,7 +635,7 @@ fn contents_and_failing_nvme_health() {
 #[test]
 fn gpt_repair_from_the_menu_survives_reboot() {
     let image = Image::built();
-    let dir = TempDir::new("gptrepair");
+    let dir = temp_dir("gptrepair");
     let disks = demo::demo_disks(dir.path(), true).expect("demo disks");
     // The destination takes the undo file, an image and the action log.
     let others: Vec<&Disk> = disks
@@ -868,7 +868,7 @@ fn pxe_boot_from_the_bundle() {
     ] {
         assert!(pxe.join(f).exists(), "{} missing", pxe.join(f).display());
     }
-    let dir = TempDir::new("pxe");
+    let dir = temp_dir("pxe");
     let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
     let mut cfg = VmConfig::new(vec![Disk::new(&a, Controller::VirtioBlk, "PXEDISK")]);
     cfg.pxe_dir = Some(pxe);
@@ -887,7 +887,7 @@ fn usb_stick_boots_with_secure_boot() {
     let image = Image::built();
     let stick = image.kernel.parent().unwrap().join("rescue-usb.img");
     assert!(stick.exists(), "{} missing", stick.display());
-    let dir = TempDir::new("secboot");
+    let dir = temp_dir("secboot");
     let a = make_disk(&dir.path().join("a.img"), 16 * MIB, "a");
     let mut cfg = VmConfig::new(vec![Disk::new(&a, Controller::VirtioBlk, "SBDISK")]);
     cfg.usb_stick = Some(stick.clone());
@@ -948,7 +948,7 @@ fn out_file(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn iso_boots_as_cd_in_bios() {
-    let dir = TempDir::new("iso-bios");
+    let dir = temp_dir("iso-bios");
     let mut cfg = media_cfg(&dir);
     let iso = out_file("rescue.iso");
     cfg.cdrom = Some(iso.clone());
@@ -957,7 +957,7 @@ fn iso_boots_as_cd_in_bios() {
 
 #[test]
 fn iso_boots_as_cd_in_uefi() {
-    let dir = TempDir::new("iso-uefi");
+    let dir = temp_dir("iso-uefi");
     let mut cfg = media_cfg(&dir);
     let iso = out_file("rescue.iso");
     cfg.cdrom = Some(iso.clone());
@@ -970,7 +970,7 @@ fn iso_boots_as_cd_in_uefi() {
 /// that finds the ISO9660 volume) boots the kernel from the CD with it on.
 #[test]
 fn iso_boots_as_cd_with_secure_boot() {
-    let dir = TempDir::new("iso-uefi-sb");
+    let dir = temp_dir("iso-uefi-sb");
     let mut cfg = media_cfg(&dir);
     let iso = out_file("rescue.iso");
     cfg.cdrom = Some(iso.clone());
@@ -983,7 +983,7 @@ fn iso_boots_as_cd_with_secure_boot() {
 /// damaged 1 GiB disk.
 #[test]
 fn usb_stick_boots_in_bios() {
-    let dir = TempDir::new("usb-bios");
+    let dir = temp_dir("usb-bios");
     let mut cfg = media_cfg(&dir);
     let stick = out_file("rescue-usb.img");
     cfg.usb_stick = Some(stick.clone());
@@ -1008,7 +1008,7 @@ fn usb_stick_boots_in_bios() {
 
 #[test]
 fn usb_stick_boots_in_uefi() {
-    let dir = TempDir::new("usb-uefi");
+    let dir = temp_dir("usb-uefi");
     let mut cfg = media_cfg(&dir);
     let stick = out_file("rescue-usb.img");
     cfg.usb_stick = Some(stick.clone());
@@ -1019,7 +1019,7 @@ fn usb_stick_boots_in_uefi() {
 /// The ISO written to a stick (hybrid) boots with Secure Boot enforced.
 #[test]
 fn iso_as_usb_stick_boots_with_secure_boot() {
-    let dir = TempDir::new("iso-usb-sb");
+    let dir = temp_dir("iso-usb-sb");
     let mut cfg = media_cfg(&dir);
     let iso = out_file("rescue.iso");
     cfg.usb_stick = Some(iso.clone());
