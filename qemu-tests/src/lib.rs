@@ -22,6 +22,7 @@ pub use fixtures::{
     ext4_file, fixture, make_disk, sha256_file, temp_dir, workspace_root, Image, TempDir,
 };
 pub use output::{
-    esxi_repair_choice, menu_number, parse_sections, probe_json, run_script, ScriptSection,
+    disk_named, esxi_repair_choice, menu_number, parse_sections, probe_json, run_script,
+    ScriptSection,
 };
 pub use vm::{Vm, BOOT_TIMEOUT};

@@ -38,6 +38,16 @@ pub fn probe_json(section: &ScriptSection) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("bad JSON ({e}):\n{}", section.output))
 }
 
+/// The disk with this serial (or kernel name) in a `probe --json` document.
+pub fn disk_named<'a>(
+    probe: &'a serde_json::Value,
+    serial_or_name: &str,
+) -> Option<&'a serde_json::Value> {
+    probe["disks"].as_array()?.iter().find(|d| {
+        d["serial"].as_str() == Some(serial_or_name) || d["name"].as_str() == Some(serial_or_name)
+    })
+}
+
 /// The number of the ESXi slot repair the menu's GPT view offers.
 pub fn esxi_repair_choice(view: &str) -> String {
     view.lines()
@@ -73,6 +83,10 @@ mod tests {
         assert_eq!(s[0].output, "{\"a\":1}\n");
         assert_eq!(s[0].exit, 0);
         assert_eq!(probe_json(&s[0])["a"], 1);
+        let doc = serde_json::json!({"disks": [{"name": "sda", "serial": "S1"}]});
+        assert_eq!(disk_named(&doc, "S1").unwrap()["name"], "sda");
+        assert_eq!(disk_named(&doc, "sda").unwrap()["serial"], "S1");
+        assert!(disk_named(&doc, "sdb").is_none());
         assert_eq!(s[1].exit, 2);
     }
 }

@@ -256,6 +256,18 @@ impl Vm {
             .expect("write to serial console");
     }
 
+    /// Waits for QEMU to exit (the guest powered off, or rebooted: QEMU runs
+    /// with `-no-reboot`) and checks that it exited successfully; a QEMU
+    /// that failed or was killed is a test failure, with the console tail.
+    pub fn wait_exit_ok(&mut self, timeout: Duration) {
+        let st = self.wait_exit(timeout);
+        assert!(
+            st.success(),
+            "qemu exited with {st}; console tail:\n{}",
+            self.tail()
+        );
+    }
+
     /// Waits for QEMU to exit (the guest powered off) and returns its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
