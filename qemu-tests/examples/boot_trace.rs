@@ -11,7 +11,7 @@ fn main() {
     if let Some(p) = std::env::var_os("TRACE_INITRAMFS") {
         image.initramfs = p.into();
     }
-    let dir = TempDir::new("trace");
+    let dir = temp_dir("trace");
     let disk = make_disk(&dir.path().join("d.img"), 64 << 20, "bench");
     let cfg = VmConfig::new(vec![Disk::new(&disk, Controller::VirtioBlk, "BENCH")]);
     let start = Instant::now();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 fn main() {
     let image = Image::built();
-    let dir = TempDir::new("screen");
+    let dir = temp_dir("screen");
     let disks = demo::demo_disks(dir.path(), true).expect("demo disks");
     let mut vm = Vm::start(&image, &VmConfig::new(disks));
     let t = Duration::from_secs(60);

@@ -116,7 +116,9 @@ fn bootbanks(disk: &Path, dir: &Path) -> Result<(), String> {
 /// The real VMFS5 volume written by ESXi (LVM header + volume), if the
 /// shared fixtures are beside the checkout.
 pub fn vmfs5_fixture() -> Option<PathBuf> {
-    let p = crate::workspace_root().join("../shared/fixtures/vmfs/vmfs5.bin.gz");
+    // Optional here (the demo runs without it); tests use `fixture`, which
+    // fails when it is missing.
+    let p = testkit::fixtures::fixture_path("vmfs/vmfs5.bin.gz");
     p.exists().then_some(p)
 }
 
@@ -137,8 +139,8 @@ fn write_gz_at(gz: &Path, disk: &Path, offset: u64) -> Result<(), String> {
 /// (GPT): partition 1 the system RAID-1 (md0, 0.90 superblock), 2 the swap
 /// RAID-1 (md1, 0.90), 3 the data array (RAID-1, 1.2, `DiskStation:2`)
 /// holding an ext4 volume.
-fn dsm_arrays(ext4: Vec<u8>) -> [mdraid::testwriter::ArraySpec; 3] {
-    use mdraid::testwriter::ArraySpec;
+fn dsm_arrays(ext4: Vec<u8>) -> [testkit::mdwriter::ArraySpec; 3] {
+    use testkit::mdwriter::ArraySpec;
     let mut system = ArraySpec::new("0.90", 1, 2);
     system.component_bytes = 32 * MIB;
     system.uuid[0] = 0xd0;
@@ -210,7 +212,7 @@ fn dsm_pair(dir: &Path, disks: [&Path; 2]) -> Result<(), String> {
     }
     use std::os::unix::fs::FileExt;
     for (a, (start, _)) in arrays.iter().zip(&parts) {
-        for (d, mut member) in mdraid::testwriter::build_members(a).into_iter().enumerate() {
+        for (d, mut member) in testkit::mdwriter::build_members(a).into_iter().enumerate() {
             if d == 1 && a.version == "1.2" {
                 let (_, _, data_off) = a.placement();
                 member[(data_off + DSM_MISMATCH_IN_DATA) as usize] ^= 0x5a;

@@ -37,7 +37,7 @@ fn boot_to_shell(image: &Image, cfg: &VmConfig) -> Vm {
 #[test]
 fn rescuedata_is_offered_first_and_keeps_an_image_across_reboot() {
     let image = Image::built();
-    let dir = TempDir::new("rescuedata");
+    let dir = temp_dir("rescuedata");
     let stick = stick_with_data_partition(&image, &dir);
     let src = make_disk(&dir.path().join("src.img"), 16 * MIB, "src");
     let src_hash = {
@@ -129,7 +129,7 @@ fn rescuedata_is_offered_first_and_keeps_an_image_across_reboot() {
 #[test]
 fn fat32_and_fat16_sticks_are_destinations_with_unicode_names() {
     let image = Image::built();
-    let dir = TempDir::new("fatdest");
+    let dir = temp_dir("fatdest");
     let fat = |name: &str, size: u64, bits: &str, label: &str| {
         let path = dir.path().join(name);
         std::fs::File::create(&path).unwrap().set_len(size).unwrap();
@@ -252,7 +252,7 @@ fn fat32_and_fat16_sticks_are_destinations_with_unicode_names() {
 #[test]
 fn gpt_repair_undo_file_on_rescuedata_undoes_after_reboot() {
     let image = Image::built();
-    let dir = TempDir::new("undo-rescuedata");
+    let dir = temp_dir("undo-rescuedata");
     let stick = stick_with_data_partition(&image, &dir);
     let demo = demo::demo_disks(&dir.path().join("demo"), true).expect("demo disks");
     let raid = demo

@@ -14,12 +14,11 @@ const T: Duration = Duration::from_secs(120);
 
 #[test]
 fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
-    assert!(
-        demo::vmfs5_fixture().is_some(),
-        "../shared/fixtures/vmfs/vmfs5.bin.gz is not beside the checkout (see its README)"
-    );
+    if fixture("vmfs/vmfs5.bin.gz").is_none() {
+        return; // missing, and RESCUE_ALLOW_MISSING_FIXTURES=1 allows skipping
+    }
     let image = Image::built();
-    let dir = TempDir::new("datastore");
+    let dir = temp_dir("datastore");
     let demo = demo::demo_disks(dir.path(), true).expect("demo disks");
     let boot = demo.iter().find(|d| d.serial == "ESXI-BOOT-0001").unwrap();
     let copy = demo.iter().find(|d| d.serial == "RAID-LD-0001").unwrap();
@@ -133,7 +132,7 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
 
 /// Unpacks a shared VMFS fixture into a sparse disk image.
 fn fixture_disk(rel: &str, out: &std::path::Path) {
-    let gz = workspace_root().join("../shared/fixtures/vmfs").join(rel);
+    let gz = fixture(&format!("vmfs/{rel}")).expect("fixture checked by the test");
     let script = format!(
         "gzip -dc '{}' | dd of='{}' bs=1M conv=sparse status=none",
         gz.display(),
@@ -152,13 +151,13 @@ fn fixture_disk(rel: &str, out: &std::path::Path) {
 /// menu lists the volume once, whole.
 #[test]
 fn spanned_datastore_is_assembled_from_the_disks_by_uuid() {
-    let span0 = workspace_root().join("../shared/fixtures/vmfs/span/vmfs5-span-0.bin.gz");
-    assert!(
-        span0.exists(),
-        "../shared/fixtures/vmfs/span is not beside the checkout (see its README)"
-    );
+    if fixture("vmfs/span/vmfs5-span-0.bin.gz").is_none()
+        || fixture("vmfs/span/vmfs5-span-1.bin.gz").is_none()
+    {
+        return; // missing, and RESCUE_ALLOW_MISSING_FIXTURES=1 allows skipping
+    }
     let image = Image::built();
-    let dir = TempDir::new("span");
+    let dir = temp_dir("span");
     let (a, b) = (dir.path().join("span0.img"), dir.path().join("span1.img"));
     fixture_disk("span/vmfs5-span-0.bin.gz", &a);
     fixture_disk("span/vmfs5-span-1.bin.gz", &b);
@@ -203,12 +202,11 @@ fn spanned_datastore_is_assembled_from_the_disks_by_uuid() {
 /// (exit 2, "STOPPED"), the part written is kept as `bigger.incomplete`.
 #[test]
 fn extraction_over_read_errors_loses_only_the_unreadable_page() {
-    assert!(
-        demo::vmfs5_fixture().is_some(),
-        "../shared/fixtures/vmfs/vmfs5.bin.gz is not beside the checkout (see its README)"
-    );
+    if fixture("vmfs/vmfs5.bin.gz").is_none() {
+        return; // missing, and RESCUE_ALLOW_MISSING_FIXTURES=1 allows skipping
+    }
     let image = Image::built();
-    let dir = TempDir::new("vmfs-eio");
+    let dir = temp_dir("vmfs-eio");
     let src = dir.path().join("vmfs5.img");
     fixture_disk("vmfs5.bin.gz", &src);
     let (page, file_bad, bigger) = {

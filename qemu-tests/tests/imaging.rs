@@ -8,7 +8,7 @@ use qemu_tests::*;
 #[test]
 fn dying_nvme_imaged_to_a_mounted_destination() {
     let image = Image::built();
-    let dir = TempDir::new("imaging");
+    let dir = temp_dir("imaging");
     let disks = demo::demo_disks(dir.path(), true).expect("demo disks");
     let dying = disks
         .iter()

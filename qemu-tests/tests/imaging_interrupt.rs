@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(120);
 fn source(dir: &Path) -> PathBuf {
     let p = dir.join("source.img");
     let mut data = vec![0u8; SRC_BYTES as usize];
-    mdraid::testwriter::pattern(7, 0, &mut data);
+    testkit::mdwriter::pattern(7, 0, &mut data);
     // Some all-zero stretches, which the sparse image leaves as holes.
     data[(8 * MIB) as usize..(12 * MIB) as usize].fill(0);
     std::fs::write(&p, data).unwrap();
@@ -87,7 +87,7 @@ fn wait_for_progress(vm: &Vm, percent: f64, timeout: Duration) {
 #[test]
 fn killed_mid_copy_then_resumed_from_the_menu() {
     let image = Image::built();
-    let dir = TempDir::new("img-kill");
+    let dir = temp_dir("img-kill");
     let src = source(dir.path());
     let dest = ext4_dest(dir.path());
     let src_hash = sha256_file(&src);
@@ -197,7 +197,7 @@ fn killed_mid_copy_then_resumed_from_the_menu() {
 #[test]
 fn source_unplugged_mid_copy_stops_with_a_valid_mapfile() {
     let image = Image::built();
-    let dir = TempDir::new("img-unplug");
+    let dir = temp_dir("img-unplug");
     let src = source(dir.path());
     let dest = ext4_dest(dir.path());
     let src_hash = sha256_file(&src);

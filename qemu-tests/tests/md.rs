@@ -9,10 +9,10 @@
 //!   verify's kernel-unit count; the check wrote only superblocks.
 //! - A check that another process cancels is reported as interrupted.
 
-use mdraid::testwriter::{build_members, ArraySpec};
 use qemu_tests::*;
 use std::process::Command;
 use std::time::Duration;
+use testkit::mdwriter::{build_members, ArraySpec};
 
 const UUID: &str = "5eed0001:a1b2c3d4:10203040:99887766";
 const COMPONENT: u64 = 4 << 20;
@@ -70,7 +70,7 @@ const T: Duration = Duration::from_secs(120);
 #[test]
 fn raid5_assembled_read_only_and_checked_by_the_kernel() {
     let image = Image::built();
-    let dir = TempDir::new("md-kernel");
+    let dir = temp_dir("md-kernel");
     let (paths, data_off, originals) = members(&dir);
     let hashes: Vec<String> = paths.iter().map(|p| sha256_file(p)).collect();
 
@@ -230,7 +230,7 @@ fn raid5_assembled_read_only_and_checked_by_the_kernel() {
 #[test]
 fn check_cancelled_by_another_process_is_reported_as_interrupted() {
     let image = Image::built();
-    let dir = TempDir::new("md-interrupted");
+    let dir = temp_dir("md-interrupted");
     let (paths, _, _) = members(&dir);
     let mut cfg = cfg(&paths);
     for d in &mut cfg.disks {

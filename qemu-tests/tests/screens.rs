@@ -14,7 +14,7 @@ const T: Duration = Duration::from_secs(120);
 #[test]
 fn every_demo_menu_screen_fits_79_columns_with_right_plurals() {
     let image = Image::built();
-    let dir = TempDir::new("screens");
+    let dir = temp_dir("screens");
     let disks = demo::demo_disks(dir.path(), true).expect("demo disks");
     let hashes: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
     let mut vm = Vm::start(&image, &VmConfig::new(disks.clone()));

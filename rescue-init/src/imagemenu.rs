@@ -206,14 +206,7 @@ fn image_to(
 #[cfg(test)]
 mod tests {
     use super::image_to;
-    use std::path::PathBuf;
-
-    struct Dir(PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use testkit::TempDir;
 
     fn menu(src: &str, size: u64, at: &std::path::Path, stem: &str, answers: &str) -> String {
         let mut input = answers.as_bytes();
@@ -227,23 +220,21 @@ mod tests {
     /// cancel.
     #[test]
     fn images_a_file_source_resumes_and_refuses_overwrites() {
-        let dir = Dir(std::env::temp_dir().join(format!("imagemenu-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&dir.0);
-        std::fs::create_dir_all(&dir.0).unwrap();
+        let dir = TempDir::new("imagemenu");
         let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
-        let src = dir.0.join("disk.raw");
+        let src = dir.join("disk.raw");
         std::fs::write(&src, &data).unwrap();
         let src = src.display().to_string();
         let size = data.len() as u64;
 
-        let out = menu(&src, size, &dir.0, "vdb-S1", "y\n\n");
+        let out = menu(&src, size, dir.path(), "vdb-S1", "y\n\n");
         assert!(out.contains("Start? [y/N]: "), "{out}");
         assert!(out.contains("Done: every sector was read."), "{out}");
-        assert_eq!(std::fs::read(dir.0.join("vdb-S1.img")).unwrap(), data);
-        let sum = std::fs::read_to_string(dir.0.join("vdb-S1.img.sha256")).unwrap();
+        assert_eq!(std::fs::read(dir.join("vdb-S1.img")).unwrap(), data);
+        let sum = std::fs::read_to_string(dir.join("vdb-S1.img.sha256")).unwrap();
         assert!(sum.ends_with("  vdb-S1.img\n"), "{sum}");
 
-        let out = menu(&src, size, &dir.0, "vdb-S1", "r\n\n");
+        let out = menu(&src, size, dir.path(), "vdb-S1", "r\n\n");
         assert!(
             out.contains("An earlier run's mapfile is there:")
                 && out.contains("(100.0% rescued, 0 bad area(s), 0 B not tried)"),
@@ -251,13 +242,13 @@ mod tests {
         );
         assert!(out.contains("Done: every sector was read."), "{out}");
 
-        std::fs::remove_file(dir.0.join("vdb-S1.map")).unwrap();
-        let out = menu(&src, size, &dir.0, "vdb-S1", "\n");
+        std::fs::remove_file(dir.join("vdb-S1.map")).unwrap();
+        let out = menu(&src, size, dir.path(), "vdb-S1", "\n");
         assert!(out.contains("exists without a mapfile"), "{out}");
 
-        let out = menu(&src, size, &dir.0, "vdc", "n\n");
+        let out = menu(&src, size, dir.path(), "vdc", "n\n");
         assert!(out.contains("Cancelled; nothing was written."), "{out}");
-        assert!(!dir.0.join("vdc.img").exists() && !dir.0.join("vdc.map").exists());
+        assert!(!dir.join("vdc.img").exists() && !dir.join("vdc.map").exists());
     }
 
     #[test]

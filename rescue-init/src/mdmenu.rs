@@ -187,29 +187,20 @@ fn run_on(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mdraid::testwriter::{build_members, ArraySpec};
-    use std::path::PathBuf;
-
-    struct Dir(PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use testkit::mdwriter::{build_members, ArraySpec};
 
     /// The listing and the per-array prompt on member image files; the
     /// actions themselves need the kernel's md driver (qemu-tests).
     #[test]
     fn lists_arrays_from_image_files_and_offers_assembly() {
-        let dir = Dir(std::env::temp_dir().join(format!("mdmenu-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&dir.0);
-        std::fs::create_dir_all(dir.0.join("sys/block")).unwrap();
+        let dir = testkit::TempDir::new("mdmenu");
+        std::fs::create_dir_all(dir.join("sys/block")).unwrap();
         let spec = ArraySpec::new("1.2", 5, 3);
         let paths: Vec<String> = build_members(&spec)
             .iter()
             .enumerate()
             .map(|(i, img)| {
-                let p = dir.0.join(format!("member{i}.img"));
+                let p = dir.join(format!("member{i}.img"));
                 std::fs::write(&p, img).unwrap();
                 p.display().to_string()
             })
@@ -221,8 +212,8 @@ mod tests {
         };
         // No md device runs: an empty sysfs.
         let md = Md {
-            sys: dir.0.join("sys"),
-            dev: dir.0.join("dev"),
+            sys: dir.join("sys"),
+            dev: dir.join("dev"),
         };
         // The array, then back to its listing, then back to the overview.
         let mut input: &[u8] = b"1\n\n\n";

@@ -5,7 +5,8 @@
 //! without the leading `rescue`; `#` starts a comment; blank lines are
 //! skipped. Output of each command is printed between
 //! `=== rescue: <command> ===` and `=== end: <command> (exit N) ===`; after the
-//! last command `=== rescue.script done ===`.
+//! last command `=== rescue.script done ===` (the format is the `scriptmark`
+//! crate, shared with the test harness that parses it).
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -109,15 +110,15 @@ pub fn run_script(path: &str, consoles: &[String]) -> i32 {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            out.line(&format!("=== rescue.script error: {path}: {e} ==="));
-            out.line("=== rescue.script done ===");
+            out.line(&scriptmark::script_error(path, e));
+            out.line(scriptmark::DONE);
             return 2;
         }
     };
     let exe = std::env::current_exe().unwrap_or_else(|_| "/bin/rescue".into());
     let mut worst = 0;
     for line in parse_script(&text) {
-        out.line(&format!("=== rescue: {line} ==="));
+        out.line(&scriptmark::begin(&line));
         let code = match split_command(&line) {
             Err(e) => {
                 out.line(&format!("rescue.script: {line}: {e}"));
@@ -125,12 +126,12 @@ pub fn run_script(path: &str, consoles: &[String]) -> i32 {
             }
             Ok(words) => run_one(&exe, &words, &mut out),
         };
-        out.line(&format!("=== end: {line} (exit {code}) ==="));
+        out.line(&scriptmark::end(&line, code));
         if code != 0 {
             worst = worst.max(code);
         }
     }
-    out.line("=== rescue.script done ===");
+    out.line(scriptmark::DONE);
     worst
 }
 

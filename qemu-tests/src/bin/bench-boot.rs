@@ -45,7 +45,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(3);
     let image = Image::built();
-    let dir = TempDir::new("bench-boot");
+    let dir = temp_dir("bench-boot");
     let disk = make_disk(&dir.path().join("d.img"), 64 << 20, "bench");
     let bb = Image {
         kernel: image.kernel.clone(),

@@ -84,7 +84,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
     let image = Image::built();
-    let dir = TempDir::new("bench-media");
+    let dir = temp_dir("bench-media");
     let disk = make_disk(&dir.path().join("d.img"), 16 << 20, "bench");
     for f in ["rescue.iso", "rescue-usb.img", "vmlinuz", "initramfs.img"] {
         let p = out_file(&image, f);

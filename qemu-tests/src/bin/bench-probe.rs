@@ -6,7 +6,7 @@ use qemu_tests::*;
 
 fn main() {
     let image = Image::built();
-    let dir = TempDir::new("bench-probe");
+    let dir = temp_dir("bench-probe");
     let kinds = [
         Controller::Ahci,
         Controller::Nvme,

@@ -396,36 +396,11 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn temp_image(bytes: &[u8]) -> (tempdir::Dir, PathBuf) {
-        let dir = tempdir::Dir::new();
-        let p = dir.path().join("img");
+    fn temp_image(bytes: &[u8]) -> (testkit::TempDir, PathBuf) {
+        let dir = testkit::TempDir::new("blockdev-test");
+        let p = dir.join("img");
         std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
         (dir, p)
-    }
-
-    mod tempdir {
-        pub struct Dir(std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                use std::sync::atomic::{AtomicU32, Ordering};
-                static N: AtomicU32 = AtomicU32::new(0);
-                let p = std::env::temp_dir().join(format!(
-                    "blockdev-test-{}-{}",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::create_dir_all(&p).unwrap();
-                Dir(p)
-            }
-            pub fn path(&self) -> &std::path::Path {
-                &self.0
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     #[test]
@@ -469,7 +444,7 @@ mod tests {
 
     #[test]
     fn directory_is_rejected_with_its_name() {
-        let d = tempdir::Dir::new();
+        let d = testkit::TempDir::new("blockdev-test");
         let err = Device::open(d.path()).unwrap_err();
         assert!(err.to_string().contains("neither a block device"), "{err}");
     }

@@ -625,6 +625,4 @@ pub fn summarize_checked(dev: &dyn BlockDevice) -> Result<GptSummary, GptError> 
 }
 
 #[cfg(test)]
-pub mod testdisk;
-#[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
-use crate::testdisk::*;
 use crate::verify::{verify, Severity};
 use crate::*;
 use blockdev::MemDevice;
+use testkit::gptdisk::*;
 
 const SECTORS: u64 = 131072; // 64 MiB
 

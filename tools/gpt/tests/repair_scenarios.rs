@@ -180,25 +180,11 @@ fn write_markers(img: &Path, ss: u64, parts: &[(u32, Part)]) {
     }
 }
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("gpt-repair-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+use testkit::TempDir;
+
+/// A scratch directory for one test.
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("gpt-repair-{tag}"))
 }
 
 fn sparse(path: &Path, bytes: u64) {
@@ -218,7 +204,7 @@ fn raw_copy(src: &Path, dst: &Path, bytes: u64) {
 
 /// The original ESXi 5.x boot disk: 64 MiB.
 fn original(dir: &TempDir, ss: u64) -> PathBuf {
-    let p = dir.path("original.img");
+    let p = dir.join("original.img");
     let total = 64 * MIB / ss;
     sparse(&p, 64 * MIB);
     let parts = esxi5(ss, total);
@@ -337,7 +323,7 @@ fn read_range(img: &Path, offset: u64, len: u64) -> Vec<u8> {
 
 #[test]
 fn original_esxi5_disk_is_clean_for_us_and_sgdisk() {
-    let d = TempDir::new("orig");
+    let d = temp_dir("orig");
     let img = original(&d, 512);
     assert_eq!(finding_codes(&img), ["esxi-layout"]);
     assert_sgdisk_clean(&img, 512);
@@ -351,7 +337,7 @@ fn original_esxi5_disk_is_clean_for_us_and_sgdisk() {
 
 /// Grown 1.5x and both GPTs rewritten compacted (all CRCs valid).
 fn compacted_copy(d: &TempDir, orig: &Path, ss: u64) -> PathBuf {
-    let img = d.path("compacted.img");
+    let img = d.join("compacted.img");
     let total = 96 * MIB / ss;
     raw_copy(orig, &img, 96 * MIB);
     write_gpt(&img, ss, total, &compacted(&esxi5(ss, 64 * MIB / ss)));
@@ -361,17 +347,17 @@ fn compacted_copy(d: &TempDir, orig: &Path, ss: u64) -> PathBuf {
 /// What the compacted copy should become: the same raw copy with an
 /// uncompacted GPT written for the new size.
 fn expected_grown(d: &TempDir, base: &Path, ss: u64) -> PathBuf {
-    let exp = d.path("expected.img");
+    let exp = d.join("expected.img");
     std::fs::copy(base, &exp).unwrap();
     write_gpt(&exp, ss, 96 * MIB / ss, &esxi5(ss, 64 * MIB / ss));
     exp
 }
 
 fn compacted_scenario(ss: u64, mode: impl Fn(&Path) -> Mode) {
-    let d = TempDir::new(&format!("compacted-{ss}"));
+    let d = temp_dir(&format!("compacted-{ss}"));
     let orig = original(&d, ss);
     let img = compacted_copy(&d, &orig, ss);
-    let input = d.path("input.img");
+    let input = d.join("input.img");
     std::fs::copy(&img, &input).unwrap();
     let exp = expected_grown(&d, &img, ss);
     assert_eq!(finding_codes(&img), ["esxi-compacted"]);
@@ -385,7 +371,7 @@ fn compacted_scenario(ss: u64, mode: impl Fn(&Path) -> Mode) {
         .map(|(m, _)| m.describe())
         .collect();
     assert_eq!(offered, ["--esxi-slots"]);
-    let undo_path = d.path("undo");
+    let undo_path = d.join("undo");
     let plan = repair(&img, mode(&orig), &undo_path);
     assert!(
         plan.steps
@@ -461,11 +447,11 @@ fn compacted_copy_4096_byte_sectors() {
 
 #[test]
 fn raw_copy_without_rewrite_relocates_the_backup() {
-    let d = TempDir::new("stranded");
+    let d = temp_dir("stranded");
     let orig = original(&d, 512);
-    let img = d.path("grown.img");
+    let img = d.join("grown.img");
     raw_copy(&orig, &img, 96 * MIB);
-    let input = d.path("input.img");
+    let input = d.join("input.img");
     std::fs::copy(&img, &input).unwrap();
     assert_eq!(
         finding_codes(&img),
@@ -483,7 +469,7 @@ fn raw_copy_without_rewrite_relocates_the_backup() {
         "{}",
         p.render()
     );
-    let undo_path = d.path("undo");
+    let undo_path = d.join("undo");
     let plan = repair(&img, Mode::RelocateBackup, &undo_path);
     let text = plan.render();
     assert!(text.contains("left as it is (not zeroed)"), "{text}");
@@ -507,14 +493,14 @@ fn raw_copy_without_rewrite_relocates_the_backup() {
 /// alone rebuilds both copies at the right places.
 #[test]
 fn grown_disk_with_destroyed_primary_finds_the_stranded_backup() {
-    let d = TempDir::new("grown-noprimary");
+    let d = temp_dir("grown-noprimary");
     let orig = original(&d, 512);
-    let img = d.path("grown.img");
+    let img = d.join("grown.img");
     raw_copy(&orig, &img, 96 * MIB);
-    let grown = d.path("grown-intact.img");
+    let grown = d.join("grown-intact.img");
     std::fs::copy(&img, &grown).unwrap();
     patch(&img, 512, &[0u8; 512]);
-    let input = d.path("input.img");
+    let input = d.join("input.img");
     std::fs::copy(&img, &input).unwrap();
     let old_last = 64 * MIB / 512 - 1;
     let dev = Device::open(&img).unwrap();
@@ -540,7 +526,7 @@ fn grown_disk_with_destroyed_primary_finds_the_stranded_backup() {
         "{}",
         p.render()
     );
-    let undo_path = d.path("undo");
+    let undo_path = d.join("undo");
     let plan = repair(&img, Mode::RelocateBackup, &undo_path);
     assert!(
         plan.steps
@@ -560,12 +546,12 @@ fn grown_disk_with_destroyed_primary_finds_the_stranded_backup() {
 }
 
 fn damaged_scenario(tag: &str, damage: impl Fn(&Path), codes: &[&str], mode: Mode) {
-    let d = TempDir::new(tag);
+    let d = temp_dir(tag);
     let orig = original(&d, 512);
-    let img = d.path("damaged.img");
+    let img = d.join("damaged.img");
     std::fs::copy(&orig, &img).unwrap();
     damage(&img);
-    let input = d.path("input.img");
+    let input = d.join("input.img");
     std::fs::copy(&img, &input).unwrap();
     let mut expected = codes.to_vec();
     expected.push("esxi-layout");
@@ -577,7 +563,7 @@ fn damaged_scenario(tag: &str, damage: impl Fn(&Path), codes: &[&str], mode: Mod
         .map(|(m, _)| m.describe())
         .collect();
     assert_eq!(offered, [mode.describe()]);
-    let undo_path = d.path("undo");
+    let undo_path = d.join("undo");
     repair(&img, mode, &undo_path);
     assert!(
         same_file(&img, &orig),
@@ -656,7 +642,7 @@ fn both_array_crcs_bad_fixed_by_fix_crc() {
 
 #[test]
 fn refusals_explain_themselves() {
-    let d = TempDir::new("refuse");
+    let d = temp_dir("refuse");
     let img = original(&d, 512);
     let dev = Device::open(&img).unwrap();
     let v = gpt::read(&dev);
@@ -673,7 +659,7 @@ fn refusals_explain_themselves() {
         .unwrap()
         .is_empty());
     // A plain Linux disk is no ESXi layout.
-    let linux = d.path("linux.img");
+    let linux = d.join("linux.img");
     sparse(&linux, 8 * MIB);
     let lp = vec![(
         1,
@@ -699,7 +685,7 @@ fn refusals_explain_themselves() {
 #[test]
 fn cli_dry_run_writes_nothing_and_write_needs_undo() {
     use argh::FromArgs;
-    let d = TempDir::new("cli");
+    let d = temp_dir("cli");
     let orig = original(&d, 512);
     let img = compacted_copy(&d, &orig, 512);
     let before = std::fs::read(&img).unwrap();
@@ -718,7 +704,7 @@ fn cli_dry_run_writes_nothing_and_write_needs_undo() {
         2
     );
     assert_eq!(std::fs::read(&img).unwrap(), before);
-    let undo_path = d.path("cli.undo");
+    let undo_path = d.join("cli.undo");
     let u = undo_path.to_str().unwrap();
     assert_eq!(
         gpt::cli::run(cmd(&[
@@ -753,7 +739,7 @@ fn cli_dry_run_writes_nothing_and_write_needs_undo() {
 
 #[test]
 fn summary_for_the_overview() {
-    let d = TempDir::new("summary");
+    let d = temp_dir("summary");
     let orig = original(&d, 512);
     let s = gpt::summarize_checked(&Device::open(&orig).unwrap()).unwrap();
     assert_eq!(
@@ -969,15 +955,15 @@ fn esxi6_layout_with_second_diagnostic_partition() {
 
 #[test]
 fn crash_between_the_two_writes_is_explained_and_fixed_by_a_second_run() {
-    let d = TempDir::new("crash");
+    let d = temp_dir("crash");
     let orig = original(&d, 512);
     let img = compacted_copy(&d, &orig, 512);
-    let input = d.path("input.img");
+    let input = d.join("input.img");
     std::fs::copy(&img, &input).unwrap();
     let exp = expected_grown(&d, &img, 512);
     let plan = make_plan(&img, Mode::EsxiSlots);
     // Power lost after the backup phase: undo file and backup written only.
-    let undo_path = d.path("undo");
+    let undo_path = d.join("undo");
     let ss = u64::from(plan.sector_size);
     apply::write_undo(
         &undo_path,
@@ -1030,7 +1016,7 @@ fn crash_between_the_two_writes_is_explained_and_fixed_by_a_second_run() {
     {
         patch(&img, c.lba * ss, &c.new);
     }
-    repair(&img, Mode::EsxiSlots, &d.path("undo2"));
+    repair(&img, Mode::EsxiSlots, &d.join("undo2"));
     assert!(same_file(&img, &exp));
 }
 

@@ -879,22 +879,11 @@ mod tests {
     use ddmap::render;
     use std::sync::atomic::Ordering;
 
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(tag: &str) -> Dir {
-            let p = std::env::temp_dir().join(format!("imaging-job-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-        fn s(&self, name: &str) -> String {
-            self.0.join(name).display().to_string()
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    use testkit::TempDir;
+
+    /// A scratch directory for one test.
+    fn dir(tag: &str) -> TempDir {
+        TempDir::new(&format!("imaging-job-{tag}"))
     }
 
     fn data(size: usize) -> Vec<u8> {
@@ -988,28 +977,48 @@ mod tests {
 
     #[test]
     fn validate_refuses_outputs_that_are_the_source_or_each_other() {
-        let d = Dir::new("same");
-        std::fs::write(d.s("src.img"), data(64 << 10)).unwrap();
-        let e = refusal(&Job::new(d.s("src.img"), d.s("src.img"), d.s("m.map")));
+        let d = dir("same");
+        std::fs::write(d.join_str("src.img"), data(64 << 10)).unwrap();
+        let e = refusal(&Job::new(
+            d.join_str("src.img"),
+            d.join_str("src.img"),
+            d.join_str("m.map"),
+        ));
         assert_eq!(e, JobError::IsTheSource(Target::Destination));
         assert_eq!(e.to_string(), "DST is the source itself: refusing");
-        let e = refusal(&Job::new(d.s("src.img"), d.s("dst.img"), d.s("src.img")));
+        let e = refusal(&Job::new(
+            d.join_str("src.img"),
+            d.join_str("dst.img"),
+            d.join_str("src.img"),
+        ));
         assert_eq!(e, JobError::IsTheSource(Target::Mapfile));
-        std::fs::write(d.s("dst.img"), b"").unwrap();
-        let e = refusal(&Job::new(d.s("src.img"), d.s("dst.img"), d.s("dst.img")));
+        std::fs::write(d.join_str("dst.img"), b"").unwrap();
+        let e = refusal(&Job::new(
+            d.join_str("src.img"),
+            d.join_str("dst.img"),
+            d.join_str("dst.img"),
+        ));
         assert_eq!(e, JobError::MapfileIsDestination);
         // Through a symlink it is still the source.
-        std::os::unix::fs::symlink(d.0.join("src.img"), d.0.join("link.img")).unwrap();
-        let e = refusal(&Job::new(d.s("src.img"), d.s("link.img"), d.s("m.map")));
+        std::os::unix::fs::symlink(d.join("src.img"), d.join("link.img")).unwrap();
+        let e = refusal(&Job::new(
+            d.join_str("src.img"),
+            d.join_str("link.img"),
+            d.join_str("m.map"),
+        ));
         assert_eq!(e, JobError::IsTheSource(Target::Destination));
-        assert!(!d.0.join("m.map").exists(), "a refusal writes nothing");
+        assert!(!d.join("m.map").exists(), "a refusal writes nothing");
     }
 
     #[test]
     fn validate_refuses_bad_options_and_destinations() {
-        let d = Dir::new("opts");
-        std::fs::write(d.s("src.img"), data(64 << 10)).unwrap();
-        let job = Job::new(d.s("src.img"), d.s("dst.img"), d.s("m.map"));
+        let d = dir("opts");
+        std::fs::write(d.join_str("src.img"), data(64 << 10)).unwrap();
+        let job = Job::new(
+            d.join_str("src.img"),
+            d.join_str("dst.img"),
+            d.join_str("m.map"),
+        );
         assert_eq!(
             HashAlgorithm::from_name("md5").unwrap_err().to_string(),
             "--hash: unsupported algorithm 'md5' (supported: sha256)"
@@ -1029,38 +1038,53 @@ mod tests {
             ..job.clone()
         });
         assert!(matches!(e, JobError::ConfirmationMismatch { .. }), "{e:?}");
-        let e = refusal(&Job::new(d.s("missing.img"), d.s("dst.img"), d.s("m.map")));
+        let e = refusal(&Job::new(
+            d.join_str("missing.img"),
+            d.join_str("dst.img"),
+            d.join_str("m.map"),
+        ));
         assert!(
             matches!(&e, JobError::Source(m) if m.contains("missing.img")),
             "{e:?}"
         );
-        std::fs::create_dir(d.0.join("adir")).unwrap();
-        let e = refusal(&Job::new(d.s("src.img"), d.s("adir"), d.s("m.map")));
-        assert_eq!(e, JobError::DestinationNotFileOrBlockDevice(d.s("adir")));
+        std::fs::create_dir(d.join("adir")).unwrap();
         let e = refusal(&Job::new(
-            d.s("src.img"),
-            d.s("nodir/dst.img"),
-            d.s("m.map"),
+            d.join_str("src.img"),
+            d.join_str("adir"),
+            d.join_str("m.map"),
+        ));
+        assert_eq!(
+            e,
+            JobError::DestinationNotFileOrBlockDevice(d.join_str("adir"))
+        );
+        let e = refusal(&Job::new(
+            d.join_str("src.img"),
+            d.join_str("nodir/dst.img"),
+            d.join_str("m.map"),
         ));
         assert!(matches!(e, JobError::Destination(_)), "{e:?}");
         // A mapfile of another size belongs to another source.
         let mut other = Map::new(128 << 10);
         other.set(0, 4096, Status::Finished);
-        std::fs::write(d.s("m.map"), render(&other, &Header::default())).unwrap();
+        std::fs::write(d.join_str("m.map"), render(&other, &Header::default())).unwrap();
         let e = refusal(&job);
         assert!(matches!(e, JobError::MapfileMismatch { .. }), "{e:?}");
-        assert!(!d.0.join("dst.img").exists(), "a refusal creates nothing");
+        assert!(!d.join("dst.img").exists(), "a refusal creates nothing");
     }
 
     #[test]
     fn an_existing_image_file_is_accepted_and_not_truncated() {
-        let d = Dir::new("exist");
+        let d = dir("exist");
         let src = data(128 << 10);
-        std::fs::write(d.s("src.img"), &src).unwrap();
-        std::fs::write(d.s("dst.img"), vec![0xee; 192 << 10]).unwrap();
-        let v = Job::new(d.s("src.img"), d.s("dst.img"), d.s("m.map"))
-            .validate()
-            .unwrap();
+        std::fs::write(d.join_str("src.img"), &src).unwrap();
+        std::fs::write(d.join_str("dst.img"), vec![0xee; 192 << 10]).unwrap();
+        let v = Job::new(
+            d.join_str("src.img"),
+            d.join_str("dst.img"),
+            d.join_str("m.map"),
+        )
+        .validate()
+        .unwrap();
         assert_eq!(v.source_size(), 128 << 10);
         assert!(!v.resuming());
         let r = v
@@ -1069,7 +1093,7 @@ mod tests {
             .run(&AtomicBool::new(false), &mut Seen::default())
             .unwrap();
         assert_eq!(r.exit_code(), 0);
-        let img = std::fs::read(d.s("dst.img")).unwrap();
+        let img = std::fs::read(d.join_str("dst.img")).unwrap();
         assert_eq!(img.len(), 192 << 10, "never truncated");
         assert_eq!(&img[..src.len()], &src[..]);
         assert!(img[src.len()..].iter().all(|&b| b == 0xee));
@@ -1077,22 +1101,26 @@ mod tests {
 
     #[test]
     fn a_run_on_a_faulty_image_maps_its_bad_areas_and_hashes() {
-        let d = Dir::new("faulty");
+        let d = dir("faulty");
         let size = 256u64 << 10;
         let src = data(size as usize);
-        std::fs::write(d.s("src.img"), &src).unwrap();
+        std::fs::write(d.join_str("src.img"), &src).unwrap();
         // ddrescue test mode: two unreadable sectors.
         let mut test_map = Map::new(size);
         test_map.set(0, size, Status::Finished);
         test_map.set(70 * 512, 512, Status::BadSector);
         test_map.set(300 * 512, 512, Status::BadSector);
-        std::fs::write(d.s("bad.map"), render(&test_map, &Header::default())).unwrap();
+        std::fs::write(d.join_str("bad.map"), render(&test_map, &Header::default())).unwrap();
         let job = Job {
-            simulate_bad: Some(d.s("bad.map")),
+            simulate_bad: Some(d.join_str("bad.map")),
             hash: Some(HashAlgorithm::Sha256),
             hash_file: true,
             sparse: true,
-            ..Job::new(d.s("src.img"), d.s("dst.img"), d.s("m.map"))
+            ..Job::new(
+                d.join_str("src.img"),
+                d.join_str("dst.img"),
+                d.join_str("m.map"),
+            )
         };
         let prepared = job.validate().unwrap().prepare().unwrap();
         assert!(prepared.plan_line().starts_with("rescue image: "));
@@ -1107,31 +1135,35 @@ mod tests {
         assert_eq!(r.bad_bytes(), 1024);
         assert_eq!(r.rescued_bytes(), size - 1024);
         assert_eq!(r.error(), None);
-        let img = std::fs::read(d.s("dst.img")).unwrap();
+        let img = std::fs::read(d.join_str("dst.img")).unwrap();
         let mut expected = src.clone();
         expected[70 * 512..71 * 512].fill(0);
         expected[300 * 512..301 * 512].fill(0);
         assert_eq!(img, expected, "good areas copied, bad ones left as zeros");
         let hex = r.sha256_hex().unwrap();
-        let line = std::fs::read_to_string(d.s("dst.img.sha256")).unwrap();
+        let line = std::fs::read_to_string(d.join_str("dst.img.sha256")).unwrap();
         assert_eq!(line, format!("{hex}  dst.img\n"));
         assert!(
             r.log_line().contains("1024 bytes in 2 bad areas"),
             "{}",
             r.log_line()
         );
-        let (saved, _) = ddmap::load(&d.0.join("m.map")).unwrap().unwrap();
+        let (saved, _) = ddmap::load(&d.join("m.map")).unwrap().unwrap();
         assert_eq!(saved.areas(Status::BadSector), 2);
     }
 
     #[test]
     fn a_stopped_run_reports_stopped_and_the_same_job_resumes() {
-        let d = Dir::new("stop");
+        let d = dir("stop");
         let src = data(512 << 10);
-        std::fs::write(d.s("src.img"), &src).unwrap();
+        std::fs::write(d.join_str("src.img"), &src).unwrap();
         let job = Job {
             hash: Some(HashAlgorithm::Sha256),
-            ..Job::new(d.s("src.img"), d.s("dst.img"), d.s("m.map"))
+            ..Job::new(
+                d.join_str("src.img"),
+                d.join_str("dst.img"),
+                d.join_str("m.map"),
+            )
         };
         let stop = AtomicBool::new(true);
         let r = job
@@ -1155,7 +1187,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.exit_code(), 0);
         assert_eq!(r.rescued_bytes(), 512 << 10);
-        assert_eq!(std::fs::read(d.s("dst.img")).unwrap(), src);
+        assert_eq!(std::fs::read(d.join_str("dst.img")).unwrap(), src);
         assert!(r.sha256.is_some());
     }
 }

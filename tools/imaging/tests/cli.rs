@@ -5,28 +5,14 @@ use argh::FromArgs;
 use ddmap::{render, Header, Map, Status};
 use imaging::cli::{run, ImageCommand};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-struct Dir(PathBuf);
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("imaging-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-    fn p(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn s(&self, name: &str) -> String {
-        self.p(name).display().to_string()
-    }
-}
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+use testkit::TempDir;
+
+/// A scratch directory for one test.
+fn dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("imaging-cli-{tag}"))
 }
 
 fn tool(name: &str) -> Command {
@@ -123,40 +109,40 @@ fn sha256sum(p: &Path) -> String {
 
 #[test]
 fn same_bytes_and_map_as_gnu_ddrescue_test_mode() {
-    let d = Dir::new("vsdd");
+    let d = dir("vsdd");
     let size = 6u64 << 20;
     let src = data(size as usize, 5);
-    std::fs::write(d.p("src"), &src).unwrap();
+    std::fs::write(d.join("src"), &src).unwrap();
     let bad = bad_list(size);
-    std::fs::write(d.p("fault"), fault_map(size, &bad)).unwrap();
-    let before = sha256sum(&d.p("src"));
+    std::fs::write(d.join("fault"), fault_map(size, &bad)).unwrap();
+    let before = sha256sum(&d.join("src"));
 
     let st = tool("ddrescue")
         .args(["-q", "-H"])
-        .arg(d.p("fault"))
-        .arg(d.p("src"))
-        .arg(d.p("dd.img"))
-        .arg(d.p("dd.map"))
+        .arg(d.join("fault"))
+        .arg(d.join("src"))
+        .arg(d.join("dd.img"))
+        .arg(d.join("dd.map"))
         .status()
         .unwrap();
     assert!(st.success(), "ddrescue failed: {st}");
 
     let code = cli(&[
-        &d.s("src"),
-        &d.s("our.img"),
+        &d.join_str("src"),
+        &d.join_str("our.img"),
         "--map",
-        &d.s("our.map"),
+        &d.join_str("our.map"),
         "--simulate-bad",
-        &d.s("fault"),
+        &d.join_str("fault"),
         "--no-direct",
     ]);
     assert_eq!(code, 1, "bad areas remain -> exit 1");
-    assert_eq!(before, sha256sum(&d.p("src")), "the source was modified");
-    let ours = std::fs::read(d.p("our.img")).unwrap();
-    let theirs = std::fs::read(d.p("dd.img")).unwrap();
+    assert_eq!(before, sha256sum(&d.join("src")), "the source was modified");
+    let ours = std::fs::read(d.join("our.img")).unwrap();
+    let theirs = std::fs::read(d.join("dd.img")).unwrap();
     assert_eq!(ours.len(), theirs.len());
     assert!(ours == theirs, "rescued bytes differ from GNU ddrescue's");
-    let (mo, md) = (load(&d.p("our.map")), load(&d.p("dd.map")));
+    let (mo, md) = (load(&d.join("our.map")), load(&d.join("dd.map")));
     assert_eq!(extents(&mo), extents(&md));
     // Exactly the injected sectors are bad.
     let (eff, bad_bytes) = effective(size, &bad);
@@ -165,8 +151,8 @@ fn same_bytes_and_map_as_gnu_ddrescue_test_mode() {
     // ddrescuelog reads our map and agrees it matches ddrescue's.
     let st = tool("ddrescuelog")
         .args(["-q", "-p"])
-        .arg(d.p("dd.map"))
-        .arg(d.p("our.map"))
+        .arg(d.join("dd.map"))
+        .arg(d.join("our.map"))
         .status()
         .unwrap();
     assert!(st.success(), "ddrescuelog -p says the maps differ");
@@ -174,22 +160,22 @@ fn same_bytes_and_map_as_gnu_ddrescue_test_mode() {
 
 #[test]
 fn mapfile_round_trips_with_ddrescue_and_ddrescuelog() {
-    let d = Dir::new("rt");
+    let d = dir("rt");
     let size = 4u64 << 20;
-    std::fs::write(d.p("src"), data(size as usize, 9)).unwrap();
+    std::fs::write(d.join("src"), data(size as usize, 9)).unwrap();
     let bad = bad_list(size);
-    std::fs::write(d.p("fault"), fault_map(size, &bad)).unwrap();
+    std::fs::write(d.join("fault"), fault_map(size, &bad)).unwrap();
     // A partial ddrescue map with every status: copy pass 1 only, no trim/scrape.
     let st = tool("ddrescue")
         .args(["-q", "--cpass=1", "-n", "-N", "-H"])
-        .arg(d.p("fault"))
-        .arg(d.p("src"))
-        .arg(d.p("img"))
-        .arg(d.p("dd.map"))
+        .arg(d.join("fault"))
+        .arg(d.join("src"))
+        .arg(d.join("img"))
+        .arg(d.join("dd.map"))
         .status()
         .unwrap();
     assert!(st.success());
-    let text = std::fs::read_to_string(d.p("dd.map")).unwrap();
+    let text = std::fs::read_to_string(d.join("dd.map")).unwrap();
     let m = ddmap::parse(&text).unwrap().map.unwrap();
     assert!(
         m.bytes(Status::NonTrimmed) > 0 || m.bytes(Status::NonTried) > 0,
@@ -204,40 +190,40 @@ fn mapfile_round_trips_with_ddrescue_and_ddrescuelog() {
             .collect()
     };
     assert_eq!(body(&ours), body(&text));
-    std::fs::write(d.p("our.map"), &ours).unwrap();
+    std::fs::write(d.join("our.map"), &ours).unwrap();
     let st = tool("ddrescuelog")
         .args(["-q", "-p"])
-        .arg(d.p("dd.map"))
-        .arg(d.p("our.map"))
+        .arg(d.join("dd.map"))
+        .arg(d.join("our.map"))
         .status()
         .unwrap();
     assert!(st.success());
     // ddrescuelog's listing of bad (non-finished) blocks from our map.
     let o = tool("ddrescuelog")
         .args(["-l-"])
-        .arg(d.p("our.map"))
+        .arg(d.join("our.map"))
         .output()
         .unwrap();
     assert!(o.status.success());
 
     // We resume ddrescue's partial rescue; ddrescue resumes ours.
     let code = cli(&[
-        &d.s("src"),
-        &d.s("img"),
+        &d.join_str("src"),
+        &d.join_str("img"),
         "--map",
-        &d.s("dd.map"),
+        &d.join_str("dd.map"),
         "--simulate-bad",
-        &d.s("fault"),
+        &d.join_str("fault"),
         "--no-direct",
     ]);
     assert_eq!(code, 1);
-    let done = load(&d.p("dd.map"));
+    let done = load(&d.join("dd.map"));
     let (eff, bad_bytes) = effective(size, &bad);
     assert_eq!(done.bytes(Status::BadSector), bad_bytes);
     assert_eq!(done.bytes(Status::Finished), eff - bad_bytes);
     let st = tool("ddrescuelog")
         .args(["-q", "-D"])
-        .arg(d.p("dd.map"))
+        .arg(d.join("dd.map"))
         .status()
         .unwrap();
     assert!(!st.success(), "-D: not finished while bad sectors remain");
@@ -245,17 +231,17 @@ fn mapfile_round_trips_with_ddrescue_and_ddrescuelog() {
     // ddrescue takes our finished map and has nothing left to do but retry.
     let st = tool("ddrescue")
         .args(["-q", "-H"])
-        .arg(d.p("fault"))
-        .arg(d.p("src"))
-        .arg(d.p("img"))
-        .arg(d.p("dd.map"))
+        .arg(d.join("fault"))
+        .arg(d.join("src"))
+        .arg(d.join("img"))
+        .arg(d.join("dd.map"))
         .status()
         .unwrap();
     assert!(st.success());
-    let again = load(&d.p("dd.map"));
+    let again = load(&d.join("dd.map"));
     assert_eq!(extents(&again), extents(&done));
-    let src = std::fs::read(d.p("src")).unwrap();
-    let img = std::fs::read(d.p("img")).unwrap();
+    let src = std::fs::read(d.join("src")).unwrap();
+    let img = std::fs::read(d.join("img")).unwrap();
     for e in again.extents().filter(|e| e.status == Status::Finished) {
         assert!(img[e.pos as usize..e.end() as usize] == src[e.pos as usize..e.end() as usize]);
     }
@@ -265,24 +251,25 @@ fn mapfile_round_trips_with_ddrescue_and_ddrescuelog() {
 fn ddrescue_resumes_a_map_we_left_interrupted() {
     use imaging::{rescue, FaultDevice, FileSink, MapStore, Options};
     use std::sync::atomic::{AtomicBool, Ordering};
-    let d = Dir::new("ddresume");
+    let d = dir("ddresume");
     let size = 4u64 << 20;
-    std::fs::write(d.p("src"), data(size as usize, 17)).unwrap();
+    std::fs::write(d.join("src"), data(size as usize, 17)).unwrap();
     let bad = bad_list(size);
-    std::fs::write(d.p("fault"), fault_map(size, &bad)).unwrap();
-    let fault = load(&d.p("fault"));
-    let dev = FaultDevice::from_test_mapfile(blockdev::Device::open(d.p("src")).unwrap(), &fault);
+    std::fs::write(d.join("fault"), fault_map(size, &bad)).unwrap();
+    let fault = load(&d.join("fault"));
+    let dev =
+        FaultDevice::from_test_mapfile(blockdev::Device::open(d.join("src")).unwrap(), &fault);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
-        .open(d.p("img"))
+        .open(d.join("img"))
         .unwrap();
     let mut sink = FileSink::new(file, false).unwrap();
     let mut map = Map::new(blockdev::BlockDevice::size(&dev));
     let stop = AtomicBool::new(false);
     let store = MapStore {
-        path: Some(d.p("map")),
+        path: Some(d.join("map")),
         header: Header::default(),
     };
     let opts = Options {
@@ -303,14 +290,14 @@ fn ddrescue_resumes_a_map_we_left_interrupted() {
     drop(sink);
     let st = tool("ddrescue")
         .args(["-q", "-H"])
-        .arg(d.p("fault"))
-        .arg(d.p("src"))
-        .arg(d.p("img"))
-        .arg(d.p("map"))
+        .arg(d.join("fault"))
+        .arg(d.join("src"))
+        .arg(d.join("img"))
+        .arg(d.join("map"))
         .status()
         .unwrap();
     assert!(st.success(), "ddrescue refused our interrupted map");
-    let m = load(&d.p("map"));
+    let m = load(&d.join("map"));
     let (eff, bad_bytes) = effective(size, &bad);
     assert_eq!(m.bytes(Status::BadSector), bad_bytes);
     assert_eq!(m.bytes(Status::Finished), eff - bad_bytes);
@@ -318,102 +305,102 @@ fn ddrescue_resumes_a_map_we_left_interrupted() {
 
 #[test]
 fn hash_matches_sha256sum_and_checks_with_sha256sum_c() {
-    let d = Dir::new("hash");
+    let d = dir("hash");
     let size = 3u64 << 20;
-    std::fs::write(d.p("src"), data(size as usize, 3)).unwrap();
-    std::fs::write(d.p("fault"), fault_map(size, &[7, 8, 4000])).unwrap();
+    std::fs::write(d.join("src"), data(size as usize, 3)).unwrap();
+    std::fs::write(d.join("fault"), fault_map(size, &[7, 8, 4000])).unwrap();
     let code = cli(&[
-        &d.s("src"),
-        &d.s("img"),
+        &d.join_str("src"),
+        &d.join_str("img"),
         "--map",
-        &d.s("map"),
+        &d.join_str("map"),
         "--hash",
         "sha256",
         "--hash-file",
         "--simulate-bad",
-        &d.s("fault"),
+        &d.join_str("fault"),
         "--no-direct",
     ]);
     assert_eq!(code, 1);
-    let line = std::fs::read_to_string(d.p("img.sha256")).unwrap();
-    assert_eq!(line, format!("{}  img\n", sha256sum(&d.p("img"))));
+    let line = std::fs::read_to_string(d.join("img.sha256")).unwrap();
+    assert_eq!(line, format!("{}  img\n", sha256sum(&d.join("img"))));
     let st = Command::new("sha256sum")
         .arg("-c")
         .arg("--quiet")
         .arg("img.sha256")
-        .current_dir(&d.0)
+        .current_dir(d.path())
         .status()
         .unwrap();
     assert!(st.success());
     // Without faults the hash is the source's.
     let code = cli(&[
-        &d.s("src"),
-        &d.s("img2"),
+        &d.join_str("src"),
+        &d.join_str("img2"),
         "--map",
-        &d.s("map2"),
+        &d.join_str("map2"),
         "--hash",
         "sha256",
         "--hash-file",
         "--no-direct",
     ]);
     assert_eq!(code, 0);
-    let line = std::fs::read_to_string(d.p("img2.sha256")).unwrap();
-    assert!(line.starts_with(&sha256sum(&d.p("src"))));
+    let line = std::fs::read_to_string(d.join("img2.sha256")).unwrap();
+    assert!(line.starts_with(&sha256sum(&d.join("src"))));
 }
 
 #[test]
 fn sparse_leaves_holes_and_preallocate_reserves() {
-    let d = Dir::new("sparse");
+    let d = dir("sparse");
     let size = 8usize << 20;
     let mut v = data(size, 4);
     v[1 << 20..6 << 20].fill(0);
-    std::fs::write(d.p("src"), &v).unwrap();
+    std::fs::write(d.join("src"), &v).unwrap();
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("sp"),
+            &d.join_str("src"),
+            &d.join_str("sp"),
             "--map",
-            &d.s("m1"),
+            &d.join_str("m1"),
             "--sparse",
             "--no-direct"
         ]),
         0
     );
-    assert_eq!(std::fs::read(d.p("sp")).unwrap(), v);
-    let alloc = std::fs::metadata(d.p("sp")).unwrap().blocks() * 512;
+    assert_eq!(std::fs::read(d.join("sp")).unwrap(), v);
+    let alloc = std::fs::metadata(d.join("sp")).unwrap().blocks() * 512;
     assert!(alloc < 5 << 20, "sparse image allocates {alloc} bytes");
     // Over an old file full of 0xAA: zero blocks are punched, not left stale.
-    std::fs::write(d.p("old"), vec![0xAAu8; size]).unwrap();
+    std::fs::write(d.join("old"), vec![0xAAu8; size]).unwrap();
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("old"),
+            &d.join_str("src"),
+            &d.join_str("old"),
             "--map",
-            &d.s("m3"),
+            &d.join_str("m3"),
             "--sparse",
             "--no-direct"
         ]),
         0
     );
     assert!(
-        std::fs::read(d.p("old")).unwrap() == v,
+        std::fs::read(d.join("old")).unwrap() == v,
         "stale bytes under --sparse"
     );
-    let alloc = std::fs::metadata(d.p("old")).unwrap().blocks() * 512;
+    let alloc = std::fs::metadata(d.join("old")).unwrap().blocks() * 512;
     assert!(alloc < 5 << 20, "punched image allocates {alloc} bytes");
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("pre"),
+            &d.join_str("src"),
+            &d.join_str("pre"),
             "--map",
-            &d.s("m2"),
+            &d.join_str("m2"),
             "--preallocate",
             "--no-direct"
         ]),
         0
     );
-    assert_eq!(std::fs::read(d.p("pre")).unwrap(), v);
-    let alloc = std::fs::metadata(d.p("pre")).unwrap().blocks() * 512;
+    assert_eq!(std::fs::read(d.join("pre")).unwrap(), v);
+    let alloc = std::fs::metadata(d.join("pre")).unwrap().blocks() * 512;
     assert!(
         alloc >= size as u64,
         "preallocated image allocates only {alloc} bytes"
@@ -423,36 +410,36 @@ fn sparse_leaves_holes_and_preallocate_reserves() {
 /// Every refusal leaves DST uncreated (or unchanged) and the mapfile unchanged.
 #[test]
 fn bad_input_is_refused_before_anything_is_written() {
-    let d = Dir::new("refuse");
+    let d = dir("refuse");
     let size = 1u64 << 20;
-    std::fs::write(d.p("src"), data(size as usize, 1)).unwrap();
+    std::fs::write(d.join("src"), data(size as usize, 1)).unwrap();
     let untouched = |dst: &str, map: Option<&[u8]>| {
-        assert!(!d.p(dst).exists(), "{dst} was created");
+        assert!(!d.join(dst).exists(), "{dst} was created");
         if let Some(m) = map {
-            assert_eq!(std::fs::read(d.p("map")).unwrap(), m, "mapfile changed");
+            assert_eq!(std::fs::read(d.join("map")).unwrap(), m, "mapfile changed");
         }
     };
     // Unreadable mapfile.
-    std::fs::write(d.p("map"), b"0 ? 1\n0 0x100000 Q\n").unwrap();
+    std::fs::write(d.join("map"), b"0 ? 1\n0 0x100000 Q\n").unwrap();
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("dst"),
+            &d.join_str("src"),
+            &d.join_str("dst"),
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--no-direct"
         ]),
         2
     );
     untouched("dst", Some(b"0 ? 1\n0 0x100000 Q\n"));
     // Binary garbage.
-    std::fs::write(d.p("map"), [0xffu8, 0xfe, 0, 1]).unwrap();
+    std::fs::write(d.join("map"), [0xffu8, 0xfe, 0, 1]).unwrap();
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("dst"),
+            &d.join_str("src"),
+            &d.join_str("dst"),
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--no-direct"
         ]),
         2
@@ -460,38 +447,38 @@ fn bad_input_is_refused_before_anything_is_written() {
     untouched("dst", Some(&[0xff, 0xfe, 0, 1]));
     // Mapfile of a different size.
     let other = "0 + 1\n0 0x200000 +\n";
-    std::fs::write(d.p("map"), other).unwrap();
+    std::fs::write(d.join("map"), other).unwrap();
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("dst"),
+            &d.join_str("src"),
+            &d.join_str("dst"),
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--no-direct"
         ]),
         2
     );
     untouched("dst", Some(other.as_bytes()));
-    std::fs::remove_file(d.p("map")).unwrap();
+    std::fs::remove_file(d.join("map")).unwrap();
     // DST is SRC: same path, and a hard link.
-    let before = std::fs::read(d.p("src")).unwrap();
+    let before = std::fs::read(d.join("src")).unwrap();
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("src"),
+            &d.join_str("src"),
+            &d.join_str("src"),
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--no-direct"
         ]),
         2
     );
-    std::fs::hard_link(d.p("src"), d.p("link")).unwrap();
+    std::fs::hard_link(d.join("src"), d.join("link")).unwrap();
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("link"),
+            &d.join_str("src"),
+            &d.join_str("link"),
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--no-direct"
         ]),
         2
@@ -499,45 +486,45 @@ fn bad_input_is_refused_before_anything_is_written() {
     // The mapfile must not be SRC or DST.
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("dst"),
+            &d.join_str("src"),
+            &d.join_str("dst"),
             "--map",
-            &d.s("src"),
+            &d.join_str("src"),
             "--no-direct"
         ]),
         2
     );
-    std::fs::write(d.p("dst2"), b"old").unwrap();
+    std::fs::write(d.join("dst2"), b"old").unwrap();
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("dst2"),
+            &d.join_str("src"),
+            &d.join_str("dst2"),
             "--map",
-            &d.s("dst2"),
+            &d.join_str("dst2"),
             "--no-direct"
         ]),
         2
     );
-    assert_eq!(std::fs::read(d.p("dst2")).unwrap(), b"old");
-    assert_eq!(std::fs::read(d.p("src")).unwrap(), before);
-    assert!(!d.p("map").exists());
+    assert_eq!(std::fs::read(d.join("dst2")).unwrap(), b"old");
+    assert_eq!(std::fs::read(d.join("src")).unwrap(), before);
+    assert!(!d.join("map").exists());
     // DST neither file nor block device; --write not repeating DST; bad --hash.
     assert_eq!(
         cli(&[
-            &d.s("src"),
+            &d.join_str("src"),
             "/dev/null",
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--no-direct"
         ]),
         2
     );
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("dst"),
+            &d.join_str("src"),
+            &d.join_str("dst"),
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--write",
             "/dev/sdz",
             "--no-direct"
@@ -546,10 +533,10 @@ fn bad_input_is_refused_before_anything_is_written() {
     );
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("dst"),
+            &d.join_str("src"),
+            &d.join_str("dst"),
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--hash",
             "md5",
             "--no-direct"
@@ -557,14 +544,14 @@ fn bad_input_is_refused_before_anything_is_written() {
         2
     );
     untouched("dst", None);
-    assert!(!d.p("map").exists());
+    assert!(!d.join("map").exists());
     // Missing source.
     assert_eq!(
         cli(&[
-            &d.s("nope"),
-            &d.s("dst"),
+            &d.join_str("nope"),
+            &d.join_str("dst"),
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--no-direct"
         ]),
         2
@@ -574,34 +561,34 @@ fn bad_input_is_refused_before_anything_is_written() {
 
 #[test]
 fn existing_dst_is_not_truncated_and_clean_source_exits_0() {
-    let d = Dir::new("notrunc");
+    let d = dir("notrunc");
     let size = 1usize << 20;
     let v = data(size, 2);
-    std::fs::write(d.p("src"), &v).unwrap();
+    std::fs::write(d.join("src"), &v).unwrap();
     let mut longer = vec![0xAAu8; size + 4096];
     longer[..10].fill(1);
-    std::fs::write(d.p("dst"), &longer).unwrap();
+    std::fs::write(d.join("dst"), &longer).unwrap();
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("dst"),
+            &d.join_str("src"),
+            &d.join_str("dst"),
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--no-direct"
         ]),
         0
     );
-    let out = std::fs::read(d.p("dst")).unwrap();
+    let out = std::fs::read(d.join("dst")).unwrap();
     assert_eq!(out.len(), size + 4096, "DST was truncated");
     assert_eq!(&out[..size], &v[..]);
     assert!(out[size..].iter().all(|&b| b == 0xAA));
     // A second run on the finished map reads nothing and still exits 0.
     assert_eq!(
         cli(&[
-            &d.s("src"),
-            &d.s("dst"),
+            &d.join_str("src"),
+            &d.join_str("dst"),
             "--map",
-            &d.s("map"),
+            &d.join_str("map"),
             "--no-direct"
         ]),
         0
@@ -613,26 +600,26 @@ fn existing_dst_is_not_truncated_and_clean_source_exits_0() {
 #[test]
 fn stop_flag_interrupts_and_the_same_command_resumes() {
     use std::sync::atomic::AtomicBool;
-    let d = Dir::new("stop");
+    let d = dir("stop");
     let size = 2usize << 20;
     let v = data(size, 6);
-    std::fs::write(d.p("src"), &v).unwrap();
+    std::fs::write(d.join("src"), &v).unwrap();
     let args = [
-        d.s("src"),
-        d.s("img"),
+        d.join_str("src"),
+        d.join_str("img"),
         "--map".into(),
-        d.s("map"),
+        d.join_str("map"),
         "--no-direct".into(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let cmd = ImageCommand::from_args(&["image"], &args).unwrap();
     let code = imaging::cli::run_with_stop(cmd, &AtomicBool::new(true));
     assert_eq!(code, 1);
-    let m = load(&d.p("map"));
+    let m = load(&d.join("map"));
     assert_eq!(m.size(), size as u64);
     assert!(m.bytes(Status::Finished) < size as u64, "stopped at once");
     assert_eq!(cli(&args), 0);
-    assert_eq!(std::fs::read(d.p("img")).unwrap(), v);
+    assert_eq!(std::fs::read(d.join("img")).unwrap(), v);
 }
 
 /// A loop device (root and loop support needed) detached on drop.
@@ -662,40 +649,64 @@ impl Drop for Loop {
 /// be SRC; SRC as a block device is read with O_DIRECT through aligned buffers.
 #[test]
 fn block_device_source_and_destination() {
-    let d = Dir::new("blk");
+    let d = dir("blk");
     let v = data(4 << 20, 12);
-    std::fs::write(d.p("src"), &v).unwrap();
-    std::fs::write(d.p("big"), vec![0u8; 8 << 20]).unwrap();
-    std::fs::write(d.p("small"), vec![0u8; 1 << 20]).unwrap();
-    let big = Loop::new(&d.p("big"));
-    let small = Loop::new(&d.p("small"));
-    let map = d.s("map");
+    std::fs::write(d.join("src"), &v).unwrap();
+    std::fs::write(d.join("big"), vec![0u8; 8 << 20]).unwrap();
+    std::fs::write(d.join("small"), vec![0u8; 1 << 20]).unwrap();
+    let big = Loop::new(&d.join("big"));
+    let small = Loop::new(&d.join("small"));
+    let map = d.join_str("map");
     // No confirmation, wrong confirmation, too small: refused, nothing written.
-    assert_eq!(cli(&[&d.s("src"), &big.0, "--map", &map]), 2);
+    assert_eq!(cli(&[&d.join_str("src"), &big.0, "--map", &map]), 2);
     assert_eq!(
-        cli(&[&d.s("src"), &big.0, "--map", &map, "--write", &small.0]),
+        cli(&[
+            &d.join_str("src"),
+            &big.0,
+            "--map",
+            &map,
+            "--write",
+            &small.0
+        ]),
         2
     );
     assert_eq!(
-        cli(&[&d.s("src"), &small.0, "--map", &map, "--write", &small.0]),
+        cli(&[
+            &d.join_str("src"),
+            &small.0,
+            "--map",
+            &map,
+            "--write",
+            &small.0
+        ]),
         2
     );
-    assert!(!d.p("map").exists());
+    assert!(!d.join("map").exists());
     assert!(std::fs::read(&big.0).unwrap().iter().all(|&b| b == 0));
     // Confirmed clone to the larger device.
     assert_eq!(
-        cli(&[&d.s("src"), &big.0, "--map", &map, "--write", &big.0]),
+        cli(&[&d.join_str("src"), &big.0, "--map", &map, "--write", &big.0]),
         0
     );
     let out = std::fs::read(&big.0).unwrap();
     assert_eq!(&out[..4 << 20], &v[..]);
     assert!(out[4 << 20..].iter().all(|&b| b == 0));
     // The device as SRC (O_DIRECT) to a file; and as its own DST: refused.
-    assert_eq!(cli(&[&big.0, &d.s("img"), "--map", &d.s("map2")]), 0);
-    assert_eq!(std::fs::read(d.p("img")).unwrap(), out);
     assert_eq!(
-        cli(&[&big.0, &big.0, "--map", &d.s("map3"), "--write", &big.0]),
+        cli(&[&big.0, &d.join_str("img"), "--map", &d.join_str("map2")]),
+        0
+    );
+    assert_eq!(std::fs::read(d.join("img")).unwrap(), out);
+    assert_eq!(
+        cli(&[
+            &big.0,
+            &big.0,
+            "--map",
+            &d.join_str("map3"),
+            "--write",
+            &big.0
+        ]),
         2
     );
-    assert!(!d.p("map3").exists());
+    assert!(!d.join("map3").exists());
 }

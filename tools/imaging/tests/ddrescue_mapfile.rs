@@ -31,28 +31,11 @@ fn tool(name: &str) -> PathBuf {
     );
 }
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "imaging-ddr-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn join(&self, s: &str) -> PathBuf {
-        self.0.join(s)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+use testkit::TempDir;
+
+/// A scratch directory for one test.
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("imaging-ddr-{tag}"))
 }
 
 /// xorshift64*: deterministic test data without extra crates.
@@ -143,7 +126,7 @@ fn random_map(rng: &mut Rng, big: bool) -> Map {
 
 #[test]
 fn ddrescuelog_writes_our_maps_byte_for_byte_as_we_do() {
-    let dir = TempDir::new("render");
+    let dir = temp_dir("render");
     let mut rng = Rng(0x1234_5678_9abc_def1);
     for i in 0..150 {
         let m = random_map(&mut rng, i % 2 == 1);
@@ -204,7 +187,7 @@ fn ddrescue(args: &[&str], src: &Path, out: &Path, map: &Path) -> (i32, String) 
 
 #[test]
 fn ddrescue_written_mapfiles_parse_and_render_identically() {
-    let dir = TempDir::new("theirs");
+    let dir = temp_dir("theirs");
     let mut rng = Rng(77);
     let option_sets: &[&[&str]] = &[
         &[],
@@ -260,7 +243,7 @@ fn ddrescue_written_mapfiles_parse_and_render_identically() {
 
 #[test]
 fn hand_edited_forms_agree_with_ddrescuelog() {
-    let dir = TempDir::new("forms");
+    let dir = temp_dir("forms");
     // (text, we accept?)
     let cases: &[(&str, bool)] = &[
         ("0 + 1\n0 512 +\n512 512 -\n", true),
@@ -285,7 +268,7 @@ fn hand_edited_forms_agree_with_ddrescuelog() {
         ("0 + 1\n0 512 +\n512 0 -\n512 512 +\n", false),
     ];
     for (i, (text, accept)) in cases.iter().enumerate() {
-        let p = dir.join(&format!("f{i}"));
+        let p = dir.join(format!("f{i}"));
         std::fs::write(&p, text).unwrap();
         let ours = ddmap::parse(text);
         let (rc, theirs, err) = ddrescuelog_rewrite(&p);
@@ -308,7 +291,7 @@ fn hand_edited_forms_agree_with_ddrescuelog() {
 
 #[test]
 fn ddrescue_resumes_from_our_mapfile_mid_rescue() {
-    let dir = TempDir::new("resume");
+    let dir = temp_dir("resume");
     let mut rng = Rng(4242);
     for round in 0..6 {
         let size = 512 * (500 + rng.below(700));
@@ -381,7 +364,7 @@ fn ddrescue_resumes_from_our_mapfile_mid_rescue() {
 
 #[test]
 fn fault_device_fails_exactly_what_ddrescue_test_mode_fails() {
-    let dir = TempDir::new("testmode");
+    let dir = temp_dir("testmode");
     let mut rng = Rng(99);
     for round in 0..5 {
         let size = 512 * (300 + rng.below(500));

@@ -4,8 +4,8 @@
 //! 1.2 superblocks, random data, consistent (for three disks every member
 //! is the XOR of the other two whatever the layout puts where).
 
-use mdraid::testwriter::{superblock_for, ArraySpec};
 use std::io::Write;
+use testkit::mdwriter::{superblock_for, ArraySpec};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -15,7 +15,6 @@ pub mod gf;
 pub mod layout;
 pub mod scan;
 pub mod superblock;
-pub mod testwriter;
 pub mod verify;
 
 pub use superblock::{find_superblock, Superblock, SuperblockError};

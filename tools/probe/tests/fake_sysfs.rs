@@ -377,7 +377,7 @@ fn survey_reads_contents_from_the_device_nodes() {
 /// in the overview; the same members on partitions 2 and 3 are not.
 #[test]
 fn dsm_disks_are_named_in_the_summary() {
-    use mdraid::testwriter::{build_members, ArraySpec};
+    use testkit::mdwriter::{build_members, ArraySpec};
     let mut system = ArraySpec::new("0.90", 1, 2);
     system.uuid[0] = 1;
     let mut swap = ArraySpec::new("0.90", 1, 2);

@@ -3,8 +3,8 @@
 //! md driver.
 
 use super::*;
-use crate::testwriter::{write_090, write_v1};
 use blockdev::MemDevice;
+use testkit::mdwriter::{write_090, write_v1};
 
 fn member_v12(level: i32, disks: u32, n: u32) -> Vec<u8> {
     let mut img = vec![0u8; 1 << 20];

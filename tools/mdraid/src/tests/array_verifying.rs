@@ -3,7 +3,7 @@
 
 use super::common::*;
 use crate::array_verify::{verify_array, ArrayVerifyError, ArrayVerifyOptions, Notice};
-use crate::testwriter::build_members;
+use testkit::mdwriter::build_members;
 
 fn run(
     targets: Vec<String>,
@@ -29,9 +29,9 @@ fn run(
 
 #[test]
 fn clean_raid5_image_files_verify_consistent() {
-    let dir = TempDir::new("av-clean");
+    let dir = temp_dir("av-clean");
     let s = spec("1.2", 5, 4);
-    let paths = dir.write_all(&names(4, ".img"), &build_members(&s));
+    let paths = write_images(&dir, &names(4, ".img"), &build_members(&s));
     let (r, notices) = run(paths.clone());
     let v = r.unwrap();
     assert!(notices.is_empty(), "{notices:?}");
@@ -48,12 +48,12 @@ fn clean_raid5_image_files_verify_consistent() {
 
 #[test]
 fn a_changed_byte_is_a_mismatch_with_exit_code_1() {
-    let dir = TempDir::new("av-bad");
+    let dir = temp_dir("av-bad");
     let s = spec("1.2", 1, 2);
     let mut imgs = build_members(&s);
     let (_, _, data_off) = s.placement();
     imgs[1][data_off as usize + 4096] ^= 0x5a;
-    let paths = dir.write_all(&names(2, ".img"), &imgs);
+    let paths = write_images(&dir, &names(2, ".img"), &imgs);
     let v = run(paths).0.unwrap();
     assert_eq!(v.report.mismatch_count, 1);
     assert_eq!(v.exit_code(), 1);
@@ -63,8 +63,8 @@ fn a_changed_byte_is_a_mismatch_with_exit_code_1() {
 fn refusals_are_typed_with_their_exit_codes() {
     assert_eq!(run(Vec::new()).0.unwrap_err(), ArrayVerifyError::NoTargets);
 
-    let dir = TempDir::new("av-refuse");
-    let mut paths = dir.write_all(&names(2, ".img"), &build_members(&spec("1.2", 1, 2)));
+    let dir = temp_dir("av-refuse");
+    let mut paths = write_images(&dir, &names(2, ".img"), &build_members(&spec("1.2", 1, 2)));
     let missing = std::path::Path::new(&paths[0])
         .with_file_name("gone.img")
         .display()
@@ -82,8 +82,12 @@ fn refusals_are_typed_with_their_exit_codes() {
     // Members of two different arrays.
     let mut other = spec("1.2", 1, 2);
     other.uuid[0] ^= 1;
-    let a = dir.write_all(&names(2, "-a.img"), &build_members(&spec("1.2", 1, 2)));
-    let b = dir.write_all(&names(2, "-b.img"), &build_members(&other));
+    let a = write_images(
+        &dir,
+        &names(2, "-a.img"),
+        &build_members(&spec("1.2", 1, 2)),
+    );
+    let b = write_images(&dir, &names(2, "-b.img"), &build_members(&other));
     let e = run([a, b].concat()).0.unwrap_err();
     assert!(
         matches!(&e, ArrayVerifyError::SeveralArrays(u) if u.len() == 2),
@@ -97,7 +101,7 @@ fn refusals_are_typed_with_their_exit_codes() {
 
     // A degraded RAID-5 cannot be compared: exit code 1, as the command.
     let imgs = build_members(&spec("1.2", 5, 3));
-    let three = dir.write_all(&names(3, "-r5.img"), &imgs);
+    let three = write_images(&dir, &names(3, "-r5.img"), &imgs);
     let e = run(three[..2].to_vec()).0.unwrap_err();
     assert!(matches!(e, ArrayVerifyError::NotVerifiable { .. }), "{e:?}");
     assert_eq!(e.exit_code(), 1);

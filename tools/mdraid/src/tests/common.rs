@@ -1,39 +1,22 @@
-use crate::testwriter::ArraySpec;
-use std::path::PathBuf;
+use testkit::mdwriter::ArraySpec;
+pub use testkit::TempDir;
 
 /// A temporary directory removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "mdraid-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    /// Writes `imgs` as `<prefix><i><suffix>` files; returns their paths.
-    pub fn write_all(&self, names: &[String], imgs: &[Vec<u8>]) -> Vec<String> {
-        names
-            .iter()
-            .zip(imgs)
-            .map(|(n, img)| {
-                let p = self.0.join(n);
-                std::fs::write(&p, img).unwrap();
-                p.display().to_string()
-            })
-            .collect()
-    }
+pub fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("mdraid-{tag}"))
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes `imgs` into `dir` under `names`; returns their paths.
+pub fn write_images(dir: &TempDir, names: &[String], imgs: &[Vec<u8>]) -> Vec<String> {
+    names
+        .iter()
+        .zip(imgs)
+        .map(|(n, img)| {
+            let p = dir.join(n);
+            std::fs::write(&p, img).unwrap();
+            p.display().to_string()
+        })
+        .collect()
 }
 
 pub fn mdadm_examine_path(path: &str) -> String {

@@ -2,13 +2,13 @@
 
 use super::common::*;
 use crate::superblock::find_superblock;
-use crate::testwriter::{build_members, ArraySpec};
 use blockdev::MemDevice;
+use testkit::mdwriter::{build_members, ArraySpec};
 
 fn check(s: &ArraySpec, tag: &str) {
-    let d = TempDir::new(tag);
+    let d = temp_dir(tag);
     let imgs = build_members(s);
-    let paths = d.write_all(&names(imgs.len(), ".img"), &imgs);
+    let paths = write_images(&d, &names(imgs.len(), ".img"), &imgs);
     for (role, (img, path)) in imgs.iter().zip(&paths).enumerate() {
         let sb = find_superblock(&MemDevice::new(img.clone(), 512))
             .unwrap()
@@ -150,9 +150,9 @@ fn mdadm_agrees_raid6_raid10_raid1_all_versions() {
 fn mdadm_agrees_on_stale_and_faulty_marks() {
     let s = spec("1.2", 5, 4);
     let mut imgs = build_members(&s);
-    crate::testwriter::set_superblock(&s, &mut imgs[0], Some(0), 120, &[3]);
-    let d = TempDir::new("faulty");
-    let paths = d.write_all(&["m0".into()], &imgs[..1]);
+    testkit::mdwriter::set_superblock(&s, &mut imgs[0], Some(0), 120, &[3]);
+    let d = temp_dir("faulty");
+    let paths = write_images(&d, &["m0".into()], &imgs[..1]);
     let out = squash(&mdadm_examine_path(&paths[0]));
     assert!(out.contains("Array State : AAA. "), "{out}");
     assert!(out.contains("Events : 120"), "{out}");

@@ -2,8 +2,8 @@
 //! in, for every level and layout; damaged superblocks never panic a scan.
 
 use super::common::*;
-use crate::testwriter::{build_members, ArraySpec};
 use proptest::prelude::*;
+use testkit::mdwriter::{build_members, ArraySpec};
 
 fn layouts() -> impl Strategy<Value = (i32, u32, u32)> {
     prop_oneof![

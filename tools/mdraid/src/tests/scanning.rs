@@ -2,7 +2,7 @@
 //! bad checksums and Synology DSM sets.
 
 use super::common::*;
-use crate::testwriter::{build_members, lvm_label, set_superblock, ArraySpec};
+use testkit::mdwriter::{build_members, lvm_label, set_superblock, ArraySpec};
 
 fn scan_imgs(names: &[&str], imgs: Vec<Vec<u8>>) -> crate::scan::ScanReport {
     let devs = devices(names, imgs);

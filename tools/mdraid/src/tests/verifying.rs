@@ -2,7 +2,7 @@
 //! found at the right array and member offsets with a kernel-like count.
 
 use super::common::*;
-use crate::testwriter::{build_members, ArraySpec};
+use testkit::mdwriter::{build_members, ArraySpec};
 
 fn clean(s: &ArraySpec) {
     let r = verify_imgs(build_members(s), 96 * 1024);

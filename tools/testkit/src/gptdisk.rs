@@ -1,8 +1,9 @@
 //! A test-only GPT writer: disks with chosen slots, both copies and CRCs
-//! right, to be damaged on purpose by the tests.
+//! right (and a protective MBR), to be damaged on purpose by the tests.
+//! Every offset is the production crate's named one (`gpt::layout`).
 
-use crate::guid::Guid;
-use crate::layout::{entry, header as h, mbr, put_u32, put_u64};
+use gpt::layout::{entry, header as h, mbr, put_u32, put_u64};
+use gpt::Guid;
 
 pub struct Part {
     pub slot: u32,
@@ -112,7 +113,7 @@ pub fn header(
     ss: u32,
 ) -> Vec<u8> {
     let mut b = vec![0u8; ss as usize];
-    b[h::SIGNATURE..h::SIGNATURE + 8].copy_from_slice(crate::SIGNATURE);
+    b[h::SIGNATURE..h::SIGNATURE + 8].copy_from_slice(gpt::SIGNATURE);
     put_u32(&mut b, h::REVISION, h::REVISION_1_0);
     put_u32(&mut b, h::HEADER_SIZE, h::MIN_SIZE as u32);
     put_u64(&mut b, h::MY_LBA, my);

@@ -1,8 +1,9 @@
-//! A superblock writer for tests (ours and other crates'): fixtures with
-//! known fields, checked against mdadm --examine in this crate's tests. Not
-//! used by the appliance to write to disks.
+//! An md superblock and member-image writer for tests (mdraid's and other
+//! crates'): fixtures with known fields, checked against mdadm --examine in
+//! mdraid's tests. Every offset is the production crate's named one
+//! (`mdraid::superblock`). Not part of the appliance.
 
-use crate::superblock::{csum_090, csum_v1, v090, v1, MD_MAGIC};
+use mdraid::superblock::{csum_090, csum_v1, v090, v1, MD_MAGIC};
 
 /// A version-1.x superblock for member `dev_number` of a `raid_disks` array.
 pub fn write_v1(
@@ -201,7 +202,7 @@ pub fn pattern(seed: u64, off: u64, buf: &mut [u8]) {
 }
 
 /// GF(2^8) multiply by shift-and-add (polynomial 0x11d), independent of
-/// the table-based arithmetic in [`crate::gf`].
+/// the table-based arithmetic in [`mdraid::gf`].
 pub fn gf_mul_slow(mut a: u8, mut b: u8) -> u8 {
     let mut r = 0u8;
     while b != 0 {

@@ -1,0 +1,21 @@
+//! Test-only helpers shared by the workspace's tests (never part of the
+//! appliance: a dev-dependency of libraries and a dependency of the
+//! host-only qemu-tests, never of rescue-init or a library's
+//! `[dependencies]`):
+//!
+//! - [`TempDir`]: scratch directories removed on drop;
+//! - [`fixtures`]: the shared fixtures beside the checkout, failing loudly
+//!   when one is missing (unless `RESCUE_ALLOW_MISSING_FIXTURES=1`);
+//! - [`gptdisk`]: GPT disks with a protective MBR, to be damaged on purpose;
+//! - [`mdwriter`]: md superblocks and whole member images of arrays;
+//! - [`scriptmark`]: the unattended-mode markers (the same crate
+//!   rescue-init prints them with).
+
+pub mod fixtures;
+pub mod gptdisk;
+pub mod mdwriter;
+pub mod tempdir;
+
+pub use fixtures::{fixture, workspace_root};
+pub use scriptmark;
+pub use tempdir::TempDir;
