@@ -374,65 +374,11 @@ mod tests {
         assert_eq!(folder_for(""), "vmfs-volume");
     }
 
-    fn workspace() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-    }
-
-    /// The real ESXi-written vmfs5 image from `<workspace>/../shared`
-    /// (see tools/vmfs/tests/common), unpacked sparsely once into target/.
+    /// The real ESXi-written vmfs5 image from `<workspace>/../shared`,
+    /// unpacked once by testkit.
     fn fixture_image() -> PathBuf {
-        use std::io::Read;
-        use std::os::unix::fs::FileExt;
-        static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let src = workspace().join("../shared/fixtures/vmfs/vmfs5.bin.gz");
-        assert!(
-            src.exists(),
-            "VMFS fixture {} is missing: these tests need the real ESXi images (see \
-             tools/vmfs/tests/common/mod.rs for where they come from)",
-            src.display()
-        );
-        let cache = workspace().join("target/rescue-init-fixtures");
-        let dst = cache.join("vmfs5.bin");
-        let _once = ONCE.lock().unwrap_or_else(|e| e.into_inner());
-        if dst.exists() {
-            return dst;
-        }
-        std::fs::create_dir_all(&cache).unwrap();
-        let tmp = cache.join(format!("vmfs5.bin.tmp{}", std::process::id()));
-        let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(
-            std::fs::File::open(&src).unwrap(),
-        ));
-        let file = std::fs::File::create(&tmp).unwrap();
-        let mut buf = vec![0u8; 64 << 10];
-        let mut pos = 0u64;
-        loop {
-            let mut n = 0;
-            while n < buf.len() {
-                match gz.read(&mut buf[n..]).unwrap() {
-                    0 => break,
-                    r => n += r,
-                }
-            }
-            if n == 0 {
-                break;
-            }
-            // Zeros stay a hole: the image is 2 GiB, mostly empty.
-            if buf[..n].iter().any(|&b| b != 0) {
-                file.write_all_at(&buf[..n], pos).unwrap();
-            }
-            pos += n as u64;
-        }
-        file.set_len(pos).unwrap();
-        std::fs::rename(&tmp, &dst).unwrap();
-        dst
-    }
-
-    fn scratch(name: &str) -> PathBuf {
-        let d = workspace()
-            .join("target/rescue-init-test-scratch")
-            .join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+        testkit::fixtures::unpacked("vmfs/vmfs5.bin.gz", None)
+            .expect("the VMFS menu tests need the vmfs5 fixture")
     }
 
     fn fixture_store() -> Datastore {
@@ -488,7 +434,8 @@ mod tests {
     #[test]
     fn extraction_on_the_open_volume_prints_the_summary_and_the_verdict() {
         let store = fixture_store();
-        let dest = scratch("vmfsmenu-extract");
+        let scratch = testkit::TempDir::new("vmfsmenu-extract");
+        let dest = scratch.join("out");
         let mut out = Vec::new();
         let marked = ["/directory".to_string(), "/small".to_string()];
         let said = extract_to(
@@ -512,13 +459,13 @@ mod tests {
             b"File 42\n"
         );
         assert!(!dest.join("vmfs-extract-report.txt").exists());
-        let _ = std::fs::remove_dir_all(&dest);
     }
 
     #[test]
     fn a_cancelled_extraction_says_so_and_reports_it() {
         let store = fixture_store();
-        let dest = scratch("vmfsmenu-cancel");
+        let scratch = testkit::TempDir::new("vmfsmenu-cancel");
+        let dest = scratch.join("out");
         let mut out = Vec::new();
         let marked = ["/small".to_string()];
         let said = extract_to(&store.vol, &marked, &dest, &AtomicBool::new(true), &mut out);
@@ -534,6 +481,5 @@ mod tests {
             "{report}"
         );
         assert!(!dest.join("small").exists());
-        let _ = std::fs::remove_dir_all(&dest);
     }
 }

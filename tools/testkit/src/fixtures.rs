@@ -47,6 +47,80 @@ pub fn fixture(name: &str) -> Option<PathBuf> {
     panic!("{msg}");
 }
 
+/// Gzipped fixture `name` (e.g. `vmfs/vmfs5.bin.gz`) decompressed once
+/// into `<workspace>/target/fixtures/`, sparsely (the ESXi images are GiBs
+/// of mostly zeros), and cut after `limit` bytes if given (headers-only
+/// copies of big images). A fixture missing from `../shared` is looked for
+/// in `target/vmfs-pypi/` too (the images `qemu-tests/setup.sh` fetches).
+/// Missing everywhere: as [`fixture`].
+pub fn unpacked(name: &str, limit: Option<u64>) -> Option<PathBuf> {
+    use std::sync::Mutex;
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let fetched = name
+        .strip_prefix("vmfs/")
+        .map(|rel| workspace_root().join("target/vmfs-pypi").join(rel))
+        .filter(|p| p.exists());
+    let src = match fetched {
+        Some(p) if !fixture_path(name).exists() => p,
+        _ => fixture(name)?,
+    };
+    let mut file_name = name.trim_end_matches(".gz").replace('/', "_");
+    if let Some(l) = limit {
+        file_name = format!("{file_name}.head{}M", l >> 20);
+    }
+    let cache = workspace_root().join("target/fixtures");
+    let dst = cache.join(&file_name);
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if dst.exists() {
+        return Some(dst);
+    }
+    std::fs::create_dir_all(&cache).expect("create the fixture cache");
+    // Another test process may unpack the same fixture: each writes its
+    // own temporary file and renames it into place.
+    let tmp = cache.join(format!("{file_name}.tmp{}", std::process::id()));
+    let input = std::fs::File::open(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(input));
+    let out = std::fs::File::create(&tmp).expect("create the unpacked fixture");
+    let len = copy_sparse(&mut gz, &out, 0, limit);
+    out.set_len(len).expect("size the unpacked fixture");
+    drop(out);
+    std::fs::rename(&tmp, &dst).expect("rename the unpacked fixture");
+    Some(dst)
+}
+
+/// Copies `src` into `out` from byte `at` on, writing only the non-zero
+/// 64 KiB chunks (the rest stays a hole), up to `limit` bytes if given.
+/// Returns the bytes copied.
+pub fn copy_sparse(
+    src: &mut dyn std::io::Read,
+    out: &std::fs::File,
+    at: u64,
+    limit: Option<u64>,
+) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut pos = 0u64;
+    loop {
+        let want = limit.map_or(buf.len() as u64, |l| (l - pos).min(buf.len() as u64)) as usize;
+        let mut n = 0;
+        while n < want {
+            let r = src.read(&mut buf[n..want]).expect("read the source");
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            out.write_all_at(&buf[..n], at + pos).expect("write");
+        }
+        pos += n as u64;
+    }
+    pos
+}
+
 fn allow_missing() -> bool {
     std::env::var_os(ALLOW_MISSING).is_some_and(|v| v == "1")
 }
