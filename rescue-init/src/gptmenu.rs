@@ -224,8 +224,9 @@ pub fn run(disk: &probe::Disk, input: &mut impl BufRead, out: &mut impl Write) -
             }
         );
         let _ = out.flush();
-        match gpt::repair_cli::write_plan(&disk.path, &plan, &undo) {
-            Ok(()) => {
+        match gpt::apply::write_plan(&disk.path, &plan, &undo) {
+            Ok(written) => {
+                let _ = write!(out, "{}", gpt::repair_cli::render_written(&written));
                 let _ = writeln!(out, "Repair written and verified.");
                 let _ = writeln!(
                     out,

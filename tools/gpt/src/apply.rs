@@ -257,3 +257,46 @@ pub fn apply_undo(dev: &Device, plan: &Plan) -> Result<ApplyLog, GptError> {
     );
     Ok(log)
 }
+
+/// Opens `target` for writing a repair the user confirmed (naming it with
+/// `--write`, or answering the menu's question), after checking that
+/// nothing uses it.
+pub fn open_for_writing(target: &str) -> Result<Device, String> {
+    crate::inuse::check_not_in_use(Path::new(target))?;
+    let access = blockdev::WriteAccess::confirmed_by_user(target);
+    Device::open_writable(target, &access).map_err(|e| e.to_string())
+}
+
+/// What [`write_plan`] did.
+pub struct Written {
+    pub log: ApplyLog,
+    /// The table as read back, verified.
+    pub findings_after: Vec<crate::verify::Finding>,
+    /// A disk (not an image file): the kernel keeps the old table until
+    /// it re-reads it.
+    pub on_block_device: bool,
+    /// Setting the disk read-only again failed (the appliance keeps every
+    /// disk read-only unless asked).
+    pub reprotect_error: Option<String>,
+}
+
+/// Applies `plan` to `target` (the user confirmed it): undo file first,
+/// then the backup copy, then the primary, each synced, then read back and
+/// verified. A disk is set read-only again afterwards, whatever happened.
+pub fn write_plan(target: &str, plan: &Plan, undo: &Path) -> Result<Written, String> {
+    let dev = open_for_writing(target)?;
+    let result = apply(&dev, plan, undo);
+    let on_block_device = dev.kind() == blockdev::DeviceKind::BlockDevice;
+    let reprotect_error = on_block_device
+        .then(|| blockdev::set_read_only(target, true).err())
+        .flatten()
+        .map(|e| format!("could not set {target} read-only again: {e}"));
+    let log = result.map_err(|e| e.to_string())?;
+    let findings_after = crate::verify::verify(&crate::read(&dev));
+    Ok(Written {
+        log,
+        findings_after,
+        on_block_device,
+        reprotect_error,
+    })
+}

@@ -3,9 +3,9 @@
 use crate::apply;
 use crate::plan::{self, Mode, Plan};
 use crate::undofile::UndoFile;
-use crate::{verify, Entry, GptView};
+use crate::{Entry, GptView};
 use argh::FromArgs;
-use blockdev::{BlockDevice, Device, WriteAccess};
+use blockdev::{BlockDevice, Device};
 use std::path::{Path, PathBuf};
 
 /// Repair the GPT of TARGET. Dry run by default: prints the plan and a byte
@@ -278,45 +278,37 @@ pub fn run_repair(cmd: RepairCommand) -> i32 {
     }
 }
 
-fn open_for_writing(target: &str) -> Result<Device, String> {
-    crate::inuse::check_not_in_use(Path::new(target))?;
-    // The user named this target together with --write: that is the
-    // confirmation on the command line.
-    let access = WriteAccess::confirmed_by_user(target);
-    Device::open_writable(target, &access).map_err(|e| e.to_string())
-}
-
-/// After writing to a disk: set the block layer's read-only flag again (the
-/// appliance keeps every disk read-only unless asked) and remind the user
-/// that the kernel still holds the old partition table.
-fn after_disk_write(dev: &Device, target: &str) {
-    if dev.kind() != blockdev::DeviceKind::BlockDevice {
-        return;
-    }
-    if let Err(e) = blockdev::set_read_only(target, true) {
-        eprintln!("gpt: note: could not set {target} read-only again: {e}");
-    }
-    println!("The kernel still uses the partition table it read at boot: reboot (or re-read the table) to see the change.");
-}
-
-/// Applies `plan` to `target` (the user confirmed it): undo file first, then
-/// the backup copy, then the primary, each synced, then read back; prints the
-/// log and the findings after the repair. Shared by the CLI and the menu.
+/// Writes `plan` to `target` ([`apply::write_plan`]) and prints what
+/// happened as `render_written` does.
 pub fn write_plan(target: &str, plan: &Plan, undo: &Path) -> Result<(), String> {
-    let dev = open_for_writing(target)?;
-    let result = apply::apply(&dev, plan, undo);
-    after_disk_write(&dev, target);
-    let log = result.map_err(|e| e.to_string())?;
-    for l in &log.lines {
-        println!("{l}");
-    }
-    let after = crate::read(&dev);
-    let findings = verify::verify(&after);
-    println!("After the repair:");
-    print!("{}", crate::cli::render_findings(&findings));
+    let written = apply::write_plan(target, plan, undo)?;
+    print!("{}", render_written(&written));
     println!("To undo: gpt undo {target} {} --write", undo.display());
     Ok(())
 }
+
+/// A written repair in words: a failed re-protection, the note that the
+/// kernel still holds the old table, the write log, the findings after.
+/// Shared by the CLI and the menu.
+pub fn render_written(w: &apply::Written) -> String {
+    let mut s = String::new();
+    if let Some(e) = &w.reprotect_error {
+        s.push_str(&format!("note: {e}\n"));
+    }
+    if w.on_block_device {
+        s.push_str(KERNEL_NOTE);
+        s.push('\n');
+    }
+    for l in &w.log.lines {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s.push_str("After the repair:\n");
+    s.push_str(&crate::cli::render_findings(&w.findings_after));
+    s
+}
+
+const KERNEL_NOTE: &str = "The kernel still uses the partition table it read at boot: reboot (or re-read the table) to see the change.";
 
 pub fn run_undo(cmd: UndoCommand) -> i32 {
     let bytes = match std::fs::read(&cmd.undo_file) {
@@ -364,7 +356,7 @@ pub fn run_undo(cmd: UndoCommand) -> i32 {
     if plan.is_empty() {
         return 0;
     }
-    let result = open_for_writing(&cmd.disk)
+    let result = apply::open_for_writing(&cmd.disk)
         .and_then(|d| apply::apply_undo(&d, &plan).map_err(|e| e.to_string()));
     match result {
         Ok(log) => {
