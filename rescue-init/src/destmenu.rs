@@ -30,9 +30,35 @@ pub fn choose(
     input: &mut impl BufRead,
     out: &mut impl Write,
 ) -> Chosen {
-    let (sys, dev) = (Path::new("/sys"), Path::new("/dev"));
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let cands = dest::list(sys, dev, &mounts, source_disks);
+    let machine = Machine {
+        sys: Path::new("/sys"),
+        dev: Path::new("/dev"),
+        mounts: std::fs::read_to_string("/proc/mounts").unwrap_or_default(),
+        load: &crate::modules::load_by_name,
+    };
+    choose_on(&machine, source_disks, what, input, out)
+}
+
+/// Where [`choose_on`] finds disks and mounts: the machine's own in the
+/// appliance, a fake tree in tests.
+pub struct Machine<'a> {
+    pub sys: &'a Path,
+    pub dev: &'a Path,
+    /// The text of /proc/mounts.
+    pub mounts: String,
+    pub load: blockdev::sys::ModuleLoader<'a>,
+}
+
+/// [`choose`] on `machine`.
+pub fn choose_on(
+    machine: &Machine<'_>,
+    source_disks: &[String],
+    what: &str,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> Chosen {
+    let dev = machine.dev;
+    let cands = dest::list(machine.sys, dev, &machine.mounts, source_disks);
     let usable: Vec<&dest::Candidate> = cands.iter().filter(|c| c.usable()).collect();
     let _ = writeln!(out, "\nDestination for {what}:");
     if usable.is_empty() {
@@ -105,7 +131,7 @@ pub fn choose(
         "destination {} for {what}: mount confirmed by typing yes",
         dst.device
     );
-    match dest::mount(dst, dev, &crate::modules::load_by_name, false) {
+    match dest::mount(dst, dev, machine.load, false) {
         Ok(at) => {
             let _ = writeln!(out, "{} mounted read-write at {}", dst.device, at.display());
             Chosen::At(at, dst.free_bytes)
@@ -114,5 +140,122 @@ pub fn choose(
             let _ = writeln!(out, "mount failed: {e}");
             Chosen::Back
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A fake machine: disk `sdb` with partition `sdb1` holding ext4 (an
+    /// image file standing in for the node), mounted at `at` if given.
+    fn machine_with_ext4(
+        t: &testkit::TempDir,
+        mounted_at: Option<&str>,
+    ) -> (PathBuf, PathBuf, String) {
+        let sys = t.join("sys");
+        let dev = t.join("dev");
+        let disk = sys.join("devices/virtual/block/sdb");
+        std::fs::create_dir_all(disk.join("sdb1")).unwrap();
+        std::fs::create_dir_all(sys.join("class/block")).unwrap();
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(disk.join("sdb1/partition"), "1\n").unwrap();
+        std::os::unix::fs::symlink(&disk, sys.join("class/block/sdb")).unwrap();
+        std::os::unix::fs::symlink(disk.join("sdb1"), sys.join("class/block/sdb1")).unwrap();
+        let img = dev.join("sdb1");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(48 << 20)
+            .unwrap();
+        let made = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "BACKUP"])
+            .arg(&img)
+            .status()
+            .unwrap_or_else(|e| panic!("mkfs.ext4 is needed for this test: {e}"));
+        assert!(made.success());
+        let mounts = mounted_at
+            .map(|at| format!("/dev/sdb1 {at} ext4 rw 0 0\n"))
+            .unwrap_or_default();
+        (sys, dev, mounts)
+    }
+
+    fn no_modules(_: &str) -> Result<(), String> {
+        Err("no module loading in tests".into())
+    }
+
+    #[test]
+    fn a_mounted_destination_is_chosen_without_mounting_anything() {
+        let t = testkit::TempDir::new("destmenu-mounted");
+        let (sys, dev, mounts) = machine_with_ext4(&t, Some("/mnt/dest/sdb1"));
+        let m = Machine {
+            sys: &sys,
+            dev: &dev,
+            mounts,
+            load: &no_modules,
+        };
+        let mut out = Vec::new();
+        let got = choose_on(
+            &m,
+            &["sda".into()],
+            "the image",
+            &mut Cursor::new("1\n"),
+            &mut out,
+        );
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.contains("Destination for the image:"), "{out}");
+        assert!(
+            out.contains("/dev/sdb1") && out.contains("\"BACKUP\""),
+            "{out}"
+        );
+        // Wrapped at 79 columns.
+        assert!(out.contains("mounted at\n      /mnt/dest/sdb1"), "{out}");
+        match got {
+            Chosen::At(at, _) => assert_eq!(at, Path::new("/mnt/dest/sdb1")),
+            _ => panic!("expected the mounted destination\n{out}"),
+        }
+    }
+
+    #[test]
+    fn mounting_needs_a_typed_yes_and_the_source_disk_is_not_offered() {
+        let t = testkit::TempDir::new("destmenu-unmounted");
+        let (sys, dev, mounts) = machine_with_ext4(&t, None);
+        let m = Machine {
+            sys: &sys,
+            dev: &dev,
+            mounts,
+            load: &no_modules,
+        };
+        let mut out = Vec::new();
+        let got = choose_on(
+            &m,
+            &["sda".into()],
+            "the image",
+            &mut Cursor::new("1\ny\n"),
+            &mut out,
+        );
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.contains("not mounted"), "{out}");
+        assert!(out.contains("Not mounted; nothing changed."), "{out}");
+        assert!(matches!(got, Chosen::Back), "{out}");
+
+        // The same filesystem on the disk being rescued is not offered.
+        let mut out = Vec::new();
+        let got = choose_on(
+            &m,
+            &["sdb".into()],
+            "the image",
+            &mut Cursor::new("\n"),
+            &mut out,
+        );
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.contains("no usable filesystem on another disk"),
+            "{out}"
+        );
+        assert!(matches!(got, Chosen::Back), "{out}");
+        let mut out = Vec::new();
+        let got = choose_on(&m, &["sdb".into()], "x", &mut Cursor::new(""), &mut out);
+        assert!(matches!(got, Chosen::Ended));
     }
 }

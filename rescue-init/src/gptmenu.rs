@@ -250,3 +250,59 @@ pub fn run(disk: &probe::Disk, input: &mut impl BufRead, out: &mut impl Write) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use testkit::gptdisk;
+
+    /// An ESXi 5 boot disk image whose GPT entries were compacted (the
+    /// restore-onto-a-RAID incident), as a probed disk with a serial.
+    fn compacted_disk(t: &testkit::TempDir) -> probe::Disk {
+        let sectors = 65536;
+        let img = t.join("disk.img");
+        let bytes = gptdisk::disk(sectors, 512, &gptdisk::compact(gptdisk::esxi5_parts()));
+        std::fs::write(&img, bytes).unwrap();
+        probe::Disk {
+            name: "sdz".into(),
+            path: img.display().to_string(),
+            size_bytes: sectors * 512,
+            serial: Some("SERIAL42".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn findings_repairs_and_plan_are_shown_and_a_wrong_confirmation_writes_nothing() {
+        let t = testkit::TempDir::new("gptmenu-cancel");
+        let disk = compacted_disk(&t);
+        let before = std::fs::read(&disk.path).unwrap();
+        let mut out = Vec::new();
+        // Repair 1, then a wrong confirmation, then Enter: back.
+        let more = run(&disk, &mut Cursor::new("1\nnot-the-serial\n\n"), &mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(more, "{out}");
+        assert!(out.contains(&format!("GPT of {}:", disk.path)), "{out}");
+        assert!(out.contains("esxi-compacted"), "{out}");
+        assert!(out.contains("Repairs that fix this"), "{out}");
+        assert!(out.contains("Type its serial number (SERIAL42)"), "{out}");
+        assert!(out.contains("Cancelled: nothing was written."), "{out}");
+        assert_eq!(
+            std::fs::read(&disk.path).unwrap(),
+            before,
+            "the disk changed"
+        );
+    }
+
+    #[test]
+    fn a_choice_that_is_not_offered_is_said_and_the_input_end_ends() {
+        let t = testkit::TempDir::new("gptmenu-choices");
+        let disk = compacted_disk(&t);
+        let mut out = Vec::new();
+        let more = run(&disk, &mut Cursor::new("99\n"), &mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.contains("'99' is not one of the choices."), "{out}");
+        assert!(!more, "the input ended: {out}");
+    }
+}

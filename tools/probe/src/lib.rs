@@ -19,7 +19,7 @@ use std::path::Path;
 pub use identity::parse_vpd_unit_serial;
 
 /// How a disk is attached, as far as sysfs tells.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Sata,
@@ -31,6 +31,7 @@ pub enum Transport {
     /// A logical drive of a RAID controller (megaraid_sas, hpsa, ...): the
     /// physical disks are hidden behind it.
     Raid,
+    #[default]
     Unknown,
 }
 
@@ -84,7 +85,7 @@ pub struct Partition {
 }
 
 /// One whole disk as the kernel sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Disk {
     /// Kernel name, e.g. `sda`, `nvme0n1`.
     pub name: String,
