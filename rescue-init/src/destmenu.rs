@@ -184,25 +184,35 @@ mod tests {
         Err("no module loading in tests".into())
     }
 
-    #[test]
-    fn a_mounted_destination_is_chosen_without_mounting_anything() {
-        let t = testkit::TempDir::new("destmenu-mounted");
-        let (sys, dev, mounts) = machine_with_ext4(&t, Some("/mnt/dest/sdb1"));
+    /// Runs the chooser on the fake machine with `source` as the disk being
+    /// rescued and `input` as what the user types: the choice and the screen.
+    fn choose_with(
+        (sys, dev, mounts): &(PathBuf, PathBuf, String),
+        source: &str,
+        input: &str,
+    ) -> (Chosen, String) {
         let m = Machine {
-            sys: &sys,
-            dev: &dev,
-            mounts,
+            sys,
+            dev,
+            mounts: mounts.clone(),
             load: &no_modules,
         };
         let mut out = Vec::new();
         let got = choose_on(
             &m,
-            &["sda".into()],
+            &[source.into()],
             "the image",
-            &mut Cursor::new("1\n"),
+            &mut Cursor::new(input.to_string()),
             &mut out,
         );
-        let out = String::from_utf8_lossy(&out);
+        (got, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn a_mounted_destination_is_chosen_without_mounting_anything() {
+        let t = testkit::TempDir::new("destmenu-mounted");
+        let machine = machine_with_ext4(&t, Some("/mnt/dest/sdb1"));
+        let (got, out) = choose_with(&machine, "sda", "1\n");
         assert!(out.contains("Destination for the image:"), "{out}");
         assert!(
             out.contains("/dev/sdb1") && out.contains("\"BACKUP\""),
@@ -219,43 +229,20 @@ mod tests {
     #[test]
     fn mounting_needs_a_typed_yes_and_the_source_disk_is_not_offered() {
         let t = testkit::TempDir::new("destmenu-unmounted");
-        let (sys, dev, mounts) = machine_with_ext4(&t, None);
-        let m = Machine {
-            sys: &sys,
-            dev: &dev,
-            mounts,
-            load: &no_modules,
-        };
-        let mut out = Vec::new();
-        let got = choose_on(
-            &m,
-            &["sda".into()],
-            "the image",
-            &mut Cursor::new("1\ny\n"),
-            &mut out,
-        );
-        let out = String::from_utf8_lossy(&out);
+        let machine = machine_with_ext4(&t, None);
+        let (got, out) = choose_with(&machine, "sda", "1\ny\n");
         assert!(out.contains("not mounted"), "{out}");
         assert!(out.contains("Not mounted; nothing changed."), "{out}");
         assert!(matches!(got, Chosen::Back), "{out}");
 
         // The same filesystem on the disk being rescued is not offered.
-        let mut out = Vec::new();
-        let got = choose_on(
-            &m,
-            &["sdb".into()],
-            "the image",
-            &mut Cursor::new("\n"),
-            &mut out,
-        );
-        let out = String::from_utf8_lossy(&out);
+        let (got, out) = choose_with(&machine, "sdb", "\n");
         assert!(
             out.contains("no usable filesystem on another disk"),
             "{out}"
         );
         assert!(matches!(got, Chosen::Back), "{out}");
-        let mut out = Vec::new();
-        let got = choose_on(&m, &["sdb".into()], "x", &mut Cursor::new(""), &mut out);
+        let (got, _) = choose_with(&machine, "sdb", "");
         assert!(matches!(got, Chosen::Ended));
     }
 }

@@ -60,13 +60,3 @@ pub mod mbr {
     /// The partition type of the protective entry.
     pub const PROTECTIVE_TYPE: u8 = 0xEE;
 }
-
-/// Writes `v` little-endian at `at` of `b` (a buffer the writer sized).
-pub fn put_u32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-/// Writes `v` little-endian at `at` of `b` (a buffer the writer sized).
-pub fn put_u64(b: &mut [u8], at: usize, v: u64) {
-    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}

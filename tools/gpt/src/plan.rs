@@ -207,7 +207,8 @@ pub fn rebuild_header(
     entries_lba: u64,
     array_crc: u32,
 ) -> Vec<u8> {
-    use crate::layout::{header as f, put_u32, put_u64};
+    use crate::layout::header as f;
+    use le::{put_u32, put_u64};
     let mut h = src.to_vec();
     // A source shorter than a header is never read as one; pad to be safe.
     if h.len() < f::MIN_SIZE {
@@ -832,7 +833,7 @@ fn pmbr_fix(
             let at = layout::ENTRIES
                 + layout::ENTRY_SIZE * (usize::from(e.index) - 1)
                 + layout::ENTRY_SECTORS;
-            crate::layout::put_u32(&mut m, at, want);
+            le::put_u32(&mut m, at, want);
             steps.push(format!(
                 "protective MBR: size of the 0xEE entry {} -> {want} sectors (it should cover the whole disk)",
                 e.sectors

@@ -103,6 +103,18 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Writes `v` little-endian at `offset` of `buf`, for writers that built
+/// `buf` to the structure's size (a planner's header sector, a test image):
+/// an offset outside it is a bug in the writer and panics.
+pub fn put_u32(buf: &mut [u8], offset: usize, v: u32) {
+    buf[offset..offset + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// As [`put_u32`], for a u64.
+pub fn put_u64(buf: &mut [u8], offset: usize, v: u64) {
+    buf[offset..offset + 8].copy_from_slice(&v.to_le_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +138,10 @@ mod tests {
             "test header: field at +0x8 (8 bytes) is past the end (12 bytes)"
         );
         assert!(f.bytes(usize::MAX, 2).is_err(), "no overflow");
+        let mut w = [0u8; 12];
+        put_u32(&mut w, 0, 0x0403_0201);
+        put_u64(&mut w, 4, 0x0807_0605_0403_0201);
+        assert_eq!(w, [1, 2, 3, 4, 1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
     proptest! {

@@ -2,8 +2,9 @@
 //! right (and a protective MBR), to be damaged on purpose by the tests.
 //! Every offset is the production crate's named one (`gpt::layout`).
 
-use gpt::layout::{entry, header as h, mbr, put_u32, put_u64};
+use gpt::layout::{entry, header as h, mbr};
 use gpt::Guid;
+use le::{put_u32, put_u64};
 
 pub struct Part {
     pub slot: u32,

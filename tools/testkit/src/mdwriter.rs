@@ -3,6 +3,7 @@
 //! mdraid's tests. Every offset is the production crate's named one
 //! (`mdraid::superblock`). Not part of the appliance.
 
+use le::{put_u32, put_u64};
 use mdraid::superblock::{csum_090, csum_v1, v090, v1, MD_MAGIC};
 
 /// A version-1.x superblock for member `dev_number` of a `raid_disks` array.
@@ -14,38 +15,34 @@ pub fn write_v1(
     name: &str,
 ) -> Vec<u8> {
     let mut b = vec![0u8; 4096];
-    let put32 =
-        |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 =
-        |b: &mut Vec<u8>, at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put32(&mut b, v1::MAGIC, MD_MAGIC);
-    put32(&mut b, v1::MAJOR_VERSION, 1);
+    put_u32(&mut b, v1::MAGIC, MD_MAGIC);
+    put_u32(&mut b, v1::MAJOR_VERSION, 1);
     b[v1::SET_UUID..v1::SET_UUID + 16].copy_from_slice(&[
         0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
         0x01,
     ]);
     b[v1::SET_NAME..v1::SET_NAME + name.len()].copy_from_slice(name.as_bytes());
-    put64(&mut b, v1::CTIME, 1_700_000_000);
-    put32(&mut b, v1::LEVEL, level as u32);
-    put32(&mut b, v1::LAYOUT, if level == 5 { 2 } else { 0 });
-    put64(&mut b, v1::SIZE, 2048 * 30);
-    put32(&mut b, v1::CHUNKSIZE, 128);
-    put32(&mut b, v1::RAID_DISKS, raid_disks);
-    put64(&mut b, v1::DATA_OFFSET, 2048);
-    put64(&mut b, v1::DATA_SIZE, 2048 * 30);
-    put64(&mut b, v1::SUPER_OFFSET, super_offset / 512);
-    put32(&mut b, v1::DEV_NUMBER, dev_number);
+    put_u64(&mut b, v1::CTIME, 1_700_000_000);
+    put_u32(&mut b, v1::LEVEL, level as u32);
+    put_u32(&mut b, v1::LAYOUT, if level == 5 { 2 } else { 0 });
+    put_u64(&mut b, v1::SIZE, 2048 * 30);
+    put_u32(&mut b, v1::CHUNKSIZE, 128);
+    put_u32(&mut b, v1::RAID_DISKS, raid_disks);
+    put_u64(&mut b, v1::DATA_OFFSET, 2048);
+    put_u64(&mut b, v1::DATA_SIZE, 2048 * 30);
+    put_u64(&mut b, v1::SUPER_OFFSET, super_offset / 512);
+    put_u32(&mut b, v1::DEV_NUMBER, dev_number);
     b[v1::DEVICE_UUID..v1::DEVICE_UUID + 16].copy_from_slice(&[7u8; 16]);
-    put64(&mut b, v1::UTIME, 1_700_000_100);
-    put64(&mut b, v1::EVENTS, 42);
-    put64(&mut b, v1::RESYNC_OFFSET, u64::MAX);
-    put32(&mut b, v1::MAX_DEV, raid_disks);
+    put_u64(&mut b, v1::UTIME, 1_700_000_100);
+    put_u64(&mut b, v1::EVENTS, 42);
+    put_u64(&mut b, v1::RESYNC_OFFSET, u64::MAX);
+    put_u32(&mut b, v1::MAX_DEV, raid_disks);
     for i in 0..raid_disks as usize {
         b[v1::DEV_ROLES + 2 * i..v1::DEV_ROLES + 2 * i + 2]
             .copy_from_slice(&(i as u16).to_le_bytes());
     }
     let c = csum_v1(&b, raid_disks);
-    put32(&mut b, v1::SB_CSUM, c);
+    put_u32(&mut b, v1::SB_CSUM, c);
     b
 }
 
@@ -387,42 +384,38 @@ pub fn superblock_for(spec: &ArraySpec, role: Option<u32>, events: u64, faulty: 
         return superblock_090(spec, role, events, faulty);
     }
     let mut b = vec![0u8; 4096];
-    let put32 =
-        |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 =
-        |b: &mut Vec<u8>, at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put32(&mut b, v1::MAGIC, MD_MAGIC);
-    put32(&mut b, v1::MAJOR_VERSION, 1);
+    put_u32(&mut b, v1::MAGIC, MD_MAGIC);
+    put_u32(&mut b, v1::MAJOR_VERSION, 1);
     b[v1::SET_UUID..v1::SET_UUID + 16].copy_from_slice(&spec.uuid);
     let name = spec.name.as_bytes();
     let nl = name.len().min(32);
     b[v1::SET_NAME..v1::SET_NAME + nl].copy_from_slice(&name[..nl]);
-    put64(&mut b, v1::CTIME, 1_700_000_000);
-    put32(&mut b, v1::LEVEL, spec.level as u32);
-    put32(&mut b, v1::LAYOUT, spec.layout);
-    put64(&mut b, v1::SIZE, spec.component_bytes / 512);
-    put32(&mut b, v1::CHUNKSIZE, (spec.chunk_bytes / 512) as u32);
-    put32(&mut b, v1::RAID_DISKS, spec.raid_disks);
-    put64(&mut b, v1::DATA_OFFSET, data_off / 512);
+    put_u64(&mut b, v1::CTIME, 1_700_000_000);
+    put_u32(&mut b, v1::LEVEL, spec.level as u32);
+    put_u32(&mut b, v1::LAYOUT, spec.layout);
+    put_u64(&mut b, v1::SIZE, spec.component_bytes / 512);
+    put_u32(&mut b, v1::CHUNKSIZE, (spec.chunk_bytes / 512) as u32);
+    put_u32(&mut b, v1::RAID_DISKS, spec.raid_disks);
+    put_u64(&mut b, v1::DATA_OFFSET, data_off / 512);
     let avail = if spec.version == "1.0" {
         sb_off - data_off
     } else {
         dev_bytes - data_off
     };
-    put64(&mut b, v1::DATA_SIZE, avail / 512);
-    put64(&mut b, v1::SUPER_OFFSET, sb_off / 512);
+    put_u64(&mut b, v1::DATA_SIZE, avail / 512);
+    put_u64(&mut b, v1::SUPER_OFFSET, sb_off / 512);
     // Device numbers: role r is device r; a spare is device raid_disks.
     let dev_number = role.unwrap_or(spec.raid_disks);
-    put32(&mut b, v1::DEV_NUMBER, dev_number);
+    put_u32(&mut b, v1::DEV_NUMBER, dev_number);
     let mut du = [0u8; 16];
     du[0] = 0xde;
     du[15] = dev_number as u8;
     b[v1::DEVICE_UUID..v1::DEVICE_UUID + 16].copy_from_slice(&du);
-    put64(&mut b, v1::UTIME, 1_700_000_000 + events);
-    put64(&mut b, v1::EVENTS, events);
-    put64(&mut b, v1::RESYNC_OFFSET, u64::MAX);
+    put_u64(&mut b, v1::UTIME, 1_700_000_000 + events);
+    put_u64(&mut b, v1::EVENTS, events);
+    put_u64(&mut b, v1::RESYNC_OFFSET, u64::MAX);
     let max_dev = spec.raid_disks + 1;
-    put32(&mut b, v1::MAX_DEV, max_dev);
+    put_u32(&mut b, v1::MAX_DEV, max_dev);
     for i in 0..max_dev as usize {
         let v: u16 = if (i as u32) < spec.raid_disks {
             if faulty.contains(&(i as u32)) {
@@ -436,7 +429,7 @@ pub fn superblock_for(spec: &ArraySpec, role: Option<u32>, events: u64, faulty: 
         b[v1::DEV_ROLES + 2 * i..v1::DEV_ROLES + 2 * i + 2].copy_from_slice(&v.to_le_bytes());
     }
     let c = csum_v1(&b, max_dev);
-    put32(&mut b, v1::SB_CSUM, c);
+    put_u32(&mut b, v1::SB_CSUM, c);
     b
 }
 

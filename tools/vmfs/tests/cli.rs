@@ -93,15 +93,7 @@ fn extract_keeps_content_sizes_and_holes() {
 fn mapfile_bad_area_is_reported_per_file_and_extraction_completes() {
     let img = common::image("vmfs5.bin.gz");
     let v = vmfs::Volume::from_devices(vec![common::dev("vmfs5.bin.gz")]).unwrap();
-    // Bad area: 4 KiB in the middle of "big" (on the image, where the
-    // file's block sits), found through the library's extents.
-    let ext = v.open("big").unwrap().device_extents().unwrap();
-    let e = ext
-        .iter()
-        .find(|e| e.file_offset <= 500_000 && 500_000 < e.file_offset + e.len)
-        .unwrap();
-    let bad_at = e.device_offset + (500_000 - e.file_offset) / 4096 * 4096;
-    let file_bad = e.file_offset + (bad_at - e.device_offset);
+    let (bad_at, file_bad) = common::bad_area_in_big(&v);
     let dest = scratch("damage");
     let map = dest.join("map.txt");
     std::fs::write(

@@ -134,14 +134,7 @@ fn cancelled_before_the_start_nothing_is_copied() {
 fn bad_areas_are_lost_bytes_and_skips_are_counted() {
     let img = common::image("vmfs5.bin.gz").display().to_string();
     let v = vmfs5();
-    // A 4 KiB bad area inside `big`, where its block sits on the image.
-    let ext = v.open("big").unwrap().device_extents().unwrap();
-    let e = ext
-        .iter()
-        .find(|e| e.file_offset <= 500_000 && 500_000 < e.file_offset + e.len)
-        .unwrap();
-    let bad_at = e.device_offset + (500_000 - e.file_offset) / 4096 * 4096;
-    let file_bad = e.file_offset + (bad_at - e.device_offset);
+    let (bad_at, file_bad) = common::bad_area_in_big(&v);
     let bad = vmfs::damage::Ranges(vec![(bad_at, 4096)]);
     let sources = [img.clone()];
     let o = open_volume(&OpenRequest {

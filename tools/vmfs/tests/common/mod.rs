@@ -59,3 +59,15 @@ impl blockdev::BlockDevice for Overlay {
         "overlay"
     }
 }
+
+/// A 4 KiB bad area in the middle of vmfs5's file `big`, where the file's
+/// block sits on the image: (byte on the image, byte in the file).
+pub fn bad_area_in_big(v: &vmfs::Volume) -> (u64, u64) {
+    let ext = v.open("big").unwrap().device_extents().unwrap();
+    let e = ext
+        .iter()
+        .find(|e| e.file_offset <= 500_000 && 500_000 < e.file_offset + e.len)
+        .unwrap();
+    let bad_at = e.device_offset + (500_000 - e.file_offset) / 4096 * 4096;
+    (bad_at, e.file_offset + (bad_at - e.device_offset))
+}
