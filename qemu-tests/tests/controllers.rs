@@ -322,10 +322,11 @@ fn demo_disk_set_boots_and_is_found() {
     // disks (and anything else on them) are marked unsafe, with the reason.
     let dl = &sections[15].output;
     assert_eq!(sections[15].exit, 0, "{dl}");
-    let start = dl.find('[').unwrap_or_else(|| panic!("no JSON:\n{dl}"));
-    let end = dl.rfind(']').expect("JSON end");
-    let cands: Value = serde_json::from_str(&dl[start..=end]).expect("dest list JSON");
-    let cands = cands.as_array().unwrap();
+    let start = dl.find('{').unwrap_or_else(|| panic!("no JSON:\n{dl}"));
+    let end = dl.rfind('}').expect("JSON end");
+    let list: Value = serde_json::from_str(&dl[start..=end]).expect("dest list JSON");
+    assert_eq!(list["schema"], 1, "{dl}");
+    let cands = list["candidates"].as_array().unwrap();
     let dest = cands
         .iter()
         .find(|c| c["label"] == "RESCUEDEST")

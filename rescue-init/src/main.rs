@@ -11,6 +11,7 @@ mod script;
 mod vmfsmenu;
 
 use argh::FromArgs;
+use cliconv::Exit;
 use pid1::{init, modules};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -44,9 +45,9 @@ enum Subcommand {
 #[argh(
     subcommand,
     name = "run-script",
-    error_code(0, "every command exited 0"),
-    error_code(1, "the worst command exited 1 (the highest exit code of all commands is returned)"),
-    error_code(2, "usage error (unknown option, missing argument), the script cannot be read, a line cannot be parsed, or a command exited 2")
+    error_code(0, "done: every command exited 0"),
+    error_code(1, "findings: the worst command exited 1 (the highest exit code of all commands is returned)"),
+    error_code(2, "error: usage error (unknown option, missing argument), the script cannot be read, a line cannot be parsed, or a command exited 2")
 )]
 struct RunScriptCommand {
     /// the script file
@@ -59,8 +60,8 @@ struct RunScriptCommand {
 #[argh(
     subcommand,
     name = "poweroff",
-    error_code(0, "PID 1 was asked to power off"),
-    error_code(2, "usage error (unknown option, missing argument), not running as the appliance, or the request failed")
+    error_code(0, "done: PID 1 was asked to power off"),
+    error_code(2, "error: usage error (unknown option, missing argument), not running as the appliance, or the request failed")
 )]
 struct PoweroffCommand {}
 
@@ -69,8 +70,8 @@ struct PoweroffCommand {}
 #[argh(
     subcommand,
     name = "reboot",
-    error_code(0, "PID 1 was asked to reboot"),
-    error_code(2, "usage error (unknown option, missing argument), not running as the appliance, or the request failed")
+    error_code(0, "done: PID 1 was asked to reboot"),
+    error_code(2, "error: usage error (unknown option, missing argument), not running as the appliance, or the request failed")
 )]
 struct RebootCommand {}
 
@@ -102,7 +103,7 @@ fn main() {
             } else {
                 eprint!("{}", early.output);
             }
-            std::process::exit(if ok { 0 } else { 2 });
+            std::process::exit(if ok { Exit::Done } else { Exit::Error }.code());
         }
     };
     actionlog::start();
@@ -128,8 +129,16 @@ fn main() {
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
         Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {
-            eprintln!("rescue: not running as the appliance's init; refusing to halt this machine");
-            2
+            let command = if matches!(parsed.command, Subcommand::Poweroff(_)) {
+                "poweroff"
+            } else {
+                "reboot"
+            };
+            cliconv::fail(
+                command,
+                "not running as the appliance's init; refusing to halt this machine",
+            )
+            .code()
         }
         Subcommand::Poweroff(_) => halt(true),
         Subcommand::Reboot(_) => halt(false),
@@ -165,12 +174,10 @@ pub fn stop_on_signals() {
 }
 
 fn halt(poweroff: bool) -> i32 {
+    let command = if poweroff { "poweroff" } else { "reboot" };
     match init::request(poweroff) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("rescue: {e}");
-            2
-        }
+        Ok(()) => Exit::Done.code(),
+        Err(e) => cliconv::fail(command, e).code(),
     }
 }
 
@@ -181,11 +188,14 @@ mod tests {
     /// Every leaf subcommand, as typed after `rescue`.
     const LEAVES: &[&[&str]] = &[
         &["probe"],
+        &["gpt"],
         &["gpt", "show"],
         &["gpt", "verify"],
         &["gpt", "repair"],
         &["gpt", "undo"],
         &["image"],
+        &["vmfs"],
+        &["vmfs", "list"],
         &["vmfs", "info"],
         &["vmfs", "ls"],
         &["vmfs", "stat"],
@@ -194,12 +204,14 @@ mod tests {
         &["vmfs", "extract"],
         &["vmfs", "files-hit"],
         &["vmfs", "scan"],
+        &["md"],
         &["md", "scan"],
         &["md", "examine"],
         &["md", "verify"],
         &["md", "assemble"],
         &["md", "stop"],
         &["md", "check"],
+        &["dest"],
         &["dest", "list"],
         &["dest", "mount"],
         &["dest", "umount"],
@@ -210,7 +222,9 @@ mod tests {
     ];
 
     /// `rescue CMD --help` documents the exit codes: 0 and 2 always (argh's
-    /// usage errors exit 2 in main), 1 where the command reports problems.
+    /// usage errors exit 2 in main), 1 where the command reports problems;
+    /// each worded from [`Exit`]'s meaning: `done:`, `findings:` or
+    /// `partial:`, `error:`.
     #[test]
     fn every_subcommand_documents_its_exit_codes() {
         let top = Rescue::from_args(&["rescue"], &["--help"])
@@ -248,6 +262,24 @@ mod tests {
                         .lines()
                         .any(|l| l.trim_start().starts_with(&format!("{code} "))),
                     "rescue {}: exit {code} missing:\n{help}",
+                    leaf.join(" ")
+                );
+            }
+            // A code's line: the number, spaces, its description.
+            for line in codes
+                .lines()
+                .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+            {
+                let (code, what) = line.trim_start().split_once(' ').unwrap();
+                let label = match code {
+                    "0" => vec!["done: "],
+                    "1" => vec!["findings: ", "partial: "],
+                    "2" => vec!["error: usage error "],
+                    other => panic!("rescue {}: exit {other}:\n{help}", leaf.join(" ")),
+                };
+                assert!(
+                    label.iter().any(|l| what.trim_start().starts_with(l)),
+                    "rescue {}: exit {code} not worded as {label:?}:\n{help}",
                     leaf.join(" ")
                 );
             }

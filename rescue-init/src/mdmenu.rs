@@ -4,7 +4,9 @@
 //! (which asks first and says what it writes).
 
 use crate::menu::read_line;
+use cliconv::Exit;
 use mdkernel::check::CheckOptions;
+use mdkernel::cli::exit_code;
 use mdkernel::Md;
 use mdraid::array_verify::{render_verify, stderr_progress, verify_array, ArrayVerifyOptions};
 use mdraid::scan::ScanReport;
@@ -19,15 +21,6 @@ pub fn run(input: &mut impl BufRead, out: &mut impl Write) -> bool {
     run_on(&Md::system(), &mdkernel::arrays::scan_system, input, out)
 }
 
-/// An operation's exit code as `rescue md` gives it, its error on stderr
-/// where the command prints it.
-fn exit_code(r: Result<i32, String>) -> i32 {
-    r.unwrap_or_else(|e| {
-        eprintln!("md: {e}");
-        2
-    })
-}
-
 /// Verifies an array read-only as `rescue md verify` does, its output on
 /// the console where the command prints it.
 fn verify(uuid: &str) -> i32 {
@@ -38,7 +31,7 @@ fn verify(uuid: &str) -> i32 {
     };
     let verified = verify_array(
         &opts,
-        &mut |n| eprintln!("md verify: {n}"),
+        &mut |n| cliconv::eprint(mdraid::cli::VERIFY, n),
         &mut stderr_progress(false),
     );
     match verified {
@@ -47,9 +40,9 @@ fn verify(uuid: &str) -> i32 {
             v.exit_code()
         }
         // Each unopened member was already named.
-        Err(mdraid::array_verify::ArrayVerifyError::MembersUnopened) => 2,
+        Err(mdraid::array_verify::ArrayVerifyError::MembersUnopened) => Exit::Error.code(),
         Err(e) => {
-            eprintln!("md verify: {e}");
+            cliconv::eprint(mdraid::cli::VERIFY, &e);
             e.exit_code()
         }
     }
@@ -153,18 +146,22 @@ fn run_on(
         let _ = out.flush();
         let code = match choice.trim() {
             "v" => verify(&a.uuid),
+            // Errors on stderr as `rescue md <action>` prints them.
             "a" if assembled.is_none() => exit_code(
+                mdkernel::cli::ASSEMBLE,
                 mdkernel::arrays::assemble(md, &a.uuid, true, &crate::modules::load_by_name)
-                    .map(|_| 0),
+                    .map(|_| Exit::Done.code()),
             ),
-            "s" if assembled.is_some() => {
-                exit_code(mdkernel::arrays::stop_array(md, &a.uuid).map(|()| 0))
-            }
+            "s" if assembled.is_some() => exit_code(
+                mdkernel::cli::STOP,
+                mdkernel::arrays::stop_array(md, &a.uuid).map(|()| Exit::Done.code()),
+            ),
             "c" => {
                 let _ = writeln!(out, "Kernel check of the whole array; Ctrl-C cancels it.");
                 crate::stop_on_signals();
                 crate::STOP.store(false, Ordering::SeqCst);
                 let code = exit_code(
+                    mdkernel::cli::CHECK,
                     mdkernel::check::check(
                         md,
                         &CheckOptions::whole_array(a.uuid.clone()),

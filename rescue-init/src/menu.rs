@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 #[argh(
     subcommand,
     name = "menu",
-    error_code(0, "the input ended or the user quit"),
-    error_code(2, "usage error (unknown option, missing argument)")
+    error_code(0, "done: the input ended or the user quit"),
+    error_code(2, "error: usage error (unknown option, missing argument)")
 )]
 pub struct MenuCommand {
     /// read this sysfs tree instead of /sys (for tests)

@@ -8,9 +8,14 @@
 //! last command `=== rescue.script done ===` (the format is the `scriptmark`
 //! crate, shared with the test harness that parses it).
 
+use cliconv::Exit;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Command, Stdio};
+
+/// The command's name in its messages (`rescue run-script: ...`), which
+/// stand in a command's section where its own stderr would be.
+const RUN_SCRIPT: &str = "run-script";
 
 /// The commands of a script, comments and blank lines removed.
 pub fn parse_script(text: &str) -> Vec<String> {
@@ -112,7 +117,7 @@ pub fn run_script(path: &str, consoles: &[String]) -> i32 {
         Err(e) => {
             out.line(&scriptmark::script_error(path, e));
             out.line(scriptmark::DONE);
-            return 2;
+            return Exit::Error.code();
         }
     };
     let exe = std::env::current_exe().unwrap_or_else(|_| "/bin/rescue".into());
@@ -120,10 +125,7 @@ pub fn run_script(path: &str, consoles: &[String]) -> i32 {
     for line in parse_script(&text) {
         out.line(&scriptmark::begin(&line));
         let code = match split_command(&line) {
-            Err(e) => {
-                out.line(&format!("rescue.script: {line}: {e}"));
-                2
-            }
+            Err(e) => failed(&mut out, format_args!("{line}: {e}")),
             Ok(words) => run_one(&exe, &words, &mut out),
         };
         out.line(&scriptmark::end(&line, code));
@@ -138,17 +140,11 @@ pub fn run_script(path: &str, consoles: &[String]) -> i32 {
 fn run_one(exe: &std::path::Path, words: &[String], out: &mut Tee) -> i32 {
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
-        Err(e) => {
-            out.line(&format!("rescue.script: pipe: {e}"));
-            return 2;
-        }
+        Err(e) => return failed(out, format_args!("pipe: {e}")),
     };
     let writer2 = match writer.try_clone() {
         Ok(w) => w,
-        Err(e) => {
-            out.line(&format!("rescue.script: pipe: {e}"));
-            return 2;
-        }
+        Err(e) => return failed(out, format_args!("pipe: {e}")),
     };
     let child = Command::new(exe)
         .args(words)
@@ -158,13 +154,7 @@ fn run_one(exe: &std::path::Path, words: &[String], out: &mut Tee) -> i32 {
         .spawn();
     let mut child = match child {
         Ok(c) => c,
-        Err(e) => {
-            out.line(&format!(
-                "rescue.script: cannot start {}: {e}",
-                exe.display()
-            ));
-            return 2;
-        }
+        Err(e) => return failed(out, format_args!("cannot start {}: {e}", exe.display())),
     };
     let mut reader = reader;
     let mut buf = [0u8; 8192];
@@ -177,9 +167,16 @@ fn run_one(exe: &std::path::Path, words: &[String], out: &mut Tee) -> i32 {
         }
     }
     match child.wait() {
-        Ok(st) => st.code().unwrap_or(2),
-        Err(_) => 2,
+        Ok(st) => st.code().unwrap_or(Exit::Error.code()),
+        Err(_) => Exit::Error.code(),
     }
+}
+
+/// Says in the command's section why it could not run, as `rescue
+/// run-script: ...`; the error exit.
+fn failed(out: &mut Tee, why: std::fmt::Arguments<'_>) -> i32 {
+    out.line(&cliconv::message_line(RUN_SCRIPT, why));
+    Exit::Error.code()
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 use crate::{list, mount, render, unmount, Candidate};
 use argh::FromArgs;
 use blockdev::sys::ModuleLoader;
+use cliconv::Exit;
+use serde::Serialize;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
@@ -13,7 +15,16 @@ use std::path::Path;
 /// what is being rescued (an ESXi system, VMFS, an md member) are not
 /// offered: they are listed apart with the reason. Mounting one read-write
 /// is the only thing here that writes, and it asks first.
-#[argh(subcommand, name = "dest")]
+#[argh(
+    subcommand,
+    name = "dest",
+    error_code(0, "done: see the action's --help"),
+    error_code(1, "partial: see the action's --help"),
+    error_code(
+        2,
+        "error: usage error (unknown option, missing argument, no action), or the action failed"
+    )
+)]
 pub struct DestCommand {
     #[argh(subcommand)]
     pub action: Action,
@@ -36,8 +47,14 @@ pub enum Action {
 #[argh(
     subcommand,
     name = "list",
-    error_code(0, "the list was printed (unusable filesystems are listed as such)"),
-    error_code(2, "usage error (unknown option, missing argument)")
+    error_code(
+        0,
+        "done: the list was printed (unusable filesystems are listed as such)"
+    ),
+    error_code(
+        2,
+        "error: usage error (unknown option, missing argument), or the output could not be written"
+    )
 )]
 pub struct ListCommand {
     /// the source disk or partition: filesystems on its disk are shown as
@@ -60,9 +77,9 @@ pub struct ListCommand {
 #[argh(
     subcommand,
     name = "mount",
-    error_code(0, "mounted read-write (or already mounted)"),
-    error_code(1, "not confirmed: nothing changed"),
-    error_code(2, "usage error (unknown option, missing argument), no mountable filesystem on DEV, no terminal to ask on without --yes (and --on-rescued-disk for a disk being rescued), or the mount failed")
+    error_code(0, "done: mounted read-write (or already mounted)"),
+    error_code(1, "partial: not confirmed, nothing changed"),
+    error_code(2, "error: usage error (unknown option, missing argument), no mountable filesystem on DEV, no terminal to ask on without --yes (and --on-rescued-disk for a disk being rescued), or the mount failed")
 )]
 pub struct MountCommand {
     /// device, e.g. /dev/vda or sdb2
@@ -83,8 +100,8 @@ pub struct MountCommand {
 #[argh(
     subcommand,
     name = "umount",
-    error_code(0, "unmounted and read-only again"),
-    error_code(2, "usage error (unknown option, missing argument), not a mounted destination, or the unmount failed")
+    error_code(0, "done: unmounted and read-only again"),
+    error_code(2, "error: usage error (unknown option, missing argument), not a mounted destination, or the unmount failed")
 )]
 pub struct UmountCommand {
     /// device or mount point
@@ -106,6 +123,21 @@ pub fn find<'a>(cands: &'a [Candidate], device: &str) -> Option<&'a Candidate> {
     cands.iter().find(|c| c.name == n)
 }
 
+/// The commands' names in their messages (`rescue dest mount: ...`).
+const LIST: &str = "dest list";
+const MOUNT: &str = "dest mount";
+const UMOUNT: &str = "dest umount";
+
+/// Version of the `dest list --json` document ([`ListDocument`]).
+pub const LIST_JSON_SCHEMA: u32 = 1;
+
+/// The `dest list --json` document: the candidates under a name, so that
+/// the document is an object with its `schema` like every other.
+#[derive(Serialize)]
+pub struct ListDocument<'a> {
+    pub candidates: &'a [Candidate],
+}
+
 pub fn run(cmd: DestCommand, load: ModuleLoader<'_>) -> i32 {
     let (sys, dev) = (Path::new("/sys"), Path::new("/dev"));
     match cmd.action {
@@ -117,26 +149,27 @@ pub fn run(cmd: DestCommand, load: ModuleLoader<'_>) -> i32 {
                 .collect();
             let c = list(sys, dev, &mounts(), &ex);
             if l.json {
-                match serde_json::to_string_pretty(&c) {
-                    Ok(j) => println!("{j}"),
-                    Err(e) => {
-                        eprintln!("rescue dest list: JSON: {e}");
-                        return 2;
-                    }
-                }
-            } else {
-                print!("{}", render(&c));
+                return cliconv::print_json(
+                    LIST,
+                    LIST_JSON_SCHEMA,
+                    &ListDocument { candidates: &c },
+                )
+                .code();
             }
-            0
+            print!("{}", render(&c));
+            Exit::Done.code()
         }
         Action::Mount(m) => {
             let c = list(sys, dev, &mounts(), &[]);
             let Some(c) = find(&c, &m.device) else {
-                eprintln!(
-                    "rescue dest mount: {}: no mountable filesystem there (see rescue dest list)",
-                    m.device
-                );
-                return 2;
+                return cliconv::fail(
+                    MOUNT,
+                    format_args!(
+                        "{}: no mountable filesystem there (see rescue dest list)",
+                        m.device
+                    ),
+                )
+                .code();
             };
             let mut asks: Vec<(String, String)> = Vec::new();
             if c.mounted_at.is_none() && !m.yes {
@@ -149,42 +182,36 @@ pub fn run(cmd: DestCommand, load: ModuleLoader<'_>) -> i32 {
                 match confirm(q, want) {
                     Ok(true) => {}
                     Ok(false) => {
-                        eprintln!("rescue dest mount: not confirmed; nothing changed");
-                        return 1;
+                        cliconv::eprint(MOUNT, "not confirmed; nothing changed");
+                        return Exit::Findings.code();
                     }
                     Err(e) => {
-                        eprintln!(
-                            "rescue dest mount: {e}{}",
+                        let why = format!(
+                            "{e}{}",
                             if c.unsafe_reason.is_some() {
                                 " (and --on-rescued-disk: this disk holds what is being rescued)"
                             } else {
                                 ""
                             }
                         );
-                        return 2;
+                        return cliconv::fail(MOUNT, why).code();
                     }
                 }
             }
             match mount(c, dev, load, c.unsafe_reason.is_some()) {
                 Ok(at) => {
                     println!("{} mounted read-write at {}", c.device, at.display());
-                    0
+                    Exit::Done.code()
                 }
-                Err(e) => {
-                    eprintln!("rescue dest mount: {e}");
-                    2
-                }
+                Err(e) => cliconv::fail(MOUNT, e).code(),
             }
         }
         Action::Umount(u) => match unmount(sys, dev, &mounts(), &u.target) {
             Ok(s) => {
                 println!("{s}");
-                0
+                Exit::Done.code()
             }
-            Err(e) => {
-                eprintln!("rescue dest umount: {e}");
-                2
-            }
+            Err(e) => cliconv::fail(UMOUNT, e).code(),
         },
     }
 }

@@ -3,12 +3,22 @@
 use crate::verify::{self, Severity};
 use crate::{GptView, TableCopy};
 use argh::FromArgs;
+use cliconv::Exit;
 use serde::Serialize;
 use std::fmt::Write;
 
 /// GPT: show both copies exactly as on disk (slots, gaps, CRCs) and verify them.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "gpt")]
+#[argh(
+    subcommand,
+    name = "gpt",
+    error_code(0, "done: see the action's --help"),
+    error_code(1, "findings: see the action's --help"),
+    error_code(
+        2,
+        "error: usage error (unknown option, missing argument, no action), or the action failed"
+    )
+)]
 pub struct GptCommand {
     #[argh(subcommand)]
     pub action: Action,
@@ -29,11 +39,11 @@ pub enum Action {
 #[argh(
     subcommand,
     name = "show",
-    error_code(0, "a GPT was found and verify finds nothing wrong"),
-    error_code(1, "findings, including no GPT at all (no-gpt)"),
+    error_code(0, "done: a GPT was found and verify finds nothing wrong"),
+    error_code(1, "findings: as verify's, including no GPT at all (no-gpt)"),
     error_code(
         2,
-        "usage error (unknown option, missing argument), or the disk cannot be opened"
+        "error: usage error (unknown option, missing argument), the disk cannot be opened, or the output could not be written"
     )
 )]
 pub struct ShowCommand {
@@ -52,14 +62,14 @@ pub struct ShowCommand {
 #[argh(
     subcommand,
     name = "verify",
-    error_code(0, "a GPT was found and is clean"),
+    error_code(0, "done: a GPT was found and is clean"),
     error_code(
         1,
-        "findings, including no GPT at all (no-gpt: a blank, MBR-only or wiped disk)"
+        "findings: including no GPT at all (no-gpt: a blank, MBR-only or wiped disk)"
     ),
     error_code(
         2,
-        "usage error (unknown option, missing argument), or the disk cannot be opened"
+        "error: usage error (unknown option, missing argument), the disk cannot be opened, or the output could not be written"
     )
 )]
 pub struct VerifyCommand {
@@ -83,15 +93,18 @@ struct Report<'a> {
     findings: &'a [verify::Finding],
 }
 
+/// Version of the `gpt show`/`gpt verify --json` document.
+pub const JSON_SCHEMA: u32 = 1;
+
 /// The verdict on `findings`: the JSON outcome and the exit code (0 a GPT
 /// that was found and is clean, 1 findings, including no GPT at all).
 pub fn outcome(findings: &[verify::Finding]) -> (&'static str, i32) {
     if findings.iter().any(|f| f.code == "no-gpt") {
-        ("no-gpt", 1)
+        ("no-gpt", Exit::Findings.code())
     } else if findings.iter().any(|f| f.severity >= Severity::Warning) {
-        ("findings", 1)
+        ("findings", Exit::Findings.code())
     } else {
-        ("clean", 0)
+        ("clean", Exit::Done.code())
     }
 }
 
@@ -102,20 +115,18 @@ pub fn run(cmd: GptCommand) -> i32 {
         Action::Repair(c) => return crate::repair_cli::run_repair(c),
         Action::Undo(c) => return crate::repair_cli::run_undo(c),
     };
+    let command = if show { "gpt show" } else { "gpt verify" };
     match report(&target, json, show) {
         Ok((text, code)) => {
             print!("{text}");
             code
         }
-        Err(e) => {
-            eprintln!("gpt: {e}");
-            2
-        }
+        Err(e) => cliconv::fail(command, e).code(),
     }
 }
 
 /// What `gpt show`/`gpt verify` print for `target`, and their exit code;
-/// Err for an I/O error (exit 2).
+/// Err for an I/O error or JSON that cannot be serialized (exit 2).
 pub fn report(target: &str, json: bool, show: bool) -> Result<(String, i32), String> {
     let dev = blockdev::Device::open(target).map_err(|e| e.to_string())?;
     let view = crate::read(&dev);
@@ -129,7 +140,7 @@ pub fn report(target: &str, json: bool, show: bool) -> Result<(String, i32), Str
             differences: show.then(|| differences(&view)),
             findings: &findings,
         };
-        text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+        text = cliconv::json_text(JSON_SCHEMA, &r).map_err(|e| format!("JSON: {e}"))?;
         text.push('\n');
     } else {
         if show {

@@ -6,6 +6,7 @@ use crate::undofile::UndoFile;
 use crate::{Entry, GptView};
 use argh::FromArgs;
 use blockdev::{BlockDevice, Device};
+use cliconv::Exit;
 use std::path::{Path, PathBuf};
 
 /// Repair the GPT of TARGET. Dry run by default: prints the plan and a byte
@@ -20,8 +21,8 @@ use std::path::{Path, PathBuf};
 #[argh(
     subcommand,
     name = "repair",
-    error_code(0, "the plan was shown (dry run), nothing needed doing, or the repair was written and read back"),
-    error_code(2, "usage error (unknown option, missing argument), the disk cannot be opened or is in use, the repair is refused, or a write failed (restore with gpt undo)")
+    error_code(0, "done: the plan was shown (dry run), nothing needed doing, or the repair was written and read back"),
+    error_code(2, "error: usage error (unknown option, missing argument), the disk cannot be opened or is in use, the repair is refused, or a write failed (restore with gpt undo)")
 )]
 pub struct RepairCommand {
     /// disk or image file
@@ -74,8 +75,8 @@ pub struct RepairCommand {
 #[argh(
     subcommand,
     name = "undo",
-    error_code(0, "the plan was shown (dry run), or the sectors were restored and read back"),
-    error_code(2, "usage error (unknown option, missing argument), the undo file is unreadable or for another disk size or sector size, or a write failed")
+    error_code(0, "done: the plan was shown (dry run), or the sectors were restored and read back"),
+    error_code(2, "error: usage error (unknown option, missing argument), the undo file is unreadable or for another disk size or sector size, or a write failed")
 )]
 pub struct UndoCommand {
     /// disk or image file
@@ -208,73 +209,72 @@ fn parse_mode(cmd: &RepairCommand, v: &GptView) -> Result<Mode, String> {
     }
 }
 
-fn print_plan(plan: &Plan, json: bool) -> bool {
+/// Version of the `gpt repair --json` document (the plan).
+pub const REPAIR_JSON_SCHEMA: u32 = 1;
+
+const REPAIR: &str = "gpt repair";
+const UNDO: &str = "gpt undo";
+
+fn print_plan(plan: &Plan, json: bool) -> Exit {
     if json {
-        match serde_json::to_string_pretty(plan) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("gpt: {e}");
-                return false;
-            }
-        }
-    } else {
-        print!("{}", plan.render());
+        return cliconv::print_json(REPAIR, REPAIR_JSON_SCHEMA, plan);
     }
-    true
+    print!("{}", plan.render());
+    Exit::Done
 }
 
 pub fn run_repair(cmd: RepairCommand) -> i32 {
     if cmd.write {
         // Refuse early, before any plan is shown as if it could be applied.
         if let Err(e) = crate::inuse::check_not_in_use(Path::new(&cmd.target)) {
-            eprintln!("gpt: {e}");
-            return 2;
+            return cliconv::fail(REPAIR, e).code();
         }
     }
     let dev = match Device::open(&cmd.target) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("gpt: {e}");
-            return 2;
+            return cliconv::fail(REPAIR, e).code();
         }
     };
     let view = crate::read(&dev);
     let mode = match parse_mode(&cmd, &view) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("gpt: {e}");
-            return 2;
+            return cliconv::fail(REPAIR, e).code();
         }
     };
     let plan = match plan::plan(&dev, &view, &mode) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("gpt: repair {} refused: {}", mode.describe(), e.message);
-            return 2;
+            return cliconv::fail(
+                REPAIR,
+                format_args!("repair {} refused: {}", mode.describe(), e.message),
+            )
+            .code();
         }
     };
-    if !print_plan(&plan, cmd.json) {
-        return 2;
+    if print_plan(&plan, cmd.json) == Exit::Error {
+        return Exit::Error.code();
     }
     if !cmd.write {
         if !plan.is_empty() {
             println!("Dry run: nothing written. Add --write --undo FILE to apply.");
         }
-        return 0;
+        return Exit::Done.code();
     }
     let Some(undo) = cmd.undo.as_deref() else {
-        eprintln!("gpt: --write needs --undo FILE: the old sectors are saved there before anything is written");
-        return 2;
+        return cliconv::fail(
+            REPAIR,
+            "--write needs --undo FILE: the old sectors are saved there before anything is written",
+        )
+        .code();
     };
     if plan.is_empty() {
-        return 0;
+        return Exit::Done.code();
     }
     match write_plan(&cmd.target, &plan, undo) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("gpt: {e}");
-            2
-        }
+        Ok(()) => Exit::Done.code(),
+        Err(e) => cliconv::fail(REPAIR, e).code(),
     }
 }
 
@@ -314,22 +314,19 @@ pub fn run_undo(cmd: UndoCommand) -> i32 {
     let bytes = match std::fs::read(&cmd.undo_file) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("gpt: {}: {e}", cmd.undo_file.display());
-            return 2;
+            return cliconv::fail(UNDO, format_args!("{}: {e}", cmd.undo_file.display())).code();
         }
     };
     let undo = match UndoFile::decode(&bytes) {
         Ok(u) => u,
         Err(e) => {
-            eprintln!("gpt: {}: {e}", cmd.undo_file.display());
-            return 2;
+            return cliconv::fail(UNDO, format_args!("{}: {e}", cmd.undo_file.display())).code();
         }
     };
     let dev = match Device::open(&cmd.disk) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("gpt: {e}");
-            return 2;
+            return cliconv::fail(UNDO, e).code();
         }
     };
     // An image file has no sector size of its own: take the recorded one.
@@ -342,8 +339,7 @@ pub fn run_undo(cmd: UndoCommand) -> i32 {
     let plan = match apply::undo_plan(&dev, ss, &undo) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("gpt: {e}");
-            return 2;
+            return cliconv::fail(UNDO, e).code();
         }
     };
     print!("{}", plan.render());
@@ -351,10 +347,10 @@ pub fn run_undo(cmd: UndoCommand) -> i32 {
         if !plan.is_empty() {
             println!("Dry run: nothing written. Add --write to apply.");
         }
-        return 0;
+        return Exit::Done.code();
     }
     if plan.is_empty() {
-        return 0;
+        return Exit::Done.code();
     }
     let result = apply::open_for_writing(&cmd.disk)
         .and_then(|d| apply::apply_undo(&d, &plan).map_err(|e| e.to_string()));
@@ -363,11 +359,8 @@ pub fn run_undo(cmd: UndoCommand) -> i32 {
             for l in &log.lines {
                 println!("{l}");
             }
-            0
+            Exit::Done.code()
         }
-        Err(e) => {
-            eprintln!("gpt: {e}");
-            2
-        }
+        Err(e) => cliconv::fail(UNDO, e).code(),
     }
 }

@@ -2,8 +2,9 @@
 //! console; the --json result.
 
 use crate::console::{self, ConsoleOutput};
-use crate::job::{HashAlgorithm, Job, JobError, JobReport, COMMAND};
+use crate::job::{HashAlgorithm, Job, JobError, JobReport};
 use argh::FromArgs;
+use cliconv::Exit;
 use ddmap::Status;
 use std::sync::atomic::AtomicBool;
 
@@ -16,9 +17,9 @@ use std::sync::atomic::AtomicBool;
 #[argh(
     subcommand,
     name = "image",
-    error_code(0, "everything rescued"),
-    error_code(1, "bad areas remain, or interrupted (run again to resume)"),
-    error_code(2, "usage error (unknown option, missing argument), or an I/O error: a vanished source, a full destination, a mapfile that cannot be saved (the mapfile on disk stays valid and the run resumable)")
+    error_code(0, "done: everything rescued"),
+    error_code(1, "partial: bad areas remain, or interrupted (run again to resume)"),
+    error_code(2, "error: usage error (unknown option, missing argument), or an I/O error: a vanished source, a full destination, a mapfile that cannot be saved (the mapfile on disk stays valid and the run resumable)")
 )]
 pub struct ImageCommand {
     /// source: a disk, a partition or an image file (only ever read)
@@ -102,6 +103,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{s}': number too large"))
 }
 
+/// The command's name in its messages (`rescue image: ...`).
+pub const NAME: &str = "image";
+
+/// Version of the `--json` result.
+pub const JSON_SCHEMA: u32 = 1;
+
 pub fn run(cmd: ImageCommand) -> i32 {
     run_with_stop(cmd, &AtomicBool::new(false))
 }
@@ -112,10 +119,7 @@ pub fn run_with_stop(cmd: ImageCommand, stop: &AtomicBool) -> i32 {
     let json = cmd.json;
     let job = match job_of(cmd) {
         Ok(job) => job,
-        Err(e) => {
-            eprintln!("{COMMAND}: {e}");
-            return 2;
-        }
+        Err(e) => return cliconv::fail(NAME, e).code(),
     };
     let output = if json {
         ConsoleOutput::StderrOnly
@@ -125,11 +129,15 @@ pub fn run_with_stop(cmd: ImageCommand, stop: &AtomicBool) -> i32 {
     match console::run(&job, output, stop) {
         Ok(report) => {
             if json {
-                println!("{}", json_result(&report));
+                let printed = cliconv::print_json(NAME, JSON_SCHEMA, &json_result(&report));
+                if printed == Exit::Error {
+                    return printed.code();
+                }
             }
             report.exit_code()
         }
-        Err(_) => 2,
+        // console::run printed the error.
+        Err(_) => Exit::Error.code(),
     }
 }
 

@@ -3,8 +3,9 @@
 //! every 10 s otherwise), errors as `rescue image: …` on stderr, the
 //! summary, and the sha256sum line.
 
+use crate::cli::NAME;
 use crate::engine::Report;
-use crate::job::{outcome_error, Job, JobError, JobReport, ProgressSink, COMMAND};
+use crate::job::{outcome_error, Job, JobError, JobReport, ProgressSink};
 use crate::progress::{ConsoleRenderer, Progress};
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::AtomicBool;
@@ -32,7 +33,7 @@ impl ProgressSink for Console {
 
     fn copied(&mut self, report: &Report) {
         if let Some(err) = outcome_error(&report.outcome) {
-            eprintln!("{COMMAND}: {err}");
+            cliconv::eprint(NAME, err);
         }
         if self.output == ConsoleOutput::Text {
             self.render.finish(report);
@@ -46,7 +47,7 @@ impl ProgressSink for Console {
 pub fn run(job: &Job, output: ConsoleOutput, stop: &AtomicBool) -> Result<JobReport, JobError> {
     let result = run_printing(job, output, stop);
     if let Err(e) = &result {
-        eprintln!("{COMMAND}: {e}");
+        cliconv::eprint(NAME, e);
     }
     result
 }

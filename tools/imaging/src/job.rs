@@ -648,9 +648,9 @@ impl JobReport {
     /// ended the run (as `rescue image`).
     pub fn exit_code(&self) -> i32 {
         match self.report.outcome {
-            Outcome::Completed if self.report.all_rescued() => 0,
-            Outcome::Completed | Outcome::Interrupted => 1,
-            _ => 2,
+            Outcome::Completed if self.report.all_rescued() => cliconv::Exit::Done.code(),
+            Outcome::Completed | Outcome::Interrupted => cliconv::Exit::Findings.code(),
+            _ => cliconv::Exit::Error.code(),
         }
     }
 

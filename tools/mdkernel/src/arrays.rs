@@ -41,13 +41,15 @@ pub fn resolve<'a>(md: &Md, report: &'a ScanReport, spec: &str) -> Result<&'a Ar
     ))
 }
 
-pub(crate) fn load_modules(load: ModuleLoader<'_>, a: &Array) {
+/// Loads the driver modules of `a`; a failure is said as `rescue
+/// <command>: ...` and does not stop `command`.
+pub(crate) fn load_modules(command: &str, load: ModuleLoader<'_>, a: &Array) {
     let mut mods = vec!["md_mod"];
     mods.extend(crate::personality_module(a.level_number));
     for m in mods {
         if let Err(e) = load(m) {
             // Built in or already loaded is fine; assembly says if not.
-            eprintln!("md: module {m}: {e}");
+            cliconv::eprint(command, format_args!("module {m}: {e}"));
         }
     }
 }
@@ -78,7 +80,7 @@ pub fn assemble(
 ) -> Result<String, String> {
     let report = scan_system();
     let a = resolve(md, &report, spec)?;
-    load_modules(load, a);
+    load_modules(crate::cli::ASSEMBLE, load, a);
     let (members, left_out) = members_to_add(a);
     for l in &left_out {
         println!("left out: {l}");

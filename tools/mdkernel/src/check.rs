@@ -6,6 +6,7 @@
 use crate::arrays::{describe, load_modules, resolve, running_name, scan_system};
 use crate::{check_window, member_nodes, members_to_add, Md, Start};
 use blockdev::sys::ModuleLoader;
+use cliconv::Exit;
 use mdraid::scan::Array;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,10 +96,10 @@ impl CheckEnd {
     /// cancelled or interrupted (as `rescue md check`).
     pub fn exit_code(&self) -> i32 {
         match self {
-            CheckEnd::NotConfirmed => 2,
+            CheckEnd::NotConfirmed => Exit::Error.code(),
             CheckEnd::Ran(o) => match o.end {
-                PassEnd::Finished => i32::from(o.mismatch_cnt > 0),
-                PassEnd::Cancelled | PassEnd::Interrupted => 2,
+                PassEnd::Finished => Exit::findings_if(o.mismatch_cnt > 0).code(),
+                PassEnd::Cancelled | PassEnd::Interrupted => Exit::Error.code(),
             },
         }
     }
@@ -177,7 +178,7 @@ pub fn check(
             return Ok(CheckEnd::NotConfirmed);
         }
     }
-    load_modules(load, a);
+    load_modules(crate::cli::CHECK, load, a);
     let mut writable = blockdev::WritableWhile::clear(&member_nodes(md, &members))
         .map_err(|e| format!("making the members writable: {e}"))?;
     let prior_state = running.as_ref().map(|r| r.array_state.clone());
@@ -225,10 +226,13 @@ pub fn check(
     };
     match back {
         Ok(m) => println!("{m}"),
-        Err(e) => eprintln!("md: putting /dev/{name} back: {e}"),
+        Err(e) => cliconv::eprint(
+            crate::cli::CHECK,
+            format_args!("putting /dev/{name} back: {e}"),
+        ),
     }
     for e in writable.restore() {
-        eprintln!("md: {e}");
+        cliconv::eprint(crate::cli::CHECK, e);
     }
     let outcome = outcome?;
     let unit = mdraid::verify::kernel_mismatch_unit(a.level_number);

@@ -8,6 +8,7 @@ use crate::check::{cancel_pass, check, CheckOptions};
 use crate::Md;
 use argh::FromArgs;
 use blockdev::sys::ModuleLoader;
+use cliconv::Exit;
 use mdraid::cli::{ExamineCommand, ScanCommand, VerifyCommand};
 use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;
@@ -16,7 +17,16 @@ use std::sync::atomic::AtomicBool;
 /// writing anything, assemble one read-only, and run the kernel's check
 /// only when asked and confirmed.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "md")]
+#[argh(
+    subcommand,
+    name = "md",
+    error_code(0, "done: see the action's --help"),
+    error_code(1, "findings: see the action's --help"),
+    error_code(
+        2,
+        "error: usage error (unknown option, missing argument, no action), or the action failed"
+    )
+)]
 pub struct MdCommand {
     #[argh(subcommand)]
     pub action: Action,
@@ -41,8 +51,8 @@ pub enum Action {
 #[argh(
     subcommand,
     name = "assemble",
-    error_code(0, "assembled read-only (and mounted with --mount)"),
-    error_code(2, "usage error (unknown option, missing argument), the array is not found or cannot be assembled or mounted")
+    error_code(0, "done: assembled read-only (and mounted with --mount)"),
+    error_code(2, "error: usage error (unknown option, missing argument), the array is not found or cannot be assembled or mounted")
 )]
 pub struct AssembleCommand {
     /// array UUID or name (e.g. DiskStation:2)
@@ -62,8 +72,8 @@ pub struct AssembleCommand {
 #[argh(
     subcommand,
     name = "stop",
-    error_code(0, "stopped, members released"),
-    error_code(2, "usage error (unknown option, missing argument), the array is not assembled, or it cannot be unmounted or stopped")
+    error_code(0, "done: stopped, members released"),
+    error_code(2, "error: usage error (unknown option, missing argument), the array is not assembled, or it cannot be unmounted or stopped")
 )]
 pub struct StopCommand {
     /// array UUID, name, or md device (md127, /dev/md127)
@@ -82,9 +92,9 @@ pub struct StopCommand {
 #[argh(
     subcommand,
     name = "check",
-    error_code(0, "the pass finished with mismatch_cnt 0, or --cancel stopped a pass"),
-    error_code(1, "the pass finished with mismatches"),
-    error_code(2, "usage error (unknown option, missing argument), not confirmed, a pass already running, the pass cancelled or interrupted, or an error")
+    error_code(0, "done: the pass finished with mismatch_cnt 0, or --cancel stopped a pass"),
+    error_code(1, "findings: the pass finished with mismatches"),
+    error_code(2, "error: usage error (unknown option, missing argument), not confirmed, a pass already running, the pass cancelled or interrupted, or an error")
 )]
 pub struct CheckCommand {
     /// array UUID, name, or md device (md127, /dev/md127)
@@ -111,6 +121,11 @@ pub struct CheckCommand {
     pub cancel: bool,
 }
 
+/// The kernel-driver commands' names in their messages (`rescue md check: ...`).
+pub const ASSEMBLE: &str = "md assemble";
+pub const STOP: &str = "md stop";
+pub const CHECK: &str = "md check";
+
 pub fn run(cmd: MdCommand, load: ModuleLoader<'_>, stop: &AtomicBool) -> i32 {
     let md = Md::system();
     match cmd.action {
@@ -119,16 +134,25 @@ pub fn run(cmd: MdCommand, load: ModuleLoader<'_>, stop: &AtomicBool) -> i32 {
         Action::Verify(c) => mdraid::cli::run_verify(c),
         Action::Assemble(c) => {
             if !c.readonly {
-                return exit_code(Err(
-                    "assemble needs --readonly: only read-only assembly is offered \
+                return exit_code(
+                    ASSEMBLE,
+                    Err(
+                        "assemble needs --readonly: only read-only assembly is offered \
                     (md check switches an array to read-write after asking)"
-                        .into(),
-                ));
+                            .into(),
+                    ),
+                );
             }
-            exit_code(assemble(&md, &c.array, c.mount, load).map(|_| 0))
+            exit_code(
+                ASSEMBLE,
+                assemble(&md, &c.array, c.mount, load).map(|_| Exit::Done.code()),
+            )
         }
-        Action::Stop(c) => exit_code(stop_array(&md, &c.array).map(|()| 0)),
-        Action::Check(c) if c.cancel => exit_code(cancel_pass(&md, &c.array).map(|()| 0)),
+        Action::Stop(c) => exit_code(STOP, stop_array(&md, &c.array).map(|()| Exit::Done.code())),
+        Action::Check(c) if c.cancel => exit_code(
+            CHECK,
+            cancel_pass(&md, &c.array).map(|()| Exit::Done.code()),
+        ),
         Action::Check(c) => {
             let stdin = std::io::stdin();
             let interactive = stdin.is_terminal();
@@ -141,18 +165,13 @@ pub fn run(cmd: MdCommand, load: ModuleLoader<'_>, stop: &AtomicBool) -> i32 {
                 repair_confirmed: c.yes_repair,
             };
             let end = check(&md, &opts, load, stop, interactive, &mut stdin.lock());
-            exit_code(end.map(|e| e.exit_code()))
+            exit_code(CHECK, end.map(|e| e.exit_code()))
         }
     }
 }
 
-/// Exit code of a subcommand's result, printing the error.
-pub fn exit_code(r: Result<i32, String>) -> i32 {
-    match r {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("md: {e}");
-            2
-        }
-    }
+/// Exit code of `command`'s result, printing the error as `rescue
+/// <command>: <error>`.
+pub fn exit_code(command: &str, r: Result<i32, String>) -> i32 {
+    r.unwrap_or_else(|e| cliconv::fail(command, e).code())
 }

@@ -6,6 +6,7 @@
 use crate::devices::open_all;
 use crate::scan::{self, find_array, Array};
 use crate::verify::{self, VerifyReport};
+use cliconv::Exit;
 use screen::{decimal_size, hms};
 use std::fmt;
 use std::io::Write as _;
@@ -77,8 +78,10 @@ impl ArrayVerifyError {
     /// The `rescue md verify` exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ArrayVerifyError::NoGeometry { .. } | ArrayVerifyError::NotVerifiable { .. } => 1,
-            _ => 2,
+            ArrayVerifyError::NoGeometry { .. } | ArrayVerifyError::NotVerifiable { .. } => {
+                Exit::Findings.code()
+            }
+            _ => Exit::Error.code(),
         }
     }
 }
@@ -127,9 +130,9 @@ impl ArrayVerified {
     /// 0 consistent, 1 mismatches, 2 reads failed (as `rescue md verify`).
     pub fn exit_code(&self) -> i32 {
         if !self.report.read_failures.is_empty() {
-            2
+            Exit::Error.code()
         } else {
-            i32::from(self.report.mismatch_count > 0)
+            Exit::findings_if(self.report.mismatch_count > 0).code()
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::devices::open_all;
 use crate::{examine, scan};
 use argh::FromArgs;
 use blockdev::BlockDevice;
-use serde::Serialize;
+use cliconv::Exit;
 
 /// Find md superblocks (0.90, 1.0, 1.1, 1.2) on the given devices or image
 /// files (default: every disk and partition under /sys/block), group them
@@ -21,9 +21,9 @@ use serde::Serialize;
 #[argh(
     subcommand,
     name = "scan",
-    error_code(0, "every array found is healthy"),
-    error_code(1, "an array is degraded or failed, a member is stale, or a superblock is bad"),
-    error_code(2, "usage error (unknown option, missing argument), no device could be opened, or a named device cannot be opened")
+    error_code(0, "done: every array found is healthy"),
+    error_code(1, "findings: an array is degraded or failed, a member is stale, or a superblock is bad"),
+    error_code(2, "error: usage error (unknown option, missing argument), no device could be opened, or a named device cannot be opened")
 )]
 pub struct ScanCommand {
     /// devices or image files
@@ -39,9 +39,9 @@ pub struct ScanCommand {
 #[argh(
     subcommand,
     name = "examine",
-    error_code(0, "a consistent md superblock"),
-    error_code(1, "no md superblock, a bad checksum or an impossible geometry"),
-    error_code(2, "usage error (unknown option, missing argument), or an I/O error")
+    error_code(0, "done: a consistent md superblock"),
+    error_code(1, "findings: no md superblock, a bad checksum or an impossible geometry"),
+    error_code(2, "error: usage error (unknown option, missing argument), an I/O error, or the output could not be written")
 )]
 pub struct ExamineCommand {
     /// device or image file
@@ -61,9 +61,9 @@ pub struct ExamineCommand {
 #[argh(
     subcommand,
     name = "verify",
-    error_code(0, "the array is consistent"),
-    error_code(1, "mismatches found, or the array cannot be verified (members missing, unknown geometry)"),
-    error_code(2, "usage error (unknown option, missing argument), a member cannot be opened, or reads failed")
+    error_code(0, "done: the array is consistent"),
+    error_code(1, "findings: mismatches found, or the array cannot be verified (members missing, unknown geometry)"),
+    error_code(2, "error: usage error (unknown option, missing argument), a member cannot be opened, or reads failed")
 )]
 pub struct VerifyCommand {
     /// member devices or image files, or one array's UUID or name
@@ -83,77 +83,68 @@ pub struct VerifyCommand {
     pub batch_mib: u64,
 }
 
-pub fn print_json<T: Serialize>(v: &T) -> bool {
-    match serde_json::to_string_pretty(v) {
-        Ok(s) => {
-            println!("{s}");
-            true
-        }
-        Err(e) => {
-            eprintln!("md: {e}");
-            false
-        }
-    }
-}
+/// The commands' names in their messages (`rescue md scan: ...`).
+pub const SCAN: &str = "md scan";
+pub const EXAMINE: &str = "md examine";
+pub const VERIFY: &str = "md verify";
+
+/// Version of the `md scan`, `md examine` and `md verify --json` documents.
+pub const JSON_SCHEMA: u32 = 1;
 
 pub fn run_scan(c: ScanCommand) -> i32 {
     let opened = open_all(&c.targets);
     for e in &opened.errors {
-        eprintln!("md scan: {e}");
+        cliconv::eprint(SCAN, e);
     }
     if opened.devs.is_empty() {
-        eprintln!("md scan: no device could be opened");
-        return 2;
+        return cliconv::fail(SCAN, "no device could be opened").code();
     }
     let inputs = opened.inputs();
     let report = scan::scan(&inputs);
     if c.json {
-        if !print_json(&report) {
-            return 2;
+        if cliconv::print_json(SCAN, JSON_SCHEMA, &report) == Exit::Error {
+            return Exit::Error.code();
         }
     } else {
         print!("{}", scan::render(&report));
     }
     if !opened.errors.is_empty() && !c.targets.is_empty() {
-        return 2;
+        return Exit::Error.code();
     }
-    i32::from(report.has_problems())
+    Exit::findings_if(report.has_problems()).code()
 }
 
 pub fn run_examine(c: ExamineCommand) -> i32 {
     let dev = match blockdev::Device::open(&c.target) {
         Ok(d) => d,
-        Err(e) => {
-            eprintln!("md examine: {e}");
-            return 2;
-        }
+        Err(e) => return cliconv::fail(EXAMINE, e).code(),
     };
     match crate::find_superblock(&dev) {
         Ok(Some(sb)) => {
             let e = examine::examined(&c.target, dev.size(), &sb);
             if c.json {
-                if !print_json(&e) {
-                    return 2;
+                if cliconv::print_json(EXAMINE, JSON_SCHEMA, &e) == Exit::Error {
+                    return Exit::Error.code();
                 }
             } else {
                 print!("{}", examine::render(&e));
             }
-            i32::from(!e.checksum_ok || e.geometry_error.is_some())
+            Exit::findings_if(!e.checksum_ok || e.geometry_error.is_some()).code()
         }
         Ok(None) => {
-            eprintln!(
-                "md examine: {}: no md superblock (looked for 1.2, 1.1, 1.0, 0.90)",
-                c.target
+            cliconv::eprint(
+                EXAMINE,
+                format_args!(
+                    "{}: no md superblock (looked for 1.2, 1.1, 1.0, 0.90)",
+                    c.target
+                ),
             );
-            1
+            Exit::Findings.code()
         }
-        Err(crate::SuperblockError::Io(e)) => {
-            eprintln!("md examine: {e}");
-            2
-        }
+        Err(crate::SuperblockError::Io(e)) => cliconv::fail(EXAMINE, e).code(),
         Err(e) => {
-            eprintln!("md examine: {}: {e}", c.target);
-            1
+            cliconv::eprint(EXAMINE, format_args!("{}: {e}", c.target));
+            Exit::Findings.code()
         }
     }
 }
@@ -166,21 +157,21 @@ pub fn run_verify(c: VerifyCommand) -> i32 {
     };
     let verified = verify_array(
         &opts,
-        &mut |n| eprintln!("md verify: {n}"),
+        &mut |n| cliconv::eprint(VERIFY, n),
         &mut stderr_progress(c.quiet),
     );
     let v = match verified {
         Ok(v) => v,
         // Each unopened member was already named.
-        Err(ArrayVerifyError::MembersUnopened) => return 2,
+        Err(ArrayVerifyError::MembersUnopened) => return Exit::Error.code(),
         Err(e) => {
-            eprintln!("md verify: {e}");
+            cliconv::eprint(VERIFY, &e);
             return e.exit_code();
         }
     };
     if c.json {
-        if !print_json(&v.report) {
-            return 2;
+        if cliconv::print_json(VERIFY, JSON_SCHEMA, &v.report) == Exit::Error {
+            return Exit::Error.code();
         }
     } else {
         print!("{}", render_verify(&v.array, &v.report));

@@ -1,6 +1,7 @@
 //! `rescue probe`: the disk overview as text or JSON.
 
 use argh::FromArgs;
+use cliconv::Exit;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -11,14 +12,14 @@ use std::path::PathBuf;
 #[argh(
     subcommand,
     name = "probe",
-    error_code(0, "every disk surveyed"),
+    error_code(0, "done: every disk surveyed"),
     error_code(
         1,
-        "problems met while probing (a disk vanished, sysfs unreadable); the rest is shown"
+        "findings: problems met while probing (a disk vanished, sysfs unreadable); the rest is shown"
     ),
     error_code(
         2,
-        "usage error (unknown option, missing argument), or the output could not be written"
+        "error: usage error (unknown option, missing argument), or the output could not be written"
     )
 )]
 pub struct ProbeCommand {
@@ -42,11 +43,13 @@ pub struct ProbeCommand {
     pub timing: bool,
 }
 
-/// The `--json` document.
+/// Version of the `--json` document ([`ProbeReport`] under its `schema`
+/// field); bumped on incompatible changes.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// The `--json` document (printed with `"schema": JSON_SCHEMA` first).
 #[derive(Serialize)]
 pub struct ProbeReport<'a> {
-    /// Version of this schema; bumped on incompatible changes.
-    pub schema: u32,
     pub disks: &'a [crate::Disk],
     /// PCI storage controllers, with or without disks behind them.
     pub controllers: &'a [crate::StorageController],
@@ -65,27 +68,26 @@ pub fn run(cmd: ProbeCommand) -> i32 {
     };
     let controllers = crate::list_storage_controllers(&cmd.sysfs);
     if cmd.timing {
-        eprintln!(
-            "probe: {} disks surveyed in {:.1} ms",
-            disks.len(),
-            start.elapsed().as_secs_f64() * 1000.0
+        cliconv::eprint(
+            "probe",
+            format_args!(
+                "{} disks surveyed in {:.1} ms",
+                disks.len(),
+                start.elapsed().as_secs_f64() * 1000.0
+            ),
         );
     }
+    let found = Exit::findings_if(!problems.is_empty());
     if cmd.json {
         let report = ProbeReport {
-            schema: 1,
             disks: &disks,
             controllers: &controllers,
             problems: &problems,
             boot: crate::boot::read(&cmd.sysfs),
         };
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("probe: {e}");
-                return 2;
-            }
-        }
+        return cliconv::print_json("probe", JSON_SCHEMA, &report)
+            .max(found)
+            .code();
     } else {
         if cmd.long {
             for d in &disks {
@@ -97,12 +99,8 @@ pub fn run(cmd: ProbeCommand) -> i32 {
         print!("{}", crate::render::controllers(&controllers, &disks));
         println!("Boot: {}", crate::boot::read(&cmd.sysfs).line());
         for p in &problems {
-            eprintln!("probe: {p}");
+            cliconv::eprint("probe", p);
         }
     }
-    if problems.is_empty() {
-        0
-    } else {
-        1
-    }
+    found.code()
 }

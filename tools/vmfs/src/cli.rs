@@ -8,6 +8,7 @@ use crate::inode::FileType;
 use crate::open::{OpenRequest, OpenedVolume};
 use crate::volume::{Stat, Volume};
 use argh::FromArgs;
+use cliconv::Exit;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::io::Write;
@@ -21,7 +22,16 @@ use std::time::Instant;
 /// GPT/MBR by itself. A volume spanning several devices takes them all
 /// (as further SRCs or with --extent), in any order.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "vmfs")]
+#[argh(
+    subcommand,
+    name = "vmfs",
+    error_code(0, "done: see the action's --help"),
+    error_code(1, "findings: see the action's --help"),
+    error_code(
+        2,
+        "error: usage error (unknown option, missing argument, no action), or the action failed"
+    )
+)]
 pub struct VmfsCommand {
     #[argh(subcommand)]
     pub action: Action,
@@ -46,11 +56,11 @@ pub enum Action {
 #[argh(
     subcommand,
     name = "tree",
-    error_code(0, "listed"),
-    error_code(1, "some entries could not be read"),
+    error_code(0, "done: listed"),
+    error_code(1, "findings: some entries could not be read"),
     error_code(
         2,
-        "usage error (unknown option, missing argument), no volume, or PATH not found"
+        "error: usage error (unknown option, missing argument), no volume, or PATH not found"
     )
 )]
 pub struct TreeCommand {
@@ -76,9 +86,12 @@ pub struct TreeCommand {
 #[argh(
     subcommand,
     name = "scan",
-    error_code(0, "no orphans"),
-    error_code(1, "orphans found"),
-    error_code(2, "usage error (unknown option, missing argument), or no volume")
+    error_code(0, "done: no orphans"),
+    error_code(1, "findings: orphans found"),
+    error_code(
+        2,
+        "error: usage error (unknown option, missing argument), or no volume"
+    )
 )]
 pub struct ScanCommand {
     /// disks, partitions or images holding the volume
@@ -104,7 +117,16 @@ pub struct ScanCommand {
 /// were found, 1 when none were or one could not be opened, 2 on a usage
 /// error.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "list")]
+#[argh(
+    subcommand,
+    name = "list",
+    error_code(0, "done: datastores found and opened"),
+    error_code(1, "findings: no datastore found, or one could not be opened"),
+    error_code(
+        2,
+        "error: usage error (unknown option, missing argument), or the output could not be written"
+    )
+)]
 pub struct ListCommand {
     /// disks, partitions or images to look at (default: all disks)
     #[argh(positional)]
@@ -121,15 +143,15 @@ pub struct ListCommand {
     name = "info",
     error_code(
         0,
-        "the volume is whole: every extent found, metadata and bitmap readable"
+        "done: the volume is whole: every extent found, metadata and bitmap readable"
     ),
     error_code(
         1,
-        "an extent is missing, metadata warnings, or the bitmap is unreadable"
+        "findings: an extent is missing, metadata warnings, or the bitmap is unreadable"
     ),
     error_code(
         2,
-        "usage error (unknown option, missing argument), or no VMFS volume can be opened on SRC"
+        "error: usage error (unknown option, missing argument), or no VMFS volume can be opened on SRC"
     )
 )]
 pub struct InfoCommand {
@@ -153,11 +175,14 @@ pub struct InfoCommand {
 #[argh(
     subcommand,
     name = "ls",
-    error_code(0, "listed"),
-    error_code(1, "an entry could not be read, or with --scan orphans were found"),
+    error_code(0, "done: listed"),
+    error_code(
+        1,
+        "findings: an entry could not be read, or with --scan orphans were found"
+    ),
     error_code(
         2,
-        "usage error (unknown option, missing argument), no volume, or PATH not found"
+        "error: usage error (unknown option, missing argument), no volume, or PATH not found"
     )
 )]
 pub struct LsCommand {
@@ -188,8 +213,8 @@ pub struct LsCommand {
 #[argh(
     subcommand,
     name = "stat",
-    error_code(0, "shown"),
-    error_code(2, "usage error (unknown option, missing argument), no volume, or PATH not found or unreadable")
+    error_code(0, "done: shown"),
+    error_code(2, "error: usage error (unknown option, missing argument), no volume, or PATH not found or unreadable")
 )]
 pub struct StatCommand {
     /// SRC... then the VMFS path
@@ -216,8 +241,8 @@ pub struct StatCommand {
 #[argh(
     subcommand,
     name = "cat",
-    error_code(0, "all bytes written to stdout (or its reader went away)"),
-    error_code(2, "usage error (unknown option, missing argument), no volume, PATH not found, or a read or write failed")
+    error_code(0, "done: all bytes written to stdout (or its reader went away)"),
+    error_code(2, "error: usage error (unknown option, missing argument), no volume, PATH not found, or a read or write failed")
 )]
 pub struct CatCommand {
     /// SRC... then the VMFS path
@@ -248,9 +273,9 @@ pub struct CatCommand {
 #[argh(
     subcommand,
     name = "extract",
-    error_code(0, "everything extracted"),
-    error_code(1, "bytes were lost (zero-filled) or items skipped: see DEST_DIR/vmfs-extract-report.txt"),
-    error_code(2, "usage error (unknown option, missing argument), no volume, PATH not found, or the destination failed (full, read-only, gone)")
+    error_code(0, "done: everything extracted"),
+    error_code(1, "findings: bytes were lost (zero-filled) or items skipped: see DEST_DIR/vmfs-extract-report.txt"),
+    error_code(2, "error: usage error (unknown option, missing argument), no volume, PATH not found, or the destination failed (full, read-only, gone)")
 )]
 pub struct ExtractCommand {
     /// SRC... then VMFS paths, then the destination directory
@@ -276,11 +301,11 @@ pub struct ExtractCommand {
 #[argh(
     subcommand,
     name = "files-hit",
-    error_code(0, "no file overlaps a bad area"),
-    error_code(1, "files overlap bad areas, or some metadata could not be read"),
+    error_code(0, "done: no file overlaps a bad area"),
+    error_code(1, "findings: files overlap bad areas, or some metadata could not be read"),
     error_code(
         2,
-        "usage error (unknown option, missing argument), no volume, or the mapfile is unreadable"
+        "error: usage error (unknown option, missing argument), no volume, or the mapfile is unreadable"
     )
 )]
 pub struct FilesHitCommand {
@@ -301,7 +326,38 @@ pub struct FilesHitCommand {
     pub json: bool,
 }
 
+/// Version of every `vmfs ... --json` document.
+pub const JSON_SCHEMA: u32 = 1;
+
+impl Action {
+    /// The command's name in its messages (`rescue vmfs ls: ...`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::List(_) => LIST,
+            Action::Info(_) => INFO,
+            Action::Ls(_) => LS,
+            Action::Stat(_) => STAT,
+            Action::Cat(_) => CAT,
+            Action::Extract(_) => EXTRACT,
+            Action::FilesHit(_) => FILES_HIT,
+            Action::Scan(_) => SCAN,
+            Action::Tree(_) => TREE,
+        }
+    }
+}
+
+const LIST: &str = "vmfs list";
+const INFO: &str = "vmfs info";
+const LS: &str = "vmfs ls";
+const STAT: &str = "vmfs stat";
+const CAT: &str = "vmfs cat";
+const EXTRACT: &str = "vmfs extract";
+const FILES_HIT: &str = "vmfs files-hit";
+const SCAN: &str = "vmfs scan";
+const TREE: &str = "vmfs tree";
+
 pub fn run(cmd: VmfsCommand) -> i32 {
+    let command = cmd.action.name();
     let r = match cmd.action {
         Action::List(c) => list(c),
         Action::Info(c) => info(c),
@@ -313,13 +369,7 @@ pub fn run(cmd: VmfsCommand) -> i32 {
         Action::Scan(c) => scan(c),
         Action::Tree(c) => tree(c),
     };
-    match r {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("vmfs: {e}");
-            2
-        }
-    }
+    r.unwrap_or_else(|e| cliconv::fail(command, e).code())
 }
 
 type CliResult = Result<i32, String>;
@@ -347,6 +397,7 @@ fn split_args(args: &[String]) -> (Vec<String>, Vec<String>) {
 /// Opens the volume through the library and prints what it found or
 /// decided on the way (and the volume's metadata warnings), failed or not.
 fn open_volume(
+    command: &str,
     srcs: &[String],
     extents: &[String],
     offset: Option<u64>,
@@ -361,26 +412,26 @@ fn open_volume(
     match crate::open::open_volume(&req) {
         Ok(o) => {
             for n in &o.notes {
-                eprintln!("vmfs: {n}");
+                cliconv::eprint(command, n);
             }
             for w in &o.volume.warnings {
-                eprintln!("vmfs: warning: {w}");
+                cliconv::eprint(command, format_args!("warning: {w}"));
             }
             Ok(o)
         }
         Err(e) => {
             for n in &e.notes {
-                eprintln!("vmfs: {n}");
+                cliconv::eprint(command, n);
             }
             Err(e.message)
         }
     }
 }
 
-fn json_out<T: Serialize>(v: &T) -> CliResult {
-    let s = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
-    println!("{s}");
-    Ok(0)
+/// Prints a `--json` document; [`Exit::Error`] (and the message) when it
+/// could not be.
+fn json_out<T: Serialize>(command: &str, v: &T) -> Exit {
+    cliconv::print_json(command, JSON_SCHEMA, v)
 }
 
 fn list(c: ListCommand) -> CliResult {
@@ -394,7 +445,7 @@ fn list(c: ListCommand) -> CliResult {
     };
     let (plans, failed) = plan_paths(&paths);
     let stores: Vec<crate::datastores::Datastore> = plans.into_iter().map(|p| p.open()).collect();
-    let mut code = if stores.is_empty() { 1 } else { 0 };
+    let mut code = Exit::findings_if(stores.is_empty());
     #[derive(Serialize)]
     struct Row<'a> {
         source: &'a str,
@@ -442,13 +493,13 @@ fn list(c: ListCommand) -> CliResult {
             }
             Err(e) => {
                 row.error = Some(e.to_string());
-                code = 1;
+                code = Exit::Findings;
             }
         }
         rows.push(row);
     }
     if !failed.is_empty() {
-        code = 1;
+        code = Exit::Findings;
     }
     if c.json {
         #[derive(Serialize)]
@@ -456,11 +507,14 @@ fn list(c: ListCommand) -> CliResult {
             datastores: &'a [Row<'a>],
             errors: Vec<String>,
         }
-        json_out(&Out {
-            datastores: &rows,
-            errors: failed.iter().map(|(p, e)| format!("{p}: {e}")).collect(),
-        })?;
-        return Ok(code);
+        let printed = json_out(
+            LIST,
+            &Out {
+                datastores: &rows,
+                errors: failed.iter().map(|(p, e)| format!("{p}: {e}")).collect(),
+            },
+        );
+        return Ok(printed.max(code).code());
     }
     for (n, r) in rows.iter().enumerate() {
         let place = stores[n].place();
@@ -491,18 +545,15 @@ fn list(c: ListCommand) -> CliResult {
     if rows.is_empty() {
         println!("no VMFS datastore found on {}", paths.join(" "));
     }
-    Ok(code)
+    Ok(code.code())
 }
 
 fn info(c: InfoCommand) -> CliResult {
-    let o = open_volume(&c.src, &c.extent, c.offset, None)?;
+    let o = open_volume(INFO, &c.src, &c.extent, c.offset, None)?;
     let i = o.volume.info();
     let space = crate::space::free_space(&o.volume).map_err(|e| e.to_string());
-    let code = if i.missing.is_empty() && o.volume.warnings.is_empty() && space.is_ok() {
-        0
-    } else {
-        1
-    };
+    let code =
+        Exit::findings_if(!(i.missing.is_empty() && o.volume.warnings.is_empty() && space.is_ok()));
     if c.json {
         #[derive(Serialize)]
         struct WithSpace<'a> {
@@ -513,12 +564,15 @@ fn info(c: InfoCommand) -> CliResult {
             #[serde(skip_serializing_if = "Option::is_none")]
             space_error: Option<&'a str>,
         }
-        json_out(&WithSpace {
-            info: &i,
-            space: space.as_ref().ok(),
-            space_error: space.as_ref().err().map(String::as_str),
-        })?;
-        return Ok(code);
+        let printed = json_out(
+            INFO,
+            &WithSpace {
+                info: &i,
+                space: space.as_ref().ok(),
+                space_error: space.as_ref().err().map(String::as_str),
+            },
+        );
+        return Ok(printed.max(code).code());
     }
     println!(
         "VMFS version:   {} (descriptor {}.{}){}",
@@ -584,7 +638,7 @@ fn info(c: InfoCommand) -> CliResult {
             r.groups
         );
     }
-    Ok(code)
+    Ok(code.code())
 }
 
 fn date(t: u32) -> String {
@@ -618,12 +672,12 @@ fn ls(c: LsCommand) -> CliResult {
         return Err(format!("ls takes one path, got {rest:?}"));
     }
     let path = rest.first().map(String::as_str).unwrap_or("/");
-    let o = open_volume(&srcs, &c.extent, c.offset, None)?;
+    let o = open_volume(LS, &srcs, &c.extent, c.offset, None)?;
     if c.scan {
         if !rest.is_empty() {
             return Err("ls --scan takes no path: it scans the whole volume".into());
         }
-        return list_orphans(&o, &srcs, c.json);
+        return list_orphans(LS, &o, &srcs, c.json);
     }
     let v = &o.volume;
     let st = v.stat(path).map_err(|e| e.to_string())?;
@@ -650,7 +704,14 @@ fn ls(c: LsCommand) -> CliResult {
         });
     }
     if c.json {
-        json_out(&out)?;
+        /// The entries under a name: a document is an object with its schema.
+        #[derive(Serialize)]
+        struct Listing<'a> {
+            entries: &'a [LsEntry],
+        }
+        if json_out(LS, &Listing { entries: &out }) == Exit::Error {
+            return Ok(Exit::Error.code());
+        }
     } else {
         for e in &out {
             match (&e.stat, c.long) {
@@ -685,13 +746,12 @@ fn ls(c: LsCommand) -> CliResult {
         }
     }
     for e in out.iter().filter(|e| e.error.is_some()) {
-        eprintln!(
-            "vmfs: warning: {}: {}",
-            e.name,
-            e.error.as_deref().unwrap_or("")
+        cliconv::eprint(
+            LS,
+            format_args!("warning: {}: {}", e.name, e.error.as_deref().unwrap_or("")),
         );
     }
-    Ok(if bad > 0 { 1 } else { 0 })
+    Ok(Exit::findings_if(bad > 0).code())
 }
 
 fn stat(c: StatCommand) -> CliResult {
@@ -699,7 +759,7 @@ fn stat(c: StatCommand) -> CliResult {
     let [path] = rest.as_slice() else {
         return Err("stat takes SRC... PATH".into());
     };
-    let o = open_volume(&srcs, &c.extent, c.offset, None)?;
+    let o = open_volume(STAT, &srcs, &c.extent, c.offset, None)?;
     let v = &o.volume;
     let ino = v.lookup(path).map_err(|e| e.to_string())?;
     let st = v.stat_inode(&ino).map_err(|e| e.to_string())?;
@@ -714,10 +774,14 @@ fn stat(c: StatCommand) -> CliResult {
             stat: &'a Stat,
             extents: &'a Option<Vec<crate::FileExtent>>,
         }
-        return json_out(&S {
-            stat: &st,
-            extents: &extents,
-        });
+        return Ok(json_out(
+            STAT,
+            &S {
+                stat: &st,
+                extents: &extents,
+            },
+        )
+        .code());
     }
     println!("path:        {path}");
     println!("type:        {:?}", st.file_type);
@@ -752,7 +816,7 @@ fn stat(c: StatCommand) -> CliResult {
             );
         }
     }
-    Ok(0)
+    Ok(Exit::Done.code())
 }
 
 fn cat(c: CatCommand) -> CliResult {
@@ -760,7 +824,7 @@ fn cat(c: CatCommand) -> CliResult {
     let [path] = rest.as_slice() else {
         return Err("cat takes SRC... PATH".into());
     };
-    let o = open_volume(&srcs, &c.extent, c.vmfs_offset, None)?;
+    let o = open_volume(CAT, &srcs, &c.extent, c.vmfs_offset, None)?;
     let f = o.volume.open(path).map_err(|e| e.to_string())?;
     let start = c.offset.unwrap_or(0).min(f.size());
     let end = c
@@ -798,11 +862,11 @@ fn cat(c: CatCommand) -> CliResult {
     match failed {
         None => {}
         // The reader of our output went away: done, quietly.
-        Some(None) => return Ok(0),
+        Some(None) => return Ok(Exit::Done.code()),
         Some(Some(e)) => return Err(e),
     }
     out.flush().map_err(|e| format!("writing stdout: {e}"))?;
-    Ok(0)
+    Ok(Exit::Done.code())
 }
 
 /// Fills `buf` from `off` of `f`; a short read (the file ends first) is an
@@ -926,7 +990,7 @@ fn extract(c: ExtractCommand) -> CliResult {
     }
     let dest = PathBuf::from(rest.pop().unwrap_or_default());
     let bad = c.map.as_deref().map(read_mapfile).transpose()?;
-    let o = open_volume(&srcs, &c.extent, c.offset, bad.as_ref())?;
+    let o = open_volume(EXTRACT, &srcs, &c.extent, c.offset, bad.as_ref())?;
     let mut progress: Box<dyn FnMut(&Progress)> = if c.quiet {
         Box::new(|_: &Progress| {})
     } else {
@@ -943,8 +1007,8 @@ fn files_hit(c: FilesHitCommand) -> CliResult {
     let bad = read_mapfile(&c.map)?;
     // Metadata is read without the bad areas applied: if metadata itself is
     // in a bad area the listing says so through the errors below.
-    let o = open_volume(&c.src, &c.extent, c.offset, Some(&bad))
-        .or_else(|_| open_volume(&c.src, &c.extent, c.offset, None))?;
+    let o = open_volume(FILES_HIT, &c.src, &c.extent, c.offset, Some(&bad))
+        .or_else(|_| open_volume(FILES_HIT, &c.src, &c.extent, c.offset, None))?;
     let (hits, errors) = files_hit_in(&o.volume, &o.origins, &bad);
     if c.json {
         #[derive(Serialize)]
@@ -952,10 +1016,16 @@ fn files_hit(c: FilesHitCommand) -> CliResult {
             hits: &'a [Hit],
             errors: &'a [String],
         }
-        json_out(&R {
-            hits: &hits,
-            errors: &errors,
-        })?;
+        let printed = json_out(
+            FILES_HIT,
+            &R {
+                hits: &hits,
+                errors: &errors,
+            },
+        );
+        if printed == Exit::Error {
+            return Ok(printed.code());
+        }
     } else {
         for h in &hits {
             let n: u64 = h.ranges.iter().map(|r| r.1).sum();
@@ -971,21 +1041,17 @@ fn files_hit(c: FilesHitCommand) -> CliResult {
             println!("no file overlaps a bad area");
         }
     }
-    Ok(if hits.is_empty() && errors.is_empty() {
-        0
-    } else {
-        1
-    })
+    Ok(Exit::findings_if(!(hits.is_empty() && errors.is_empty())).code())
 }
 
 fn scan(c: ScanCommand) -> CliResult {
-    let o = open_volume(&c.src, &c.extent, c.offset, None)?;
-    list_orphans(&o, &c.src, c.json)
+    let o = open_volume(SCAN, &c.src, &c.extent, c.offset, None)?;
+    list_orphans(SCAN, &o, &c.src, c.json)
 }
 
 /// `scan` and `ls --scan`: the orphans with how to get them out. Exit 1 if
 /// there are any.
-fn list_orphans(o: &OpenedVolume, srcs: &[String], json: bool) -> CliResult {
+fn list_orphans(command: &str, o: &OpenedVolume, srcs: &[String], json: bool) -> CliResult {
     let (orphans, errors) = o.volume.orphans();
     let stats: Vec<Stat> = orphans
         .iter()
@@ -997,10 +1063,16 @@ fn list_orphans(o: &OpenedVolume, srcs: &[String], json: bool) -> CliResult {
             orphans: &'a [Stat],
             errors: &'a [String],
         }
-        json_out(&R {
-            orphans: &stats,
-            errors: &errors,
-        })?;
+        let printed = json_out(
+            command,
+            &R {
+                orphans: &stats,
+                errors: &errors,
+            },
+        );
+        if printed == Exit::Error {
+            return Ok(printed.code());
+        }
     } else {
         for s in &stats {
             println!(
@@ -1024,13 +1096,13 @@ fn list_orphans(o: &OpenedVolume, srcs: &[String], json: bool) -> CliResult {
             );
         }
     }
-    Ok(if stats.is_empty() { 0 } else { 1 })
+    Ok(Exit::findings_if(!stats.is_empty()).code())
 }
 
 fn tree(c: TreeCommand) -> CliResult {
     let (srcs, rest) = split_args(&c.args);
     let path = rest.first().map(String::as_str).unwrap_or("/");
-    let o = open_volume(&srcs, &c.extent, c.offset, None)?;
+    let o = open_volume(TREE, &srcs, &c.extent, c.offset, None)?;
     let v = &o.volume;
     let root = v.lookup(path).map_err(|e| e.to_string())?;
     println!("{path}");
@@ -1089,5 +1161,5 @@ fn tree(c: TreeCommand) -> CliResult {
     if root.ftype.is_dir() {
         walk(v, &root, 1, c.all, &mut seen, &mut problems);
     }
-    Ok(if problems > 0 { 1 } else { 0 })
+    Ok(Exit::findings_if(problems > 0).code())
 }

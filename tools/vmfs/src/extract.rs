@@ -8,6 +8,7 @@
 use crate::inode::FileType;
 use crate::volume::Piece;
 use crate::{Inode, Volume};
+use cliconv::Exit;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -61,9 +62,9 @@ impl Outcome {
     /// error (2); lost or skipped data, a problem found (1).
     pub fn exit_code(self) -> i32 {
         match self {
-            Outcome::Clean => 0,
-            Outcome::LostOrSkipped => 1,
-            Outcome::Stopped => 2,
+            Outcome::Clean => Exit::Done.code(),
+            Outcome::LostOrSkipped => Exit::Findings.code(),
+            Outcome::Stopped => Exit::Error.code(),
         }
     }
 }
