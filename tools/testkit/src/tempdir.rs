@@ -47,6 +47,20 @@ impl TempDir {
     }
 }
 
+// A TempDir stands where a path is taken: `&dir` for `&Path`, `dir.display()`.
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         if std::env::var_os("RESCUE_KEEP_TMP").is_none() {

@@ -7,13 +7,10 @@ use std::path::PathBuf;
 use vmfs::cli::*;
 use vmfs::files_hit::files_hit_in;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = common::workspace()
-        .join("target/vmfs-test-scratch")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch directory under target/ (extraction writes sparse files too
+/// large for a small /tmp), removed when the test ends.
+fn scratch(name: &str) -> testkit::TempDir {
+    testkit::TempDir::new_in(&common::workspace().join("target/vmfs-test-scratch"), name)
 }
 
 fn s(p: &std::path::Path) -> String {
@@ -86,7 +83,6 @@ fn extract_keeps_content_sizes_and_holes() {
         PathBuf::from("/vmfs/volumes/vmfs5/small")
     );
     assert!(!dest.join("vmfs-extract-report.txt").exists());
-    let _ = std::fs::remove_dir_all(&dest);
 }
 
 #[test]
@@ -161,7 +157,6 @@ fn mapfile_bad_area_is_reported_per_file_and_extraction_completes() {
         "{report}"
     );
     assert!(!report.contains("bigger"), "{report}");
-    let _ = std::fs::remove_dir_all(&dest);
 }
 
 #[test]
@@ -343,7 +338,6 @@ fn orphans_are_extracted_by_fd_address() {
         })
     };
     assert_eq!((scan(true), scan(false)), (1, 1), "orphans found: exit 1");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Extracting the whole datastore leaves the volume's metadata files
@@ -401,5 +395,4 @@ fn metadata_files_are_copied_only_when_named() {
         std::fs::metadata(dest.join(".fbb.sf")).unwrap().len(),
         v.stat("/.fbb.sf").unwrap().size
     );
-    let _ = std::fs::remove_dir_all(&dest);
 }

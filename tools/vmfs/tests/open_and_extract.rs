@@ -9,12 +9,10 @@ use vmfs::extract::{extract, stored_size, ExtractReport, Outcome, Progress};
 use vmfs::open::{open_volume, open_volume_on, OpenRequest};
 use vmfs::Volume;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = common::workspace()
-        .join("target/vmfs-test-scratch")
-        .join(format!("lib-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A scratch directory under target/ (extraction writes sparse files too
+/// large for a small /tmp), removed when the test ends.
+fn scratch(name: &str) -> testkit::TempDir {
+    testkit::TempDir::new_in(&common::workspace().join("target/vmfs-test-scratch"), name)
 }
 
 fn vmfs5() -> Volume {
@@ -74,7 +72,6 @@ fn a_clean_extraction_reports_every_file_and_calls_progress_to_the_end() {
         std::fs::read_link(dest.join("symlink")).unwrap(),
         PathBuf::from("/vmfs/volumes/vmfs5/small")
     );
-    let _ = std::fs::remove_dir_all(&dest);
 }
 
 #[test]
@@ -114,7 +111,6 @@ fn cancelling_mid_file_keeps_it_as_incomplete_and_stops() {
     assert_eq!(written, dest.join("vmfs-extract-report.txt"));
     let text = std::fs::read_to_string(written).unwrap();
     assert!(text.ends_with(&format!("STOPPED {why}\n")), "{text}");
-    let _ = std::fs::remove_dir_all(&dest);
 }
 
 #[test]
@@ -127,7 +123,6 @@ fn cancelled_before_the_start_nothing_is_copied() {
     assert_eq!((r.files, r.done), (0, 0));
     assert_eq!(seen.len(), 1, "only the final call: {seen:?}");
     assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
-    let _ = std::fs::remove_dir_all(&dest);
 }
 
 #[test]
@@ -176,7 +171,6 @@ fn bad_areas_are_lost_bytes_and_skips_are_counted() {
     );
     assert!(text.contains("SKIPPED no-such-file: "), "{text}");
     assert_eq!(r.files, 1, "a file with lost bytes is still extracted");
-    let _ = std::fs::remove_dir_all(&dest);
 }
 
 /// A span with one device named: the other is found on the machine's
@@ -228,7 +222,6 @@ fn opening_finds_the_other_extent_of_a_span_and_says_so() {
     .unwrap();
     assert!(o.notes.is_empty(), "{:?}", o.notes);
     assert_eq!(o.origins.len(), 2);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -250,5 +243,4 @@ fn opening_without_a_source_or_volume_fails_with_a_message() {
     .err()
     .unwrap();
     assert!(!e.to_string().is_empty() && e.notes.is_empty(), "{e:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
