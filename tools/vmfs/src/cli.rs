@@ -2,17 +2,15 @@
 
 use crate::damage::{read_mapfile, Ranges};
 use crate::datastores::plan_paths;
-use crate::extract::{is_system_name, ExtractReport, Outcome, Progress};
+use crate::extract::{ExtractReport, Outcome, Progress};
 use crate::files_hit::{files_hit_in, Hit};
 use crate::inode::FileType;
 use crate::open::{OpenRequest, OpenedVolume};
-use crate::volume::{Stat, Volume};
+use crate::volume::Stat;
+use crate::walk::{CopyError, TreeItem};
 use argh::FromArgs;
 use cliconv::Exit;
 use serde::Serialize;
-use std::collections::HashSet;
-use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -826,61 +824,26 @@ fn cat(c: CatCommand) -> CliResult {
     };
     let o = open_volume(CAT, &srcs, &c.extent, c.vmfs_offset, None)?;
     let f = o.volume.open(path).map_err(|e| e.to_string())?;
-    let start = c.offset.unwrap_or(0).min(f.size());
-    let end = c
-        .length
-        .map(|l| start.saturating_add(l).min(f.size()))
-        .unwrap_or(f.size());
+    let start = c.offset.unwrap_or(0);
+    let end = c.length.map_or(u64::MAX, |l| start.saturating_add(l));
     // Rust's stdout is line-buffered: it would search every chunk for a
     // newline (half of cat's time on cached data). A duplicate of fd 1 as a
-    // File writes the chunks straight through. 1 MiB chunks: the usual file
-    // block, and small enough to stay in the CPU cache between read and write.
+    // File writes the chunks straight through.
     use std::os::fd::AsFd;
     let mut out = std::io::stdout()
         .as_fd()
         .try_clone_to_owned()
         .map(std::fs::File::from)
         .map_err(|e| format!("stdout: {e}"))?;
-    let chunks = crate::readahead::chunks_of(start, end, 1 << 20);
-    let read = |buf: &mut [u8], off: u64| read_fully(&f, buf, off);
-    let mut failed = None;
-    crate::readahead::for_each_chunk(&chunks, &read, &mut |_, _, data| {
-        let res = match data {
-            Ok(bytes) => out.write_all(bytes).map_err(|e| {
-                (e.kind() != std::io::ErrorKind::BrokenPipe).then(|| format!("writing stdout: {e}"))
-            }),
-            Err(e) => Err(Some(e.to_string())),
-        };
-        match res {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                failed = Some(e);
-                ControlFlow::Break(())
-            }
-        }
-    });
-    match failed {
-        None => {}
+    match crate::walk::copy_range(&f, start, end, &mut out) {
+        Ok(()) => Ok(Exit::Done.code()),
         // The reader of our output went away: done, quietly.
-        Some(None) => return Ok(Exit::Done.code()),
-        Some(Some(e)) => return Err(e),
+        Err(CopyError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(Exit::Done.code())
+        }
+        Err(CopyError::Write(e)) => Err(format!("writing stdout: {e}")),
+        Err(CopyError::Read(e)) => Err(e.to_string()),
     }
-    out.flush().map_err(|e| format!("writing stdout: {e}"))?;
-    Ok(Exit::Done.code())
-}
-
-/// Fills `buf` from `off` of `f`; a short read (the file ends first) is an
-/// error, as the chunks given are always inside the file.
-fn read_fully(f: &crate::FileReader<'_>, buf: &mut [u8], off: u64) -> crate::Result<()> {
-    let got = f.read_at(buf, off)?;
-    if got < buf.len() {
-        return Err(crate::Error::corrupt(format!(
-            "FD {:#010x}: {} bytes at file offset {off:#x}, the file ends after {got}",
-            f.inode().addr,
-            buf.len()
-        )));
-    }
-    Ok(())
 }
 
 /// The progress line of an extraction: "vmfs: 1.0 GiB of 2.0 GiB stored
@@ -1106,60 +1069,46 @@ fn tree(c: TreeCommand) -> CliResult {
     let v = &o.volume;
     let root = v.lookup(path).map_err(|e| e.to_string())?;
     println!("{path}");
-    let mut problems = 0;
-    let mut seen = HashSet::new();
-    // (inode, depth) in listing order.
-    fn walk(
-        v: &Volume,
-        ino: &crate::Inode,
-        depth: usize,
-        all: bool,
-        seen: &mut HashSet<u32>,
-        problems: &mut u32,
-    ) {
-        if !seen.insert(ino.addr) {
-            println!(
-                "{}(loop: FD {:#010x} already shown)",
-                "  ".repeat(depth),
-                ino.addr
-            );
-            *problems += 1;
-            return;
-        }
-        let mut es = match v.dir_entries(ino) {
-            Ok(e) => e,
-            Err(e) => {
-                println!("{}(unreadable: {e})", "  ".repeat(depth));
-                *problems += 1;
-                return;
-            }
-        };
-        es.sort_by(|a, b| a.name.cmp(&b.name));
-        for e in es {
-            if e.name == "." || e.name == ".." || (!all && is_system_name(&e.name)) {
-                continue;
-            }
-            match v.inode(e.addr) {
-                Ok(i) if i.ftype.is_dir() => {
-                    println!("{}{}/", "  ".repeat(depth), e.name);
-                    walk(v, &i, depth + 1, all, seen, problems);
-                }
-                Ok(i) => println!(
-                    "{}{}  {} ({})",
-                    "  ".repeat(depth),
-                    e.name,
-                    screen::human_size(i.size),
-                    format!("{:?}", i.ftype).to_lowercase()
-                ),
-                Err(err) => {
-                    println!("{}{}  (unreadable: {err})", "  ".repeat(depth), e.name);
-                    *problems += 1;
-                }
-            }
-        }
+    if !root.ftype.is_dir() {
+        return Ok(Exit::Done.code());
     }
-    if root.ftype.is_dir() {
-        walk(v, &root, 1, c.all, &mut seen, &mut problems);
+    let items = crate::walk::tree(v, &root, c.all);
+    for item in &items {
+        println!("{}", tree_line(item));
     }
-    Ok(Exit::findings_if(problems > 0).code())
+    Ok(Exit::findings_if(items.iter().any(TreeItem::is_problem)).code())
+}
+
+/// One line of `vmfs tree`, indented two spaces a level.
+fn tree_line(item: &TreeItem) -> String {
+    match item {
+        TreeItem::Folder { depth, name } => format!("{}{name}/", "  ".repeat(*depth)),
+        TreeItem::File {
+            depth,
+            name,
+            size,
+            file_type,
+        } => format!(
+            "{}{name}  {} ({})",
+            "  ".repeat(*depth),
+            screen::human_size(*size),
+            format!("{file_type:?}").to_lowercase()
+        ),
+        TreeItem::Loop { depth, addr } => {
+            format!(
+                "{}(loop: FD {addr:#010x} already shown)",
+                "  ".repeat(*depth)
+            )
+        }
+        TreeItem::Unreadable {
+            depth,
+            name: None,
+            error,
+        } => format!("{}(unreadable: {error})", "  ".repeat(*depth)),
+        TreeItem::Unreadable {
+            depth,
+            name: Some(name),
+            error,
+        } => format!("{}{name}  (unreadable: {error})", "  ".repeat(*depth)),
+    }
 }

@@ -18,6 +18,7 @@ pub mod readahead;
 pub mod source;
 pub mod space;
 pub mod volume;
+pub mod walk;
 
 pub use dir::DirEntry;
 pub use error::{Error, Result, Uuid};
