@@ -149,12 +149,21 @@ fn run_on(
             // Errors on stderr as `rescue md <action>` prints them.
             "a" if assembled.is_none() => exit_code(
                 mdkernel::cli::ASSEMBLE,
-                mdkernel::arrays::assemble(md, &a.uuid, true, &crate::modules::load_by_name)
-                    .map(|_| Exit::Done.code()),
+                mdkernel::arrays::assemble(
+                    md,
+                    &a.uuid,
+                    true,
+                    &crate::modules::load_by_name,
+                    &mut mdkernel::Output {
+                        out: &mut *out,
+                        err: &mut std::io::stderr(),
+                    },
+                )
+                .map(|_| Exit::Done.code()),
             ),
             "s" if assembled.is_some() => exit_code(
                 mdkernel::cli::STOP,
-                mdkernel::arrays::stop_array(md, &a.uuid).map(|()| Exit::Done.code()),
+                mdkernel::arrays::stop_array(md, &a.uuid, &mut *out).map(|()| Exit::Done.code()),
             ),
             "c" => {
                 let _ = writeln!(out, "Kernel check of the whole array; Ctrl-C cancels it.");
@@ -169,6 +178,10 @@ fn run_on(
                         &crate::STOP,
                         true,
                         input,
+                        &mut mdkernel::Output {
+                            out: &mut *out,
+                            err: &mut std::io::stderr(),
+                        },
                     )
                     .map(|end| end.exit_code()),
                 );

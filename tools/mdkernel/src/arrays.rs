@@ -2,9 +2,10 @@
 //! menu do it: scanning the system, resolving what the user named,
 //! assembly (with the filesystem mounted read-only on request) and stop.
 
-use crate::{kernel_name, members_to_add, mount_point, Md, Start};
+use crate::{kernel_name, members_to_add, mount_point, Md, Output, Start};
 use blockdev::sys::ModuleLoader;
 use mdraid::scan::{Array, ScanReport};
+use std::io::Write;
 
 /// Scans every disk and partition.
 pub fn scan_system() -> ScanReport {
@@ -41,15 +42,19 @@ pub fn resolve<'a>(md: &Md, report: &'a ScanReport, spec: &str) -> Result<&'a Ar
     ))
 }
 
-/// Loads the driver modules of `a`; a failure is said as `rescue
+/// Loads the driver modules of `a`; a failure is said on `err` as `rescue
 /// <command>: ...` and does not stop `command`.
-pub(crate) fn load_modules(command: &str, load: ModuleLoader<'_>, a: &Array) {
+pub(crate) fn load_modules(command: &str, load: ModuleLoader<'_>, a: &Array, err: &mut dyn Write) {
     let mut mods = vec!["md_mod"];
     mods.extend(crate::personality_module(a.level_number));
     for m in mods {
         if let Err(e) = load(m) {
             // Built in or already loaded is fine; assembly says if not.
-            cliconv::eprint(command, format_args!("module {m}: {e}"));
+            let _ = writeln!(
+                err,
+                "{}",
+                cliconv::message_line(command, format_args!("module {m}: {e}"))
+            );
         }
     }
 }
@@ -70,39 +75,41 @@ pub(crate) fn describe(a: &Array) -> String {
 
 /// Assembles the array `spec` names read-only from its in-sync members
 /// (the others are named as left out) and, with `mount`, mounts its
-/// filesystem read-only at [`mount_point`]. Says what it did on stdout;
+/// filesystem read-only at [`mount_point`]. Says what it did on `say`;
 /// returns the md device's name.
 pub fn assemble(
     md: &Md,
     spec: &str,
     mount: bool,
     load: ModuleLoader<'_>,
+    say: &mut Output<'_>,
 ) -> Result<String, String> {
     let report = scan_system();
     let a = resolve(md, &report, spec)?;
-    load_modules(crate::cli::ASSEMBLE, load, a);
+    load_modules(crate::cli::ASSEMBLE, load, a, say.err);
     let (members, left_out) = members_to_add(a);
     for l in &left_out {
-        println!("left out: {l}");
+        let _ = writeln!(say.out, "left out: {l}");
     }
     let name = md.assemble(a, Start::ReadOnly)?;
     let node = md.dev.join(&name);
-    println!(
+    let _ = writeln!(
+        say.out,
         "/dev/{name}: {} assembled read-only from {} (array_state {})",
         describe(a),
         members.join(" "),
         md.read(&name, "array_state").unwrap_or_default()
     );
     if a.degraded {
-        println!("degraded: roles {:?} missing", a.missing_roles);
+        let _ = writeln!(say.out, "degraded: roles {:?} missing", a.missing_roles);
     }
     let sig = blockdev::Device::open(&node)
         .ok()
         .and_then(|d| fsmagic::detect(&d));
-    match &sig {
-        Some(s) => println!("contents: {}", s.kind.name()),
-        None => println!("contents: no known signature"),
-    }
+    let _ = match &sig {
+        Some(s) => writeln!(say.out, "contents: {}", s.kind.name()),
+        None => writeln!(say.out, "contents: no known signature"),
+    };
     if mount {
         let kind = sig
             .map(|s| s.kind)
@@ -121,7 +128,7 @@ pub fn assemble(
             read_only: true,
         };
         blockdev::sys::mount(&m, None, load)?;
-        println!("mounted read-only at {}", at.display());
+        let _ = writeln!(say.out, "mounted read-only at {}", at.display());
     }
     Ok(name)
 }
@@ -141,8 +148,8 @@ pub(crate) fn running_name(md: &Md, spec: &str) -> Result<String, String> {
 }
 
 /// Stops the array `spec` names (unmounting what [`assemble`] mounted) and
-/// releases its members. Says what it did on stdout.
-pub fn stop_array(md: &Md, spec: &str) -> Result<(), String> {
+/// releases its members. Says what it did on `out`.
+pub fn stop_array(md: &Md, spec: &str, out: &mut dyn Write) -> Result<(), String> {
     let name = running_name(md, spec)?;
     let at = mount_point(&name);
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
@@ -153,9 +160,9 @@ pub fn stop_array(md: &Md, spec: &str) -> Result<(), String> {
         rustix::mount::unmount(at.as_path(), rustix::mount::UnmountFlags::empty())
             .map_err(|e| format!("unmount {}: {}", at.display(), std::io::Error::from(e)))?;
         let _ = std::fs::remove_dir(&at);
-        println!("unmounted {}", at.display());
+        let _ = writeln!(out, "unmounted {}", at.display());
     }
     md.stop(&name)?;
-    println!("/dev/{name} stopped; its members are released");
+    let _ = writeln!(out, "/dev/{name} stopped; its members are released");
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! cancelling a running pass.
 
 use crate::arrays::{describe, load_modules, resolve, running_name, scan_system};
-use crate::{check_window, member_nodes, members_to_add, Md, Start};
+use crate::{check_window, member_nodes, members_to_add, Md, Output, Start};
 use blockdev::sys::ModuleLoader;
 use cliconv::Exit;
 use mdraid::scan::Array;
@@ -40,9 +40,9 @@ pub const REPAIR_QUESTION: &str = "Repair rewrites member data where copies diff
     is kept is the kernel's choice, not necessarily the right one. Image the members first. \
     Type 'repair' to go on: ";
 
-fn ask(input: &mut dyn BufRead, question: &str, answer: &str) -> bool {
-    eprint!("{question}");
-    let _ = std::io::stderr().flush();
+fn ask(input: &mut dyn BufRead, err: &mut dyn Write, question: &str, answer: &str) -> bool {
+    let _ = write!(err, "{question}");
+    let _ = err.flush();
     let mut line = String::new();
     input.read_line(&mut line).is_ok() && line.trim() == answer
 }
@@ -106,12 +106,13 @@ impl CheckEnd {
 }
 
 /// Cancels the pass running on the array `spec` names ('idle'), saying so
-/// on stdout with the mismatch count so far.
-pub fn cancel_pass(md: &Md, spec: &str) -> Result<(), String> {
+/// on `out` with the mismatch count so far.
+pub fn cancel_pass(md: &Md, spec: &str, out: &mut dyn Write) -> Result<(), String> {
     let name = running_name(md, spec)?;
     let before = md.status(&name);
     md.write(&name, "sync_action", "idle")?;
-    println!(
+    let _ = writeln!(
+        out,
         "/dev/{name}: '{}' cancelled (idle); mismatch_cnt so far {}",
         before.action,
         before.mismatch_cnt.map_or("-".into(), |n| n.to_string())
@@ -121,8 +122,9 @@ pub fn cancel_pass(md: &Md, spec: &str) -> Result<(), String> {
 
 /// The kernel's check: confirmation (read from `input` when `interactive`),
 /// members made writable, the array switched to auto-read-only (assembled
-/// first if needed), the pass run with progress on stderr, the result on
-/// stdout, and the previous state restored.
+/// first if needed), the pass run with progress and questions on
+/// `say.err`, steps and the result on `say.out`, and the previous state
+/// restored.
 pub fn check(
     md: &Md,
     c: &CheckOptions,
@@ -130,6 +132,7 @@ pub fn check(
     stop: &AtomicBool,
     interactive: bool,
     input: &mut dyn BufRead,
+    say: &mut Output<'_>,
 ) -> Result<CheckEnd, String> {
     let report = scan_system();
     let a = resolve(md, &report, &c.array)?;
@@ -149,7 +152,8 @@ pub fn check(
         }
     }
     if a.degraded {
-        println!(
+        let _ = writeln!(
+            say.out,
             "note: the array is degraded (roles {:?} missing): a check compares nothing where a copy is missing",
             a.missing_roles
         );
@@ -164,8 +168,8 @@ pub fn check(
         if !interactive {
             return Err("not confirmed: run it on a terminal, or give --yes".into());
         }
-        if !ask(input, &question, "yes") {
-            println!("nothing done");
+        if !ask(input, say.err, &question, "yes") {
+            let _ = writeln!(say.out, "nothing done");
             return Ok(CheckEnd::NotConfirmed);
         }
     }
@@ -173,12 +177,12 @@ pub fn check(
         if !interactive {
             return Err("a repair needs its own confirmation: --yes-repair".into());
         }
-        if !ask(input, REPAIR_QUESTION, "repair") {
-            println!("nothing done");
+        if !ask(input, say.err, REPAIR_QUESTION, "repair") {
+            let _ = writeln!(say.out, "nothing done");
             return Ok(CheckEnd::NotConfirmed);
         }
     }
-    load_modules(crate::cli::CHECK, load, a);
+    load_modules(crate::cli::CHECK, load, a, say.err);
     let mut writable = blockdev::WritableWhile::clear(&member_nodes(md, &members))
         .map_err(|e| format!("making the members writable: {e}"))?;
     let prior_state = running.as_ref().map(|r| r.array_state.clone());
@@ -192,7 +196,7 @@ pub fn check(
             }
             None => {
                 let n = md.assemble(a, Start::ReadAuto)?;
-                println!("assembled as /dev/{n} for the check");
+                let _ = writeln!(say.out, "assembled as /dev/{n} for the check");
                 n
             }
         };
@@ -201,7 +205,7 @@ pub fn check(
             end,
             chunk_sectors: a.chunk_bytes / 512,
         };
-        let outcome = run_pass(md, &name, c.repair, &window, stop);
+        let outcome = run_pass(md, &name, c.repair, &window, stop, &mut *say.err);
         // Window back to the whole device for whatever runs next.
         let _ = md.write(&name, "sync_min", "0");
         let _ = md.write(&name, "sync_max", "max");
@@ -225,19 +229,28 @@ pub fn check(
         Some(other) => Ok(format!("/dev/{name} left as it was ({other})")),
     };
     match back {
-        Ok(m) => println!("{m}"),
-        Err(e) => cliconv::eprint(
-            crate::cli::CHECK,
-            format_args!("putting /dev/{name} back: {e}"),
-        ),
+        Ok(m) => {
+            let _ = writeln!(say.out, "{m}");
+        }
+        Err(e) => {
+            let _ = writeln!(
+                say.err,
+                "{}",
+                cliconv::message_line(
+                    crate::cli::CHECK,
+                    format_args!("putting /dev/{name} back: {e}")
+                )
+            );
+        }
     }
     for e in writable.restore() {
-        cliconv::eprint(crate::cli::CHECK, e);
+        let _ = writeln!(say.err, "{}", cliconv::message_line(crate::cli::CHECK, e));
     }
     let outcome = outcome?;
     let unit = mdraid::verify::kernel_mismatch_unit(a.level_number);
     let action = if c.repair { "repair" } else { "check" };
-    println!(
+    let _ = writeln!(
+        say.out,
         "{action} {}: mismatch_cnt {} ({unit})",
         match outcome.end {
             PassEnd::Finished => "finished",
@@ -247,13 +260,15 @@ pub fn check(
         outcome.mismatch_cnt
     );
     if outcome.end == PassEnd::Interrupted {
-        println!(
+        let _ = writeln!(
+            say.out,
             "the kernel stopped the pass before its end, not at our request: another process \
              wrote 'idle' or 'frozen' to sync_action, or a member failed (see dmesg); the \
              count covers only the part checked"
         );
     }
-    println!(
+    let _ = writeln!(
+        say.out,
         "checked member sectors {}..{} in {:.1} s",
         start, outcome.checked_to, outcome.seconds
     );
@@ -312,6 +327,7 @@ pub(crate) fn run_pass(
     repair: bool,
     window: &Window,
     stop: &AtomicBool,
+    progress: &mut dyn Write,
 ) -> Result<PassOutcome, String> {
     let (start, end) = (window.start, window.end);
     // The kernel refuses a sync_min above the current sync_max: open the
@@ -351,7 +367,7 @@ pub(crate) fn run_pass(
                 }
                 PassEnd::Interrupted
             };
-            eprintln!();
+            let _ = writeln!(progress);
             return Ok(PassOutcome {
                 mismatch_cnt: s.mismatch_cnt.unwrap_or(0),
                 end,
@@ -369,7 +385,7 @@ pub(crate) fn run_pass(
         }
         if stop.load(Ordering::SeqCst) && !cancelled && !window_done {
             cancelled = true;
-            eprint!("\ncancelling: writing 'idle' to sync_action");
+            let _ = write!(progress, "\ncancelling: writing 'idle' to sync_action");
             md.write(name, "sync_action", "idle")?;
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
@@ -388,12 +404,13 @@ pub(crate) fn run_pass(
                 }
                 _ => "-".into(),
             };
-            eprint!(
+            let _ = write!(
+                progress,
                 "\r{action}: {pct:5.1}%  sector {done} / {to}  {}  ETA {eta}  mismatch_cnt {}   ",
                 s.speed_kib_s.map(human_rate).unwrap_or_else(|| "-".into()),
                 s.mismatch_cnt.unwrap_or(0)
             );
-            let _ = std::io::stderr().flush();
+            let _ = progress.flush();
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -6,6 +6,7 @@
 use crate::arrays::{assemble, stop_array};
 use crate::check::{cancel_pass, check, CheckOptions};
 use crate::Md;
+use crate::Output;
 use argh::FromArgs;
 use blockdev::sys::ModuleLoader;
 use cliconv::Exit;
@@ -145,13 +146,17 @@ pub fn run(cmd: MdCommand, load: ModuleLoader<'_>, stop: &AtomicBool) -> i32 {
             }
             exit_code(
                 ASSEMBLE,
-                assemble(&md, &c.array, c.mount, load).map(|_| Exit::Done.code()),
+                with_stdio(|say| assemble(&md, &c.array, c.mount, load, say))
+                    .map(|_| Exit::Done.code()),
             )
         }
-        Action::Stop(c) => exit_code(STOP, stop_array(&md, &c.array).map(|()| Exit::Done.code())),
+        Action::Stop(c) => exit_code(
+            STOP,
+            stop_array(&md, &c.array, &mut std::io::stdout()).map(|()| Exit::Done.code()),
+        ),
         Action::Check(c) if c.cancel => exit_code(
             CHECK,
-            cancel_pass(&md, &c.array).map(|()| Exit::Done.code()),
+            cancel_pass(&md, &c.array, &mut std::io::stdout()).map(|()| Exit::Done.code()),
         ),
         Action::Check(c) => {
             let stdin = std::io::stdin();
@@ -164,10 +169,21 @@ pub fn run(cmd: MdCommand, load: ModuleLoader<'_>, stop: &AtomicBool) -> i32 {
                 confirmed: c.yes,
                 repair_confirmed: c.yes_repair,
             };
-            let end = check(&md, &opts, load, stop, interactive, &mut stdin.lock());
+            let end = with_stdio(|say| {
+                check(&md, &opts, load, stop, interactive, &mut stdin.lock(), say)
+            });
             exit_code(CHECK, end.map(|e| e.exit_code()))
         }
     }
+}
+
+/// Runs `f` saying its steps on stdout and its progress on stderr.
+fn with_stdio<R>(f: impl FnOnce(&mut Output<'_>) -> R) -> R {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    f(&mut Output {
+        out: &mut out,
+        err: &mut err,
+    })
 }
 
 /// Exit code of `command`'s result, printing the error as `rescue

@@ -19,6 +19,14 @@
 
 /// Scan, resolve, read-only assembly and stop.
 pub mod arrays;
+
+/// Where md's library calls say what they do: `out` for steps and results
+/// (stdout for `rescue md`), `err` for questions, progress and warnings
+/// (stderr). The menu passes its own screen.
+pub struct Output<'a> {
+    pub out: &'a mut dyn std::io::Write,
+    pub err: &'a mut dyn std::io::Write,
+}
 /// The kernel's check and repair passes.
 pub mod check;
 /// `rescue md`: arguments and dispatch only.

@@ -137,7 +137,15 @@ fn pass_loop_reports_window_and_cancel() {
         })
     };
     let stop = AtomicBool::new(false);
-    let out = check::run_pass(&md, "md5", false, &window(Some(256)), &stop).unwrap();
+    let out = check::run_pass(
+        &md,
+        "md5",
+        false,
+        &window(Some(256)),
+        &stop,
+        &mut std::io::sink(),
+    )
+    .unwrap();
     kernel.join().unwrap();
     assert_eq!(out.end, PassEnd::Finished);
     assert_eq!(out.mismatch_cnt, 16);
@@ -146,7 +154,8 @@ fn pass_loop_reports_window_and_cancel() {
     // Cancel: stop is set; the loop writes idle and reports it.
     std::fs::write(dir.join("sync_completed"), "100 / 8192").unwrap();
     let stop = AtomicBool::new(true);
-    let out = check::run_pass(&md, "md5", true, &window(None), &stop).unwrap();
+    let out =
+        check::run_pass(&md, "md5", true, &window(None), &stop, &mut std::io::sink()).unwrap();
     assert_eq!(out.end, PassEnd::Cancelled);
     assert_eq!(out.checked_to, 100);
 }
@@ -200,14 +209,30 @@ fn pass_stopped_elsewhere_is_reported_as_interrupted() {
     let stop = AtomicBool::new(false);
 
     let kernel = fake_pass(dir.clone(), 8192, true);
-    let out = check::run_pass(&md, "md6", false, &window(None), &stop).unwrap();
+    let out = check::run_pass(
+        &md,
+        "md6",
+        false,
+        &window(None),
+        &stop,
+        &mut std::io::sink(),
+    )
+    .unwrap();
     let open_end = kernel.join().unwrap();
     assert_eq!(open_end, ((1u64 << 62) / 128 * 128).to_string());
     assert_eq!(out.end, PassEnd::Finished);
     assert_eq!(out.checked_to, 8192);
 
     let kernel = fake_pass(dir.clone(), 2048, false);
-    let out = check::run_pass(&md, "md6", false, &window(None), &stop).unwrap();
+    let out = check::run_pass(
+        &md,
+        "md6",
+        false,
+        &window(None),
+        &stop,
+        &mut std::io::sink(),
+    )
+    .unwrap();
     kernel.join().unwrap();
     assert_eq!(out.end, PassEnd::Interrupted);
     assert_eq!(out.checked_to, 2048);
