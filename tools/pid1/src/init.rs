@@ -236,7 +236,12 @@ fn coldplug(loader: &mut Loader, opts: &cmdline::Options, uevents: Option<&Ueven
             if last_event.elapsed() >= quiet || start.elapsed() >= SETTLE_MAX {
                 break;
             }
-            match sock.recv(Some(Duration::from_millis(250))) {
+            // Wake up exactly when the quiet time would be over, not on
+            // a fixed tick that could add most of a tick to every boot.
+            let quiet_left = quiet.saturating_sub(last_event.elapsed());
+            let max_left = SETTLE_MAX.saturating_sub(start.elapsed());
+            let wait = quiet_left.min(max_left).max(Duration::from_millis(5));
+            match sock.recv(Some(wait)) {
                 Ok(Some(ev)) => {
                     last_event = Instant::now();
                     if ev.get("ACTION") == Some("add") {
@@ -257,10 +262,22 @@ fn coldplug(loader: &mut Loader, opts: &cmdline::Options, uevents: Option<&Ueven
             loader.load_for_alias(&alias, &mut report);
         }
     }
+    let loading: Duration = report.took.iter().map(|(_, d)| *d).sum();
+    let slowest: Vec<String> = report
+        .slowest(3)
+        .iter()
+        .map(|(m, d)| format!("{m} {:.2}", d.as_secs_f32()))
+        .collect();
     blog::say(&format!(
-        "drivers: {} modules loaded in {:.1} s{}",
+        "drivers: {} modules loaded in {:.1} s ({:.2} s loading{}){}",
         report.loaded.len(),
         start.elapsed().as_secs_f32(),
+        loading.as_secs_f32(),
+        if slowest.is_empty() {
+            String::new()
+        } else {
+            format!("; slowest: {}", slowest.join(", "))
+        },
         if report.failed.is_empty() {
             String::new()
         } else {

@@ -14,6 +14,19 @@ pub struct LoadReport {
     /// Modules the kernel refused with ENODEV: made for hardware or CPU
     /// features this machine lacks (e.g. crct10dif_pclmul without PCLMUL).
     pub unsupported: Vec<String>,
+    /// How long each loaded module took to load (its init, which for a
+    /// driver includes probing its devices unless that is asynchronous).
+    pub took: Vec<(String, std::time::Duration)>,
+}
+
+impl LoadReport {
+    /// The `n` modules that took longest, slowest first.
+    pub fn slowest(&self, n: usize) -> Vec<(String, std::time::Duration)> {
+        let mut t = self.took.clone();
+        t.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+        t.truncate(n);
+        t
+    }
 }
 
 /// Loads modules and remembers what it did, so each is tried once.
@@ -56,8 +69,12 @@ impl Loader {
                 let Some(path) = self.index.path_of(&step) else {
                     continue;
                 };
+                let began = std::time::Instant::now();
                 match finit(&path) {
-                    Ok(()) => report.loaded.push(step),
+                    Ok(()) => {
+                        report.took.push((step.clone(), began.elapsed()));
+                        report.loaded.push(step);
+                    }
                     Err(FinitError::NoDevice) => report.unsupported.push(step),
                     Err(FinitError::Other(e)) => report.failed.push((step, e)),
                 }
