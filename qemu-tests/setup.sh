@@ -32,6 +32,7 @@ have debugvmfs || need_pkgs+=(vmfs-tools)
 have debugvmfs6 || need_pkgs+=(vmfs6-tools)
 have sha256sum || need_pkgs+=(coreutils)
 have cc || need_pkgs+=(gcc)
+have qemu-img || need_pkgs+=(qemu-utils)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "setup: installing ${need_pkgs[*]}"

@@ -1,0 +1,25 @@
+//! VM disks read where they lie: VMDK descriptors and every extent format
+//! ESXi and the hosted VMware products write (flat, hosted sparse,
+//! streamOptimized, COWD, SESparse), and snapshot chains read as one
+//! virtual disk, from a host folder or (through an adapter) a VMFS volume.
+//! Read-only; nothing here writes.
+//!
+//! - [`descriptor`]: the text descriptor;
+//! - [`extent`]: one extent's format behind [`extent::ExtentReader`];
+//! - [`chain`]: levels and parents as one [`chain::VirtualDisk`];
+//! - [`files`]: where the files are ([`files::Files`]).
+
+pub mod chain;
+pub mod cowd;
+pub mod descriptor;
+pub mod error;
+pub mod extent;
+pub mod files;
+pub mod sesparse;
+pub mod sparse;
+
+pub use chain::{Level, Located, VirtualDisk};
+pub use descriptor::Descriptor;
+pub use error::{Error, Result};
+pub use extent::{ExtentReader, Held, Run};
+pub use files::{Files, HostDir};

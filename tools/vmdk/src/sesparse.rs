@@ -1,0 +1,17 @@
+//! Reader of ESXi 6.5+ snapshot deltas (SESparse, `-sesparse.vmdk`).
+//! Not written yet: opening one is an "unsupported" error that says so.
+
+use crate::error::{Error, Result};
+use crate::extent::ExtentReader;
+use blockdev::BlockDevice;
+use std::sync::Arc;
+
+/// Opens the extent in `dev` (shown as `shown`) covering `size` bytes of
+/// the virtual disk.
+pub fn open(shown: String, dev: Arc<dyn BlockDevice>, size: u64) -> Result<Box<dyn ExtentReader>> {
+    let _ = (dev, size);
+    Err(Error::unsupported(
+        &shown,
+        "this extent format is not read yet",
+    ))
+}
