@@ -31,6 +31,7 @@ enum Subcommand {
     Gpt(gpt::cli::GptCommand),
     Image(imaging::cli::ImageCommand),
     Vmfs(vmfs::cli::VmfsCommand),
+    Vmdk(vmdk::cli::VmdkCommand),
     Md(mdkernel::cli::MdCommand),
     Dest(dest::cli::DestCommand),
     Menu(menu::MenuCommand),
@@ -121,6 +122,10 @@ fn main() {
             imaging::cli::run_with_stop(c, &STOP)
         }
         Subcommand::Vmfs(c) => vmfs::cli::run(c),
+        Subcommand::Vmdk(c) => {
+            stop_on_signals();
+            vmdk::cli::run(c, &vmdk_in_vmfs, &STOP)
+        }
         Subcommand::Md(c) => {
             stop_on_signals();
             mdkernel::cli::run(c, &modules::load_by_name, &STOP)
@@ -147,6 +152,16 @@ fn main() {
         log::info!("exit {code}: {}", actionlog::command_line());
     }
     std::process::exit(code);
+}
+
+/// `rescue vmdk --vmfs SRC... PATH`: the disk's folder in the VMFS volume on
+/// SRC, saying on stderr what opening the volume noticed.
+fn vmdk_in_vmfs(sources: &[String], path: &str) -> Result<(Box<dyn vmdk::Files>, String), String> {
+    let (folder, name, notes) = vmfs::vmdkfiles::disk_in_volume(sources, path)?;
+    for n in notes {
+        cliconv::eprint("vmdk", n);
+    }
+    Ok((Box::new(folder), name))
 }
 
 /// Set by SIGINT/SIGTERM for commands that save their state and stop
@@ -204,6 +219,12 @@ mod tests {
         &["vmfs", "extract"],
         &["vmfs", "files-hit"],
         &["vmfs", "scan"],
+        &["vmdk"],
+        &["vmdk", "info"],
+        &["vmdk", "parts"],
+        &["vmdk", "export"],
+        &["vmdk", "cat"],
+        &["vmdk", "map"],
         &["md"],
         &["md", "scan"],
         &["md", "examine"],

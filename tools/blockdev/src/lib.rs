@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 
 mod aligned;
 mod memdev;
+mod slice;
 pub mod sys;
 // Until the vmfs, mdraid and mdkernel callers move to `sys`.
 pub use aligned::AlignedBuf;
 pub use memdev::MemDevice;
+pub use slice::Slice;
 pub use sys::{parse_mounts, system_disks};
 
 /// Anything sectors can be read from: a disk, a partition, an image file, a

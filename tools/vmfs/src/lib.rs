@@ -17,6 +17,7 @@ pub mod open;
 pub mod readahead;
 pub mod source;
 pub mod space;
+pub mod vmdkfiles;
 pub mod volume;
 pub mod walk;
 

@@ -5,7 +5,6 @@ use crate::error::{Error, Result};
 use crate::fs::{FS_DESC_OFFSET, FS_MAGIC, FS_MAGIC_LOCAL};
 use crate::lvm::{LVM_HEADER_OFFSET, LVM_MAGIC};
 use blockdev::BlockDevice;
-use std::io;
 use std::sync::Arc;
 
 /// GPT partition type of VMFS, as stored on disk (mixed-endian form of
@@ -16,55 +15,7 @@ pub const GPT_TYPE_VMFS: [u8; 16] = [
 /// MBR partition type of VMFS.
 pub const MBR_TYPE_VMFS: u8 = 0xFB;
 
-/// A window of another device: a partition.
-pub struct Slice {
-    inner: Arc<dyn BlockDevice>,
-    offset: u64,
-    len: u64,
-    name: String,
-}
-
-impl Slice {
-    pub fn new(inner: Arc<dyn BlockDevice>, offset: u64, len: u64) -> Slice {
-        let len = len.min(inner.size().saturating_sub(offset));
-        let name = if offset == 0 {
-            inner.name().to_string()
-        } else {
-            format!("{}@{offset:#x}", inner.name())
-        };
-        Slice {
-            inner,
-            offset,
-            len,
-            name,
-        }
-    }
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-}
-
-impl BlockDevice for Slice {
-    fn size(&self) -> u64 {
-        self.len
-    }
-    fn logical_sector_size(&self) -> u32 {
-        self.inner.logical_sector_size()
-    }
-    fn physical_sector_size(&self) -> u32 {
-        self.inner.physical_sector_size()
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        if offset >= self.len {
-            return Ok(0);
-        }
-        let n = (buf.len() as u64).min(self.len - offset) as usize;
-        self.inner.read_at(&mut buf[..n], self.offset + offset)
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
+pub use blockdev::Slice;
 
 /// What kind of VMFS start sits at the beginning of a device.
 fn looks_like_vmfs(dev: &dyn BlockDevice, base: u64) -> bool {
