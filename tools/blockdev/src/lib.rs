@@ -43,6 +43,16 @@ pub trait BlockDevice: Send + Sync {
         false
     }
 
+    /// Whether the bytes from `offset` on are stored (`true`) or a hole
+    /// that reads as zeros (`false`), and for how many bytes: a sparse
+    /// image file, a thin file inside a datastore. None when the device
+    /// cannot tell (a disk): then everything counts as stored. Lets a
+    /// reader skip holes without reading them.
+    fn stored_at(&self, offset: u64) -> Option<(bool, u64)> {
+        let _ = offset;
+        None
+    }
+
     /// Fills `buf` from `offset` or fails; a short read at the end of the
     /// device is an `UnexpectedEof` error that names the offset.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -265,6 +275,24 @@ impl BlockDevice for Device {
     fn name(&self) -> &str {
         &self.path
     }
+    /// For a regular file, from the filesystem's own map of its holes
+    /// (SEEK_DATA/SEEK_HOLE).
+    fn stored_at(&self, offset: u64) -> Option<(bool, u64)> {
+        if self.kind != DeviceKind::RegularFile || offset >= self.size {
+            return None;
+        }
+        use rustix::fs::{seek, SeekFrom};
+        match seek(&self.file, SeekFrom::Data(offset)) {
+            Ok(data) if data > offset => Some((false, data.min(self.size) - offset)),
+            Ok(_) => {
+                let hole = seek(&self.file, SeekFrom::Hole(offset)).ok()?;
+                Some((true, hole.min(self.size).saturating_sub(offset).max(1)))
+            }
+            // ENXIO: no data from here to the end.
+            Err(rustix::io::Errno::NXIO) => Some((false, self.size - offset)),
+            Err(_) => None,
+        }
+    }
     /// A removed disk's entry leaves /sys/dev/block (del_gendisk) while
     /// open descriptors stay valid and only return errors.
     fn is_gone(&self) -> bool {
@@ -419,6 +447,28 @@ mod tests {
         let err = dev.read_exact_at(&mut buf, 4090).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert!(err.to_string().contains("4096"), "{err}");
+    }
+
+    #[test]
+    fn a_sparse_file_tells_its_holes_from_its_data() {
+        let (_d, p) = temp_image(&[]);
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(4 << 20).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&[7u8; 65536], 2 << 20).unwrap();
+        f.sync_all().unwrap();
+        let dev = Device::open(&p).unwrap();
+        // Filesystems report holes in their own block size, so only the
+        // shape is certain: a hole first, data at 2 MiB, a hole after it.
+        let (stored, n) = dev.stored_at(0).expect("a regular file knows its holes");
+        assert!(!stored && n > 0 && n <= 2 << 20, "{stored} {n}");
+        let (stored, n) = dev.stored_at(2 << 20).unwrap();
+        assert!(stored && n >= 65536, "{stored} {n}");
+        let (stored, _) = dev.stored_at(3 << 20).unwrap();
+        assert!(!stored);
+        let window = Slice::new(std::sync::Arc::new(dev), 1 << 20, 2 << 20);
+        assert_eq!(window.stored_at(1 << 20).map(|s| s.0), Some(true));
+        assert_eq!(window.stored_at(5 << 20), None);
     }
 
     #[test]

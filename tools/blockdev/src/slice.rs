@@ -53,4 +53,11 @@ impl BlockDevice for Slice {
     fn name(&self) -> &str {
         &self.name
     }
+    fn stored_at(&self, offset: u64) -> Option<(bool, u64)> {
+        if offset >= self.len {
+            return None;
+        }
+        let (stored, n) = self.inner.stored_at(self.offset + offset)?;
+        Some((stored, n.min(self.len - offset)))
+    }
 }

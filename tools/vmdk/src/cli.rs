@@ -576,7 +576,8 @@ fn map(c: MapCommand, opener: VmfsOpener<'_>) -> Result<Exit, String> {
             at.file.as_deref().unwrap_or("-")
         ),
         (Held::Zero, Some(l)) => println!(
-            "byte {}: zeros in {} (a zero grain or extent), {len} bytes",
+            "byte {}: zeros in {} (nothing stored: a zero grain, a ZERO extent or a hole \
+             of a thin file), {len} bytes",
             c.offset,
             held_by(l)
         ),

@@ -126,10 +126,24 @@ impl ExtentReader for FlatExtent {
     fn map(&self, offset: u64) -> Result<Run> {
         let stored = self.stored();
         Ok(if offset < stored {
-            Run {
-                len: stored - offset,
-                held: Held::Stored {
-                    offset: self.offset + offset,
+            let len = stored - offset;
+            // A hole of a sparse or thin file: zeros, not read.
+            match self.dev.stored_at(self.offset + offset) {
+                Some((false, n)) if n > 0 => Run {
+                    len: n.min(len),
+                    held: Held::Zero,
+                },
+                Some((true, n)) if n > 0 => Run {
+                    len: n.min(len),
+                    held: Held::Stored {
+                        offset: self.offset + offset,
+                    },
+                },
+                _ => Run {
+                    len,
+                    held: Held::Stored {
+                        offset: self.offset + offset,
+                    },
                 },
             }
         } else {
@@ -151,8 +165,25 @@ impl ExtentReader for FlatExtent {
             )),
         }
     }
+    /// The file's bytes in the extent, holes of a sparse or thin file
+    /// not counted.
     fn allocated(&self) -> Result<u64> {
-        Ok(self.stored())
+        let stored = self.stored();
+        let mut at = 0;
+        let mut total = 0;
+        while at < stored {
+            match self.dev.stored_at(self.offset + at) {
+                Some((data, n)) if n > 0 => {
+                    let n = n.min(stored - at);
+                    if data {
+                        total += n;
+                    }
+                    at += n;
+                }
+                _ => return Ok(total + (stored - at)),
+            }
+        }
+        Ok(total)
     }
     fn dependents(&self, offset: u64, len: u64) -> Result<Vec<(u64, u64)>> {
         let start = offset.max(self.offset);

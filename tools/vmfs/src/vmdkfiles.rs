@@ -3,15 +3,19 @@
 //! read through the volume (no copy; thin regions read as zeros).
 
 use crate::inode::Inode;
-use crate::volume::Volume;
+use crate::volume::{Piece, Volume};
 use blockdev::BlockDevice;
 use std::sync::Arc;
+use std::sync::OnceLock;
 
 /// One file of a volume as a read-only block device.
 pub struct VolumeFile {
     volume: Arc<Volume>,
     inode: Inode,
     name: String,
+    /// The file's runs (stored or thin), worked out on first use; None
+    /// when its block map could not be read.
+    runs: OnceLock<Option<Vec<(u64, u64, bool)>>>,
 }
 
 impl VolumeFile {
@@ -22,6 +26,7 @@ impl VolumeFile {
             volume,
             inode,
             name: path.to_string(),
+            runs: OnceLock::new(),
         })
     }
 }
@@ -50,6 +55,21 @@ impl BlockDevice for VolumeFile {
     }
     fn name(&self) -> &str {
         &self.name
+    }
+    /// Thin (never written) regions are holes.
+    fn stored_at(&self, offset: u64) -> Option<(bool, u64)> {
+        let runs = self.runs.get_or_init(|| {
+            self.volume.pieces(&self.inode).ok().map(|pieces| {
+                pieces
+                    .into_iter()
+                    .map(|(at, len, piece)| (at, len, piece != Piece::Zero))
+                    .collect()
+            })
+        });
+        let runs = runs.as_ref()?;
+        let i = runs.partition_point(|(at, len, _)| at + len <= offset);
+        let &(at, len, stored) = runs.get(i)?;
+        (at <= offset).then(|| (stored, at + len - offset))
     }
 }
 
