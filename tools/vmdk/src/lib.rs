@@ -21,6 +21,7 @@ pub mod error;
 pub mod export;
 pub mod extent;
 pub mod files;
+mod grains;
 pub mod parts;
 pub mod sesparse;
 pub mod sparse;
