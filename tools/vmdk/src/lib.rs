@@ -17,6 +17,7 @@ pub mod extent;
 pub mod files;
 pub mod sesparse;
 pub mod sparse;
+pub mod stream;
 
 pub use chain::{Level, Located, VirtualDisk};
 pub use descriptor::Descriptor;
