@@ -300,7 +300,10 @@ pub fn embedded_descriptor(
         at,
     )?;
     let end = text.iter().position(|&c| c == 0).unwrap_or(text.len());
-    Ok(Some(String::from_utf8_lossy(&text[..end]).into_owned()))
+    let text = String::from_utf8_lossy(&text[..end]).into_owned();
+    // An extent of a split disk may keep room for a descriptor but hold
+    // none.
+    Ok((!text.trim().is_empty()).then_some(text))
 }
 
 impl SparseExtent {
@@ -647,7 +650,7 @@ impl SparseExtent {
         let gb = self.header.grain_bytes();
         let start = g.checked_mul(gb)?;
         let end = start.saturating_add(gb).min(self.held_bytes());
-        (start < end).then_some((start, end - start))
+        (start < end).then(|| (start, end - start))
     }
 
     /// The virtual range GT `i` covers, within the extent.
@@ -655,7 +658,7 @@ impl SparseExtent {
         let span = self.header.gt_span();
         let start = i.checked_mul(span)?;
         let end = start.saturating_add(span).min(self.held_bytes());
-        (start < end).then_some((start, end - start))
+        (start < end).then(|| (start, end - start))
     }
 }
 
