@@ -409,8 +409,9 @@ impl SparseExtent {
         }
     }
 
-    /// Reads a grain directory at sector `sector`.
-    fn read_gd(&self, which: Which, sector: u64) -> Result<Vec<u32>> {
+    /// Reads a grain directory at sector `sector`, with what is wrong with
+    /// its entries (one pointing past the end of the file), if anything.
+    fn read_gd(&self, which: Which, sector: u64) -> Result<(Vec<u32>, Option<String>)> {
         let h = &self.header;
         let n = h.gd_entries();
         let at = sector.saturating_mul(512);
@@ -436,24 +437,24 @@ impl SparseExtent {
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        if let Some((i, &s)) = gd
+        let problem = gd
             .iter()
             .enumerate()
             .find(|(_, &s)| s != 0 && u64::from(s) * 512 + h.gt_bytes() > self.dev.size())
-        {
-            return Err(Error::corrupt(
-                &self.file,
-                at + i as u64 * 4,
+            .map(|(i, &s)| {
                 format!(
-                    "{} directory entry {i} points to sector {s}, past the end of the file",
-                    which.name()
-                ),
-            ));
-        }
-        Ok(gd)
+                    "{} directory entry {i} (byte {}) points to sector {s}, past the end of the \
+                     file",
+                    which.name(),
+                    at + i as u64 * 4
+                )
+            });
+        Ok((gd, problem))
     }
 
-    /// The directory to use: the primary, else the redundant one.
+    /// The directory to use: the primary, unless it cannot be read or is
+    /// wrong and the redundant one is right. The other one stands by for
+    /// single tables.
     fn open_tables(&self, notes: &mut Vec<String>) -> Result<GrainMap> {
         let h = &self.header;
         let rgd = if h.rgd_offset != 0 && h.rgd_offset != GD_AT_END && h.rgd_offset != h.gd_offset {
@@ -461,29 +462,45 @@ impl SparseExtent {
         } else {
             None
         };
-        match self.read_gd(Which::Primary, h.gd_offset) {
-            Ok(gd) => Ok(GrainMap::Tables {
-                which: Which::Primary,
+        let primary = self.read_gd(Which::Primary, h.gd_offset);
+        let use_redundant = match (&primary, &rgd) {
+            (Ok((_, None)), _) => false,
+            (_, Some(Ok((_, None)))) => true,
+            (Err(_), Some(Ok(_))) => true,
+            _ => false,
+        };
+        if use_redundant {
+            let Some(Ok((gd, _))) = rgd else {
+                unreachable!("checked above")
+            };
+            let why = match &primary {
+                Err(e) => e.to_string(),
+                Ok((_, p)) => p.clone().unwrap_or_default(),
+            };
+            notes.push(format!(
+                "{}: the grain directory is unusable ({why}); the redundant one is read",
+                self.file
+            ));
+            return Ok(GrainMap::Tables {
+                which: Which::Redundant,
                 gd,
-                gd_at: h.gd_offset * 512,
-                spare: rgd.and_then(|r| r.ok()).map(|r| (Which::Redundant, r)),
-            }),
-            Err(e) => match rgd {
-                Some(Ok(r)) => {
-                    notes.push(format!(
-                        "{}: the grain directory is unusable ({e}); the redundant one is read",
-                        self.file
-                    ));
-                    Ok(GrainMap::Tables {
-                        which: Which::Redundant,
-                        gd: r,
-                        gd_at: h.rgd_offset * 512,
-                        spare: None,
-                    })
-                }
-                _ => Err(e),
-            },
+                gd_at: h.rgd_offset * 512,
+                spare: primary.ok().map(|(p, _)| (Which::Primary, p)),
+            });
         }
+        let (gd, problem) = primary?;
+        if let Some(p) = problem {
+            notes.push(format!(
+                "{}: {p}; no redundant directory can stand in, the tables it names are not read",
+                self.file
+            ));
+        }
+        Ok(GrainMap::Tables {
+            which: Which::Primary,
+            gd,
+            gd_at: h.gd_offset * 512,
+            spare: rgd.and_then(|r| r.ok()).map(|(r, _)| (Which::Redundant, r)),
+        })
     }
 
     /// What is wrong with a table's entries, if anything.
@@ -512,6 +529,17 @@ impl SparseExtent {
             });
         }
         let at = u64::from(sector) * 512;
+        if at + n as u64 * 4 > self.dev.size() {
+            return Err(Error::corrupt(
+                &self.file,
+                at,
+                format!(
+                    "grain table {index} (virtual bytes from {}) is at sector {sector}, past the \
+                     end of the file",
+                    index * self.header.gt_span()
+                ),
+            ));
+        }
         let mut b = vec![0u8; n * 4];
         read_exact(
             self.dev.as_ref(),
@@ -590,9 +618,13 @@ impl SparseExtent {
             GrainMap::Tables { .. } => {
                 let per = u64::from(self.header.gtes_per_gt);
                 let gt = self.gt(g / per)?;
-                Ok(decode(gt.entries[(g % per) as usize]))
+                Ok(decode(gt.entries[(g % per) as usize], self.zero_grains()))
             }
         }
+    }
+
+    fn zero_grains(&self) -> bool {
+        self.header.flags & FLAG_ZERO_GRAIN != 0
     }
 
     /// Virtual bytes held (the smaller of header and descriptor sizes).
@@ -618,7 +650,7 @@ impl SparseExtent {
                     match self.gt(i as u64) {
                         Ok(gt) => {
                             for (j, &e) in gt.entries.iter().enumerate() {
-                                if let Grain::At(at) = decode(e) {
+                                if let Grain::At(at) = decode(e, self.zero_grains()) {
                                     f(i as u64 * per + j as u64, at);
                                 }
                             }
@@ -662,10 +694,13 @@ impl SparseExtent {
     }
 }
 
-fn decode(e: u32) -> Grain {
+/// A GT entry: 0 not here, 1 a zero grain (when the header says zero
+/// grains are used; else, as QEMU reads it, data at sector 1), else the
+/// grain's sector.
+fn decode(e: u32, zero_grains: bool) -> Grain {
     match e {
         0 => Grain::Unallocated,
-        GTE_ZERO => Grain::Zero,
+        GTE_ZERO if zero_grains => Grain::Zero,
         s => Grain::At(u64::from(s) * 512),
     }
 }

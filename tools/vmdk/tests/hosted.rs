@@ -185,6 +185,8 @@ fn a_snapshot_shows_its_writes_and_the_base_level_does_not() {
             "base.vmdk",
             "-F",
             "vmdk",
+            "-o",
+            "zeroed_grain=on",
             "child.vmdk",
         ],
     );
@@ -229,6 +231,10 @@ fn a_snapshot_shows_its_writes_and_the_base_level_does_not() {
     assert_eq!(at.level, Some(1));
     assert!(matches!(at.held, Held::Stored { .. }), "{at:?}");
     assert_eq!(disk.locate(1, 5 << 20).unwrap().level, Some(0));
+    // A zeroed grain (GT entry 1) hides the base's bytes.
+    let z = disk.locate(1, 3 << 20).unwrap();
+    assert_eq!((z.level, z.held), (Some(1), Held::Zero));
+    assert!(raw[3 << 20..(3 << 20) + 131072].iter().any(|&b| b != 0));
 }
 
 /// Writes `raw` as a stream the way VMware does: grains, then each grain
@@ -442,6 +448,26 @@ fn a_broken_grain_directory_falls_back_to_the_redundant_one() {
     let notes = disk.levels()[0].notes();
     assert!(
         notes.iter().any(|n| n.contains("redundant one is read")),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn each_grain_table_comes_from_whichever_directory_has_it_right() {
+    let (d, raw) = round_trip("monolithicSparse", 40 << 20);
+    let mut file = std::fs::read(d.join("x.vmdk")).unwrap();
+    let rgd = u64::from_le_bytes(file[48..56].try_into().unwrap()) as usize * 512;
+    let gd = u64::from_le_bytes(file[56..64].try_into().unwrap()) as usize * 512;
+    le::put_u32(&mut file, gd, 0xffff_fff0);
+    le::put_u32(&mut file, rgd + 4, 0xffff_fff0);
+    std::fs::write(d.join("x.vmdk"), &file).unwrap();
+    let disk = VirtualDisk::open(&HostDir::new(d.path()), "x.vmdk").unwrap();
+    assert_same("tables from both directories", &read_all(&disk, 0), &raw);
+    let notes = disk.levels()[0].notes();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("grain table 0 is unusable") && n.contains("redundant")),
         "{notes:?}"
     );
 }
