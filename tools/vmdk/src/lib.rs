@@ -6,6 +6,7 @@
 //!
 //! - [`descriptor`]: the text descriptor;
 //! - [`extent`]: one extent's format behind [`extent::ExtentReader`];
+//! - [`sparse`], [`stream`]: hosted sparse and streamOptimized extents;
 //! - [`chain`]: levels and parents as one [`chain::VirtualDisk`];
 //! - [`files`]: where the files are ([`files::Files`]).
 

@@ -226,8 +226,7 @@ fn inflate_with(data: &[u8], grain: usize, zlib: bool) -> std::result::Result<Ve
 }
 
 /// Reads and inflates the grain stored at byte `at` of `dev` (`markers`:
-/// behind a grain marker). `virt` names it in errors when the marker does
-/// not.
+/// behind a grain marker, whose LBA names the grain in errors).
 pub fn read_grain(
     dev: &dyn BlockDevice,
     file: &str,
