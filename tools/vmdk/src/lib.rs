@@ -6,6 +6,7 @@
 //!
 //! - [`descriptor`]: the text descriptor;
 //! - [`extent`]: one extent's format behind [`extent::ExtentReader`];
+//! - [`sparse`], [`stream`]: hosted sparse and streamOptimized extents;
 //! - [`chain`]: levels and parents as one [`chain::VirtualDisk`];
 //! - [`files`]: where the files are ([`files::Files`]);
 //! - [`device`]: the virtual disk as a `BlockDevice`; [`parts`]: the
@@ -25,6 +26,7 @@ mod grains;
 pub mod parts;
 pub mod sesparse;
 pub mod sparse;
+pub mod stream;
 
 pub use chain::{Level, Located, VirtualDisk};
 pub use descriptor::Descriptor;
