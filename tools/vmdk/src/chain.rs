@@ -313,13 +313,10 @@ fn open_extent(
             )))
         }
         ExtentKind::Zero => Ok(Box::new(ZeroExtent { len })),
-        ExtentKind::RawDeviceMap => Err(Error::unsupported(
-            level_shown,
-            format!(
-                "a raw device mapping: the data is on the LUN that {shown} points at, not in \
-                 a file; image that LUN instead"
-            ),
-        )),
+        ExtentKind::RawDeviceMap => Err(Error::RawDeviceMap {
+            descriptor: level_shown.to_string(),
+            mapping: shown,
+        }),
         ExtentKind::Sparse => {
             let dev = open()?;
             crate::sparse::open(shown, dev, len)

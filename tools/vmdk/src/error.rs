@@ -23,6 +23,9 @@ pub enum Error {
     Unsupported { file: String, message: String },
     /// The chain of snapshots is broken: a parent missing, a cycle.
     Chain(String),
+    /// A raw device mapping: the disk's data is on the LUN that the
+    /// mapping file points at, not in any file.
+    RawDeviceMap { descriptor: String, mapping: String },
 }
 
 impl Error {
@@ -74,6 +77,14 @@ impl fmt::Display for Error {
             } => write!(f, "{file}: at byte {offset}: {message}"),
             Error::Unsupported { file, message } => write!(f, "{file}: {message}"),
             Error::Chain(message) => write!(f, "{message}"),
+            Error::RawDeviceMap {
+                descriptor,
+                mapping,
+            } => write!(
+                f,
+                "{descriptor}: a raw device mapping: the data is on the LUN that {mapping} \
+                 points at, not in a file; image that LUN instead"
+            ),
         }
     }
 }

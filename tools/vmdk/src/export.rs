@@ -141,7 +141,11 @@ pub fn export(
         .map_err(|e| format!("finishing {}: {e}", dest.display()))?;
     if !report.bad.is_empty() {
         let path = badmap_path(dest);
-        write_badmap(&path, job.len, &report.bad, dest)?;
+        let what = format!(
+            "unreadable areas of {} (virtual-disk offsets), zero-filled there: rescue vmdk export",
+            dest.display()
+        );
+        write_badmap(&path, job.len, &report.bad, &what)?;
         report.badmap = Some(path);
     }
     report.elapsed = began.elapsed();
@@ -175,20 +179,19 @@ pub fn badmap_path(dest: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// A GNU ddrescue mapfile of `len` bytes: `bad` ranges `-`, the rest `+`.
-fn write_badmap(path: &Path, len: u64, bad: &[(u64, u64)], dest: &Path) -> Result<(), String> {
+/// Writes a GNU ddrescue mapfile of `len` bytes at `path`: the `bad`
+/// ranges (sorted, not overlapping) `-`, the rest `+`; `what` says in its
+/// header what the map is of.
+pub fn write_badmap(path: &Path, len: u64, bad: &[(u64, u64)], what: &str) -> Result<(), String> {
     let mut map = ddmap::Map::new(len);
     map.set(0, len, ddmap::Status::Finished);
-    for &(s, n) in bad {
-        map.set(s, n.min(len.saturating_sub(s)), ddmap::Status::BadSector);
+    for &(s, n) in bad.iter().filter(|r| r.0 < len) {
+        map.set(s, n.min(len - s), ddmap::Status::BadSector);
     }
     map.current_pos = len;
     map.current_status = ddmap::PhaseChar::Finished;
     let header = ddmap::Header {
-        phase_message: format!(
-            "unreadable areas of {} (virtual-disk offsets), zero-filled there: rescue vmdk export",
-            dest.display()
-        ),
+        phase_message: what.to_string(),
         ..Default::default()
     };
     ddmap::save_atomic(path, &ddmap::render(&map, &header))

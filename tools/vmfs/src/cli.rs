@@ -319,6 +319,11 @@ pub struct FilesHitCommand {
     /// ddrescue mapfile of the first SRC
     #[argh(option)]
     pub map: String,
+    /// also write, for every VM disk whose files were hit, DIR/NAME.badmap:
+    /// a GNU ddrescue mapfile of the disk's virtual bytes that depend on
+    /// the bad areas (through its grain tables for snapshots)
+    #[argh(option)]
+    pub badmap_dir: Option<PathBuf>,
     /// print JSON
     #[argh(switch)]
     pub json: bool,
@@ -972,17 +977,57 @@ fn files_hit(c: FilesHitCommand) -> CliResult {
     // in a bad area the listing says so through the errors below.
     let o = open_volume(FILES_HIT, &c.src, &c.extent, c.offset, Some(&bad))
         .or_else(|_| open_volume(FILES_HIT, &c.src, &c.extent, c.offset, None))?;
-    let (hits, errors) = files_hit_in(&o.volume, &o.origins, &bad);
+    let (hits, mut errors) = files_hit_in(&o.volume, &o.origins, &bad);
+    // One layer down: the VM disks those files belong to, their maps read
+    // from the volume without the bad areas applied.
+    let mut disks = Vec::new();
+    if let (Some(dir), false) = (&c.badmap_dir, hits.is_empty()) {
+        let plain = open_volume(FILES_HIT, &c.src, &c.extent, c.offset, None)?;
+        let (found, failed) = crate::files_hit::vm_disks_hit(
+            std::sync::Arc::new(plain.volume),
+            &c.src.join(","),
+            &hits,
+        );
+        errors.extend(failed);
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for d in found {
+            let name = d.descriptor.rsplit('/').next().unwrap_or("disk.vmdk");
+            let path = dir.join(format!("{name}.badmap"));
+            let what = format!(
+                "bytes of VM disk {} (virtual offsets) that depend on bad areas of {}: rescue vmfs files-hit",
+                d.descriptor, c.map
+            );
+            vmdk::export::write_badmap(&path, d.capacity, &d.ranges, &what)?;
+            disks.push((d, path));
+        }
+    }
     if c.json {
+        #[derive(Serialize)]
+        struct Disk<'a> {
+            descriptor: &'a str,
+            capacity: u64,
+            ranges: &'a [(u64, u64)],
+            badmap: &'a Path,
+        }
         #[derive(Serialize)]
         struct R<'a> {
             hits: &'a [Hit],
+            vm_disks: Vec<Disk<'a>>,
             errors: &'a [String],
         }
         let printed = json_out(
             FILES_HIT,
             &R {
                 hits: &hits,
+                vm_disks: disks
+                    .iter()
+                    .map(|(d, p)| Disk {
+                        descriptor: &d.descriptor,
+                        capacity: d.capacity,
+                        ranges: &d.ranges,
+                        badmap: p,
+                    })
+                    .collect(),
                 errors: &errors,
             },
         );
@@ -996,6 +1041,15 @@ fn files_hit(c: FilesHitCommand) -> CliResult {
             for (s, l) in &h.ranges {
                 println!("  {s}..{}", s + l);
             }
+        }
+        for (d, path) in &disks {
+            let n: u64 = d.ranges.iter().map(|r| r.1).sum();
+            println!(
+                "VM disk {}: {n} virtual bytes in {} ranges depend on them: {}",
+                d.descriptor,
+                d.ranges.len(),
+                path.display()
+            );
         }
         for e in &errors {
             println!("unreadable metadata: {e}");

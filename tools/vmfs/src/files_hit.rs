@@ -79,3 +79,106 @@ pub fn files_hit_in(
     hits.sort_by(|a, b| a.path.cmp(&b.path));
     (hits, errors)
 }
+
+/// The bad areas of one VM disk, one layer down: which of its virtual
+/// bytes depend on the bad file bytes of its extents (data, or a grain
+/// table that maps them).
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct DiskHit {
+    /// The disk's descriptor, as a volume path.
+    pub descriptor: String,
+    /// Its virtual size.
+    pub capacity: u64,
+    /// Virtual byte ranges, sorted and merged.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// Descriptors larger than this are not looked at (they are data files).
+const DESCRIPTOR_MAX: u64 = 1 << 20;
+
+/// For every VM disk in the folders of `hits` (each `.vmdk` descriptor
+/// there, with its snapshot chain) whose files were hit: the virtual
+/// ranges that depend on the bad bytes. `volume` is read without the bad
+/// areas applied (the disks' maps are read from it); `shown_as` names it in
+/// messages. Returns the disks hit, by descriptor, and what could not be
+/// opened or translated.
+pub fn vm_disks_hit(
+    volume: std::sync::Arc<Volume>,
+    shown_as: &str,
+    hits: &[Hit],
+) -> (Vec<DiskHit>, Vec<String>) {
+    use crate::vmdkfiles::VolumeFolder;
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let mut folders: Vec<&str> = hits
+        .iter()
+        .map(|h| h.path.rsplit_once('/').map_or("", |(d, _)| d))
+        .collect();
+    folders.sort();
+    folders.dedup();
+    for folder in folders {
+        let dir = if folder.is_empty() { "/" } else { folder };
+        let entries = match volume.read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(format!("{dir}: {e}"));
+                continue;
+            }
+        };
+        for e in entries {
+            let path = format!("{folder}/{}", e.name);
+            let small = volume
+                .inode(e.addr)
+                .is_ok_and(|i| i.ftype == FileType::File && i.size <= DESCRIPTOR_MAX);
+            if !e.name.ends_with(".vmdk") || !small {
+                continue;
+            }
+            let (files, name) = VolumeFolder::of(volume.clone(), &path, shown_as.to_string());
+            let disk = match vmdk::VirtualDisk::open(&files, &name) {
+                Ok(d) => d,
+                // A small data file (a tiny -flat or -delta) is no disk.
+                Err(vmdk::Error::Corrupt { .. }) if !is_descriptor(&volume, &path) => continue,
+                // Its data is on a LUN, not in this volume: nothing to hit.
+                Err(vmdk::Error::RawDeviceMap { .. }) => continue,
+                Err(err) => {
+                    errors.push(format!("{path}: {err}"));
+                    continue;
+                }
+            };
+            let mut ranges = Vec::new();
+            for level in disk.levels() {
+                for (start, extent) in &level.extents {
+                    let Some(file) = extent.file() else { continue };
+                    for h in hits
+                        .iter()
+                        .filter(|h| vmdk::Files::show(&files, &h.path) == file)
+                    {
+                        for &(off, len) in &h.ranges {
+                            match extent.dependents(off, len) {
+                                Ok(v) => ranges.extend(v.into_iter().map(|(s, l)| (start + s, l))),
+                                Err(err) => errors.push(format!("{path}: {err}")),
+                            }
+                        }
+                    }
+                }
+            }
+            if !ranges.is_empty() {
+                out.push(DiskHit {
+                    descriptor: path,
+                    capacity: disk.capacity(),
+                    ranges: crate::damage::Ranges::from_unsorted(ranges).0,
+                });
+            }
+        }
+    }
+    (out, errors)
+}
+
+/// Whether the file at `path` starts like a VMDK text descriptor.
+fn is_descriptor(volume: &Volume, path: &str) -> bool {
+    let Ok(f) = volume.open(path) else {
+        return false;
+    };
+    let mut head = vec![0u8; 4096.min(f.size() as usize)];
+    f.read_at(&mut head, 0).is_ok() && vmdk::Descriptor::looks_like(&head)
+}

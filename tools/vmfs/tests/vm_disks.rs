@@ -75,3 +75,84 @@ fn a_missing_disk_in_the_volume_is_named() {
     let e = open("/nonexistent/vm.vmdk").err().unwrap();
     assert!(e.contains("/nonexistent/vm.vmdk"), "{e}");
 }
+
+/// A bad area under the one stored block of `normal-flat.vmdk` (image
+/// bytes 0x60e00000.., the file's bytes 42 GiB..): `files-hit` names the
+/// file, and one layer down the VM disk `normal.vmdk` and the virtual
+/// bytes lost, in a mapfile ddrescuelog reads.
+#[test]
+fn files_hit_carries_bad_areas_into_the_vm_disks_virtual_bytes() {
+    use vmfs::cli::{run, Action, FilesHitCommand, VmfsCommand};
+    let img = common::image("vmfs5.bin.gz").display().to_string();
+    let t = testkit::TempDir::new_in(
+        &common::workspace().join("target/vmfs-test-scratch"),
+        "badmap",
+    );
+    let map = t.join("img.map");
+    let (bad_at, bad_len) = (0x60e0_1000u64, 0x2000u64);
+    std::fs::write(
+        &map,
+        format!(
+            "0 +\n0x0 {bad_at:#x} +\n{bad_at:#x} {bad_len:#x} -\n{:#x} 0x100000000 +\n",
+            bad_at + bad_len
+        ),
+    )
+    .unwrap();
+
+    // The library: the file hit, then the disk's virtual ranges.
+    let bad = vmfs::damage::read_mapfile(&map.display().to_string()).unwrap();
+    let sources = [img.clone()];
+    let o = vmfs::open::open_volume(&vmfs::open::OpenRequest {
+        sources: &sources,
+        ..Default::default()
+    })
+    .unwrap();
+    let (hits, errors) = vmfs::files_hit::files_hit_in(&o.volume, &o.origins, &bad);
+    assert!(errors.is_empty(), "{errors:?}");
+    let hit = hits
+        .iter()
+        .find(|h| h.path == "/normal-flat.vmdk")
+        .expect("the flat file is hit");
+    let file_at = 0xa_8000_0000 + 0x1000;
+    assert_eq!(hit.ranges, vec![(file_at, bad_len)]);
+    let (disks, errors) = vmfs::files_hit::vm_disks_hit(std::sync::Arc::new(o.volume), &img, &hits);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(disks.len(), 1, "{disks:?}");
+    assert_eq!(disks[0].descriptor, "/normal.vmdk");
+    assert_eq!(
+        disks[0].ranges,
+        vec![(file_at, bad_len)],
+        "flat: the same offsets"
+    );
+
+    // The command writes DIR/normal.vmdk.badmap.
+    let dir = t.join("badmaps");
+    let code = run(VmfsCommand {
+        action: Action::FilesHit(FilesHitCommand {
+            src: vec![img],
+            extent: vec![],
+            offset: None,
+            map: map.display().to_string(),
+            badmap_dir: Some(dir.clone()),
+            json: false,
+        }),
+    });
+    assert_eq!(code, 1, "files were hit");
+    let badmap = dir.join("normal.vmdk.badmap");
+    let out = std::process::Command::new("ddrescuelog")
+        .args(["--list-blocks=-", "--block-size=4096"])
+        .arg(&badmap)
+        .output()
+        .expect("ddrescuelog (gddrescue) is needed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let blocks: Vec<u64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(blocks, vec![file_at / 4096, file_at / 4096 + 1]);
+}
