@@ -8,7 +8,8 @@ use crate::chain::VirtualDisk;
 use crate::extent::Held;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Bytes read at a time.
@@ -66,7 +67,9 @@ impl ExportReport {
 /// Exports `job`; `progress` is called after each chunk. Fails only when the
 /// destination cannot be created or written (a destination that fails
 /// leaves no doubt about the image); read failures are zero-filled and
-/// reported.
+/// reported. Chunks are read and written by a few threads at once (an
+/// inflating or chain-walking read is CPU work), each written at its own
+/// place in the image.
 pub fn export(
     job: &ExportJob<'_>,
     progress: &mut dyn FnMut(&ExportProgress),
@@ -89,56 +92,66 @@ pub fn export(
                 }
             )
         })?;
-    let mut report = ExportReport {
-        dest: dest.to_path_buf(),
-        written: 0,
-        holes: 0,
-        bad: Vec::new(),
-        first_error: None,
-        badmap: None,
-        cancelled: false,
-        elapsed: Duration::ZERO,
+    let shared = Shared {
+        job,
+        out: &out,
+        cursor: Mutex::new(0),
+        written: AtomicU64::new(0),
+        holes: AtomicU64::new(0),
+        bad: Mutex::new(Vec::new()),
+        first_error: Mutex::new(None),
+        write_error: Mutex::new(None),
+        cancel,
     };
-    let mut buf = vec![0u8; CHUNK as usize];
-    let mut pos = 0u64;
-    while pos < job.len {
-        if cancel.load(Ordering::SeqCst) {
-            report.cancelled = true;
-            break;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let done = done_tx.clone();
+            let shared = &shared;
+            scope.spawn(move || shared.work(&done));
         }
-        let at = job.start + pos;
-        let room = (job.len - pos).min(CHUNK);
-        let (n, hole) = match job.disk.locate(job.level, at) {
-            Ok(loc) => (
-                loc.len.min(room),
-                matches!(loc.held, Held::Zero | Held::Unallocated),
-            ),
-            // The map itself is unreadable here: read what can be read.
-            Err(_) => (room, false),
-        };
-        if hole {
-            report.holes += n;
-        } else {
-            let data = &mut buf[..n as usize];
-            read_or_mark(job, at, pos, data, &mut report);
-            if job.sparse && data.iter().all(|&b| b == 0) {
-                report.holes += n;
-            } else {
-                out.write_all_at(data, pos)
-                    .map_err(|e| format!("writing {} at byte {pos}: {e}", dest.display()))?;
-                report.written += n;
-            }
+        drop(done_tx);
+        let mut done = 0u64;
+        for n in done_rx {
+            done += n;
+            progress(&ExportProgress {
+                done,
+                total: job.len,
+                elapsed: began.elapsed(),
+            });
         }
-        pos += n;
-        progress(&ExportProgress {
-            done: pos,
-            total: job.len,
-            elapsed: began.elapsed(),
-        });
+    });
+    if let Some(e) = shared
+        .write_error
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+    {
+        return Err(e);
     }
+    let cancelled = cancel.load(Ordering::SeqCst)
+        && *shared.cursor.lock().unwrap_or_else(|e| e.into_inner()) < job.len;
     out.set_len(job.len)
         .and_then(|()| out.sync_all())
         .map_err(|e| format!("finishing {}: {e}", dest.display()))?;
+    let mut bad = shared.bad.into_inner().unwrap_or_else(|e| e.into_inner());
+    bad.sort_unstable();
+    let bad = merge(bad);
+    let mut report = ExportReport {
+        dest: dest.to_path_buf(),
+        written: shared.written.into_inner(),
+        holes: shared.holes.into_inner(),
+        first_error: shared
+            .first_error
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
+        bad,
+        badmap: None,
+        cancelled,
+        elapsed: Duration::ZERO,
+    };
     if !report.bad.is_empty() {
         let path = badmap_path(dest);
         let what = format!(
@@ -152,24 +165,107 @@ pub fn export(
     Ok(report)
 }
 
-/// Reads `data` at virtual `at`; when that fails, again in [`RETRY`]
-/// pieces, zero-filling and recording the pieces that fail.
-fn read_or_mark(job: &ExportJob<'_>, at: u64, pos: u64, data: &mut [u8], r: &mut ExportReport) {
-    if job.disk.read_at(job.level, data, at).is_ok() {
-        return;
+/// What the export threads share.
+struct Shared<'a> {
+    job: &'a ExportJob<'a>,
+    out: &'a std::fs::File,
+    /// The next byte of the exported range no thread has taken yet.
+    cursor: Mutex<u64>,
+    written: AtomicU64,
+    holes: AtomicU64,
+    bad: Mutex<Vec<(u64, u64)>>,
+    first_error: Mutex<Option<String>>,
+    /// The destination failed: every thread stops.
+    write_error: Mutex<Option<String>>,
+    cancel: &'a AtomicBool,
+}
+
+impl Shared<'_> {
+    /// Takes the next piece of the range: up to a chunk of what one level
+    /// holds the same way, and whether it is a hole.
+    fn claim(&self) -> Option<(u64, u64, bool)> {
+        let job = self.job;
+        let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = *cursor;
+        if pos >= job.len || self.cancel.load(Ordering::SeqCst) {
+            return None;
+        }
+        if self.write_error.lock().map_or(true, |e| e.is_some()) {
+            return None;
+        }
+        let room = (job.len - pos).min(CHUNK);
+        let (n, hole) = match job.disk.locate(job.level, job.start + pos) {
+            Ok(loc) => (
+                loc.len.min(room).max(1),
+                matches!(loc.held, Held::Zero | Held::Unallocated),
+            ),
+            // The map itself is unreadable here: read what can be read.
+            Err(_) => (room, false),
+        };
+        *cursor = pos + n;
+        Some((pos, n, hole))
     }
-    for (i, piece) in data.chunks_mut(RETRY as usize).enumerate() {
-        let off = i as u64 * RETRY;
-        if let Err(e) = job.disk.read_at(job.level, piece, at + off) {
-            piece.fill(0);
-            r.first_error.get_or_insert_with(|| e.to_string());
-            let len = piece.len() as u64;
-            match r.bad.last_mut() {
-                Some(last) if last.0 + last.1 == pos + off => last.1 += len,
-                _ => r.bad.push((pos + off, len)),
+
+    fn work(&self, done: &std::sync::mpsc::Sender<u64>) {
+        let mut buf = vec![0u8; CHUNK as usize];
+        while let Some((pos, n, hole)) = self.claim() {
+            if hole {
+                self.holes.fetch_add(n, Ordering::Relaxed);
+            } else {
+                let data = &mut buf[..n as usize];
+                self.read_or_mark(pos, data);
+                if self.job.sparse && data.iter().all(|&b| b == 0) {
+                    self.holes.fetch_add(n, Ordering::Relaxed);
+                } else if let Err(e) = self.out.write_all_at(data, pos) {
+                    let mut w = self.write_error.lock().unwrap_or_else(|e| e.into_inner());
+                    w.get_or_insert_with(|| {
+                        format!("writing {} at byte {pos}: {e}", self.job.dest.display())
+                    });
+                    return;
+                } else {
+                    self.written.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+            let _ = done.send(n);
+        }
+    }
+
+    /// Reads `data` at `pos` of the range; when that fails, again in
+    /// [`RETRY`] pieces, zero-filling and recording the pieces that fail.
+    fn read_or_mark(&self, pos: u64, data: &mut [u8]) {
+        let (disk, level, at) = (self.job.disk, self.job.level, self.job.start + pos);
+        if disk.read_at(level, data, at).is_ok() {
+            return;
+        }
+        for (i, piece) in data.chunks_mut(RETRY as usize).enumerate() {
+            let off = i as u64 * RETRY;
+            if let Err(e) = disk.read_at(level, piece, at + off) {
+                piece.fill(0);
+                self.first_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert_with(|| e.to_string());
+                self.bad
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((pos + off, piece.len() as u64));
             }
         }
     }
+}
+
+/// Sorted ranges with touching ones joined.
+fn merge(sorted: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, n) in sorted {
+        match out.last_mut() {
+            Some(last) if last.0 + last.1 >= s => {
+                last.1 = (s + n).max(last.0 + last.1) - last.0;
+            }
+            _ => out.push((s, n)),
+        }
+    }
+    out
 }
 
 /// `DEST.badmap`.

@@ -815,6 +815,21 @@ impl ExtentReader for SparseExtent {
                 buf,
                 offset + within,
             ),
+            // A whole grain asked for (an export, a sequential read):
+            // inflated straight into the caller's buffer, not cached.
+            Held::Compressed { offset, skip }
+                if skip + within == 0
+                    && buf.len() as u64 == self.header.grain_bytes()
+                    && self.grains.get(offset).is_none() =>
+            {
+                stream::read_grain_into(
+                    self.dev.as_ref(),
+                    &self.file,
+                    offset,
+                    self.header.markers(),
+                    buf,
+                )
+            }
             Held::Compressed { offset, skip } => {
                 let data = match self.grains.get(offset) {
                     Some(d) => d,

@@ -197,32 +197,52 @@ impl GrainCache {
 /// shorter result is padded with zeros (the last grain of a disk), a longer
 /// one cut at the grain. The error says what went wrong.
 pub fn inflate(data: &[u8], grain: usize) -> std::result::Result<Vec<u8>, String> {
-    match inflate_with(data, grain, true) {
-        Ok(v) => Ok(v),
-        Err(zlib) => inflate_with(data, grain, false).map_err(|_| zlib),
+    let mut out = vec![0u8; grain];
+    inflate_into(data, &mut out)?;
+    Ok(out)
+}
+
+/// [`inflate`] into `out` (the grain's size), overwriting all of it.
+pub fn inflate_into(data: &[u8], out: &mut [u8]) -> std::result::Result<(), String> {
+    match inflate_with(data, out, true) {
+        Ok(()) => Ok(()),
+        Err(zlib) => inflate_with(data, out, false).map_err(|_| zlib),
     }
 }
 
-fn inflate_with(data: &[u8], grain: usize, zlib: bool) -> std::result::Result<Vec<u8>, String> {
+thread_local! {
+    /// One inflater per thread, reset for each grain: its state is tens of
+    /// KiB, and allocating it per grain costs more than the inflating.
+    static INFLATER: std::cell::RefCell<Option<flate2::Decompress>> =
+        const { std::cell::RefCell::new(None) };
+    /// The compressed bytes of the grain being read, reused likewise.
+    static COMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn inflate_with(data: &[u8], out: &mut [u8], zlib: bool) -> std::result::Result<(), String> {
     use flate2::{Decompress, FlushDecompress, Status};
-    let mut d = Decompress::new(zlib);
-    let mut out = vec![0u8; grain];
-    let status = d
-        .decompress(data, &mut out, FlushDecompress::Finish)
-        .map_err(|e| e.to_string())?;
-    let n = d.total_out() as usize;
-    match status {
-        Status::StreamEnd => {}
-        _ if n == grain => {}
-        _ => {
-            return Err(format!(
-                "the deflate data ends after {} of {} bytes",
-                n,
-                data.len()
-            ))
+    INFLATER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let d = slot.get_or_insert_with(|| Decompress::new(zlib));
+        d.reset(zlib);
+        let status = d
+            .decompress(data, out, FlushDecompress::Finish)
+            .map_err(|e| e.to_string())?;
+        let n = d.total_out() as usize;
+        match status {
+            Status::StreamEnd => {}
+            _ if n == out.len() => {}
+            _ => {
+                return Err(format!(
+                    "the deflate data ends after {} of {} bytes",
+                    n,
+                    data.len()
+                ))
+            }
         }
-    }
-    Ok(out)
+        out[n..].fill(0);
+        Ok(())
+    })
 }
 
 /// Reads and inflates the grain stored at byte `at` of `dev` (`markers`:
@@ -234,6 +254,20 @@ pub fn read_grain(
     markers: bool,
     grain: u64,
 ) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; grain as usize];
+    read_grain_into(dev, file, at, markers, &mut out)?;
+    Ok(out)
+}
+
+/// [`read_grain`] into `out` (the grain's size).
+pub fn read_grain_into(
+    dev: &dyn BlockDevice,
+    file: &str,
+    at: u64,
+    markers: bool,
+    out: &mut [u8],
+) -> Result<()> {
+    let grain = out.len() as u64;
     let size = dev.size();
     let max = max_compressed(grain);
     let (data_at, len, lba) = if markers {
@@ -258,14 +292,17 @@ pub fn read_grain(
     } else {
         (at, max.min(size.saturating_sub(at)), None)
     };
-    let mut data = vec![0u8; len as usize];
-    read_exact(dev, file, "a compressed grain", &mut data, data_at)?;
-    inflate(&data, grain as usize).map_err(|e| {
-        let what = match lba {
-            Some(l) => format!("the grain at virtual byte {}", l.saturating_mul(512)),
-            None => format!("the grain stored at byte {at}"),
-        };
-        Error::corrupt(file, data_at, format!("{what} does not inflate: {e}"))
+    COMPRESSED.with(|cell| {
+        let mut data = cell.borrow_mut();
+        data.resize(len as usize, 0);
+        read_exact(dev, file, "a compressed grain", &mut data, data_at)?;
+        inflate_into(&data, out).map_err(|e| {
+            let what = match lba {
+                Some(l) => format!("the grain at virtual byte {}", l.saturating_mul(512)),
+                None => format!("the grain stored at byte {at}"),
+            };
+            Error::corrupt(file, data_at, format!("{what} does not inflate: {e}"))
+        })
     })
 }
 
