@@ -156,3 +156,114 @@ fn files_hit_carries_bad_areas_into_the_vm_disks_virtual_bytes() {
         .collect();
     assert_eq!(blocks, vec![file_at / 4096, file_at / 4096 + 1]);
 }
+
+/// A snapshot chain placed in a real ESXi-written VMFS3 volume by the test
+/// writer: the thick disk `thick.vmdk` (its flat file stamped with known
+/// data) as the base, a COWD delta over it and a SESparse delta over that
+/// (their data files and descriptors written into the volume's other two
+/// disks' files). Read through the volume with no copy, every level gives
+/// what was written, and the export equals the model.
+#[test]
+fn a_snapshot_chain_inside_a_volume_reads_level_by_level() {
+    use common::writer::{scratch_copy, stamp, Writer};
+    use testkit::vmdkdelta::{cowd_delta, descriptor, sesparse_with, GrainState, SeSparseOptions};
+    let img = scratch_copy("vmfs3-toto.img.gz", "vmdk-chain");
+    let w = Writer::open(&img.0);
+    let size = 200u64 << 20;
+    let sectors = size / 512;
+    let base = stamp("base", 0, size as usize);
+    w.write_file(&w.lookup("thick-flat.vmdk"), 0, &base);
+
+    // COWD level: 1-sector grains at 1 MiB and 5 MiB + 512.
+    let cowd_grains: Vec<(u64, Option<Vec<u8>>)> = vec![
+        (2048, Some(vec![0xC1; 512])),
+        (10241, Some(vec![0xC2; 512])),
+    ];
+    let cowd = cowd_delta(sectors as u32, 1, &cowd_grains);
+    let fd = w.lookup("zeroedthick-flat.vmdk");
+    w.write_file(&fd, 0, &cowd.bytes);
+    w.set_size(&fd, cowd.bytes.len() as u64);
+    let mid = descriptor(
+        "vmfsSparse",
+        0x22,
+        Some(("thick.vmdk", 0x05a1_5a72)), // thick.vmdk's CID
+        &[&format!(
+            "RW {sectors} VMFSSPARSE \"zeroedthick-flat.vmdk\""
+        )],
+    );
+    let fd = w.lookup("zeroedthick.vmdk");
+    w.set_size(&fd, mid.len() as u64);
+    w.write_file(&w.lookup("zeroedthick.vmdk"), 0, mid.as_bytes());
+
+    // SESparse level: a 4 KiB grain over the COWD one at 5 MiB (hides
+    // it), a zero grain at 3 MiB, an unmapped one at 7 MiB.
+    let se = sesparse_with(
+        sectors,
+        &[
+            (1280, GrainState::Data(vec![0x5E; 4096])),
+            (768, GrainState::Zero),
+            (1792, GrainState::Unmapped),
+        ],
+        &SeSparseOptions {
+            compact: true,
+            ..Default::default()
+        },
+    );
+    let fd = w.lookup("eagerzeroedthick-flat.vmdk");
+    w.write_file(&fd, 0, &se.bytes);
+    w.set_size(&fd, se.bytes.len() as u64);
+    let top = descriptor(
+        "seSparse",
+        0x33,
+        Some(("zeroedthick.vmdk", 0x22)),
+        &[&format!(
+            "RW {sectors} SESPARSE \"eagerzeroedthick-flat.vmdk\""
+        )],
+    );
+    let fd = w.lookup("eagerzeroedthick.vmdk");
+    w.set_size(&fd, top.len() as u64);
+    w.write_file(&w.lookup("eagerzeroedthick.vmdk"), 0, top.as_bytes());
+    drop(w);
+
+    // The model, level by level.
+    let mut want = [base.clone(), base.clone(), base];
+    for level in &mut want[1..] {
+        level[1 << 20..(1 << 20) + 512].fill(0xC1);
+        level[(5 << 20) + 512..(5 << 20) + 1024].fill(0xC2);
+    }
+    want[2][5 << 20..(5 << 20) + 4096].fill(0x5E);
+    want[2][3 << 20..(3 << 20) + 4096].fill(0);
+    want[2][7 << 20..(7 << 20) + 4096].fill(0);
+
+    let src = img.0.display().to_string();
+    let (folder, name, _) = disk_in_volume(&[src], "/eagerzeroedthick.vmdk").unwrap();
+    let disk = vmdk::VirtualDisk::open(&folder, &name).unwrap();
+    let formats: Vec<&str> = disk
+        .levels()
+        .iter()
+        .map(|l| l.extents[0].1.format())
+        .collect();
+    assert_eq!(formats, ["flat", "COWD", "SESparse"]);
+    assert!(disk.warnings.is_empty(), "{:?}", disk.warnings);
+    for (level, want) in want.iter().enumerate() {
+        let mut got = vec![0u8; size as usize];
+        disk.read_at(level, &mut got, 0).unwrap();
+        assert!(got == *want, "level {level} differs");
+    }
+    let t = testkit::TempDir::new_in(
+        &common::workspace().join("target/vmfs-test-scratch"),
+        "chain",
+    );
+    let dest = t.join("top.raw");
+    let job = vmdk::export::ExportJob {
+        disk: &disk,
+        level: disk.top(),
+        start: 0,
+        len: size,
+        dest: &dest,
+        sparse: false,
+    };
+    let r = vmdk::export::export(&job, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+    assert!(r.bad.is_empty());
+    assert!(std::fs::read(&dest).unwrap() == want[2]);
+}
