@@ -1,4 +1,4 @@
-//! VM disks read inside the real ESXi-written VMFS5 volume, through the
+//! VM disks read inside the real ESXi-written VMFS volumes, through the
 //! volume (no copy): the thin `normal.vmdk` and the raw device mapping
 //! `rdm.vmdk`.
 
@@ -7,7 +7,11 @@ use std::sync::atomic::AtomicBool;
 use vmfs::vmdkfiles::disk_in_volume;
 
 fn open(path: &str) -> Result<vmdk::VirtualDisk, String> {
-    let img = common::image("vmfs5.bin.gz").display().to_string();
+    open_in("vmfs5.bin.gz", path)
+}
+
+fn open_in(fixture: &str, path: &str) -> Result<vmdk::VirtualDisk, String> {
+    let img = common::image(fixture).display().to_string();
     let (folder, name, notes) = disk_in_volume(&[img], path)?;
     assert!(notes.is_empty(), "{notes:?}");
     vmdk::VirtualDisk::open(&folder, &name).map_err(|e| e.to_string())
@@ -15,7 +19,12 @@ fn open(path: &str) -> Result<vmdk::VirtualDisk, String> {
 
 #[test]
 fn a_thin_disk_reads_through_the_volume_with_its_holes() {
-    let disk = open("/normal.vmdk").unwrap();
+    thin_disk_in("vmfs5.bin.gz");
+    thin_disk_in("vmfs6.bin.gz");
+}
+
+fn thin_disk_in(fixture: &str) {
+    let disk = open_in(fixture, "/normal.vmdk").unwrap();
     assert_eq!(disk.capacity(), 74_088_185_856);
     let level = &disk.levels()[0];
     assert_eq!(level.descriptor.ddb("ddb.thinProvisioned"), Some("1"));
@@ -29,7 +38,7 @@ fn a_thin_disk_reads_through_the_volume_with_its_holes() {
     );
     assert_eq!(disk.locate(0, 0).unwrap().held, vmdk::Held::Zero);
     // The disk's bytes are the flat file's bytes.
-    let v = vmfs::Volume::from_devices(vec![common::dev("vmfs5.bin.gz")]).unwrap();
+    let v = vmfs::Volume::from_devices(vec![common::dev(fixture)]).unwrap();
     let flat = v.open("/normal-flat.vmdk").unwrap();
     let mut want = vec![0u8; 1 << 20];
     flat.read_at(&mut want, written).unwrap();
