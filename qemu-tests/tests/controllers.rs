@@ -168,9 +168,10 @@ fn demo_disk_set_boots_and_is_found() {
         "probe --json\ngpt verify /dev/sda\ngpt verify /dev/sdb\ngpt show /dev/sda\ngpt show /dev/sdb\nprobe\n\
          vmfs info /dev/sdb\nvmfs ls -l /dev/sdb /directory\nvmfs cat /dev/sdb /big --offset 1048560\nvmfs info /dev/sda\n\
          md scan\nmd verify DiskStation:2\nmd assemble DiskStation:2 --readonly --mount\nmd stop DiskStation:2\n\
-         vmfs list\ndest list --json\n",
+         vmfs list\ndest list --json\n\
+         vmdk info --vmfs /dev/sdb /normal.vmdk\nvmdk map --vmfs /dev/sdb /normal.vmdk 45097156608\n",
     );
-    assert_eq!(sections.len(), 16, "{transcript}");
+    assert_eq!(sections.len(), 18, "{transcript}");
     let json = probe_json(&sections[0]);
     for d in &disks {
         let found = disk_named(&json, &d.serial)
@@ -282,6 +283,20 @@ fn demo_disk_set_boots_and_is_found() {
             sections[8].output.contains("Kusjes van SRT<3"),
             "{}",
             sections[8].output
+        );
+        // The datastore's thin VM disk, read in place through the volume:
+        // one 1 MiB block stored at 42 GiB, the rest holes.
+        let info = &sections[16].output;
+        assert_eq!(sections[16].exit, 0, "{info}");
+        assert!(
+            info.contains("69.0 GiB") && info.contains("stored: 1.0 MiB"),
+            "{info}"
+        );
+        let map = &sections[17].output;
+        assert_eq!(sections[17].exit, 0, "{map}");
+        assert!(
+            map.contains("normal-flat.vmdk at byte 45097156608"),
+            "{map}"
         );
         // The boot disk and its raw copy on the RAID LD: two datastores,
         // each noted as a copy of the other (never one volume of both).
