@@ -171,6 +171,17 @@ impl VirtualDisk {
         self.levels.len() - 1
     }
 
+    /// The raw device mappings among the levels' extents, explained: such
+    /// a disk's data is on a LUN, so there is nothing here to read.
+    pub fn raw_device_maps(&self) -> Vec<String> {
+        self.levels
+            .iter()
+            .flat_map(|l| &l.extents)
+            .filter(|(_, x)| x.format() == "raw device map")
+            .flat_map(|(_, x)| x.notes())
+            .collect()
+    }
+
     /// Virtual size in bytes (the top level's).
     pub fn capacity(&self) -> u64 {
         self.levels[self.top()].capacity()
@@ -313,10 +324,11 @@ fn open_extent(
             )))
         }
         ExtentKind::Zero => Ok(Box::new(ZeroExtent { len })),
-        ExtentKind::RawDeviceMap => Err(Error::RawDeviceMap {
-            descriptor: level_shown.to_string(),
+        ExtentKind::RawDeviceMap => Ok(Box::new(crate::extent::RawDeviceMapExtent {
+            lun: files.mapped_lun(&name),
             mapping: shown,
-        }),
+            len,
+        })),
         ExtentKind::Sparse => {
             let dev = open()?;
             crate::sparse::open(shown, dev, len)

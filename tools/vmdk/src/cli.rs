@@ -245,6 +245,15 @@ fn open(disk: &str, vmfs: &[String], opener: VmfsOpener<'_>) -> Result<VirtualDi
     VirtualDisk::open(files.as_ref(), &name).map_err(|e| e.to_string())
 }
 
+/// A disk whose data is on a LUN (a raw device mapping) has nothing here
+/// to read: the error says which LUN to image.
+fn readable(disk: &VirtualDisk) -> Result<(), String> {
+    match disk.raw_device_maps().into_iter().next() {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
 /// The level asked for, checked against the chain.
 fn level_of(disk: &VirtualDisk, level: Option<usize>) -> Result<usize, String> {
     match level {
@@ -388,6 +397,7 @@ fn info(command: &str, c: InfoCommand, opener: VmfsOpener<'_>) -> Result<Exit, S
 
 fn parts(command: &str, c: PartsCommand, opener: VmfsOpener<'_>) -> Result<Exit, String> {
     let disk = Arc::new(open(&c.disk, &c.vmfs, opener)?);
+    readable(&disk)?;
     let level = level_of(&disk, c.level)?;
     let dev = Arc::new(DiskDevice::new(disk, level, c.disk.clone()));
     let p = partitions(dev);
@@ -422,6 +432,7 @@ fn parts(command: &str, c: PartsCommand, opener: VmfsOpener<'_>) -> Result<Exit,
 
 fn export_cmd(c: ExportCommand, opener: VmfsOpener<'_>, stop: &AtomicBool) -> Result<Exit, String> {
     let disk = Arc::new(open(&c.disk, &c.vmfs, opener)?);
+    readable(&disk)?;
     if c.base && c.level.is_some() {
         return Err("--base and --level are one choice: give one".into());
     }
@@ -524,6 +535,7 @@ pub fn progress_line(p: &ExportProgress) -> String {
 
 fn cat(c: CatCommand, opener: VmfsOpener<'_>) -> Result<Exit, String> {
     let disk = open(&c.disk, &c.vmfs, opener)?;
+    readable(&disk)?;
     let level = level_of(&disk, c.level)?;
     let end = c
         .length
@@ -550,6 +562,7 @@ fn cat(c: CatCommand, opener: VmfsOpener<'_>) -> Result<Exit, String> {
 
 fn map(c: MapCommand, opener: VmfsOpener<'_>) -> Result<Exit, String> {
     let disk = open(&c.disk, &c.vmfs, opener)?;
+    readable(&disk)?;
     let level = level_of(&disk, c.level)?;
     if c.offset >= disk.capacity() {
         return Err(format!(

@@ -23,9 +23,12 @@ pub enum Error {
     Unsupported { file: String, message: String },
     /// The chain of snapshots is broken: a parent missing, a cycle.
     Chain(String),
-    /// A raw device mapping: the disk's data is on the LUN that the
-    /// mapping file points at, not in any file.
-    RawDeviceMap { descriptor: String, mapping: String },
+    /// A raw device mapping: the disk's data is on a LUN, not in any
+    /// file. `explanation` says which LUN and what to do.
+    RawDeviceMap {
+        descriptor: String,
+        explanation: String,
+    },
 }
 
 impl Error {
@@ -79,12 +82,8 @@ impl fmt::Display for Error {
             Error::Chain(message) => write!(f, "{message}"),
             Error::RawDeviceMap {
                 descriptor,
-                mapping,
-            } => write!(
-                f,
-                "{descriptor}: a raw device mapping: the data is on the LUN that {mapping} \
-                 points at, not in a file; image that LUN instead"
-            ),
+                explanation,
+            } => write!(f, "{descriptor}: {explanation}"),
         }
     }
 }

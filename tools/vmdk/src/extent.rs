@@ -243,6 +243,64 @@ impl ExtentReader for ZeroExtent {
     }
 }
 
+/// A raw device mapping (`VMFSRDM`/`VMFSRAW`): the disk's data is on a LUN,
+/// not in any file. The level opens, so `info` can say what it maps;
+/// reading it is an error that says which LUN to image.
+pub struct RawDeviceMapExtent {
+    /// The mapping file as shown.
+    pub mapping: String,
+    /// The LUN, when the source could tell.
+    pub lun: Option<String>,
+    pub len: u64,
+}
+
+impl RawDeviceMapExtent {
+    /// What to do instead of reading.
+    pub fn explain(&self) -> String {
+        format!(
+            "a raw device mapping ({}): the data is on {}, not in a file; image that LUN instead",
+            self.mapping,
+            self.lun
+                .as_deref()
+                .map(|l| format!("the LUN {l}"))
+                .unwrap_or_else(|| "the LUN it maps".to_string())
+        )
+    }
+}
+
+impl ExtentReader for RawDeviceMapExtent {
+    fn format(&self) -> &'static str {
+        "raw device map"
+    }
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn file(&self) -> Option<&str> {
+        Some(&self.mapping)
+    }
+    fn map(&self, _: u64) -> Result<Run> {
+        Err(Error::RawDeviceMap {
+            descriptor: self.mapping.clone(),
+            explanation: self.explain(),
+        })
+    }
+    fn read(&self, _: &Run, _: u64, _: &mut [u8]) -> Result<()> {
+        Err(Error::RawDeviceMap {
+            descriptor: self.mapping.clone(),
+            explanation: self.explain(),
+        })
+    }
+    fn allocated(&self) -> Result<u64> {
+        Ok(0)
+    }
+    fn dependents(&self, _: u64, _: u64) -> Result<Vec<(u64, u64)>> {
+        Ok(Vec::new())
+    }
+    fn notes(&self) -> Vec<String> {
+        vec![self.explain()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,14 @@ pub trait Files: Send + Sync {
     fn open(&self, name: &str) -> Result<Arc<dyn BlockDevice>>;
     /// How `name` is shown in messages and listings.
     fn show(&self, name: &str) -> String;
+
+    /// For a raw device mapping file: the LUN it maps, in words (vendor,
+    /// model, identifier), when the source can tell (a VMFS volume keeps it
+    /// in the mapping's descriptor). None elsewhere.
+    fn mapped_lun(&self, name: &str) -> Option<String> {
+        let _ = name;
+        None
+    }
 }
 
 /// The files of a disk in a folder on the host (a mounted destination, a

@@ -138,6 +138,28 @@ impl vmdk::Files for VolumeFolder {
     fn show(&self, name: &str) -> String {
         format!("{}:{}", self.shown_as, self.path_of(name))
     }
+
+    /// The LUN a mapping file's descriptor names: vendor, model and
+    /// identifier, as ESXi recorded them.
+    fn mapped_lun(&self, name: &str) -> Option<String> {
+        let ino = self.volume.lookup(&self.path_of(name)).ok()?;
+        if ino.ftype != crate::FileType::Rdm {
+            return None;
+        }
+        let t = crate::RdmTarget::parse(&ino.data).ok()?;
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let device = words(&format!("{} {}", t.vendor, t.model));
+        Some(format!(
+            "{}with id \"{}\" (LUN {})",
+            if device.is_empty() {
+                String::new()
+            } else {
+                format!("{device} ")
+            },
+            words(&t.id),
+            t.lun
+        ))
+    }
 }
 
 /// Opens the VMFS volume on `sources` and gives the folder of the disk at

@@ -72,11 +72,17 @@ fn thin_disk_in(fixture: &str) {
 
 #[test]
 fn a_raw_device_mapping_names_its_lun_instead_of_data() {
-    let e = open("/rdm.vmdk").err().unwrap();
+    let disk = open("/rdm.vmdk").unwrap();
+    let why = disk.raw_device_maps();
+    assert_eq!(why.len(), 1, "{why:?}");
     assert!(
-        e.contains("raw device mapping") && e.contains("rdm-rdm.vmdk"),
-        "{e}"
+        why[0].contains("rdm-rdm.vmdk")
+            && why[0].contains("QEMU")
+            && why[0].contains("image that LUN"),
+        "{why:?}"
     );
+    let e = disk.read_at(0, &mut [0u8; 512], 0).unwrap_err();
+    assert!(e.to_string().contains("raw device mapping"), "{e}");
 }
 
 #[test]
