@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 
 mod aligned;
 mod memdev;
+mod ranges;
 mod slice;
 pub mod sys;
 // Until the vmfs, mdraid and mdkernel callers move to `sys`.
 pub use aligned::AlignedBuf;
 pub use memdev::MemDevice;
+pub use ranges::{BadAreaDevice, Ranges};
 pub use slice::Slice;
 pub use sys::{parse_mounts, system_disks};
 

@@ -10,30 +10,6 @@ use std::process::Command;
 use std::sync::Arc;
 use testkit::TempDir;
 
-/// A device whose reads fail in one byte range, as a bad sector does.
-struct Failing {
-    inner: blockdev::MemDevice,
-    bad: (u64, u64),
-}
-
-impl BlockDevice for Failing {
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-    fn logical_sector_size(&self) -> u32 {
-        512
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        if offset < self.bad.0 + self.bad.1 && self.bad.0 < offset + buf.len() as u64 {
-            return Err(std::io::Error::other("injected bad sector"));
-        }
-        self.inner.read_at(buf, offset)
-    }
-    fn name(&self) -> &str {
-        "failing"
-    }
-}
-
 fn data(len: usize) -> Vec<u8> {
     let mut state = 0x1234_5678_9abc_def0u64;
     (0..len)
@@ -101,10 +77,11 @@ fn qemu_img_copies_the_export_exactly() {
 #[test]
 fn a_bad_area_reads_as_an_io_error_and_the_rest_still_reads() {
     let t = TempDir::new("nbd-eio");
-    let dev = Arc::new(Failing {
-        inner: blockdev::MemDevice::new(data(4 << 20), 512),
-        bad: (1 << 20, 4096),
-    });
+    // A bad sector at 1 MiB, as a ddrescue mapfile would record it.
+    let dev = Arc::new(blockdev::BadAreaDevice::new(
+        Arc::new(blockdev::MemDevice::new(data(4 << 20), 512)),
+        blockdev::Ranges(vec![(1 << 20, 4096)]),
+    ));
     let (url, server) = serve(&t, dev, 1);
     let o = qemu(
         "qemu-io",

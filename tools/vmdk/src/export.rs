@@ -136,9 +136,9 @@ pub fn export(
     out.set_len(job.len)
         .and_then(|()| out.sync_all())
         .map_err(|e| format!("finishing {}: {e}", dest.display()))?;
-    let mut bad = shared.bad.into_inner().unwrap_or_else(|e| e.into_inner());
-    bad.sort_unstable();
-    let bad = merge(bad);
+    let bad =
+        blockdev::Ranges::from_unsorted(shared.bad.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .0;
     let mut report = ExportReport {
         dest: dest.to_path_buf(),
         written: shared.written.into_inner(),
@@ -252,20 +252,6 @@ impl Shared<'_> {
             }
         }
     }
-}
-
-/// Sorted ranges with touching ones joined.
-fn merge(sorted: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for (s, n) in sorted {
-        match out.last_mut() {
-            Some(last) if last.0 + last.1 >= s => {
-                last.1 = (s + n).max(last.0 + last.1) - last.0;
-            }
-            _ => out.push((s, n)),
-        }
-    }
-    out
 }
 
 /// `DEST.badmap`.

@@ -1,52 +1,9 @@
 //! Bad areas: ddrescue mapfiles, a device wrapper that fails reads in them,
 //! and range arithmetic for reporting which file bytes are lost.
 
-use blockdev::BlockDevice;
-use std::io;
-use std::sync::Arc;
-
-/// Byte ranges `(start, len)`, sorted and merged.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ranges(pub Vec<(u64, u64)>);
-
-impl Ranges {
-    pub fn from_unsorted(mut v: Vec<(u64, u64)>) -> Ranges {
-        v.retain(|r| r.1 > 0);
-        v.sort();
-        let mut out: Vec<(u64, u64)> = Vec::new();
-        for (s, l) in v {
-            if let Some(last) = out.last_mut() {
-                if s <= last.0 + last.1 {
-                    let end = (last.0 + last.1).max(s.saturating_add(l));
-                    last.1 = end - last.0;
-                    continue;
-                }
-            }
-            out.push((s, l));
-        }
-        Ranges(out)
-    }
-    /// Parts of `start..start+len` inside these ranges.
-    pub fn intersect(&self, start: u64, len: u64) -> Vec<(u64, u64)> {
-        let end = start.saturating_add(len);
-        let i = self.0.partition_point(|r| r.0 + r.1 <= start);
-        let mut out = Vec::new();
-        for &(s, l) in &self.0[i..] {
-            if s >= end {
-                break;
-            }
-            let a = s.max(start);
-            let b = (s + l).min(end);
-            if a < b {
-                out.push((a, b - a));
-            }
-        }
-        out
-    }
-    pub fn total(&self) -> u64 {
-        self.0.iter().map(|r| r.1).sum()
-    }
-}
+// The range arithmetic and the failing device live in the block layer,
+// where vmdk's export (and other readers of damaged sources) use them too.
+pub use blockdev::{BadAreaDevice, Ranges};
 
 /// Reads and parses the ddrescue mapfile at `path` ([`parse_mapfile`]);
 /// errors name the file.
@@ -73,43 +30,11 @@ pub fn parse_mapfile(text: &str) -> Result<Ranges, String> {
     ))
 }
 
-/// A device whose reads fail (EIO) where a mapfile marks bad areas, so
-/// extraction meets them exactly as it would meet a failing disk.
-pub struct BadAreaDevice {
-    inner: Arc<dyn BlockDevice>,
-    bad: Ranges,
-}
-
-impl BadAreaDevice {
-    pub fn new(inner: Arc<dyn BlockDevice>, bad: Ranges) -> BadAreaDevice {
-        BadAreaDevice { inner, bad }
-    }
-}
-
-impl BlockDevice for BadAreaDevice {
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-    fn logical_sector_size(&self) -> u32 {
-        self.inner.logical_sector_size()
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        if let Some(&(s, _)) = self.bad.intersect(offset, buf.len() as u64).first() {
-            return Err(io::Error::other(format!(
-                "{}: byte {s:#x} is in a bad area of the mapfile",
-                self.inner.name()
-            )));
-        }
-        self.inner.read_at(buf, offset)
-    }
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blockdev::BlockDevice;
+    use std::sync::Arc;
 
     #[test]
     fn mapfile_bad_areas() {

@@ -15,7 +15,7 @@ pub const GPT_TYPE_VMFS: [u8; 16] = [
 /// MBR partition type of VMFS.
 pub const MBR_TYPE_VMFS: u8 = 0xFB;
 
-pub use blockdev::Slice;
+use blockdev::Slice;
 
 /// What kind of VMFS start sits at the beginning of a device.
 fn looks_like_vmfs(dev: &dyn BlockDevice, base: u64) -> bool {

@@ -8,12 +8,13 @@
 
 mod common;
 use blockdev::BlockDevice;
+use blockdev::Slice;
 use common::oracle::{oracle, our_names, ours, tool};
 use common::writer::{gpt_disk, scatter, scratch_copy, stamp, Target, Writer};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use vmfs::source::{find_vmfs, open_source, Found, Slice};
+use vmfs::source::{find_vmfs, open_source, Found};
 use vmfs::{Piece, Volume};
 
 fn open_image(img: &Path) -> Volume {
