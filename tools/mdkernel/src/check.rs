@@ -340,7 +340,7 @@ pub(crate) fn run_pass(
     md.write(name, "sync_action", action)?;
     let mut cancelled = false;
     let mut window_done = false;
-    let mut last_print = Instant::now() - Duration::from_secs(10);
+    let mut throttle = screen::Throttle::new(Duration::from_secs(1));
     let mut checked_to = start;
     let mut total = end;
     loop {
@@ -388,8 +388,7 @@ pub(crate) fn run_pass(
             let _ = write!(progress, "\ncancelling: writing 'idle' to sync_action");
             md.write(name, "sync_action", "idle")?;
         }
-        if last_print.elapsed() >= Duration::from_secs(1) {
-            last_print = Instant::now();
+        if throttle.ready(false) {
             let done = s.completed.map_or(checked_to, |c| c.0);
             let to = total.unwrap_or(0);
             let span = to.saturating_sub(start);

@@ -10,7 +10,7 @@ use cliconv::Exit;
 use screen::{decimal_size, hms};
 use std::fmt;
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What to verify and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,13 +222,12 @@ pub fn progress_line(p: &verify::Progress) -> String {
 /// Progress on stderr, rewritten in place at most once a second, with the
 /// final line ended; nothing when `quiet`.
 pub fn stderr_progress(quiet: bool) -> impl FnMut(&verify::Progress) {
-    let mut last = Instant::now() - Duration::from_secs(10);
+    let mut throttle = screen::Throttle::new(Duration::from_secs(1));
     move |p: &verify::Progress| {
         let finished = p.done_bytes >= p.total_bytes;
-        if quiet || (!finished && last.elapsed() < Duration::from_secs(1)) {
+        if quiet || !throttle.ready(finished) {
             return;
         }
-        last = Instant::now();
         eprint!("\r{}{}", progress_line(p), if finished { "\n" } else { "" });
         let _ = std::io::stderr().flush();
     }

@@ -37,6 +37,39 @@ pub fn hms(d: std::time::Duration) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// Lets progress lines through at most once a period, and the last line
+/// always: what a console (a 9600-baud serial line) can take.
+#[derive(Debug)]
+pub struct Throttle {
+    period: std::time::Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl Throttle {
+    /// The first line passes at once.
+    pub fn new(period: std::time::Duration) -> Throttle {
+        Throttle { period, last: None }
+    }
+
+    /// The first line too waits a period: a job that ends within it shows
+    /// only its last line.
+    pub fn after(period: std::time::Duration) -> Throttle {
+        Throttle {
+            period,
+            last: Some(std::time::Instant::now()),
+        }
+    }
+
+    /// Whether to print now; `last_line` (the job ended) always passes.
+    pub fn ready(&mut self, last_line: bool) -> bool {
+        if !last_line && self.last.is_some_and(|t| t.elapsed() < self.period) {
+            return false;
+        }
+        self.last = Some(std::time::Instant::now());
+        true
+    }
+}
+
 /// "1 finding", "2 findings".
 pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -117,6 +150,20 @@ mod tests {
         assert!(w.lines().nth(1).unwrap().starts_with("  x"), "{w}");
         assert!(w.contains("\n    y"), "{w}");
         assert!(w.ends_with("ok\n"));
+    }
+
+    #[test]
+    fn throttle_passes_the_first_and_last_lines() {
+        use std::time::Duration;
+        let mut t = Throttle::new(Duration::from_secs(3600));
+        assert!(t.ready(false), "the first line");
+        assert!(!t.ready(false), "within the period");
+        assert!(t.ready(true), "the last line");
+        let mut t = Throttle::after(Duration::from_secs(3600));
+        assert!(!t.ready(false), "waits a period first");
+        assert!(t.ready(true));
+        let mut t = Throttle::new(Duration::ZERO);
+        assert!(t.ready(false) && t.ready(false));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Opens a disk named inside a VMFS datastore: the datastore's sources
 /// (disks, partitions, images) and the disk's path in it give the files
@@ -468,14 +468,11 @@ fn export_cmd(c: ExportCommand, opener: VmfsOpener<'_>, stop: &AtomicBool) -> Re
         dest: &c.dest,
         sparse: c.sparse,
     };
-    let mut last = Instant::now() - Duration::from_secs(10);
+    let mut throttle = screen::Throttle::new(Duration::from_secs(1));
     let mut progress = |p: &ExportProgress| {
-        let finished = p.done >= p.total;
-        if c.quiet || (!finished && last.elapsed() < Duration::from_secs(1)) {
-            return;
+        if !c.quiet && throttle.ready(p.done >= p.total) {
+            eprintln!("{}", progress_line(p));
         }
-        last = Instant::now();
-        eprintln!("{}", progress_line(p));
     };
     let r = export(&job, &mut progress, stop)?;
     println!(

@@ -13,7 +13,6 @@ use cliconv::Exit;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
 
 /// VMFS 3/5/6 datastores: show, list, read and extract files, read-only.
 /// SRC is a disk, a partition or an image; the VMFS partition is found from
@@ -879,13 +878,11 @@ pub fn progress_line(p: &Progress) -> String {
 /// A progress callback for [`crate::extract::extract`] that writes
 /// [`progress_line`]s to `out`: at most one a second, and the last one.
 pub fn progress_printer<'a>(mut out: impl std::io::Write + 'a) -> impl FnMut(&Progress) + 'a {
-    let mut last = Instant::now();
+    let mut throttle = screen::Throttle::after(std::time::Duration::from_secs(1));
     move |p: &Progress| {
-        if !p.finished && last.elapsed().as_millis() < 1000 {
-            return;
+        if throttle.ready(p.finished) {
+            let _ = writeln!(out, "{}", progress_line(p));
         }
-        last = Instant::now();
-        let _ = writeln!(out, "{}", progress_line(p));
     }
 }
 
