@@ -138,8 +138,6 @@ pub fn vm_disks_hit(
                 Ok(d) => d,
                 // A small data file (a tiny -flat or -delta) is no disk.
                 Err(vmdk::Error::Corrupt { .. }) if !is_descriptor(&volume, &path) => continue,
-                // Its data is on a LUN, not in this volume: nothing to hit.
-                Err(vmdk::Error::RawDeviceMap { .. }) => continue,
                 Err(err) => {
                     errors.push(format!("{path}: {err}"));
                     continue;
