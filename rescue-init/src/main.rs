@@ -3,11 +3,13 @@
 
 mod actionlog;
 mod destmenu;
+mod detachall;
 mod gptmenu;
 mod imagemenu;
 mod mdmenu;
 mod menu;
 mod script;
+mod sources;
 mod vmfsmenu;
 
 use argh::FromArgs;
@@ -34,6 +36,8 @@ enum Subcommand {
     Vmdk(vmdk::cli::VmdkCommand),
     Md(mdkernel::cli::MdCommand),
     Dest(dest::cli::DestCommand),
+    Attach(attach::cli::AttachCommand),
+    Detach(attach::cli::DetachCommand),
     Menu(menu::MenuCommand),
     RunScript(RunScriptCommand),
     Poweroff(PoweroffCommand),
@@ -81,6 +85,8 @@ fn main() {
         init::run(init::Hooks {
             started: actionlog::start,
             saving: actionlog::save_at_shutdown,
+            spared: detachall::servers,
+            detaching: detachall::detach_all,
         });
     }
     // Rust ignores SIGPIPE, so `rescue md scan | head` would panic on the
@@ -131,6 +137,8 @@ fn main() {
             mdkernel::cli::run(c, &modules::load_by_name, &STOP)
         }
         Subcommand::Dest(c) => dest::cli::run(c, &modules::load_by_name),
+        Subcommand::Attach(c) => attach::cli::run_attach(c, &sources::open, &modules::load_by_name),
+        Subcommand::Detach(c) => attach::cli::run_detach(c),
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
         Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {
@@ -236,6 +244,8 @@ mod tests {
         &["dest", "list"],
         &["dest", "mount"],
         &["dest", "umount"],
+        &["attach"],
+        &["detach"],
         &["menu"],
         &["run-script"],
         &["poweroff"],

@@ -8,8 +8,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Which block devices a listing counts. Never counted: our own loop and
-/// ram devices, device-mapper and md (the md tools show those), idle nbd
-/// slots.
+/// ram devices, device-mapper and md (the md tools show those), and idle
+/// nbd slots ([`block_devices`] leaves those out). An attached device
+/// (`rescue attach`: a VM disk or an image as `nbdN`, read-only in the
+/// kernel) counts as a disk, except for the boot-time guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// Disks and partitions (`class/block`): what the read-only guard
@@ -30,9 +32,10 @@ pub enum Scope {
 impl Scope {
     /// Whether the device `name` (a kernel name such as `sdb1`) counts.
     pub fn counts(self, name: &str) -> bool {
-        let never = ["loop", "ram", "zram", "dm-", "md", "nbd"]
+        let never = ["loop", "ram", "zram", "dm-", "md"]
             .iter()
-            .any(|p| name.starts_with(p));
+            .any(|p| name.starts_with(p))
+            || (self == Scope::Guarded && name.starts_with("nbd"));
         let optical = name.starts_with("sr");
         let floppy = name.starts_with("fd");
         !never
@@ -60,12 +63,22 @@ pub fn block_devices(sys: &Path, scope: Scope) -> io::Result<Vec<String>> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| scope.counts(n))
+        .filter(|n| !n.starts_with("nbd") || is_attached(sys, n))
         .collect();
     match scope {
         Scope::Disks => names.sort_by_key(|n| (n.len(), n.clone())),
         _ => names.sort(),
     }
     Ok(names)
+}
+
+/// Whether nbd device `name` (or its partition) is attached: its size is
+/// set. Idle slots show a size of 0.
+fn is_attached(sys: &Path, name: &str) -> bool {
+    std::fs::read_to_string(sys.join("class/block").join(name).join("size"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 0)
 }
 
 /// The machine's data disks ([`Scope::DataDisks`]); none when sysfs is
@@ -137,8 +150,9 @@ pub fn parse_mounts(mounts: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Loads a kernel module by name (the appliance passes its loader; on a
-/// host the modules are usually there already).
+/// Loads a kernel module by name, optionally followed by its parameters
+/// as modprobe takes them (`nbd max_part=16`). The appliance passes its
+/// loader; on a host the modules are usually there already.
 pub type ModuleLoader<'a> = &'a dyn Fn(&str) -> Result<(), String>;
 
 /// One filesystem to mount.
@@ -239,19 +253,26 @@ mod tests {
             ("loop0", &[]),
             ("md127", &[]),
             ("fd0", &[]),
+            ("nbd0", &["nbd0p1"]),
+            ("nbd1", &[]),
         ]);
+        // nbd0 is attached, nbd1 an idle slot.
+        for n in ["nbd0", "nbd0p1"] {
+            std::fs::write(sys.join("class/block").join(n).join("size"), "2048\n").unwrap();
+        }
+        std::fs::write(sys.join("class/block/nbd1/size"), "0\n").unwrap();
         let list = |s| block_devices(&sys, s).unwrap();
-        assert_eq!(list(Scope::Disks), ["fd0", "sdb", "sr0", "sdaa"]);
-        assert_eq!(list(Scope::DataDisks), ["sdaa", "sdb"]);
+        assert_eq!(list(Scope::Disks), ["fd0", "sdb", "sr0", "nbd0", "sdaa"]);
+        assert_eq!(list(Scope::DataDisks), ["nbd0", "sdaa", "sdb"]);
         assert_eq!(
             list(Scope::Guarded),
             ["fd0", "sdaa", "sdb", "sdb1", "sdb2", "sr0"]
         );
         assert_eq!(
             list(Scope::Destinations),
-            ["fd0", "sdaa", "sdb", "sdb1", "sdb2"]
+            ["fd0", "nbd0", "nbd0p1", "sdaa", "sdb", "sdb1", "sdb2"]
         );
-        assert_eq!(system_disks(&sys), ["sdaa", "sdb"]);
+        assert_eq!(system_disks(&sys), ["nbd0", "sdaa", "sdb"]);
         assert_eq!(
             partitions(&sys, "sdb"),
             [(1, "sdb1".to_string()), (2, "sdb2".to_string())]
@@ -260,6 +281,7 @@ mod tests {
         assert_eq!(disk_of(&sys, "sdb2"), "sdb");
         assert_eq!(disk_of(&sys, "sdb"), "sdb");
         assert!(!Scope::Guarded.counts("nbd3") && !Scope::Guarded.counts("dm-0"));
+        assert!(Scope::DataDisks.counts("nbd3") && !Scope::DataDisks.counts("dm-0"));
         let err = block_devices(&sys.join("nowhere"), Scope::Disks).unwrap_err();
         assert!(err.to_string().contains("nowhere/block"), "{err}");
         std::fs::remove_dir_all(&sys).unwrap();

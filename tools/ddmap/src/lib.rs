@@ -695,6 +695,29 @@ pub fn render(map: &Map, header: &Header) -> String {
 
 pub use civiltime::{format_utc, utc_now};
 
+/// The areas a GNU ddrescue mapfile's text marks as not rescued, as
+/// `(pos, size)` in mapfile order: every block whose status is not `+`
+/// (finished): `-` bad sector, `*` non-trimmed, `/` non-scraped, `?`
+/// non-tried. A mapfile without a status line is refused: it maps nothing.
+pub fn unrescued(text: &str) -> Result<Vec<(u64, u64)>, String> {
+    let parsed = parse(text).map_err(|e| format!("mapfile {e}"))?;
+    let map = parsed
+        .map
+        .ok_or_else(|| "mapfile has no status line".to_string())?;
+    Ok(map
+        .extents()
+        .filter(|e| e.status != Status::Finished)
+        .map(|e| (e.pos, e.size))
+        .collect())
+}
+
+/// [`unrescued`] of the mapfile at `path`; errors name the file.
+pub fn read_unrescued(path: &Path) -> Result<Vec<(u64, u64)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading mapfile {}: {e}", path.display()))?;
+    unrescued(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Reads and parses a mapfile; `Ok(None)` when it does not exist or holds no
 /// status line (a new rescue, as in ddrescue).
 pub fn load(path: &Path) -> Result<Option<(Map, Vec<usize>)>, String> {

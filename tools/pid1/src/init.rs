@@ -50,6 +50,14 @@ pub struct Hooks {
     /// When every other process is gone, before the disks are unmounted:
     /// keep the action log beyond RAM. Returns lines for the console.
     pub saving: fn() -> Vec<String>,
+    /// Processes that must outlive the others at shutdown: the servers of
+    /// attached devices, which the mounts and arrays on those devices
+    /// still read from until they are released.
+    pub spared: fn() -> Vec<i32>,
+    /// After the disk-backed mounts are gone: release what sits on
+    /// attached devices and detach them, in order (arrays, device-mapper,
+    /// then the devices). Returns lines for the console.
+    pub detaching: fn() -> Vec<String>,
 }
 
 pub fn run(hooks: Hooks) -> ! {
@@ -551,20 +559,18 @@ fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
         Halt::PowerOff => "powering off",
         Halt::Reboot => "rebooting",
     });
-    let _ = rustix::process::kill_process(Pid::from_raw(-1).unwrap_or(Pid::INIT), Signal::TERM);
+    // Attached devices' servers stay until their devices are released.
+    let spared = (hooks.spared)();
+    signal_all_but(libc::SIGTERM, &spared);
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         reap();
-        if matches!(
-            rustix::process::wait(rustix::process::WaitOptions::NOHANG),
-            Err(rustix::io::Errno::CHILD)
-        ) {
+        if others_left(&spared) == 0 {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: kill(-1, SIGKILL) signals every process but PID 1; no memory is touched.
-    unsafe { libc::kill(-1, libc::SIGKILL) };
+    signal_all_but(libc::SIGKILL, &spared);
     reap();
     log::info!(
         "{}",
@@ -579,6 +585,12 @@ fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
     }
     rustix::fs::sync();
     unmount_destinations();
+    for line in (hooks.detaching)() {
+        blog::say(&line);
+    }
+    // SAFETY: kill(-1, SIGKILL) signals every process but PID 1; no memory is touched.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    reap();
     rustix::fs::sync();
     let cmd = match halt {
         Halt::PowerOff => rustix::system::RebootCommand::PowerOff,
@@ -589,6 +601,44 @@ fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// Sends `sig` to every process but PID 1 and `spared` (all of them with
+/// one kill(-1) when none is spared).
+fn signal_all_but(sig: i32, spared: &[i32]) {
+    if spared.is_empty() {
+        // SAFETY: kill(-1, sig) signals every process but PID 1; no memory is touched.
+        unsafe { libc::kill(-1, sig) };
+        return;
+    }
+    for pid in user_processes() {
+        if !spared.contains(&pid) {
+            // SAFETY: kill(2) on one pid; no memory is touched.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+}
+
+/// Processes other than PID 1 and `spared` still there (kernel threads,
+/// which have no command line, not counted).
+fn others_left(spared: &[i32]) -> usize {
+    user_processes()
+        .into_iter()
+        .filter(|p| !spared.contains(p))
+        .count()
+}
+
+/// The pids of user processes other than PID 1 (`/proc/N` with a command
+/// line; kernel threads have none).
+fn user_processes() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| p != 1)
+        .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| !c.is_empty()))
+        .collect()
 }
 
 /// Unmounts every disk-backed mount (destinations under /mnt), deepest first;

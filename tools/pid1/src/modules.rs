@@ -58,6 +58,13 @@ impl Loader {
 
     /// Loads `name` (a module name or alias) with its dependencies.
     pub fn load(&mut self, name: &str, report: &mut LoadReport) {
+        self.load_with(name, "", report)
+    }
+
+    /// Loads `name` with its dependencies, passing `params` (modprobe's
+    /// `key=value ...`) to the named module itself, not to its
+    /// dependencies.
+    pub fn load_with(&mut self, name: &str, params: &str, report: &mut LoadReport) {
         let resolved = self.index.resolve(name);
         if resolved.is_empty() {
             report
@@ -70,7 +77,8 @@ impl Loader {
                     continue;
                 };
                 let began = std::time::Instant::now();
-                match finit(&path) {
+                let own = if step == normalize(&m) { params } else { "" };
+                match finit(&path, own) {
                     Ok(()) => {
                         report.took.push((step.clone(), began.elapsed()));
                         report.loaded.push(step);
@@ -88,9 +96,11 @@ enum FinitError {
     Other(String),
 }
 
-fn finit(path: &Path) -> Result<(), FinitError> {
+fn finit(path: &Path, params: &str) -> Result<(), FinitError> {
     let f = File::open(path).map_err(|e| FinitError::Other(format!("{}: {e}", path.display())))?;
-    match rustix::system::finit_module(&f, c"", 0) {
+    let params = std::ffi::CString::new(params)
+        .map_err(|_| FinitError::Other(format!("{}: parameters hold a NUL", path.display())))?;
+    match rustix::system::finit_module(&f, &params, 0) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::EXIST) => Ok(()),
         Err(rustix::io::Errno::NODEV) => Err(FinitError::NoDevice),
@@ -140,8 +150,10 @@ pub fn scan_modaliases(sysfs: &Path) -> Vec<String> {
 
 /// Loads one module (with its dependencies) by name for a subcommand, e.g.
 /// a filesystem before mounting a destination. Already loaded or built in
-/// is success.
-pub fn load_by_name(name: &str) -> Result<(), String> {
+/// is success. `spec` is a name, optionally followed by the module's
+/// parameters as modprobe takes them: `nbd max_part=16`.
+pub fn load_by_name(spec: &str) -> Result<(), String> {
+    let (name, params) = spec.trim().split_once(' ').unwrap_or((spec.trim(), ""));
     let release = rustix::system::uname()
         .release()
         .to_string_lossy()
@@ -153,7 +165,7 @@ pub fn load_by_name(name: &str) -> Result<(), String> {
     }
     let mut loader = Loader::new(index);
     let mut report = LoadReport::default();
-    loader.load(name, &mut report);
+    loader.load_with(name, params.trim(), &mut report);
     match report.failed.first() {
         Some((m, e)) => Err(format!("{m}: {e}")),
         None => Ok(()),

@@ -31,6 +31,9 @@ pub enum Transport {
     /// A logical drive of a RAID controller (megaraid_sas, hpsa, ...): the
     /// physical disks are hidden behind it.
     Raid,
+    /// A VM disk, datastore file or image attached with `rescue attach`
+    /// (`nbdN`): the model says what it serves.
+    Attached,
     #[default]
     Unknown,
 }
@@ -45,6 +48,7 @@ impl Transport {
             Transport::Usb => "USB",
             Transport::Virtio => "virtio",
             Transport::Raid => "RAID-LD",
+            Transport::Attached => "attached",
             Transport::Unknown => "unknown",
         }
     }
@@ -191,6 +195,21 @@ pub fn probe_disk(sysfs: &Path, name: &str) -> std::io::Result<Disk> {
         no_medium: false,
     };
     identity::fill(sysfs, &dir, &real, &mut disk);
+    if name.starts_with("nbd") {
+        disk.transport = Transport::Attached;
+        match attach::record_of(&attach::Paths::system(), name) {
+            Some(r) => {
+                disk.model = Some(r.what);
+                if let Some(m) = r.map {
+                    disk.notes
+                        .push(format!("unrescued areas per {m} read as I/O errors"));
+                }
+            }
+            None => disk
+                .notes
+                .push("an NBD device not attached by rescue attach".into()),
+        }
+    }
     if disk.size_bytes == 0 {
         disk.notes
             .push("size is 0: no medium, or the device did not report a capacity".into());

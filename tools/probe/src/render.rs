@@ -147,6 +147,21 @@ pub fn overview(disks: &[Disk]) -> String {
     if disks.is_empty() {
         out.push_str("    (no disks found)\n");
     }
+    // What an attached device serves is longer than the model column.
+    for d in disks
+        .iter()
+        .filter(|d| d.transport == crate::Transport::Attached)
+    {
+        let what = d
+            .model
+            .as_deref()
+            .unwrap_or("not attached by rescue attach");
+        out.push_str(&wrap_words(
+            &format!("    {}: {what}", d.name),
+            SCREEN_WIDTH,
+            8,
+        ));
+    }
     out
 }
 

@@ -5,29 +5,15 @@
 // where vmdk's export (and other readers of damaged sources) use them too.
 pub use blockdev::{BadAreaDevice, Ranges};
 
-/// Reads and parses the ddrescue mapfile at `path` ([`parse_mapfile`]);
+/// The bad areas of the ddrescue mapfile at `path` ([`ddmap::unrescued`]);
 /// errors name the file.
 pub fn read_mapfile(path: &str) -> Result<Ranges, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading mapfile {path}: {e}"))?;
-    parse_mapfile(&text).map_err(|e| format!("{path}: {e}"))
+    ddmap::read_unrescued(std::path::Path::new(path)).map(Ranges::from_unsorted)
 }
 
-/// The bad areas of a GNU ddrescue mapfile (parsed by [`ddmap`], the
-/// parser imaging writes and resumes with): every block whose status is not
-/// `+` (finished) is bad: `-` bad sector, `*` non-trimmed, `/` non-scraped,
-/// `?` non-tried. A mapfile without a status line is refused: it maps
-/// nothing.
+/// The bad areas of a GNU ddrescue mapfile's text ([`ddmap::unrescued`]).
 pub fn parse_mapfile(text: &str) -> Result<Ranges, String> {
-    let parsed = ddmap::parse(text).map_err(|e| format!("mapfile {e}"))?;
-    let map = parsed
-        .map
-        .ok_or_else(|| "mapfile has no status line".to_string())?;
-    Ok(Ranges::from_unsorted(
-        map.extents()
-            .filter(|e| e.status != ddmap::Status::Finished)
-            .map(|e| (e.pos, e.size))
-            .collect(),
-    ))
+    ddmap::unrescued(text).map(Ranges::from_unsorted)
 }
 
 #[cfg(test)]
