@@ -292,10 +292,14 @@ fn segment_line(
                 pv.pe_count
             )));
         }
-        let offset = pv.pe_start + st.extent * vg.extent_size;
+        let offset = pv
+            .pe_start
+            .saturating_add(st.extent.saturating_mul(vg.extent_size));
         match found.get(&pv.id) {
             Some(d) if !pv.status.iter().any(|x| x == "MISSING") => {
-                let end = (offset + per_stripe * vg.extent_size).saturating_mul(512);
+                let end = offset
+                    .saturating_add(per_stripe.saturating_mul(vg.extent_size))
+                    .saturating_mul(512);
                 if end > d.size {
                     return Err(Missing::Other(format!(
                         "PV {} ({}) is {} bytes, but a segment reaches byte {end} (the device is smaller than the PV was)",

@@ -369,7 +369,7 @@ fn segment(c: &Ctx<'_>, s: &Section, extent_size: u64) -> Result<Segment, String
 
 /// `["pv0", 0, "pv1", 12]` into stripes.
 fn pairs(c: &Ctx<'_>, s: &Section, key: &str, list: &[Value]) -> Result<Vec<Stripe>, String> {
-    if list.len() % 2 != 0 {
+    if !list.len().is_multiple_of(2) {
         return Err(c.err(
             s,
             key,
