@@ -127,7 +127,6 @@ pub fn table_load(name: &str, lines: &[TableLine]) -> Result<Vec<u8>, String> {
     }
     put_u32(&mut b, OFF_TARGET_COUNT, lines.len() as u32);
     put_u32(&mut b, OFF_DATA_SIZE, at as u32);
-    b.truncate(BUFFER_SIZE);
     Ok(b)
 }
 
@@ -281,6 +280,38 @@ impl Control {
             Err(rustix::io::Errno::NXIO) => Ok(None),
             Err(e) => Err(ioctl_err("DM_DEV_STATUS", name, e)),
         }
+    }
+}
+
+/// The device-mapper calls activation makes, so its flow is tested with a
+/// fake; [`Control`] is the kernel's.
+pub trait Mapper {
+    /// Creates device `name`; returns (major, minor).
+    fn create(&self, name: &str, uuid: &str) -> io::Result<(u32, u32)>;
+    /// Loads `lines` as `name`'s table, read-only.
+    fn load(&self, name: &str, lines: &[TableLine]) -> io::Result<()>;
+    /// Makes the loaded table live.
+    fn resume(&self, name: &str) -> io::Result<Reply>;
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// None when there is no such device.
+    fn status(&self, name: &str) -> io::Result<Option<Reply>>;
+}
+
+impl Mapper for Control {
+    fn create(&self, name: &str, uuid: &str) -> io::Result<(u32, u32)> {
+        Control::create(self, name, uuid)
+    }
+    fn load(&self, name: &str, lines: &[TableLine]) -> io::Result<()> {
+        Control::load(self, name, lines)
+    }
+    fn resume(&self, name: &str) -> io::Result<Reply> {
+        Control::resume(self, name)
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        Control::remove(self, name)
+    }
+    fn status(&self, name: &str) -> io::Result<Option<Reply>> {
+        Control::status(self, name)
     }
 }
 

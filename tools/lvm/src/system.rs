@@ -2,7 +2,7 @@
 //! scan over them, and activation and deactivation through device-mapper.
 //! Paths are parameters so the device listing is tested on a fake sysfs.
 
-use crate::dm::{self, Control};
+use crate::dm::{self, Mapper};
 use crate::plan::{split_dm_name, table_text, LvPlan};
 use crate::scan::{build, kernel_name, Problem, ScanReport, Seen};
 use blockdev::BlockDevice;
@@ -215,7 +215,7 @@ pub fn select<'a>(
 /// cannot be.
 pub fn activate(
     env: &Env,
-    ctl: &Control,
+    ctl: &dyn Mapper,
     report: &ScanReport,
     spec: Option<&str>,
     out: &mut dyn Write,
@@ -344,7 +344,7 @@ pub fn active_lvs(sys: &Path) -> Vec<Active> {
 /// failure stops and is returned.
 pub fn deactivate(
     env: &Env,
-    ctl: &Control,
+    ctl: &dyn Mapper,
     spec: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<usize, String> {
