@@ -129,6 +129,9 @@ pub fn build(seen: &[Seen], read_errors: Vec<Problem>, partial: bool) -> ScanRep
             let area = s.pv.header.metadata_areas.get(i).map_or(0, |a| a.offset);
             match m {
                 Ok(MdaRead::Empty) => {}
+                // `pvchange --metadataignore y`: lvm2 stops updating this
+                // copy, so it is not one to compare.
+                Ok(MdaRead::Text(t)) if t.ignored => {}
                 Ok(MdaRead::Text(t)) => match parse_vg(&t.text) {
                     Ok(vg) => copies.push(Copy {
                         vg,
