@@ -28,6 +28,8 @@ have xorriso || need_pkgs+=(xorriso)
 [ -f /usr/lib/ipxe/qemu/pxe-e1000.rom ] || need_pkgs+=(ipxe-qemu)
 have ddrescue || need_pkgs+=(gddrescue)
 have mdadm || need_pkgs+=(mdadm)
+# lvm2 writes the PVs the lvm crate's tests read (the oracle).
+have lvm || need_pkgs+=(lvm2)
 have debugvmfs || need_pkgs+=(vmfs-tools)
 have debugvmfs6 || need_pkgs+=(vmfs6-tools)
 have sha256sum || need_pkgs+=(coreutils)

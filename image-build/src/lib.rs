@@ -85,6 +85,8 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "efivarfs",
     // md RAID, loop, nbd, fuse
     "md_mod",
+    // device-mapper: LVM logical volumes (rescue lvm activate)
+    "dm_mod",
     "raid0",
     "raid1",
     "raid10",

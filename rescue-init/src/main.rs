@@ -18,8 +18,9 @@ use pid1::{init, modules};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Disk-rescue toolbox: probe disks, image dying disks, browse VMFS, inspect
-/// and repair GPT, check md RAID. Nothing is written to a disk unless a
-/// command is told to with --write naming the target.
+/// and repair GPT, check md RAID, activate LVM volumes read-only. Nothing is
+/// written to a disk unless a command is told to with --write naming the
+/// target.
 #[derive(FromArgs, Debug)]
 struct Rescue {
     #[argh(subcommand)]
@@ -35,6 +36,7 @@ enum Subcommand {
     Vmfs(vmfs::cli::VmfsCommand),
     Vmdk(vmdk::cli::VmdkCommand),
     Md(mdkernel::cli::MdCommand),
+    Lvm(lvm::cli::LvmCommand),
     Dest(dest::cli::DestCommand),
     Attach(attach::cli::AttachCommand),
     Detach(attach::cli::DetachCommand),
@@ -136,6 +138,7 @@ fn main() {
             stop_on_signals();
             mdkernel::cli::run(c, &modules::load_by_name, &STOP)
         }
+        Subcommand::Lvm(c) => lvm::cli::run(c, &modules::load_by_name),
         Subcommand::Dest(c) => dest::cli::run(c, &modules::load_by_name),
         Subcommand::Attach(c) => attach::cli::run_attach(c, &sources::open, &modules::load_by_name),
         Subcommand::Detach(c) => attach::cli::run_detach(c),
@@ -240,6 +243,10 @@ mod tests {
         &["md", "assemble"],
         &["md", "stop"],
         &["md", "check"],
+        &["lvm"],
+        &["lvm", "scan"],
+        &["lvm", "activate"],
+        &["lvm", "deactivate"],
         &["dest"],
         &["dest", "list"],
         &["dest", "mount"],

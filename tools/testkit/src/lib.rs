@@ -8,12 +8,14 @@
 //!   when one is missing (unless `RESCUE_ALLOW_MISSING_FIXTURES=1`);
 //! - [`gptdisk`]: GPT disks with a protective MBR, to be damaged on purpose;
 //! - [`mdwriter`]: md superblocks and whole member images of arrays;
+//! - [`lvm2`]: LVM2 PVs written by lvm2's own tools on loop devices;
 //! - [`vmdkdelta`]: COWD and SESparse snapshot deltas and VMDK descriptors;
 //! - [`scriptmark`]: the unattended-mode markers (the same crate
 //!   rescue-init prints them with).
 
 pub mod fixtures;
 pub mod gptdisk;
+pub mod lvm2;
 pub mod mdwriter;
 pub mod tempdir;
 pub mod vmdkdelta;
