@@ -34,6 +34,8 @@ enum Subcommand {
     Vmdk(vmdk::cli::VmdkCommand),
     Md(mdkernel::cli::MdCommand),
     Dest(dest::cli::DestCommand),
+    Mount(rmount::cli::MountCommand),
+    Umount(rmount::cli::UmountCommand),
     Menu(menu::MenuCommand),
     RunScript(RunScriptCommand),
     Poweroff(PoweroffCommand),
@@ -131,6 +133,8 @@ fn main() {
             mdkernel::cli::run(c, &modules::load_by_name, &STOP)
         }
         Subcommand::Dest(c) => dest::cli::run(c, &modules::load_by_name),
+        Subcommand::Mount(c) => rmount::cli::run_mount(c, &modules::load_by_name),
+        Subcommand::Umount(c) => rmount::cli::run_umount(c),
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
         Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {
@@ -236,6 +240,8 @@ mod tests {
         &["dest", "list"],
         &["dest", "mount"],
         &["dest", "umount"],
+        &["mount"],
+        &["umount"],
         &["menu"],
         &["run-script"],
         &["poweroff"],

@@ -518,12 +518,16 @@ pub fn mount(
     let mut loaded: Vec<&str> = Vec::new();
     let mut won = None;
     let mut kmsg_error = None;
+    let mut module_errors = Vec::new();
     for a in &attempts {
         for m in ladder::modules(a) {
             if !loaded.contains(m) {
                 loaded.push(m);
+                // A failure matters only if nothing mounts (on a host the
+                // modules are usually loaded or built in already).
                 if let Err(e) = load(m) {
-                    let _ = writeln!(log, "module {m}: {e}");
+                    log::info!("rmount: module {m}: {e}");
+                    module_errors.push(format!("module {m} not loaded: {e}"));
                 }
             }
         }
@@ -597,6 +601,7 @@ pub fn mount(
         ));
     }
     let Some(won) = won else {
+        notes.extend(module_errors);
         if created {
             let _ = std::fs::remove_dir(&dir);
         }
