@@ -465,10 +465,21 @@ pub fn mount(
                     k
                 }
                 None => {
-                    let mut f = fail(format!(
-                        "{device}: no known filesystem signature (name one with --type if you \
-                         know it)"
-                    ));
+                    let parts: Vec<String> = blockdev::sys::partitions(&req.paths.sys, &name)
+                        .into_iter()
+                        .map(|(_, p)| p)
+                        .collect();
+                    let mut f = fail(if parts.is_empty() {
+                        format!(
+                            "{device}: no known filesystem signature (name one with --type if \
+                             you know it)"
+                        )
+                    } else {
+                        format!(
+                            "{device}: a whole disk with partitions ({}); mount one of them",
+                            parts.join(", ")
+                        )
+                    });
                     f.writes = writes_now();
                     return Err(f);
                 }
