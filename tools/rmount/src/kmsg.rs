@@ -162,6 +162,19 @@ mod tests {
         assert!(!relevant("XFS (nbd0p10): Mounting", "nbd0p1", "xfs"));
     }
 
+    proptest::proptest! {
+        /// Any record bytes, device and driver: an answer, never a panic.
+        #[test]
+        fn never_panics(rec in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+                        dev in "[a-z0-9()]{0,8}", fs in "[a-z]{0,6}") {
+            if let Some(m) = message(&rec) {
+                let _ = relevant(&m, &dev, &fs);
+            }
+            let text = String::from_utf8_lossy(&rec).into_owned();
+            let _ = relevant(&text, &dev, &fs);
+        }
+    }
+
     #[test]
     fn reads_only_what_came_after_the_open() {
         let dir = testkit::TempDir::new("rmount-kmsg");
