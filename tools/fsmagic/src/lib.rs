@@ -317,6 +317,40 @@ fn uuid(b: &[u8]) -> Option<String> {
     ))
 }
 
+/// One device of a btrfs filesystem, from its superblock at 65536: the
+/// filesystem's fsid is shared by all its devices (and by a copy of one),
+/// the device id and device UUID tell the devices apart.
+///
+/// | offset | field |
+/// |---|---|
+/// | +0x20 | fsid (16) |
+/// | +0x40 | magic "_BHRfS_M" |
+/// | +0x88 | num_devices (u64) |
+/// | +0xC9 | dev_item: devid (u64) at +0, uuid (16) at +0x42 |
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BtrfsDevice {
+    pub fsid: String,
+    pub devid: u64,
+    pub device_uuid: String,
+    pub num_devices: u64,
+}
+
+/// The btrfs device identity of `dev`, or None when it holds no btrfs
+/// superblock (or one whose fields cannot be read).
+pub fn btrfs_device(dev: &dyn BlockDevice) -> Option<BtrfsDevice> {
+    let b = read(dev, 65536, 4096)?;
+    let f = le::Fields::new(&b, "btrfs superblock");
+    if f.bytes(0x40, 8).ok()? != b"_BHRfS_M" {
+        return None;
+    }
+    Some(BtrfsDevice {
+        fsid: uuid(f.bytes(0x20, 16).ok()?)?,
+        devid: f.u64(0xC9).ok()?,
+        device_uuid: uuid(f.bytes(0xC9 + 0x42, 16).ok()?)?,
+        num_devices: f.u64(0x88).ok()?,
+    })
+}
+
 /// Looks for every known signature; returns the first that matches, probing
 /// in an order where no format's magic can sit inside another's header.
 pub fn detect(dev: &dyn BlockDevice) -> Option<Signature> {
@@ -606,10 +640,42 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The btrfs device fields against btrfs-progs' own dump of the
+    /// superblock it wrote.
+    #[test]
+    fn real_mkfs_btrfs_device_identity() {
+        let dir = std::env::temp_dir().join(format!("fsmagic-btrfs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = mkfs(&dir, "b.img", 128 << 20, &["mkfs.btrfs", "-q", "-f"]);
+        let got = btrfs_device(&d).expect("a btrfs device");
+        let dump = std::process::Command::new("btrfs")
+            .args(["inspect-internal", "dump-super"])
+            .arg(dir.join("b.img"))
+            .output()
+            .expect("btrfs (btrfs-progs) is needed");
+        let text = String::from_utf8_lossy(&dump.stdout);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| {
+                    let mut w = l.split_whitespace();
+                    (w.next() == Some(name)).then(|| w.next().unwrap_or("").to_string())
+                })
+                .unwrap_or_else(|| panic!("{name} not in dump-super:\n{text}"))
+        };
+        assert_eq!(got.fsid, field("fsid"));
+        assert_eq!(got.device_uuid, field("dev_item.uuid"));
+        assert_eq!(got.devid.to_string(), field("dev_item.devid"));
+        assert_eq!(got.num_devices.to_string(), field("num_devices"));
+        assert_eq!(detect(&d).unwrap().uuid.as_deref(), Some(got.fsid.as_str()));
+        assert_eq!(btrfs_device(&dev(vec![0u8; 1 << 20])), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..70000)) {
             let d = dev(data);
+            let _ = btrfs_device(&d);
             if let Some(s) = detect(&d) {
                 let _ = space(&d, s.kind);
             }
