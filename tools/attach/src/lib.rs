@@ -47,6 +47,8 @@ pub struct Paths {
     pub sys: PathBuf,
     pub dev: PathBuf,
     pub state: PathBuf,
+    /// procfs: whether a serving process is alive.
+    pub proc: PathBuf,
 }
 
 impl Paths {
@@ -55,6 +57,7 @@ impl Paths {
             sys: PathBuf::from("/sys"),
             dev: PathBuf::from("/dev"),
             state: PathBuf::from(STATE_DIR),
+            proc: PathBuf::from("/proc"),
         }
     }
 }
@@ -149,12 +152,21 @@ pub fn records(paths: &Paths) -> Vec<(Record, bool)> {
             serde_json::from_str::<Record>(&text).ok()
         })
         .map(|r| {
-            let serving = kernel::serving_pid(&paths.sys, &r.device).is_some();
-            (r, !serving)
+            let stale = !is_served(paths, &r);
+            (r, stale)
         })
         .collect();
     out.sort_by_key(|(r, _)| (r.device.len(), r.device.clone()));
     out
+}
+
+/// Whether the device of `r` still has its server: the kernel shows a
+/// serving thread and the recorded process is alive. (The kernel keeps
+/// showing the thread of a killed server while the device is open, e.g.
+/// mounted.)
+fn is_served(paths: &Paths, r: &Record) -> bool {
+    kernel::serving_pid(&paths.sys, &r.device).is_some()
+        && paths.proc.join(r.pid.to_string()).exists()
 }
 
 /// The record of attached device `device` (`nbd0`), if any.
@@ -471,7 +483,8 @@ pub fn detach(paths: &Paths, mounts: &str, device: &str, wait: Duration) -> Resu
         .map(|r| r.what.clone())
         .unwrap_or_else(|| "served by another program".into());
     let serving = kernel::serving_pid(&paths.sys, device);
-    if serving.is_none() {
+    let alive = record.as_ref().is_none_or(|r| is_served(paths, r));
+    if serving.is_none() || !alive {
         // The server is gone (killed); free the slot.
         let _ = kernel::clear(&paths.dev, device);
     } else {

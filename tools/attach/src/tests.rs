@@ -6,6 +6,7 @@ fn fake(t: &TempDir) -> Paths {
         sys: t.join("sys"),
         dev: t.join("dev"),
         state: t.join("state"),
+        proc: t.join("proc"),
     }
 }
 
@@ -14,7 +15,9 @@ fn slot(p: &Paths, name: &str, pid: Option<u32>, parts: &[&str]) {
     std::fs::create_dir_all(d.join("holders")).unwrap();
     std::fs::write(d.join("size"), "2048\n").unwrap();
     if let Some(pid) = pid {
-        std::fs::write(d.join("pid"), format!("{pid}\n")).unwrap();
+        // The kernel shows the serving thread; the process is alive.
+        std::fs::write(d.join("pid"), format!("{}\n", pid + 1)).unwrap();
+        std::fs::create_dir_all(p.proc.join(pid.to_string())).unwrap();
     }
     for (i, part) in parts.iter().enumerate() {
         let pd = d.join(part);
@@ -50,6 +53,14 @@ fn records_round_trip_and_tell_stale_ones() {
     // nbd1's server was killed: the kernel shows no pid any more.
     record("nbd1", 42, None).save(&p.state).unwrap();
     let recs = records(&p);
+    // nbd2's process was killed while the device is open: the kernel
+    // still shows its thread.
+    slot(&p, "nbd2", None, &[]);
+    std::fs::write(p.sys.join("block/nbd2/pid"), "44\n").unwrap();
+    record("nbd2", 43, None).save(&p.state).unwrap();
+    let recs = records(&p);
+    assert_eq!((recs[2].0.device.as_str(), recs[2].1), ("nbd2", true));
+    let recs = &recs[..2];
     assert_eq!(recs.len(), 2);
     assert_eq!((recs[0].0.device.as_str(), recs[0].1), ("nbd0", false));
     assert_eq!((recs[1].0.device.as_str(), recs[1].1), ("nbd1", true));
