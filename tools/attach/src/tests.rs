@@ -52,7 +52,6 @@ fn records_round_trip_and_tell_stale_ones() {
     record("nbd0", 41, Some("vm1")).save(&p.state).unwrap();
     // nbd1's server was killed: the kernel shows no pid any more.
     record("nbd1", 42, None).save(&p.state).unwrap();
-    let recs = records(&p);
     // nbd2's process was killed while the device is open: the kernel
     // still shows its thread.
     slot(&p, "nbd2", None, &[]);
