@@ -8,6 +8,7 @@
 //!   when one is missing (unless `RESCUE_ALLOW_MISSING_FIXTURES=1`);
 //! - [`gptdisk`]: GPT disks with a protective MBR, to be damaged on purpose;
 //! - [`mdwriter`]: md superblocks and whole member images of arrays;
+//! - [`ntfs`]: NTFS volumes made and read by ntfs-3g's tools;
 //! - [`vmdkdelta`]: COWD and SESparse snapshot deltas and VMDK descriptors;
 //! - [`scriptmark`]: the unattended-mode markers (the same crate
 //!   rescue-init prints them with).
@@ -15,6 +16,7 @@
 pub mod fixtures;
 pub mod gptdisk;
 pub mod mdwriter;
+pub mod ntfs;
 pub mod tempdir;
 pub mod vmdkdelta;
 
