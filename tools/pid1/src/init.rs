@@ -551,20 +551,20 @@ fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
         Halt::PowerOff => "powering off",
         Halt::Reboot => "rebooting",
     });
-    let _ = rustix::process::kill_process(Pid::from_raw(-1).unwrap_or(Pid::INIT), Signal::TERM);
+    // FUSE daemons (ntfs-3g serving an NTFS destination) write their volume
+    // until it is unmounted: they stay until the destinations are.
+    let proc = Path::new("/proc");
+    let fuse = blockdev::sys::fuse_daemons(proc, None);
+    signal_all_but(&fuse, Signal::TERM);
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         reap();
-        if matches!(
-            rustix::process::wait(rustix::process::WaitOptions::NOHANG),
-            Err(rustix::io::Errno::CHILD)
-        ) {
+        if user_processes_but(&fuse).is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: kill(-1, SIGKILL) signals every process but PID 1; no memory is touched.
-    unsafe { libc::kill(-1, libc::SIGKILL) };
+    signal_all_but(&fuse, Signal::KILL);
     reap();
     log::info!(
         "{}",
@@ -579,6 +579,18 @@ fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
     }
     rustix::fs::sync();
     unmount_destinations();
+    // Unmounted: each ntfs-3g closes its volume and exits.
+    let left = blockdev::sys::wait_exited(proc, &fuse, blockdev::sys::FUSE_EXIT_WAIT);
+    if !left.is_empty() {
+        blog::say(&format!(
+            "FUSE daemon(s) {left:?} still running after {} s; an NTFS destination may not be \
+             fully written",
+            blockdev::sys::FUSE_EXIT_WAIT.as_secs()
+        ));
+    }
+    // SAFETY: kill(-1, SIGKILL) signals every process but PID 1; no memory is touched.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    reap();
     rustix::fs::sync();
     let cmd = match halt {
         Halt::PowerOff => rustix::system::RebootCommand::PowerOff,
@@ -591,8 +603,47 @@ fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
     }
 }
 
+/// The processes other than PID 1, kernel threads and `but`, from /proc.
+fn user_processes_but(but: &[u32]) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != 1 && !but.contains(&pid))
+        .filter(|&pid| {
+            // /proc/PID/stat: field 9 (after "pid (comm) state") is the
+            // flags word; PF_KTHREAD is 0x00200000. Zombies are left to reap().
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let kthread = fields
+                .get(6)
+                .and_then(|f| f.parse::<u64>().ok())
+                .is_some_and(|flags| flags & 0x0020_0000 != 0);
+            !kthread && fields.first() != Some(&"Z")
+        })
+        .collect()
+}
+
+/// Sends `sig` to every process but PID 1, kernel threads and `but`.
+fn signal_all_but(but: &[u32], sig: Signal) {
+    for pid in user_processes_but(but) {
+        if let Some(p) = Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(p, sig);
+        }
+    }
+}
+
 /// Unmounts every disk-backed mount (destinations under /mnt), deepest first;
-/// what cannot be unmounted is remounted read-only.
+/// what cannot be unmounted is remounted read-only. An ntfs-3g mount's
+/// unmount returns when ntfs-3g has closed the volume (fuseblk); each
+/// unmount is given [`blockdev::sys::FUSE_EXIT_WAIT`], so a hung daemon
+/// cannot stop the power-off.
 fn unmount_destinations() {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     // Escapes decoded: a mount point with a space is unmounted too.
@@ -603,8 +654,20 @@ fn unmount_destinations() {
         .collect();
     targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
     for t in targets {
-        if rustix::mount::unmount(t.as_str(), rustix::mount::UnmountFlags::empty()).is_err() {
-            let _ = rustix::mount::mount_remount(t.as_str(), MountFlags::RDONLY, c"");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let at = t.clone();
+        std::thread::spawn(move || {
+            let r = rustix::mount::unmount(at.as_str(), rustix::mount::UnmountFlags::empty());
+            if r.is_err() {
+                let _ = rustix::mount::mount_remount(at.as_str(), MountFlags::RDONLY, c"");
+            }
+            let _ = tx.send(());
+        });
+        if rx.recv_timeout(blockdev::sys::FUSE_EXIT_WAIT).is_err() {
+            blog::say(&format!(
+                "unmounting {t} did not finish within {} s; going on",
+                blockdev::sys::FUSE_EXIT_WAIT.as_secs()
+            ));
         }
     }
 }
