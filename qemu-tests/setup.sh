@@ -39,6 +39,11 @@ have debugvmfs6 || need_pkgs+=(vmfs6-tools)
 have sha256sum || need_pkgs+=(coreutils)
 have cc || need_pkgs+=(gcc)
 have qemu-img || need_pkgs+=(qemu-utils)
+# NTFS destinations: mkntfs, ntfscp, ntfscat, ntfsfix and ntfs-3g itself
+# make and check the test volumes (image-build downloads its own copy).
+have mkntfs || need_pkgs+=(ntfs-3g)
+have readelf || need_pkgs+=(binutils)
+have losetup || need_pkgs+=(mount)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "setup: installing ${need_pkgs[*]}"

@@ -18,9 +18,12 @@
 //!   (same inputs, same bytes: entries sorted by path, no host metadata).
 //! - [`media`]: the USB stick image and the hybrid ISO; [`sums`]: their
 //!   SHA-256 and the `SHA256SUMS` file.
+//! - [`ntfs3g`]: ntfs-3g with its loader and libraries from Debian's
+//!   packages, added with [`with_files`].
 
 pub mod cpio;
 pub mod media;
+pub mod ntfs3g;
 pub mod pxe;
 pub mod sums;
 
@@ -615,6 +618,30 @@ pub fn initramfs_entries(
     entries.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
     entries.dedup_by(|a, b| a.path == b.path);
     Ok(entries)
+}
+
+/// `entries` with `extra` added: parents before children (missing parent
+/// directories created), sorted as [`initramfs_entries`] sorts, an entry
+/// already there kept over an added one of the same path.
+pub fn with_files(mut entries: Vec<CpioEntry>, extra: Vec<CpioEntry>) -> Vec<CpioEntry> {
+    let mut dirs = BTreeSet::new();
+    for e in &extra {
+        let mut acc = String::new();
+        let parts: Vec<&str> = e.path.split('/').collect();
+        for p in &parts[..parts.len() - 1] {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(p);
+            dirs.insert(acc.clone());
+        }
+    }
+    entries.extend(extra);
+    entries.extend(dirs.iter().map(|d| CpioEntry::dir(d)));
+    // Stable: of equal paths the one that was there first comes first.
+    entries.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
+    entries.dedup_by(|later, first| later.path == first.path);
+    entries
 }
 
 /// zstd level 19, single-threaded (deterministic); the kernel has RD_ZSTD.

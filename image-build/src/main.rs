@@ -36,6 +36,9 @@ struct Args {
     /// destination for images and extracted files
     #[argh(option, from_str_fn(parse_size))]
     data_size: Option<u64>,
+    /// leave ntfs-3g out (no NTFS destinations; to measure what it costs)
+    #[argh(switch)]
+    without_ntfs_3g: bool,
 }
 
 /// `512M`, `8G`, `1T` (binary units) or plain bytes.
@@ -148,6 +151,12 @@ fn build(args: Args) -> Result<(), Error> {
     };
     let applets = busybox_applets(&args.busybox)?;
     let entries = initramfs_entries(&payload, &applets, &tree, &index, &modules)?;
+    let (entries, ntfs) = if args.without_ntfs_3g {
+        (entries, Vec::new())
+    } else {
+        let (extra, added) = ntfs3g::entries(&ws.join("cache/ntfs3g"))?;
+        (with_files(entries, extra), added)
+    };
     let archive = cpio_newc(&entries);
     let compressed = compress(&archive)?;
     write_atomically(&out.join("initramfs.img"), &compressed)?;
@@ -198,6 +207,25 @@ fn build(args: Args) -> Result<(), Error> {
         warnings.len()
     );
     println!("rescue:     {} bytes", bin_size);
+    if ntfs.is_empty() {
+        println!("ntfs-3g:    left out (--without-ntfs-3g)");
+    } else {
+        let total: u64 = ntfs.iter().map(|a| a.bytes).sum();
+        // What the files add to the compressed image, measured alone.
+        let alone: Vec<CpioEntry> = entries
+            .iter()
+            .filter(|e| ntfs.iter().any(|a| a.path == e.path))
+            .cloned()
+            .collect();
+        let zstd = compress(&cpio_newc(&alone)).map(|c| c.len()).unwrap_or(0);
+        println!(
+            "ntfs-3g:    {total} bytes in {} files, about {zstd} bytes zstd:",
+            ntfs.len()
+        );
+        for a in &ntfs {
+            println!("  {:>9}  /{}  ({})", a.bytes, a.path, a.package);
+        }
+    }
     println!(
         "initramfs:  {} bytes cpio, {} bytes zstd -> {}",
         archive.len(),

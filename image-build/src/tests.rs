@@ -695,3 +695,257 @@ fn sha256sums_are_checked_by_sha256sum() {
     std::fs::write(t.0.join("b.iso"), b"x").unwrap();
     assert!(!check().status.success());
 }
+
+/// A minimal dynamic ELF64: one PT_LOAD mapping the whole file at vaddr
+/// 0x400000, a PT_DYNAMIC with DT_NEEDED entries for `libs`.
+fn tiny_dynamic_elf(libs: &[&str]) -> Vec<u8> {
+    let mut strtab = vec![0u8];
+    let mut offs = Vec::new();
+    for l in libs {
+        offs.push(strtab.len() as u64);
+        strtab.extend_from_slice(l.as_bytes());
+        strtab.push(0);
+    }
+    let phoff = 0x40usize;
+    let dyn_off = phoff + 2 * 56;
+    let dyn_len = (libs.len() + 3) * 16;
+    let str_off = dyn_off + dyn_len;
+    let mut b = vec![0u8; str_off + strtab.len()];
+    b[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    b[0x20..0x28].copy_from_slice(&(phoff as u64).to_le_bytes());
+    b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    b[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+    let total = b.len() as u64;
+    let ph = |b: &mut Vec<u8>, at: usize, ty: u32, off: u64, vaddr: u64, size: u64| {
+        b[at..at + 4].copy_from_slice(&ty.to_le_bytes());
+        b[at + 8..at + 16].copy_from_slice(&off.to_le_bytes());
+        b[at + 16..at + 24].copy_from_slice(&vaddr.to_le_bytes());
+        b[at + 32..at + 40].copy_from_slice(&size.to_le_bytes());
+    };
+    ph(&mut b, phoff, 1, 0, 0x40_0000, total);
+    ph(
+        &mut b,
+        phoff + 56,
+        2,
+        dyn_off as u64,
+        0x40_0000 + dyn_off as u64,
+        dyn_len as u64,
+    );
+    let mut at = dyn_off;
+    let mut put = |b: &mut Vec<u8>, tag: u64, val: u64| {
+        b[at..at + 8].copy_from_slice(&tag.to_le_bytes());
+        b[at + 8..at + 16].copy_from_slice(&val.to_le_bytes());
+        at += 16;
+    };
+    for o in &offs {
+        put(&mut b, 1, *o);
+    }
+    put(&mut b, 5, 0x40_0000 + str_off as u64);
+    put(&mut b, 10, strtab.len() as u64);
+    b[str_off..].copy_from_slice(&strtab);
+    b
+}
+
+#[test]
+fn elf_needed_reads_dt_needed_and_never_panics() {
+    let elf = tiny_dynamic_elf(&["libntfs-3g.so.89", "libc.so.6"]);
+    assert_eq!(
+        ntfs3g::elf_needed(&elf).unwrap(),
+        ["libntfs-3g.so.89", "libc.so.6"]
+    );
+    for n in 0..elf.len() {
+        let _ = ntfs3g::elf_needed(&elf[..n]);
+    }
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..5000 {
+        let mut b = elf.clone();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = (x as usize) % b.len();
+        b[at] = (x >> 32) as u8;
+        let _ = ntfs3g::elf_needed(&b);
+    }
+    assert!(ntfs3g::elf_needed(b"#!/bin/sh\n")
+        .unwrap_err()
+        .contains("not a 64-bit"));
+    // The host's own programs against readelf, an independent reader.
+    for prog in [
+        std::env::current_exe().unwrap(),
+        PathBuf::from("/bin/ntfs-3g"),
+    ] {
+        let bytes = std::fs::read(&prog)
+            .unwrap_or_else(|e| panic!("{}: {e} (apt-get install ntfs-3g)", prog.display()));
+        let out = Command::new("readelf")
+            .arg("-d")
+            .arg(&prog)
+            .output()
+            .expect("readelf (binutils) is needed");
+        let want: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("(NEEDED)"))
+            .filter_map(|l| Some(l.split('[').nth(1)?.trim_end_matches(']').to_string()))
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(
+            ntfs3g::elf_needed(&bytes).unwrap(),
+            want,
+            "{}",
+            prog.display()
+        );
+    }
+}
+
+#[test]
+fn added_files_get_their_parent_directories_and_keep_existing_entries() {
+    let base = vec![
+        CpioEntry::dir("bin"),
+        CpioEntry::file("bin/rescue", 0o755, b"r".to_vec()),
+        CpioEntry::dir("etc"),
+    ];
+    let merged = with_files(
+        base,
+        vec![
+            CpioEntry::file("lib/x86_64-linux-gnu/libc.so.6", 0o755, b"c".to_vec()),
+            CpioEntry::symlink("lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld"),
+            CpioEntry::file("bin/rescue", 0o755, b"other".to_vec()),
+        ],
+    );
+    let paths: Vec<&str> = merged.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "bin",
+            "bin/rescue",
+            "etc",
+            "lib",
+            "lib/x86_64-linux-gnu",
+            "lib/x86_64-linux-gnu/libc.so.6",
+            "lib64",
+            "lib64/ld-linux-x86-64.so.2"
+        ]
+    );
+    assert_eq!(merged[1].kind, EntryKind::File(b"r".to_vec()));
+}
+
+/// Follows symlinks inside an archive listing (path -> (mode, data)) to a
+/// regular file's path; None when the chain leaves the listing.
+fn follow(
+    listing: &std::collections::BTreeMap<String, (u32, Vec<u8>)>,
+    path: &str,
+) -> Option<String> {
+    let mut cur = path.trim_start_matches('/').to_string();
+    for _ in 0..16 {
+        let (mode, data) = listing.get(&cur)?;
+        if mode & 0o170000 != 0o120000 {
+            return Some(cur);
+        }
+        let target = String::from_utf8_lossy(data).into_owned();
+        cur = if let Some(abs) = target.strip_prefix('/') {
+            abs.to_string()
+        } else {
+            let parent = cur.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            let mut parts: Vec<&str> = parent.split('/').filter(|p| !p.is_empty()).collect();
+            for t in target.split('/') {
+                match t {
+                    ".." => {
+                        parts.pop();
+                    }
+                    "." | "" => {}
+                    t => parts.push(t),
+                }
+            }
+            parts.join("/")
+        };
+    }
+    None
+}
+
+/// Debian's real packages (apt-get download, cached in target/): the
+/// archive holds /bin/ntfs-3g, its loader and, for every ELF file in it,
+/// every DT_NEEDED library in the loader's directories; /etc/mtab links to
+/// the mount table; and unpacked, ntfs-3g runs in a chroot of the archive
+/// alone, so nothing of the host is needed.
+#[test]
+fn ntfs3g_with_its_loader_and_every_needed_library_runs_in_a_chroot() {
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/image-build-test-cache");
+    let (extra, added) = ntfs3g::entries(&cache)
+        .expect("Debian's ntfs-3g, libntfs-3g and libc6 packages (apt-get download)");
+    assert!(added
+        .iter()
+        .any(|a| a.path == ntfs3g::PROGRAM && a.bytes > 50_000));
+    let entries = with_files(vec![CpioEntry::dir("bin"), CpioEntry::dir("etc")], extra);
+    let archive = cpio_newc(&entries);
+    let listing: std::collections::BTreeMap<String, (u32, Vec<u8>)> = parse_newc(&archive)
+        .unwrap()
+        .into_iter()
+        .map(|(p, m, d)| (p, (m, d)))
+        .collect();
+    assert_eq!(
+        listing.get("etc/mtab").map(|(_, d)| d.as_slice()),
+        Some(&b"/proc/self/mounts"[..])
+    );
+    let program = follow(&listing, ntfs3g::PROGRAM).expect("bin/ntfs-3g in the archive");
+    let mut checked = Vec::new();
+    for (path, (mode, data)) in &listing {
+        if mode & 0o170000 != 0o100000 || !data.starts_with(b"\x7fELF") {
+            continue;
+        }
+        if let Some(interp) = elf_interpreter(data) {
+            assert!(
+                follow(&listing, &interp).is_some(),
+                "{path}: loader {interp} missing"
+            );
+        }
+        for lib in ntfs3g::elf_needed(data).unwrap() {
+            let found = ntfs3g::LIBRARY_DIRS
+                .iter()
+                .find_map(|d| follow(&listing, &format!("{d}/{lib}")));
+            assert!(found.is_some(), "{path}: needs {lib}, not in the archive");
+        }
+        checked.push(path.clone());
+    }
+    assert!(checked.contains(&program));
+    assert!(
+        checked.iter().any(|p| p.ends_with("libc.so.6"))
+            && checked.iter().any(|p| p.contains("libntfs-3g.so"))
+            && checked.iter().any(|p| p.contains("ld-linux-x86-64.so.2")),
+        "{checked:?}"
+    );
+    // Unpack and run it where only the archive's files exist.
+    let t = Tmp::new("ntfs3g-chroot");
+    for (path, (mode, data)) in &listing {
+        let p = t.0.join(path);
+        match mode & 0o170000 {
+            0o040000 => std::fs::create_dir_all(&p).unwrap(),
+            0o120000 => {
+                std::os::unix::fs::symlink(String::from_utf8_lossy(data).as_ref(), &p).unwrap()
+            }
+            _ => {
+                std::fs::write(&p, data).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o7777))
+                    .unwrap();
+            }
+        }
+    }
+    let chroot = ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chroot (coreutils) is needed");
+    let out = Command::new(chroot)
+        .arg(&t.0)
+        .args(["/bin/ntfs-3g", "--version"])
+        .env_clear()
+        .output()
+        .expect("chroot (coreutils) is needed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("ntfs-3g 20"),
+        "{text}"
+    );
+}

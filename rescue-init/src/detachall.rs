@@ -7,11 +7,11 @@ use std::time::Duration;
 
 /// The serving processes of attached devices (kept alive until
 /// [`detach_all`]).
-pub fn servers() -> Vec<i32> {
+pub fn servers() -> Vec<u32> {
     attach::records(&attach::Paths::system())
         .into_iter()
         .filter(|(_, stale)| !stale)
-        .map(|(r, _)| r.pid as i32)
+        .map(|(r, _)| r.pid)
         .collect()
 }
 

@@ -1,11 +1,14 @@
 //! The machine's block devices as the kernel shows them: which devices
 //! count for what (one rule, [`Scope`]), disks and their partitions in
-//! sysfs, the mount table, and mounting a filesystem with the modules it
-//! needs. Every path is a parameter, so tests run on a fake sysfs.
+//! sysfs, the mount table, mounting a filesystem with the modules it needs,
+//! and NTFS through ntfs-3g over FUSE ([`mount_ntfs3g`], [`unmount_fuse`]:
+//! a mount is only done when its daemon has exited). Every path is a
+//! parameter, so tests run on a fake sysfs.
 
 use std::ffi::CStr;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Which block devices a listing counts. Never counted: our own loop and
 /// ram devices, device-mapper and md (the md tools show those), and idle
@@ -212,6 +215,273 @@ pub fn mount(m: &Mount<'_>, disk: Option<&Path>, load: ModuleLoader<'_>) -> Resu
             } else {
                 ""
             }
+        ));
+    }
+    Ok(())
+}
+
+/// Where image-build puts ntfs-3g in the initramfs (the path of Debian's
+/// package, `/bin/ntfs-3g`).
+pub const NTFS_3G: &str = "/bin/ntfs-3g";
+
+/// How long ntfs-3g may take to mount (it reads the MFT and the journal).
+const NTFS_3G_START: Duration = Duration::from_secs(120);
+
+/// How long a FUSE daemon may take to flush and exit after its unmount.
+pub const FUSE_EXIT_WAIT: Duration = Duration::from_secs(60);
+
+/// One NTFS volume to mount with ntfs-3g over FUSE (Debian's 6.1 kernel
+/// has no NTFS driver).
+pub struct NtfsMount<'a> {
+    /// The block device node (or, on a host, an image file).
+    pub node: &'a Path,
+    /// The mount point; created if missing, removed again on failure.
+    pub at: &'a Path,
+    pub read_only: bool,
+    /// More ntfs-3g `-o` options, e.g. `windows_names`, `noatime`.
+    pub options: &'a [&'a str],
+    /// The ntfs-3g program, normally [`NTFS_3G`].
+    pub program: &'a Path,
+}
+
+/// Mounts `m` with ntfs-3g and returns what it printed on stderr (notes,
+/// possibly empty). The `fuse` module is loaded first (a failure only
+/// logged: built in, or already loaded). The options are `ro` or `rw`,
+/// then `norecover` (ntfs-3g's default would empty the journal of a volume
+/// Windows did not unmount cleanly: a write nobody asked for), then
+/// `m.options`. A read-write mount first clears the block layer's read-only
+/// flag of the node and of `disk`, like [`mount`].
+///
+/// ntfs-3g mounts a volume it will not write (Windows hibernated, fast
+/// startup, an unclean journal) read-only and still exits 0; a read-write
+/// mount is therefore checked in the mount table, and one that came out
+/// read-only is unmounted again and reported as the error, with ntfs-3g's
+/// words. Any failure puts the flags back and removes the mount point; the
+/// error names the command, its exit code's meaning and its stderr.
+pub fn mount_ntfs3g(
+    m: &NtfsMount<'_>,
+    disk: Option<&Path>,
+    load: ModuleLoader<'_>,
+) -> Result<String, String> {
+    if let Err(e) = load("fuse") {
+        log::info!("module fuse for ntfs-3g: {e}");
+    }
+    // Only block devices have the block layer's flag (a host test mounts
+    // an image file).
+    let mut nodes: Vec<PathBuf> = disk.into_iter().map(Path::to_path_buf).collect();
+    nodes.push(m.node.to_path_buf());
+    nodes.retain(|n| is_block_device(n));
+    let mut writable = if m.read_only {
+        crate::WritableWhile::default()
+    } else {
+        crate::WritableWhile::clear(&nodes).map_err(|e| e.to_string())?
+    };
+    let fail = |writable: &mut crate::WritableWhile, why: String| {
+        writable.restore();
+        let _ = std::fs::remove_dir(m.at);
+        Err(why)
+    };
+    if let Err(e) = std::fs::create_dir_all(m.at) {
+        return fail(&mut writable, format!("{}: {e}", m.at.display()));
+    }
+    let mut opts = vec![if m.read_only { "ro" } else { "rw" }, "norecover"];
+    opts.extend_from_slice(m.options);
+    let opts = opts.join(",");
+    let what = format!(
+        "{} -o {opts} {} {}",
+        m.program.display(),
+        m.node.display(),
+        m.at.display()
+    );
+    let (status, stderr) = match run_bounded(m.program, &opts, m.node, m.at) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut writable, format!("{what}: {e}")),
+    };
+    let said = stderr.trim().replace('\n', " ");
+    let said_part = if said.is_empty() {
+        String::new()
+    } else {
+        format!(": {said}")
+    };
+    if !status.success() {
+        let code = status.code().unwrap_or(-1);
+        return fail(
+            &mut writable,
+            format!("{what} failed ({}){said_part}", ntfs3g_exit_meaning(code)),
+        );
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let at_text = m.at.to_string_lossy();
+    let Some((_, _, options)) = parse_mounts(&mounts)
+        .into_iter()
+        .rev()
+        .find(|(_, at, _)| *at == at_text)
+    else {
+        return fail(
+            &mut writable,
+            format!("{what} exited 0 but nothing is mounted at {at_text}{said_part}"),
+        );
+    };
+    if !m.read_only && !options.split(',').any(|o| o == "rw") {
+        let undone = match unmount_fuse(m.at, m.node, FUSE_EXIT_WAIT) {
+            Ok(()) => String::new(),
+            Err(e) => format!(" (and unmounting it again failed: {e})"),
+        };
+        return fail(
+            &mut writable,
+            format!(
+                "ntfs-3g mounted {} read-only instead of read-write: it will not write to this \
+                 volume{said_part}{undone}",
+                m.node.display()
+            ),
+        );
+    }
+    Ok(stderr.trim().to_string())
+}
+
+fn is_block_device(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|md| md.file_type().is_block_device())
+}
+
+/// Runs `program -o opts node at` (which forks its daemon and exits once
+/// the volume is mounted), bounded by [`NTFS_3G_START`]; returns its exit
+/// status and stderr. stderr goes to an anonymous memory file, not a pipe:
+/// the daemon inherits the descriptor until it detaches, and a pipe would
+/// keep a reader waiting on it.
+fn run_bounded(
+    program: &Path,
+    opts: &str,
+    node: &Path,
+    at: &Path,
+) -> Result<(std::process::ExitStatus, String), String> {
+    use std::io::{Read, Seek};
+    let err_fd = rustix::fs::memfd_create("ntfs-3g-stderr", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| format!("memfd: {}", io::Error::from(e)))?;
+    let mut err_file = std::fs::File::from(err_fd);
+    let child_err = err_file.try_clone().map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(program)
+        .arg("-o")
+        .arg(opts)
+        .arg(node)
+        .arg(at)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(child_err)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let deadline = Instant::now() + NTFS_3G_START;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "no answer within {} s; stopped",
+                    NTFS_3G_START.as_secs()
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let mut text = String::new();
+    err_file.rewind().map_err(|e| e.to_string())?;
+    let _ = err_file.read_to_string(&mut text);
+    Ok((status, text))
+}
+
+/// What ntfs-3g's exit code means (ntfs-3g.probe(8)).
+pub fn ntfs3g_exit_meaning(code: i32) -> String {
+    let why = match code {
+        11 => "syntax error in the command line",
+        12 => "not a valid NTFS volume",
+        13 => "inconsistent NTFS, a hardware or driver fault, or an unset-up software RAID",
+        14 => "Windows hibernated/fast startup",
+        15 => "the volume was not cleanly unmounted",
+        16 => "the volume is already opened exclusively (mounted, or in use)",
+        17 => "an unset-up software/fake RAID",
+        19 => "not enough privilege to mount",
+        20 => "out of memory",
+        21 => "FUSE error (is the fuse module loaded and /dev/fuse there?)",
+        _ => return format!("exit {code}"),
+    };
+    format!("exit {code}: {why}")
+}
+
+/// The processes serving FUSE mounts: those holding `/dev/fuse` open, and
+/// with `node` given only those that also hold `node` open (ntfs-3g keeps
+/// its device open). Read from `proc` (normally `/proc`); sorted.
+pub fn fuse_daemons(proc: &Path, node: Option<&Path>) -> Vec<u32> {
+    let node = node.map(|n| std::fs::canonicalize(n).unwrap_or_else(|_| n.to_path_buf()));
+    let mut pids: Vec<u32> = std::fs::read_dir(proc)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let fds: Vec<PathBuf> = std::fs::read_dir(proc.join(pid.to_string()).join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .collect();
+            fds.iter().any(|t| t == Path::new("/dev/fuse"))
+                && node.as_ref().is_none_or(|n| fds.iter().any(|t| t == n))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Whether process `pid` has exited (gone, or a zombie waiting to be
+/// reaped) according to `proc`.
+pub fn has_exited(proc: &Path, pid: u32) -> bool {
+    match std::fs::read_to_string(proc.join(pid.to_string()).join("stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// Waits until every process of `pids` has exited, up to `limit`; returns
+/// those still running then.
+pub fn wait_exited(proc: &Path, pids: &[u32], limit: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| !has_exited(proc, p))
+            .collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Unmounts a FUSE mount of `node` at `at` (or any mount: without a FUSE
+/// daemon this is a plain unmount) after a sync, then waits up to `limit`
+/// for the daemons that served it to exit: only then has ntfs-3g written
+/// everything and closed the device. (For a `fuseblk` mount, ntfs-3g's block
+/// device mounts, the kernel already waits for the daemon to close the
+/// volume before the unmount returns.)
+pub fn unmount_fuse(at: &Path, node: &Path, limit: Duration) -> Result<(), String> {
+    let daemons = fuse_daemons(Path::new("/proc"), Some(node));
+    rustix::fs::sync();
+    rustix::mount::unmount(at, rustix::mount::UnmountFlags::empty())
+        .map_err(|e| format!("unmount {}: {}", at.display(), io::Error::from(e)))?;
+    let left = wait_exited(Path::new("/proc"), &daemons, limit);
+    if !left.is_empty() {
+        return Err(format!(
+            "{} unmounted, but its FUSE daemon (pid {left:?}) is still running after {} s: \
+             the volume may not be fully written yet",
+            at.display(),
+            limit.as_secs()
         ));
     }
     Ok(())

@@ -10,7 +10,7 @@ use std::path::Path;
 
 #[derive(FromArgs, Debug, PartialEq)]
 /// Destinations for images and extracted files: filesystems (ext2/3/4, xfs,
-/// btrfs, FAT, exFAT) on disks other than the source. The boot stick's
+/// btrfs, FAT, exFAT, NTFS through ntfs-3g) on disks other than the source. The boot stick's
 /// RESCUEDATA partition is listed first. Filesystems on a disk that holds
 /// what is being rescued (an ESXi system, VMFS, an md member) are not
 /// offered: they are listed apart with the reason. Mounting one read-write
@@ -43,7 +43,9 @@ pub enum Action {
 /// mounted, else from the superblock; "~" marks an estimate, "?" unknown
 /// until mounted), then those not offered and why ("unsafe" in JSON: the
 /// disk holds an ESXi system, VMFS or an md member; "unusable": the
-/// source, or held by md/dm). Exit 0.
+/// source, held by md/dm, a format not written here such as ISO9660 or
+/// swap, or NTFS left by Windows hibernated, in fast startup or
+/// unclean). Exit 0.
 #[argh(
     subcommand,
     name = "list",

@@ -149,9 +149,13 @@ fn unsafe_reason(disk: &str, holds: &[String]) -> Option<String> {
 
 use blockdev::sys::{disk_of, parse_mounts, ModuleLoader};
 
-/// Every mountable filesystem on the machine's disks, the boot stick's
-/// `RESCUEDATA` partition first, then by name. Devices on `exclude_disks`
-/// (the source) are listed as unusable, not hidden, so the user sees why.
+/// Every filesystem on the machine's disks, the boot stick's `RESCUEDATA`
+/// partition first, then the usable ones, then by name. None is left out:
+/// what cannot take files is listed with why ([`Candidate::unusable`]):
+/// on `exclude_disks` (the source), held by md/dm, a device that cannot be
+/// opened, a format the appliance does not write ([`cannot_write`]: swap,
+/// ISO9660, LVM2 PV, FAT12) or an NTFS volume ntfs-3g would not write to.
+/// Only devices with no known signature at all are not listed.
 pub fn list(
     sysfs: &Path,
     dev_dir: &Path,
@@ -168,16 +172,32 @@ pub fn list(
     for name in names.clone() {
         let class = sysfs.join("class/block").join(&name);
         let node = dev_dir.join(&name);
-        let Ok(dev) = blockdev::Device::open(&node) else {
-            continue;
+        let disk = disk_of(sysfs, &name);
+        let dev = match blockdev::Device::open(&node) {
+            Ok(d) => d,
+            // No medium (an empty card reader), or no node (the device went
+            // away since sysfs was read): nothing there to list.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(rustix::io::Errno::NOMEDIUM.raw_os_error()) =>
+            {
+                continue
+            }
+            Err(e) => {
+                out.push(unreadable(
+                    &name,
+                    &disk,
+                    &class,
+                    format!("cannot be opened: {e}"),
+                ));
+                continue;
+            }
         };
+        // No signature at all: not a filesystem (free space, a partition
+        // table, a format none of the appliance's tools know).
         let Some(sig) = fsmagic::detect(&dev) else {
             continue;
         };
-        if sig.kind.kernel_mount().is_none() {
-            continue;
-        }
-        let disk = disk_of(sysfs, &name);
         if !holdings.iter().any(|(d, _)| *d == disk) {
             let parts: Vec<PathBuf> = names
                 .iter()
@@ -219,7 +239,7 @@ pub fn list(
         } else if !holders.is_empty() {
             Some(format!("in use by {}", holders.join(", ")))
         } else {
-            None
+            cannot_write(&dev, sig.kind)
         };
         let rescue_data = sig
             .label
@@ -244,10 +264,69 @@ pub fn list(
     out
 }
 
+/// Why a filesystem of `kind` on `dev` cannot take files here, if it
+/// cannot: formats the appliance does not write, and NTFS volumes ntfs-3g
+/// would only mount read-only (Windows hibernated, fast startup, an unclean
+/// journal).
+pub fn cannot_write(dev: &dyn BlockDevice, kind: Kind) -> Option<String> {
+    let why = match kind {
+        Kind::Ntfs => {
+            return match fsmagic::ntfs::write_blocker(dev) {
+                Ok(b) => b.map(|b| b.reason().to_string()),
+                // ntfs-3g reads the volume itself at mount time, and a
+                // read-only result is refused then: not decided here.
+                Err(e) => {
+                    log::info!("dest: NTFS state unknown: {e}");
+                    None
+                }
+            };
+        }
+        Kind::Iso9660 => "ISO9660 is read-only (a CD/DVD image, or an ISO written to a stick)",
+        Kind::Swap => "swap space, not a filesystem",
+        Kind::LvmPv => "an LVM2 physical volume: its logical volumes are not activated here",
+        Kind::Fat12 => "FAT12, a floppy-sized format: too small for images",
+        _ if kind.kernel_mount().is_none() => "this appliance cannot write to this format",
+        _ => return None,
+    };
+    Some(why.to_string())
+}
+
+/// A device that could not be read, listed with why (never left out).
+fn unreadable(name: &str, disk: &str, class: &Path, why: String) -> Candidate {
+    let sectors: u64 = std::fs::read_to_string(class.join("size"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    Candidate {
+        name: name.to_string(),
+        device: format!("/dev/{name}"),
+        disk: disk.to_string(),
+        filesystem: "?",
+        label: None,
+        size_bytes: sectors.saturating_mul(512),
+        free_bytes: None,
+        free_is_estimate: false,
+        mounted_at: None,
+        rescue_data: false,
+        unusable: Some(why),
+        unsafe_reason: None,
+    }
+}
+
 fn statvfs_free(at: &str) -> Option<u64> {
     let s = rustix::fs::statvfs(at).ok()?;
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
+
+/// ntfs-3g's options for a destination, besides `rw,norecover`
+/// ([`blockdev::sys::mount_ntfs3g`]): names Windows could not open
+/// (`" * : < > ? \\ |`, a trailing dot or space, CON, NUL...) are refused
+/// with EINVAL instead of created (`windows_names`: the disk goes back to a
+/// Windows machine); no access-time writes (`noatime`, as the kernel mounts
+/// get); writes passed on in 128 KiB pieces rather than 4 KiB
+/// (`big_writes`). Nothing that hides a failure: no `recover`, no
+/// `remove_hiberfile`, no `force`.
+pub const NTFS_OPTIONS: &[&str] = &["windows_names", "noatime", "big_writes"];
 
 /// The mount point a destination gets.
 pub fn mount_point(name: &str) -> PathBuf {
@@ -279,26 +358,45 @@ pub fn mount(
     if let Some(at) = &c.mounted_at {
         return Ok(PathBuf::from(at));
     }
-    let fs = Kind::from_name(c.filesystem)
-        .and_then(Kind::kernel_mount)
-        .ok_or_else(|| format!("{}: {} cannot be mounted here", c.device, c.filesystem))?;
-    let fstype = fs.fstype;
-    let data = fs.options.and_then(|o| std::ffi::CString::new(o).ok());
     let node = dev_dir.join(&c.name);
     let disk = (c.disk != c.name).then(|| dev_dir.join(&c.disk));
     let at = mount_point(&c.name);
-    let m = blockdev::sys::Mount {
-        node: &node,
-        at: &at,
-        fstype,
-        modules: fs.modules,
-        data: data.as_deref(),
-        read_only: false,
+    let fstype = if Kind::from_name(c.filesystem) == Some(Kind::Ntfs) {
+        let m = blockdev::sys::NtfsMount {
+            node: &node,
+            at: &at,
+            read_only: false,
+            options: NTFS_OPTIONS,
+            program: Path::new(blockdev::sys::NTFS_3G),
+        };
+        match blockdev::sys::mount_ntfs3g(&m, disk.as_deref(), load) {
+            Ok(notes) if notes.is_empty() => {}
+            Ok(notes) => log::info!("dest: ntfs-3g on {}: {notes}", c.device),
+            Err(e) => {
+                log::info!("dest: mount of {} (ntfs-3g) failed: {e}", c.device);
+                return Err(e);
+            }
+        }
+        "ntfs-3g"
+    } else {
+        let fs = Kind::from_name(c.filesystem)
+            .and_then(Kind::kernel_mount)
+            .ok_or_else(|| format!("{}: {} cannot be mounted here", c.device, c.filesystem))?;
+        let data = fs.options.and_then(|o| std::ffi::CString::new(o).ok());
+        let m = blockdev::sys::Mount {
+            node: &node,
+            at: &at,
+            fstype: fs.fstype,
+            modules: fs.modules,
+            data: data.as_deref(),
+            read_only: false,
+        };
+        if let Err(e) = blockdev::sys::mount(&m, disk.as_deref(), load) {
+            log::info!("dest: mount of {} ({}) failed: {e}", c.device, fs.fstype);
+            return Err(e);
+        }
+        fs.fstype
     };
-    if let Err(e) = blockdev::sys::mount(&m, disk.as_deref(), load) {
-        log::info!("dest: mount of {} ({fstype}) failed: {e}", c.device);
-        return Err(e);
-    }
     log::info!(
         "dest: {} ({fstype}{}) mounted read-write at {}{}",
         c.device,
@@ -362,11 +460,15 @@ pub fn unmount(sysfs: &Path, dev_dir: &Path, mounts: &str, what: &str) -> Result
             "{at}: not a destination mount (only {MOUNT_ROOT}/* are unmounted here)"
         ));
     }
-    rustix::fs::sync();
-    rustix::mount::unmount(at.as_str(), rustix::mount::UnmountFlags::empty())
-        .map_err(|e| format!("unmount {at}: {}", std::io::Error::from(e)))?;
-    let _ = std::fs::remove_dir(&at);
     let name = dev.trim_start_matches("/dev/").to_string();
+    // Syncs, unmounts, and for an ntfs-3g mount waits for ntfs-3g to have
+    // written everything and exited.
+    blockdev::sys::unmount_fuse(
+        Path::new(&at),
+        &dev_dir.join(&name),
+        blockdev::sys::FUSE_EXIT_WAIT,
+    )?;
+    let _ = std::fs::remove_dir(&at);
     let disk = disk_of(sysfs, &name);
     log::info!("dest: {dev} unmounted from {at}");
     let mut notes = format!("{dev} unmounted from {at}; read-only again");
@@ -391,7 +493,7 @@ use screen::human_size as human;
 pub fn render(list: &[Candidate]) -> String {
     use std::fmt::Write;
     if list.is_empty() {
-        return "No mountable filesystem (ext2/3/4, xfs, btrfs, FAT, exFAT) found on the disks.\n"
+        return "No mountable filesystem (ext2/3/4, xfs, btrfs, FAT, exFAT, NTFS) found on the disks.\n"
             .into();
     }
     let row = |s: &mut String, i: usize, c: &Candidate| {

@@ -54,7 +54,7 @@ impl Drop for Tree {
 }
 
 #[test]
-fn rescuedata_first_source_unusable_swap_skipped() {
+fn rescuedata_first_source_unusable_swap_listed_apart() {
     let t = Tree::new("list");
     t.block("sda", &["sda1", "sda2"]);
     t.block("vda", &[]);
@@ -68,14 +68,18 @@ fn rescuedata_first_source_unusable_swap_skipped() {
     let mounts = format!("{}/vda /mnt/dest/vda ext4 rw 0 0\n", t.dev().display());
     let l = list(&t.sys(), &t.dev(), &mounts, &["vda".into()]);
     let names: Vec<&str> = l.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, vec!["sda2", "sda1", "vda"], "{l:#?}");
+    assert_eq!(names, vec!["sda2", "sda1", "nvme0n1", "vda"], "{l:#?}");
+    assert_eq!(
+        l[2].unusable.as_deref(),
+        Some("swap space, not a filesystem")
+    );
     assert!(l[0].rescue_data, "label matched case-insensitively");
     assert_eq!(l[0].filesystem, "exFAT");
     assert_eq!(l[0].disk, "sda");
     assert!(l[0].free_is_estimate && l[0].free_bytes.unwrap() > 40 << 20);
     assert_eq!(l[1].label.as_deref(), Some("EFI"));
-    assert_eq!(l[2].unusable.as_deref(), Some("on the source disk"));
-    assert!(l[2].mounted_at.is_some());
+    assert_eq!(l[3].unusable.as_deref(), Some("on the source disk"));
+    assert!(l[3].mounted_at.is_some());
     let text = render(&l);
     assert!(text.lines().next().unwrap().contains("DEVICE"));
     assert!(
@@ -240,4 +244,80 @@ fn a_rescue_boot_partition_is_not_offered() {
         c("sdc2").usable(),
         "a FAT with only a kernel is an ordinary stick"
     );
+}
+
+/// NTFS volumes made by mkntfs: a clean one is offered with its label; one
+/// Windows left hibernated is listed apart with the reason, in the table
+/// and in JSON, and mount refuses it before ntfs-3g runs. ISO9660 is
+/// listed as read-only; a device that cannot be opened is listed with the
+/// error; nothing is left out silently.
+#[test]
+fn ntfs_offered_hibernated_ntfs_and_iso_listed_with_reasons() {
+    let t = Tree::new("ntfs");
+    t.block("sdb", &["sdb1", "sdb2", "sdb3", "sdb4"]);
+    testkit::ntfs::mkntfs(&t.dev().join("sdb1"), 48 << 20, "USB BACKUP");
+    testkit::ntfs::mkntfs(&t.dev().join("sdb2"), 48 << 20, "Windows");
+    testkit::ntfs::hibernate(&t.dev().join("sdb2"));
+    let src = t.0.join("iso-src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), "x").unwrap();
+    let ok = std::process::Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "DISC", "-o"])
+        .arg(t.dev().join("sdb3"))
+        .arg(&src)
+        .status()
+        .expect("xorriso is needed")
+        .success();
+    assert!(ok);
+    // A device node that cannot be opened (a directory stands in for it).
+    fs::create_dir_all(t.dev().join("sdb4")).unwrap();
+    let l = list(&t.sys(), &t.dev(), "", &[]);
+    let c = |n: &str| {
+        l.iter()
+            .find(|c| c.name == n)
+            .unwrap_or_else(|| panic!("{n} left out: {l:#?}"))
+    };
+    assert_eq!(c("sdb1").filesystem, "NTFS");
+    assert_eq!(c("sdb1").label.as_deref(), Some("USB BACKUP"));
+    assert!(c("sdb1").usable(), "{l:#?}");
+    assert_eq!(l[0].name, "sdb1", "the usable one first");
+    let hib = c("sdb2").unusable.as_deref().unwrap();
+    assert!(hib.starts_with("Windows hibernated/fast startup"), "{hib}");
+    assert!(c("sdb3")
+        .unusable
+        .as_deref()
+        .is_some_and(|w| w.starts_with("ISO9660 is read-only")));
+    assert_eq!(c("sdb3").filesystem, "ISO9660");
+    assert!(c("sdb4")
+        .unusable
+        .as_deref()
+        .is_some_and(|w| w.starts_with("cannot be opened")));
+    let json = serde_json::to_value(&l).unwrap();
+    let j = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "sdb2")
+        .unwrap();
+    assert_eq!(j["filesystem"], "NTFS");
+    assert!(j["unusable"]
+        .as_str()
+        .unwrap()
+        .starts_with("Windows hibernated/fast startup"));
+    let text = render(&l);
+    let (offered, apart) = text.split_once("Not offered:").expect(&text);
+    assert!(offered.contains("USB BACKUP"), "{text}");
+    assert!(
+        apart.contains("/dev/sdb2") && apart.contains("Windows hibernated/fast startup"),
+        "{text}"
+    );
+    assert!(
+        apart.contains("/dev/sdb3") && apart.contains("ISO9660"),
+        "{text}"
+    );
+    for line in text.lines() {
+        assert!(line.len() < 80, "too wide: {line}");
+    }
+    let e = mount(c("sdb2"), &t.dev(), &|_| Ok(()), false).unwrap_err();
+    assert!(e.contains("not usable") && e.contains("hibernated"), "{e}");
 }

@@ -7,13 +7,15 @@
 //! | ext2/3/4 | superblock at 1024 | magic 0xEF53 (LE) at +56, UUID +104, label +120 (16), compat +92, incompat +96 |
 //! | XFS | 0 | "XFSB", UUID at 32, label at 108 (12) |
 //! | btrfs | superblock at 65536 | "_BHRfS_M" at +64, fsid +32, label +299 (256) |
-//! | NTFS | boot sector | "NTFS    " at 3 |
+//! | NTFS | boot sector | "NTFS    " at 3, serial (the UUID blkid shows) at 72; label from `$Volume` ([`ntfs`]) |
 //! | exFAT | boot sector | "EXFAT   " at 3 |
 //! | FAT12/16 | boot sector | 0x55AA at 510, "FAT1" at 54, label at 43 (11) |
 //! | FAT32 | boot sector | 0x55AA at 510, "FAT32   " at 82, label at 71 (11) |
 //! | swap | 4096-byte page | "SWAPSPACE2" at 4086, UUID at 1036, label at 1052 (16) |
 //! | LVM2 PV | one of sectors 0-3 | "LABELONE" at 0, "LVM2 001" at 24 |
 //! | ISO 9660 | 32768 | type 1, "CD001" at 32769, volume id at 32808 (32) |
+
+pub mod ntfs;
 
 use blockdev::BlockDevice;
 use serde::Serialize;
@@ -358,6 +360,13 @@ pub fn detect(dev: &dyn BlockDevice) -> Option<Signature> {
     if let Some(mut s) = detect_in_head(&head) {
         if s.kind == Kind::Exfat {
             s.label = exfat_label(dev, &head);
+        }
+        if s.kind == Kind::Ntfs {
+            // A volume too damaged to read its label is still NTFS.
+            s.label = ntfs::label(dev).ok().flatten();
+            s.uuid = le64(&head, 72)
+                .filter(|&n| n != 0)
+                .map(|n| format!("{n:016X}"));
         }
         return Some(s);
     }

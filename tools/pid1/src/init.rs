@@ -53,7 +53,7 @@ pub struct Hooks {
     /// Processes that must outlive the others at shutdown: the servers of
     /// attached devices, which the mounts and arrays on those devices
     /// still read from until they are released.
-    pub spared: fn() -> Vec<i32>,
+    pub spared: fn() -> Vec<u32>,
     /// After the disk-backed mounts are gone: release what sits on
     /// attached devices and detach them, in order (arrays, device-mapper,
     /// then the devices). Returns lines for the console.
@@ -559,18 +559,23 @@ fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
         Halt::PowerOff => "powering off",
         Halt::Reboot => "rebooting",
     });
-    // Attached devices' servers stay until their devices are released.
-    let spared = (hooks.spared)();
-    signal_all_but(libc::SIGTERM, &spared);
+    // FUSE daemons (ntfs-3g serving an NTFS destination) write their volume
+    // until it is unmounted, and the servers of attached devices feed the
+    // mounts and arrays on them until those are released: both stay.
+    let proc = Path::new("/proc");
+    let fuse = blockdev::sys::fuse_daemons(proc, None);
+    let mut spared = fuse.clone();
+    spared.extend((hooks.spared)());
+    signal_all_but(&spared, Signal::TERM);
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         reap();
-        if others_left(&spared) == 0 {
+        if user_processes_but(&spared).is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    signal_all_but(libc::SIGKILL, &spared);
+    signal_all_but(&spared, Signal::KILL);
     reap();
     log::info!(
         "{}",
@@ -585,6 +590,15 @@ fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
     }
     rustix::fs::sync();
     unmount_destinations();
+    // Unmounted: each ntfs-3g closes its volume and exits.
+    let left = blockdev::sys::wait_exited(proc, &fuse, blockdev::sys::FUSE_EXIT_WAIT);
+    if !left.is_empty() {
+        blog::say(&format!(
+            "FUSE daemon(s) {left:?} still running after {} s; an NTFS destination may not be \
+             fully written",
+            blockdev::sys::FUSE_EXIT_WAIT.as_secs()
+        ));
+    }
     for line in (hooks.detaching)() {
         blog::say(&line);
     }
@@ -603,46 +617,47 @@ fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
     }
 }
 
-/// Sends `sig` to every process but PID 1 and `spared` (all of them with
-/// one kill(-1) when none is spared).
-fn signal_all_but(sig: i32, spared: &[i32]) {
-    if spared.is_empty() {
-        // SAFETY: kill(-1, sig) signals every process but PID 1; no memory is touched.
-        unsafe { libc::kill(-1, sig) };
-        return;
-    }
-    for pid in user_processes() {
-        if !spared.contains(&pid) {
-            // SAFETY: kill(2) on one pid; no memory is touched.
-            unsafe { libc::kill(pid, sig) };
-        }
-    }
-}
-
-/// Processes other than PID 1 and `spared` still there (kernel threads,
-/// which have no command line, not counted).
-fn others_left(spared: &[i32]) -> usize {
-    user_processes()
-        .into_iter()
-        .filter(|p| !spared.contains(p))
-        .count()
-}
-
-/// The pids of user processes other than PID 1 (`/proc/N` with a command
-/// line; kernel threads have none).
-fn user_processes() -> Vec<i32> {
+/// The processes other than PID 1, kernel threads and `but`, from /proc.
+fn user_processes_but(but: &[u32]) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&p| p != 1)
-        .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| !c.is_empty()))
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != 1 && !but.contains(&pid))
+        .filter(|&pid| {
+            // /proc/PID/stat: field 9 (after "pid (comm) state") is the
+            // flags word; PF_KTHREAD is 0x00200000. Zombies are left to reap().
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let kthread = fields
+                .get(6)
+                .and_then(|f| f.parse::<u64>().ok())
+                .is_some_and(|flags| flags & 0x0020_0000 != 0);
+            !kthread && fields.first() != Some(&"Z")
+        })
         .collect()
 }
 
+/// Sends `sig` to every process but PID 1, kernel threads and `but`.
+fn signal_all_but(but: &[u32], sig: Signal) {
+    for pid in user_processes_but(but) {
+        if let Some(p) = Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(p, sig);
+        }
+    }
+}
+
 /// Unmounts every disk-backed mount (destinations under /mnt), deepest first;
-/// what cannot be unmounted is remounted read-only.
+/// what cannot be unmounted is remounted read-only. An ntfs-3g mount's
+/// unmount returns when ntfs-3g has closed the volume (fuseblk); each
+/// unmount is given [`blockdev::sys::FUSE_EXIT_WAIT`], so a hung daemon
+/// cannot stop the power-off.
 fn unmount_destinations() {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     // Escapes decoded: a mount point with a space is unmounted too.
@@ -653,8 +668,20 @@ fn unmount_destinations() {
         .collect();
     targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
     for t in targets {
-        if rustix::mount::unmount(t.as_str(), rustix::mount::UnmountFlags::empty()).is_err() {
-            let _ = rustix::mount::mount_remount(t.as_str(), MountFlags::RDONLY, c"");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let at = t.clone();
+        std::thread::spawn(move || {
+            let r = rustix::mount::unmount(at.as_str(), rustix::mount::UnmountFlags::empty());
+            if r.is_err() {
+                let _ = rustix::mount::mount_remount(at.as_str(), MountFlags::RDONLY, c"");
+            }
+            let _ = tx.send(());
+        });
+        if rx.recv_timeout(blockdev::sys::FUSE_EXIT_WAIT).is_err() {
+            blog::say(&format!(
+                "unmounting {t} did not finish within {} s; going on",
+                blockdev::sys::FUSE_EXIT_WAIT.as_secs()
+            ));
         }
     }
 }

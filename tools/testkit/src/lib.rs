@@ -9,6 +9,7 @@
 //! - [`gptdisk`]: GPT disks with a protective MBR, to be damaged on purpose;
 //! - [`mdwriter`]: md superblocks and whole member images of arrays;
 //! - [`lvm2`]: LVM2 PVs written by lvm2's own tools on loop devices;
+//! - [`ntfs`]: NTFS volumes made and read by ntfs-3g's tools;
 //! - [`vmdkdelta`]: COWD and SESparse snapshot deltas and VMDK descriptors;
 //! - [`scriptmark`]: the unattended-mode markers (the same crate
 //!   rescue-init prints them with).
@@ -17,6 +18,7 @@ pub mod fixtures;
 pub mod gptdisk;
 pub mod lvm2;
 pub mod mdwriter;
+pub mod ntfs;
 pub mod tempdir;
 pub mod vmdkdelta;
 
