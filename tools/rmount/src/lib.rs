@@ -107,8 +107,10 @@ pub struct AttemptReport {
     pub kernel: Vec<String>,
 }
 
-/// A device's write counter (`/sys/class/block/NAME/stat`, field 5,
-/// "write I/Os completed") before and after.
+/// A device's write counter (`/sys/class/block/NAME/stat`, field 7,
+/// "sectors written") before and after. Not field 5 (write I/Os): the
+/// 6.1 kernel counts a cache flush there (XFS flushes at unmount, even
+/// read-only), which writes nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WriteCount {
     pub device: String,
@@ -198,22 +200,22 @@ pub fn resolve(paths: &Paths, device: &str) -> Result<(String, PathBuf), String>
     Ok((name, node))
 }
 
-/// The write I/Os completed (field 5 of `class/block/NAME/stat`).
+/// The sectors written (field 7 of `class/block/NAME/stat`).
 pub fn write_count(sys: &Path, name: &str) -> Result<u64, String> {
     let p = sys.join("class/block").join(name).join("stat");
     let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
     parse_write_count(&text).ok_or_else(|| {
         format!(
-            "{}: field 5 (write I/Os) expected, found {:?}",
+            "{}: field 7 (sectors written) expected, found {:?}",
             p.display(),
             text.trim()
         )
     })
 }
 
-/// Field 5 of a block device's `stat` line (write I/Os completed).
+/// Field 7 of a block device's `stat` line (sectors written).
 pub fn parse_write_count(stat: &str) -> Option<u64> {
-    stat.split_whitespace().nth(4)?.parse().ok()
+    stat.split_whitespace().nth(6)?.parse().ok()
 }
 
 fn mount_table(paths: &Paths) -> Vec<(String, String, String)> {
@@ -897,9 +899,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn write_counter_is_field_five() {
+    fn write_counter_is_field_seven() {
         let stat = "    1024        0   967826      605      198    19304   157855      292        0      440      945\n";
-        assert_eq!(parse_write_count(stat), Some(198));
+        assert_eq!(parse_write_count(stat), Some(157855));
+        // A flush after an XFS unmount: one write I/O, no sector written.
+        let flushed = "27 0 275 18 1 0 0 0 0 16 19 0 0 0 0 1 0\n";
+        assert_eq!(parse_write_count(flushed), Some(0));
         assert_eq!(parse_write_count("1 2 3"), None);
         assert_eq!(parse_write_count("1 2 3 4 x"), None);
     }
