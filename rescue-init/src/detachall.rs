@@ -1,7 +1,8 @@
 //! Shutdown's order for attached devices: the mounts on them are gone
-//! (PID 1 unmounted every disk-backed mount), then the md arrays built on
-//! them are stopped, then the devices are disconnected, so that no layer
-//! loses its device while still in use.
+//! (PID 1 unmounted every disk-backed mount), then the LVM volumes are
+//! deactivated and the md arrays built on attached devices stopped, then
+//! the devices are disconnected, so that no layer loses its device while
+//! still in use.
 
 use std::time::Duration;
 
@@ -24,6 +25,19 @@ pub fn detach_all() -> Vec<String> {
         return Vec::new();
     }
     let mut out = Vec::new();
+    let env = lvm::system::Env::system();
+    if !lvm::system::active_lvs(&env.sys).is_empty() {
+        match lvm::dm::Control::open(&env.dev, &env.sys) {
+            Ok(ctl) => {
+                let mut said = Vec::new();
+                if let Err(e) = lvm::system::deactivate(&env, &ctl, None, &mut said) {
+                    out.push(format!("deactivating LVM volumes: {e}"));
+                }
+                out.extend(String::from_utf8_lossy(&said).lines().map(str::to_string));
+            }
+            Err(e) => out.push(format!("device-mapper: {e}")),
+        }
+    }
     let md = mdkernel::Md::system();
     for array in md.running() {
         let on_attached = array.members.iter().any(|m| m.starts_with("nbd"));

@@ -122,6 +122,24 @@ pub fn disk_of(sys: &Path, name: &str) -> String {
     name.to_string()
 }
 
+/// The kernel name of the block device node at `node` (`/dev/mapper/vg-lv`
+/// made by mknod, which sysfs does not name): the `class/block` entry
+/// whose `dev` is the node's major:minor.
+pub fn name_of_node(sys: &Path, node: &Path) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(node).ok()?;
+    if !meta.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = meta.rdev();
+    let want = format!("{}:{}", rustix::fs::major(rdev), rustix::fs::minor(rdev));
+    std::fs::read_dir(sys.join("class/block"))
+        .ok()?
+        .flatten()
+        .find(|e| std::fs::read_to_string(e.path().join("dev")).is_ok_and(|d| d.trim() == want))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+}
+
 /// `(device, mount point, options)` of every mount in `mounts` (the text
 /// of /proc/mounts), with `\040`-style escapes decoded.
 pub fn parse_mounts(mounts: &str) -> Vec<(String, String, String)> {
@@ -554,6 +572,21 @@ mod tests {
         assert!(Scope::DataDisks.counts("nbd3") && !Scope::DataDisks.counts("dm-0"));
         let err = block_devices(&sys.join("nowhere"), Scope::Disks).unwrap_err();
         assert!(err.to_string().contains("nowhere/block"), "{err}");
+        std::fs::remove_dir_all(&sys).unwrap();
+    }
+
+    #[test]
+    fn a_node_is_named_by_its_device_numbers() {
+        // /dev/loop0 is 7:0 on every Linux with the loop driver.
+        let sys = fake_sys(&[("dm-3", &[]), ("sdb", &[])]);
+        std::fs::write(sys.join("class/block/dm-3/dev"), "7:0\n").unwrap();
+        std::fs::write(sys.join("class/block/sdb/dev"), "8:16\n").unwrap();
+        assert_eq!(
+            name_of_node(&sys, Path::new("/dev/loop0")).as_deref(),
+            Some("dm-3")
+        );
+        // Not a block device node: no name.
+        assert_eq!(name_of_node(&sys, &sys.join("class/block/sdb/dev")), None);
         std::fs::remove_dir_all(&sys).unwrap();
     }
 

@@ -184,9 +184,16 @@ impl Failure {
 pub fn resolve(paths: &Paths, device: &str) -> Result<(String, PathBuf), String> {
     let name = if device.contains('/') {
         let real = std::fs::canonicalize(device).map_err(|e| format!("{device}: {e}"))?;
-        real.file_name()
+        let base = real
+            .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| format!("{device}: not a device node"))?
+            .ok_or_else(|| format!("{device}: not a device node"))?;
+        if paths.sys.join("class/block").join(&base).exists() {
+            base
+        } else {
+            // A node named otherwise (/dev/mapper/vg-lv): by its numbers.
+            blockdev::sys::name_of_node(&paths.sys, &real).unwrap_or(base)
+        }
     } else {
         device.to_string()
     };
