@@ -218,7 +218,7 @@ impl Super {
         }
         [3u64, 5, 7].iter().any(|&p| {
             let mut x = g;
-            while x % p == 0 {
+            while x.is_multiple_of(p) {
                 x /= p;
             }
             x == 1

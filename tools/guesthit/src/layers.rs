@@ -365,7 +365,7 @@ pub fn dm_table(
             "error" => lost.push((start, len)),
             "linear" => {
                 let dev = p
-                    .get(0)
+                    .first()
                     .ok_or_else(|| format!("dm table line \"{line}\": no device"))?;
                 let off = num(1, "an offset in sectors")?.saturating_mul(512);
                 if let Some(bad) = bad_of(dev) {

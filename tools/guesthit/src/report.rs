@@ -175,6 +175,7 @@ impl Report {
             if !d.elsewhere.is_empty() {
                 let _ = writeln!(s, "  not in any filesystem:");
                 for a in &d.elsewhere {
+                    // Offsets in the device `what` names.
                     let _ = writeln!(s, "    {}: {}", range(a.start, a.len), a.what);
                 }
             }
@@ -185,10 +186,10 @@ impl Report {
         let t = &self.totals;
         let _ = writeln!(
             s,
-            "\nTotals: {} files hit ({} bytes), {} directories hit ({} bytes), metadata {} bytes, free space {} bytes, not told apart {} bytes, outside filesystems {} bytes",
-            t.files_hit,
+            "\nTotals: {} hit ({} bytes), {} hit ({} bytes), metadata {} bytes, free space {} bytes, not told apart {} bytes, outside filesystems {} bytes",
+            screen::plural(t.files_hit, "file", "files"),
             t.file_bytes,
-            t.directories_hit,
+            screen::plural(t.directories_hit, "directory", "directories"),
             t.directory_bytes,
             t.metadata_bytes,
             t.free_bytes,
@@ -256,16 +257,18 @@ fn render_fs(s: &mut String, f: &FsReport) {
             }
         }
     }
+    // Offsets in the filesystem's own device.
     for (label, areas) in [
         ("metadata", &f.metadata),
         ("free space", &f.free),
         ("not in any file", &f.not_told_apart),
     ] {
         for a in areas {
+            let at = format!("{} of {}", range(a.start, a.len), f.device);
             if label == "free space" {
-                let _ = writeln!(s, "    free space: {}", range(a.start, a.len));
+                let _ = writeln!(s, "    free space: {at}");
             } else {
-                let _ = writeln!(s, "    {label}: {}: {}", range(a.start, a.len), a.what);
+                let _ = writeln!(s, "    {label}: {at}: {}", a.what);
             }
         }
     }

@@ -243,7 +243,7 @@ pub fn walk(root: &Path, bad: &Ranges, force_fibmap: bool) -> Walked {
             };
             let ft = m.file_type();
             if ft.is_dir() {
-                if skip.iter().any(|s| *s == path) || (m.dev() != root_dev && !btrfs) {
+                if skip.contains(&path) || (m.dev() != root_dev && !btrfs) {
                     w.not_entered.push(shown);
                     continue;
                 }

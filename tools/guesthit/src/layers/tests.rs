@@ -150,8 +150,8 @@ proptest! {
             format!("{} {}", devs[0], base)
         } else {
             let mut p = format!("{stripes} {chunk_sectors}");
-            for i in 0..stripes as usize {
-                p.push_str(&format!(" {} {}", devs[i], base + 7 * i as u64));
+            for (i, d) in devs.iter().enumerate().take(stripes as usize) {
+                p.push_str(&format!(" {} {}", d, base + 7 * i as u64));
             }
             p
         };
