@@ -58,7 +58,10 @@ fn files_hit_names_the_guest_file_its_ranges_and_free_space() {
     std::fs::write(files.join("docs/hello.txt"), "hello from the guest\n").unwrap();
     std::fs::write(files.join("data/big.bin"), pattern(MIB as usize, 7)).unwrap();
     let fs = d.join("fs.raw");
-    std::fs::File::create(&fs).unwrap().set_len(48 * MIB).unwrap();
+    std::fs::File::create(&fs)
+        .unwrap()
+        .set_len(48 * MIB)
+        .unwrap();
     run(Command::new("mkfs.ext4")
         .args(["-q", "-F", "-b", "4096", "-L", "GUESTFS", "-d"])
         .arg(&files)
@@ -180,7 +183,10 @@ fn files_hit_names_the_guest_file_its_ranges_and_free_space() {
 
     let (out, code) = sh(&mut vm, "cat /mnt/dest/vda/guest.img.files-hit.txt");
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("file /data/big.bin"), "the saved report:\n{out}");
+    assert!(
+        out.contains("file /data/big.bin"),
+        "the saved report:\n{out}"
+    );
     let (out, code) = sh(
         &mut vm,
         "rescue files-hit /mnt/dest/vda/guest.img --map /mnt/dest/vda/guest.map --json | grep -c '\"path\": \"/data/big.bin\"'",
