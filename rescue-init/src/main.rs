@@ -42,6 +42,7 @@ enum Subcommand {
     Detach(attach::cli::DetachCommand),
     Mount(rmount::cli::MountCommand),
     Umount(rmount::cli::UmountCommand),
+    FilesHit(guesthit::cli::FilesHitCommand),
     Menu(menu::MenuCommand),
     RunScript(RunScriptCommand),
     Poweroff(PoweroffCommand),
@@ -146,6 +147,7 @@ fn main() {
         Subcommand::Detach(c) => attach::cli::run_detach(c),
         Subcommand::Mount(c) => rmount::cli::run_mount(c, &modules::load_by_name),
         Subcommand::Umount(c) => rmount::cli::run_umount(c),
+        Subcommand::FilesHit(c) => guesthit::cli::run(c, &modules::load_by_name),
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
         Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {

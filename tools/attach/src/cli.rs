@@ -150,9 +150,11 @@ fn print_attached(r: &Record) {
     );
 }
 
-/// Starts this binary again as the serving process and waits for its
-/// record.
-fn start_server(source: &str, c: &AttachCommand) -> Result<Record, String> {
+/// Starts this binary again as the serving process (`rescue attach
+/// SOURCE ... --foreground --json`) and waits for its record; the server
+/// keeps running until the device is detached. Other commands that attach
+/// (`rescue files-hit`) call this too, with the command they would type.
+pub fn start_server(source: &str, c: &AttachCommand) -> Result<Record, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.arg("attach").arg(source);
