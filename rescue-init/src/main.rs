@@ -4,12 +4,15 @@
 mod actionlog;
 mod destmenu;
 mod detachall;
+mod filebrowser;
 mod gptmenu;
+mod guestmenu;
 mod imagemenu;
 mod mdmenu;
 mod menu;
 mod script;
 mod sources;
+mod vmdisks;
 mod vmfsmenu;
 
 use argh::FromArgs;

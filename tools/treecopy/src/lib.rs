@@ -159,31 +159,34 @@ impl Report {
     /// line (at most `max_items` of each list).
     pub fn render(&self, max_items: usize) -> String {
         let mut s = format!(
-            "copied {} ({}), {}, {}",
+            "copied {} ({}), {}, {}\n",
             screen::plural(self.files, "file", "files"),
             screen::human_size(self.bytes),
             screen::plural(self.folders, "folder", "folders"),
             screen::plural(self.links, "link", "links"),
         );
         let lost: u64 = self.damaged.iter().map(Damaged::lost_bytes).sum();
-        s.push_str(&format!(
-            "; {} with unreadable blocks ({} zero-filled); {}; {} skipped\n",
-            screen::plural(self.damaged.len() as u64, "file", "files"),
-            screen::human_size(lost),
-            screen::plural(self.errors.len() as u64, "error", "errors"),
-            self.skipped.len()
-        ));
-        for d in self.damaged.iter().take(max_items) {
+        if !self.damaged.is_empty() || !self.errors.is_empty() || !self.skipped.is_empty() {
             s.push_str(&format!(
-                "  damaged {}: {} zero-filled in {} ({})\n",
+                "{} with unreadable blocks ({} zero-filled), {}, {} skipped\n",
+                screen::plural(self.damaged.len() as u64, "file", "files"),
+                screen::human_size(lost),
+                screen::plural(self.errors.len() as u64, "error", "errors"),
+                self.skipped.len()
+            ));
+        }
+        let wrap = |line: String| screen::wrap_words(&line, screen::SCREEN_WIDTH, 4);
+        for d in self.damaged.iter().take(max_items) {
+            s.push_str(&wrap(format!(
+                "  damaged {}: {} zero-filled in {} ({})",
                 d.path.display(),
                 screen::human_size(d.lost_bytes()),
                 screen::plural(d.lost.len() as u64, "range", "ranges"),
                 d.error
-            ));
+            )));
         }
         for (p, e) in self.errors.iter().take(max_items) {
-            s.push_str(&format!("  not copied {}: {e}\n", p.display()));
+            s.push_str(&wrap(format!("  not copied {}: {e}", p.display())));
         }
         let more = self.damaged.len().saturating_sub(max_items)
             + self.errors.len().saturating_sub(max_items);
@@ -191,7 +194,7 @@ impl Report {
             s.push_str(&format!("  ... and {more} more (see the report file)\n"));
         }
         if let Some(why) = &self.stopped {
-            s.push_str(&format!("STOPPED: {why}\n"));
+            s.push_str(&wrap(format!("STOPPED: {why}")));
         }
         s
     }
