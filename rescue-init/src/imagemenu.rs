@@ -235,7 +235,10 @@ pub fn bad_areas_left(
         let Some(a) = ask(
             input,
             out,
-            screen::wrap_words(&q, screen::SCREEN_WIDTH, 0).trim_end(),
+            &format!(
+                "{} ",
+                screen::wrap_words(&q, screen::SCREEN_WIDTH, 0).trim_end()
+            ),
         ) else {
             return false;
         };
@@ -276,11 +279,18 @@ pub fn guest_files_hit(_img: &Path, _map: &Path) -> Option<GuestHit> {
 /// from the image alone; its metadata read without the bad areas applied
 /// if it cannot be read with them).
 pub fn datastore_files_hit(img: &Path, map: &Path, out: &mut impl Write) {
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "Files hit (as: rescue vmfs files-hit {} --map {}):",
-        img.display(),
-        map.display()
+        "{}",
+        screen::wrap_words(
+            &format!(
+                "Files hit (as: rescue vmfs files-hit {} --map {}):",
+                img.display(),
+                map.display()
+            ),
+            screen::SCREEN_WIDTH,
+            2
+        )
     );
     let bad = match vmfs::damage::read_mapfile(&map.display().to_string()) {
         Ok(b) => b,
@@ -393,6 +403,72 @@ mod tests {
         let out = menu(&src, size, dir.path(), "vdc", "n\n");
         assert!(out.contains("Cancelled; nothing was written."), "{out}");
         assert!(!dir.join("vdc.img").exists() && !dir.join("vdc.map").exists());
+    }
+
+    /// After imaging with bad areas: the datastore files they hit, on the
+    /// real vmfs5 volume with a mapfile marking 512 bytes of `/big` bad;
+    /// an image without a datastore is offered nothing.
+    #[test]
+    fn bad_areas_left_offer_the_datastore_files_they_hit() {
+        let img = testkit::fixtures::unpacked("vmfs/vmfs5.bin.gz", None)
+            .expect("this test needs the vmfs5 fixture");
+        let sources = [img.display().to_string()];
+        let opened = vmfs::open::open_volume(&vmfs::open::OpenRequest {
+            sources: &sources,
+            ..Default::default()
+        })
+        .unwrap();
+        let ino = opened.volume.lookup("/big").unwrap();
+        let x = &opened.volume.device_extents(&ino).unwrap()[0];
+        let at = opened.origins[x.device].1 + x.device_offset;
+        let size = std::fs::metadata(&img).unwrap().len();
+        let dir = TempDir::new("imagemenu-hit");
+        let map = dir.join("vmfs5.map");
+        std::fs::write(
+            &map,
+            format!(
+                "# Mapfile. Created by GNU ddrescue\n0x0 + 1\n{:#x} {:#x} +\n{:#x} {:#x} -\n{:#x} {:#x} +\n",
+                0,
+                at,
+                at,
+                512,
+                at + 512,
+                size - at - 512
+            ),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        assert!(super::bad_areas_left(
+            &img,
+            &map,
+            &mut "x\nf\n\n".as_bytes(),
+            &mut out
+        ));
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("f: which datastore files the bad areas hit, Enter: back"),
+            "{out}"
+        );
+        assert!(out.contains("'x' is not one of the choices."), "{out}");
+        assert!(out.contains("rescue vmfs files-hit"), "{out}");
+        assert!(out.contains("  /big: 512 B in 1 range"), "{out}");
+        // The console echoes the answer and its newline after a prompt.
+        let screen = out.replace("overview: ", "overview: x\n");
+        assert!(screen.lines().all(|l| l.len() <= 79), "{screen}");
+
+        let plain = dir.join("plain.img");
+        std::fs::write(&plain, vec![0u8; 1 << 20]).unwrap();
+        let mut out = Vec::new();
+        assert!(super::bad_areas_left(
+            &plain,
+            &map,
+            &mut "\n".as_bytes(),
+            &mut out
+        ));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Enter: back to the overview: "
+        );
     }
 
     #[test]

@@ -439,6 +439,196 @@ mod tests {
         assert_eq!(stem_of(".vmdk"), "disk");
     }
 
+    /// A kernel that only records what it was asked to attach, and
+    /// refuses.
+    #[derive(Default)]
+    struct Recorder(Vec<Target>);
+
+    impl crate::guestmenu::Kernel for Recorder {
+        fn attach(&mut self, t: &Target) -> Result<attach::Record, String> {
+            self.0.push(t.clone());
+            Err("not in this test".into())
+        }
+        fn detach(&mut self, _: &str) -> Result<String, String> {
+            unreachable!()
+        }
+        fn assemble(&mut self, _: &str, _: &mut dyn Write) -> Result<String, String> {
+            unreachable!()
+        }
+        fn stop(&mut self, _: &str, _: &mut dyn Write) -> Result<(), String> {
+            unreachable!()
+        }
+        fn activate(
+            &mut self,
+            _: &str,
+            _: &mut dyn Write,
+        ) -> Result<Vec<lvm::system::Activated>, String> {
+            unreachable!()
+        }
+        fn deactivate(&mut self, _: &str, _: &mut dyn Write) -> Result<(), String> {
+            unreachable!()
+        }
+        fn mount(&mut self, _: &Path, _: &mut dyn Write) -> Result<PathBuf, String> {
+            unreachable!()
+        }
+        fn umount(&mut self, _: &Path, _: &mut dyn Write) -> Result<(), String> {
+            unreachable!()
+        }
+        fn shell(&mut self, _: &Path, _: &mut dyn Write) {
+            unreachable!()
+        }
+        fn node(&self, name: &str) -> PathBuf {
+            Path::new("/dev").join(name)
+        }
+    }
+
+    fn no_destination<'a>() -> crate::destmenu::Machine<'a> {
+        unreachable!("no copy in these tests")
+    }
+
+    fn run(cmd: &mut std::process::Command) {
+        let st = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("{:?} is needed for this test: {e}", cmd.get_program()));
+        assert!(st.success(), "{cmd:?} failed");
+    }
+
+    /// A VM folder written by qemu-img: a hosted sparse base, a snapshot
+    /// over it, an extent-only file and a broken descriptor.
+    fn vm_folder(t: &testkit::TempDir) -> PathBuf {
+        let vm = t.join("vm1");
+        std::fs::create_dir_all(&vm).unwrap();
+        run(std::process::Command::new("qemu-img")
+            .current_dir(&vm)
+            .args(["create", "-q", "-f", "vmdk", "vm1.vmdk", "8M"]));
+        run(std::process::Command::new("qemu-img")
+            .current_dir(&vm)
+            .args(["create", "-q", "-f", "vmdk", "-b", "vm1.vmdk", "-F", "vmdk"])
+            .arg("vm1-000001.vmdk"));
+        std::fs::write(vm.join("old-flat.vmdk"), vec![0u8; 4096]).unwrap();
+        std::fs::write(
+            vm.join("broken.vmdk"),
+            "# Disk DescriptorFile\nversion=1\ncreateType=\"vmfs\"\nRW 16 VMFS \"gone-flat.vmdk\"\n",
+        )
+        .unwrap();
+        vm
+    }
+
+    #[test]
+    fn a_vm_folders_disks_are_listed_with_chains_and_formats() {
+        let t = testkit::TempDir::new("vmdisks-folder");
+        let vm = vm_folder(&t);
+        let folder = Folder::Host(vm.clone());
+        let rows = disks_in(&folder).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["broken.vmdk", "vm1-000001.vmdk", "vm1.vmdk"]);
+        assert!(rows[0]
+            .opened
+            .as_ref()
+            .unwrap_err()
+            .contains("gone-flat.vmdk"));
+        let top = rows[1].opened.as_ref().unwrap();
+        assert_eq!((top.capacity, top.levels), (8 << 20, 2));
+        assert_eq!(top.format, "monolithicSparse (hosted sparse)");
+        assert_eq!(
+            top.base_format.as_deref(),
+            Some("monolithicSparse (hosted sparse)")
+        );
+        assert_eq!(rows[2].under.as_deref(), Some("vm1-000001.vmdk"));
+        assert_eq!(rows[1].under, None);
+        let text = render(&folder, &rows);
+        assert!(
+            text.contains("  2  vm1-000001.vmdk  8.0 MiB  monolithicSparse (hosted sparse), 2"),
+            "{text}"
+        );
+        assert!(text.contains("a level under vm1-000001.vmdk"), "{text}");
+        assert!(
+            text.contains("  1  broken.vmdk  cannot be opened:"),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| l.len() <= 79), "{text}");
+
+        // Choosing the broken one says so; the snapshot is attached as
+        // its path here, with no datastore.
+        let mut kernel = Recorder::default();
+        let mut flow = Flow {
+            kernel: &mut kernel,
+            dest: &no_destination,
+        };
+        let mut out = Vec::new();
+        let keys = "1\n2\n\n\n";
+        let went_on = choose(
+            &mut flow,
+            &folder,
+            &["sdb".to_string()],
+            &mut keys.as_bytes(),
+            &mut out,
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(went_on, "{out}");
+        assert!(out.contains("broken.vmdk: cannot be opened:"), "{out}");
+        assert!(out.contains("attach failed: not in this test"), "{out}");
+        assert_eq!(
+            kernel.0,
+            [Target {
+                source: vm.join("vm1-000001.vmdk").display().to_string(),
+                vmfs: vec![],
+                map: None,
+                stem: "vm1-000001".into(),
+                source_disks: vec!["sdb".into()],
+            }]
+        );
+    }
+
+    /// The datastore's folders through the VMFS reader: the real vmfs5
+    /// volume holds a raw device mapping's descriptor, which is listed
+    /// with the LUN it maps and not attached.
+    #[test]
+    fn a_datastore_folder_lists_its_disks_and_refuses_a_mapping() {
+        let img = testkit::fixtures::unpacked("vmfs/vmfs5.bin.gz", None)
+            .expect("this test needs the vmfs5 fixture");
+        let img = img.display().to_string();
+        let (plans, failed) = vmfs::datastores::plan_paths(std::slice::from_ref(&img));
+        assert!(failed.is_empty(), "{failed:?}");
+        let d = plans.into_iter().next().unwrap().open();
+        let folder = Folder::Vmfs {
+            volume: Arc::new(d.volume.unwrap()),
+            path: "/".into(),
+            devices: vec![img.clone()],
+            label: "vmfs5".into(),
+        };
+        let rows = disks_in(&folder).unwrap();
+        let text = render(&folder, &rows);
+        assert!(text.starts_with("\nVM disks in vmfs5:/:\n"), "{text}");
+        let rdm: Vec<&DiskRow> = rows
+            .iter()
+            .filter(|r| r.opened.as_ref().is_ok_and(|f| f.rdm.is_some()))
+            .collect();
+        assert!(!rdm.is_empty(), "{text}");
+        assert!(text.contains("raw device mapping:"), "{text}");
+        let n = rows.iter().position(|r| r.name == rdm[0].name).unwrap() + 1;
+        let mut kernel = Recorder::default();
+        let mut flow = Flow {
+            kernel: &mut kernel,
+            dest: &no_destination,
+        };
+        let mut out = Vec::new();
+        let keys = format!("{n}\n\n");
+        assert!(choose(
+            &mut flow,
+            &folder,
+            &[],
+            &mut keys.as_bytes(),
+            &mut out
+        ));
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("holds no data here; image that LUN instead"),
+            "{out}"
+        );
+        assert!(kernel.0.is_empty());
+    }
+
     #[test]
     fn an_images_mapfile_is_found_beside_it() {
         let t = testkit::TempDir::new("vmdisks-map");
