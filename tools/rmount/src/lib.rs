@@ -180,7 +180,7 @@ impl Failure {
 /// The kernel name and node of `device` (a node path, a link to one, or
 /// a name), checked against sysfs.
 pub fn resolve(paths: &Paths, device: &str) -> Result<(String, PathBuf), String> {
-    let name = if device.contains('/') {
+    let mut name = if device.contains('/') {
         let real = std::fs::canonicalize(device).map_err(|e| format!("{device}: {e}"))?;
         real.file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -188,6 +188,13 @@ pub fn resolve(paths: &Paths, device: &str) -> Result<(String, PathBuf), String>
     } else {
         device.to_string()
     };
+    // A node named otherwise than the kernel names it (`/dev/mapper/vg-lv`,
+    // made with mknod where there is no udev): by its device number.
+    if device.contains('/') && !paths.sys.join("class/block").join(&name).exists() {
+        if let Some(k) = kernel_name_by_number(&paths.sys, Path::new(device)) {
+            name = k;
+        }
+    }
     if name.is_empty() || !paths.sys.join("class/block").join(&name).exists() {
         return Err(format!(
             "{device}: not a block device the kernel lists (see rescue probe; an image file \
@@ -196,6 +203,20 @@ pub fn resolve(paths: &Paths, device: &str) -> Result<(String, PathBuf), String>
     }
     let node = paths.dev.join(&name);
     Ok((name, node))
+}
+
+/// The kernel name of block device node `node`, from its device number
+/// (`<sys>/dev/block/MAJ:MIN` links to the device).
+fn kernel_name_by_number(sys: &Path, node: &Path) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = std::fs::metadata(node).ok()?;
+    if !md.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = md.rdev();
+    let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+    let link = std::fs::read_link(sys.join(format!("dev/block/{major}:{minor}"))).ok()?;
+    Some(link.file_name()?.to_string_lossy().into_owned())
 }
 
 /// The write I/Os completed (field 5 of `class/block/NAME/stat`).
@@ -895,6 +916,32 @@ pub fn umount(paths: &Paths, target: &str) -> Result<Unmounted, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node made with mknod under another name (as the appliance makes
+    /// /dev/mapper/VG-LV) is found by its device number: here one for the
+    /// host's loop0, in a fake sysfs whose dev/block links name it.
+    #[test]
+    fn a_node_named_otherwise_resolves_by_its_device_number() {
+        let t = testkit::TempDir::new("rmount-rdev");
+        let sys = t.join("sys");
+        std::fs::create_dir_all(sys.join("class/block/loop0")).unwrap();
+        std::fs::create_dir_all(sys.join("dev/block")).unwrap();
+        std::os::unix::fs::symlink("../../class/block/loop0", sys.join("dev/block/7:0")).unwrap();
+        let node = t.join("vg0-root");
+        let made = std::process::Command::new("mknod")
+            .arg(&node)
+            .args(["b", "7", "0"])
+            .status()
+            .expect("mknod (coreutils) is needed for this test");
+        assert!(made.success(), "mknod needs root");
+        let paths = Paths {
+            sys,
+            dev: "/dev".into(),
+            ..Default::default()
+        };
+        let (name, n) = resolve(&paths, &node.display().to_string()).unwrap();
+        assert_eq!((name.as_str(), n), ("loop0", PathBuf::from("/dev/loop0")));
+    }
 
     #[test]
     fn write_counter_is_field_five() {
