@@ -243,8 +243,8 @@ fn holds_words(v: &Volume) -> String {
         Holds::Filesystem(k, Some(l)) => format!("{} \"{l}\"", k.name()),
         Holds::Filesystem(k, None) => k.name().to_string(),
         Holds::Md(_, w) => w.clone(),
-        Holds::Pv(Some(vg)) => format!("LVM2 PV of volume group {vg}"),
-        Holds::Pv(None) => "LVM2 PV (no volume group found)".into(),
+        Holds::Pv(Some(vg)) => format!("LVM2 PV, VG {vg}"),
+        Holds::Pv(None) => "LVM2 PV, no VG found".into(),
         Holds::Other(w) => w.clone(),
     }
 }

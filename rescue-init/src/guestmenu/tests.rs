@@ -317,7 +317,7 @@ fn a_disk_is_opened_browsed_copied_from_and_left_in_order() {
         "b.bin exists at the destination: o overwrite, O overwrite all, s skip,",
         "copied 0 files (0 B), 0 folders, 0 links\n0 files with unreadable blocks (0 B zero-filled), 0 errors, 1 skipped",
         "array 5eed0001:a1b2c3d4:10203040:99887766 runs read-only as /dev/md127",
-        "LVM2 PV of volume group vg0  (activate its LVs)",
+        "LVM2 PV, VG vg0  (activate its LVs)",
         "ext4 \"LVROOT\"",
         "nothing to open on it.",
         "  d: unmount 2 filesystems, deactivate 1 logical volume, stop 1 array,",
