@@ -144,13 +144,13 @@ pub fn choose_on(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Cursor;
 
     /// A fake machine: disk `sdb` with partition `sdb1` holding ext4 (an
     /// image file standing in for the node), mounted at `at` if given.
-    fn machine_with_ext4(
+    pub(crate) fn machine_with_ext4(
         t: &testkit::TempDir,
         mounted_at: Option<&str>,
     ) -> (PathBuf, PathBuf, String) {
@@ -180,7 +180,7 @@ mod tests {
         (sys, dev, mounts)
     }
 
-    fn no_modules(_: &str) -> Result<(), String> {
+    pub(crate) fn no_modules(_: &str) -> Result<(), String> {
         Err("no module loading in tests".into())
     }
 

@@ -200,7 +200,161 @@ fn image_to(
             _ => "Imaging failed (see the message above); the mapfile, if any, is kept.",
         }
     );
+    if code == 1 && !stopped {
+        return bad_areas_left(&img, &map, input, out);
+    }
     ask(input, out, "Enter: back to the overview: ").is_some()
+}
+
+/// After an imaging run that left bad areas: what they cost. For a VMFS
+/// datastore in the image, `f` lists the files they hit (as `rescue vmfs
+/// files-hit IMG --map MAP`); `g` the guest files, once
+/// [`guest_files_hit`] gives an action. False when the input ended.
+pub fn bad_areas_left(
+    img: &Path,
+    map: &Path,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> bool {
+    let img_s = img.display().to_string();
+    let (plans, _) = vmfs::datastores::plan_paths(std::slice::from_ref(&img_s));
+    let datastore = !plans.is_empty();
+    let mut guest = guest_files_hit(img, map);
+    loop {
+        let mut offers = Vec::new();
+        if datastore {
+            offers.push("f: which datastore files the bad areas hit");
+        }
+        if guest.is_some() {
+            offers.push("g: which guest files the bad areas hit");
+        }
+        if offers.is_empty() {
+            return ask(input, out, "Enter: back to the overview: ").is_some();
+        }
+        let q = format!("{}, Enter: back to the overview: ", offers.join(", "));
+        let Some(a) = ask(
+            input,
+            out,
+            &format!(
+                "{} ",
+                screen::wrap_words(&q, screen::SCREEN_WIDTH, 0).trim_end()
+            ),
+        ) else {
+            return false;
+        };
+        match a.as_str() {
+            "" => return true,
+            "f" if datastore => {
+                log::info!("menu: vmfs files-hit of {img_s} with {}", map.display());
+                datastore_files_hit(img, map, out);
+            }
+            "g" if guest.is_some() => {
+                if let Some(run) = guest.take() {
+                    run(out);
+                }
+            }
+            _ => {
+                let _ = writeln!(out, "'{a}' is not one of the choices.");
+            }
+        }
+    }
+}
+
+/// An offered action, printing on the menu's screen.
+pub type GuestHit = Box<dyn FnOnce(&mut dyn Write)>;
+
+/// The guest-level `files-hit`: which files inside the image's guest
+/// filesystems (partitions, md, LVM, and the VM disks of a datastore in
+/// it) the mapfile's bad areas hit, as `rescue files-hit IMAGE --map MAP`
+/// (crate `guesthit`, being written) will say. The single place to wire
+/// it in: return `Some(action)` printing its findings on the screen, and
+/// the menu offers `g` after imaging. None while it is not there (no
+/// offer).
+pub fn guest_files_hit(_img: &Path, _map: &Path) -> Option<GuestHit> {
+    None
+}
+
+/// Files of the VMFS datastore in `img` that `map`'s bad areas hit, as
+/// `rescue vmfs files-hit IMG --map MAP` finds them (the volume opened
+/// from the image alone; its metadata read without the bad areas applied
+/// if it cannot be read with them).
+pub fn datastore_files_hit(img: &Path, map: &Path, out: &mut impl Write) {
+    let _ = write!(
+        out,
+        "{}",
+        screen::wrap_words(
+            &format!(
+                "Files hit (as: rescue vmfs files-hit {} --map {}):",
+                img.display(),
+                map.display()
+            ),
+            screen::SCREEN_WIDTH,
+            2
+        )
+    );
+    let bad = match vmfs::damage::read_mapfile(&map.display().to_string()) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = writeln!(out, "  the mapfile: {e}");
+            return;
+        }
+    };
+    let sources = [img.display().to_string()];
+    let open = |bad| {
+        vmfs::open::open_volume(&vmfs::open::OpenRequest {
+            sources: &sources,
+            bad,
+            ..Default::default()
+        })
+    };
+    let opened = match open(Some(&bad)).or_else(|_| open(None)) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(out, "  the datastore: {}", e.message);
+            return;
+        }
+    };
+    let (hits, errors) = vmfs::files_hit::files_hit_in(&opened.volume, &opened.origins, &bad);
+    const SHOWN: usize = 30;
+    for h in hits.iter().take(SHOWN) {
+        let n: u64 = h.ranges.iter().map(|r| r.1).sum();
+        let _ = write!(
+            out,
+            "{}",
+            screen::wrap_words(
+                &format!(
+                    "  {}: {} in {}",
+                    h.path,
+                    screen::human_size(n),
+                    screen::plural(h.ranges.len() as u64, "range", "ranges")
+                ),
+                screen::SCREEN_WIDTH,
+                4
+            )
+        );
+    }
+    if hits.len() > SHOWN {
+        let _ = writeln!(out, "  ... and {} more", hits.len() - SHOWN);
+    }
+    for e in errors.iter().take(SHOWN) {
+        let _ = write!(
+            out,
+            "{}",
+            screen::wrap_words(
+                &format!("  unreadable metadata: {e}"),
+                screen::SCREEN_WIDTH,
+                4
+            )
+        );
+    }
+    if hits.is_empty() && errors.is_empty() {
+        let _ = writeln!(out, "  no file overlaps a bad area");
+    } else {
+        let _ = writeln!(
+            out,
+            "(byte ranges, and each VM disk's own map with --badmap-dir DIR: from the shell)"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -249,6 +403,72 @@ mod tests {
         let out = menu(&src, size, dir.path(), "vdc", "n\n");
         assert!(out.contains("Cancelled; nothing was written."), "{out}");
         assert!(!dir.join("vdc.img").exists() && !dir.join("vdc.map").exists());
+    }
+
+    /// After imaging with bad areas: the datastore files they hit, on the
+    /// real vmfs5 volume with a mapfile marking 512 bytes of `/big` bad;
+    /// an image without a datastore is offered nothing.
+    #[test]
+    fn bad_areas_left_offer_the_datastore_files_they_hit() {
+        let img = testkit::fixtures::unpacked("vmfs/vmfs5.bin.gz", None)
+            .expect("this test needs the vmfs5 fixture");
+        let sources = [img.display().to_string()];
+        let opened = vmfs::open::open_volume(&vmfs::open::OpenRequest {
+            sources: &sources,
+            ..Default::default()
+        })
+        .unwrap();
+        let ino = opened.volume.lookup("/big").unwrap();
+        let x = &opened.volume.device_extents(&ino).unwrap()[0];
+        let at = opened.origins[x.device].1 + x.device_offset;
+        let size = std::fs::metadata(&img).unwrap().len();
+        let dir = TempDir::new("imagemenu-hit");
+        let map = dir.join("vmfs5.map");
+        std::fs::write(
+            &map,
+            format!(
+                "# Mapfile. Created by GNU ddrescue\n0x0 + 1\n{:#x} {:#x} +\n{:#x} {:#x} -\n{:#x} {:#x} +\n",
+                0,
+                at,
+                at,
+                512,
+                at + 512,
+                size - at - 512
+            ),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        assert!(super::bad_areas_left(
+            &img,
+            &map,
+            &mut "x\nf\n\n".as_bytes(),
+            &mut out
+        ));
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("f: which datastore files the bad areas hit, Enter: back"),
+            "{out}"
+        );
+        assert!(out.contains("'x' is not one of the choices."), "{out}");
+        assert!(out.contains("rescue vmfs files-hit"), "{out}");
+        assert!(out.contains("  /big: 512 B in 1 range"), "{out}");
+        // The console echoes the answer and its newline after a prompt.
+        let screen = out.replace("overview: ", "overview: x\n");
+        assert!(screen.lines().all(|l| l.len() <= 79), "{screen}");
+
+        let plain = dir.join("plain.img");
+        std::fs::write(&plain, vec![0u8; 1 << 20]).unwrap();
+        let mut out = Vec::new();
+        assert!(super::bad_areas_left(
+            &plain,
+            &map,
+            &mut "\n".as_bytes(),
+            &mut out
+        ));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Enter: back to the overview: "
+        );
     }
 
     #[test]

@@ -4,12 +4,15 @@
 mod actionlog;
 mod destmenu;
 mod detachall;
+mod filebrowser;
 mod gptmenu;
+mod guestmenu;
 mod imagemenu;
 mod mdmenu;
 mod menu;
 mod script;
 mod sources;
+mod vmdisks;
 mod vmfsmenu;
 
 use argh::FromArgs;
@@ -260,6 +263,7 @@ mod tests {
         &["attach"],
         &["detach"],
         &["mount"],
+        &["files-hit"],
         &["umount"],
         &["menu"],
         &["run-script"],

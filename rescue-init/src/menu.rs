@@ -23,7 +23,7 @@ pub struct MenuCommand {
     pub dev: PathBuf,
 }
 
-const SHELL: &str = "/bin/sh";
+pub const SHELL: &str = "/bin/sh";
 
 struct Actions {
     shell: bool,
@@ -59,6 +59,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
             choices.push("d VMFS datastores".into());
         }
         choices.push("m md RAID".into());
+        choices.push("v open a VM disk file".into());
         choices.push("l log".into());
         choices.push("r refresh".into());
         if actions.shell {
@@ -115,6 +116,16 @@ pub fn run(cmd: MenuCommand) -> i32 {
             }
             "m" => {
                 if !crate::mdmenu::run(&mut input, &mut out) {
+                    return 0;
+                }
+            }
+            "v" => {
+                let mut kernel = crate::guestmenu::System;
+                let mut flow = crate::guestmenu::Flow {
+                    kernel: &mut kernel,
+                    dest: &|| crate::guestmenu::system_destinations(),
+                };
+                if !crate::vmdisks::open_path(&mut flow, &mut input, &mut out) {
                     return 0;
                 }
             }

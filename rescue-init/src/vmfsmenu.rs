@@ -17,9 +17,11 @@ struct Datastore {
     offset: u64,
     /// Every disk holding a part of the volume (never a destination).
     disks: Vec<String>,
+    /// Every source the volume is read from (for attaching its VM disks).
+    devices: Vec<String>,
     /// "same volume as /dev/sdb (a copy)" and choices between copies.
     notes: Vec<String>,
-    vol: vmfs::Volume,
+    vol: std::sync::Arc<vmfs::Volume>,
 }
 
 /// Whether the probe saw a VMFS signature on the disk or a partition.
@@ -51,10 +53,11 @@ fn find_datastores(paths: &[String], out: &mut impl Write) -> Vec<Datastore> {
                     .iter()
                     .map(|(p, _)| p.trim_start_matches("/dev/").to_string())
                     .collect(),
+                devices: d.devices.iter().map(|(p, _)| p.clone()).collect(),
                 source: d.source,
                 offset: d.offset,
                 notes,
-                vol,
+                vol: std::sync::Arc::new(vol),
             }),
             Err(e) => {
                 let _ = writeln!(out, "  ! {place}: {e}");
@@ -207,6 +210,17 @@ fn browse(store: &Datastore, input: &mut impl BufRead, out: &mut impl Write) -> 
                 probe::render::wrap_words(row.trim_end(), probe::render::SCREEN_WIDTH, 8)
             );
         }
+        let vm_disks = entries
+            .iter()
+            .filter(|e| !e.is_dir && crate::vmdisks::is_descriptor_name(&e.name))
+            .count();
+        if vm_disks > 0 {
+            let _ = writeln!(
+                out,
+                "  This folder holds {}: v lists them, to attach one and look inside.",
+                screen::plural(vm_disks as u64, "VM disk", "VM disks")
+            );
+        }
         let Some(a) = ask(
             input,
             out,
@@ -218,6 +232,22 @@ fn browse(store: &Datastore, input: &mut impl BufRead, out: &mut impl Write) -> 
         match a.as_str() {
             "" => return true,
             "u" => dir = parent(&dir),
+            "v" if vm_disks > 0 => {
+                let folder = crate::vmdisks::Folder::Vmfs {
+                    volume: store.vol.clone(),
+                    path: dir.clone(),
+                    devices: store.devices.clone(),
+                    label: label.clone(),
+                };
+                let mut kernel = crate::guestmenu::System;
+                let mut flow = crate::guestmenu::Flow {
+                    kernel: &mut kernel,
+                    dest: &|| crate::guestmenu::system_destinations(),
+                };
+                if !crate::vmdisks::choose(&mut flow, &folder, &store.disks, input, out) {
+                    return false;
+                }
+            }
             "x" if !marked.is_empty() => {
                 if !extract(store, &label, &marked, input, out) {
                     return false;

@@ -1,20 +1,17 @@
 //! `rescue attach` and `rescue detach`: thin fronts over [`crate::serve`]
 //! and [`crate::detach`].
 //!
-//! `rescue attach SOURCE` starts a serving process (this binary again, with
-//! `--foreground --json`, in its own process group so that Ctrl-C at the
-//! console does not end it), waits for the one-line JSON record it prints
-//! once the kernel serves the device, and says what was attached. The
-//! serving process lives until the device is detached.
+//! `rescue attach SOURCE` starts a serving process ([`crate::spawn`]) and
+//! says what was attached; `--foreground` is that serving process. It
+//! lives until the device is detached.
 
 use crate::{Paths, Record, SourceOpener};
 use argh::FromArgs;
 use blockdev::sys::ModuleLoader;
 use cliconv::Exit;
 use serde::Serialize;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Attach a VM disk (read through its snapshot chain), a file inside a
@@ -121,7 +118,14 @@ pub fn run_attach(c: AttachCommand, open: SourceOpener<'_>, load: ModuleLoader<'
             return cliconv::fail("attach", e).code();
         }
     }
-    match start_server(&source, &c) {
+    let spawned = crate::spawn(
+        &source,
+        &c.vmfs,
+        c.map.as_deref(),
+        c.name.as_deref(),
+        Duration::from_secs(c.deadline),
+    );
+    match spawned {
         Ok(r) => if c.json {
             cliconv::print_json("attach", 1, &r)
         } else {
@@ -148,47 +152,6 @@ fn print_attached(r: &Record) {
         "  detach with: rescue detach {}",
         r.name.as_deref().unwrap_or(&r.device)
     );
-}
-
-/// Starts this binary again as the serving process (`rescue attach
-/// SOURCE ... --foreground --json`) and waits for its record; the server
-/// keeps running until the device is detached. Other commands that attach
-/// (`rescue files-hit`) call this too, with the command they would type.
-pub fn start_server(source: &str, c: &AttachCommand) -> Result<Record, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("attach").arg(source);
-    for v in &c.vmfs {
-        cmd.arg("--vmfs").arg(v);
-    }
-    if let Some(m) = &c.map {
-        cmd.arg("--map").arg(m);
-    }
-    if let Some(n) = &c.name {
-        cmd.arg("--name").arg(n);
-    }
-    cmd.arg("--deadline").arg(c.deadline.to_string());
-    cmd.args(["--foreground", "--json"]);
-    // Its own process group: Ctrl-C at the console must not end it.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("starting the server: {e}"))?;
-    let out = child.stdout.take().ok_or("no pipe from the server")?;
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .map_err(|e| format!("reading from the server: {e}"))?;
-    if line.trim().is_empty() {
-        let status = child.wait().map_err(|e| e.to_string())?;
-        return Err(format!("the server ended ({status}) without attaching"));
-    }
-    // The server keeps running; PID 1 reaps it when it ends.
-    serde_json::from_str::<Record>(line.trim())
-        .map_err(|e| format!("the server's answer {:?}: {e}", line.trim()))
 }
 
 /// `--foreground`: serve here until detached.

@@ -379,6 +379,71 @@ pub fn serve(
     })
 }
 
+/// Attaches `source` in a serving process of its own and gives its record
+/// once the kernel serves the device: the CLI's `rescue attach` and the
+/// menu both start it this way. The process is this program again
+/// (`attach SOURCE [--vmfs V]... [--map M] [--name N] --deadline S
+/// --foreground --json`), in its own process group so that Ctrl-C at the
+/// console does not end it; it prints one JSON line (the [`Record`]) when
+/// ready and serves until the device is detached. PID 1 reaps it.
+pub fn spawn(
+    source: &str,
+    vmfs: &[String],
+    map: Option<&str>,
+    name: Option<&str>,
+    deadline: Duration,
+) -> Result<Record, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    spawn_program(&exe, source, vmfs, map, name, deadline)
+}
+
+/// [`spawn`] with the serving program named (tests use a stand-in).
+pub fn spawn_program(
+    program: &Path,
+    source: &str,
+    vmfs: &[String],
+    map: Option<&str>,
+    name: Option<&str>,
+    deadline: Duration,
+) -> Result<Record, String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(program);
+    cmd.arg("attach").arg(source);
+    for v in vmfs {
+        cmd.arg("--vmfs").arg(v);
+    }
+    if let Some(m) = map {
+        cmd.arg("--map").arg(m);
+    }
+    if let Some(n) = name {
+        cmd.arg("--name").arg(n);
+    }
+    cmd.arg("--deadline")
+        .arg(deadline.as_secs().max(1).to_string());
+    cmd.args(["--foreground", "--json"]);
+    // Its own process group: Ctrl-C at the console must not end it.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting the server: {e}"))?;
+    let out = child.stdout.take().ok_or("no pipe from the server")?;
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading from the server: {e}"))?;
+    if line.trim().is_empty() {
+        let status = child.wait().map_err(|e| e.to_string())?;
+        return Err(format!("the server ended ({status}) without attaching"));
+    }
+    // The server keeps running; PID 1 reaps it when it ends.
+    serde_json::from_str::<Record>(line.trim())
+        .map_err(|e| format!("the server's answer {:?}: {e}", line.trim()))
+}
+
 /// Waits until the kernel serves the device (its `pid` file), makes it
 /// scan the partition table, and records the device.
 fn announce(sys: &Path, state: &Path, mut record: Record) -> Result<Record, String> {

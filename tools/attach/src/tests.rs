@@ -159,3 +159,52 @@ fn the_served_device_fails_exactly_on_the_mapfile_bad_areas() {
     let e = served_device(src, &bad_map).err().unwrap();
     assert!(e.contains("missing.map"), "{e}");
 }
+
+/// A stand-in for the serving process: it records its arguments and
+/// prints a record line, as `rescue attach --foreground --json` does.
+fn stand_in(t: &TempDir, answer: &str) -> std::path::PathBuf {
+    let script = t.join("server.sh");
+    let args = t.join("args");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" > '{}'\nprintf '%s\\n' '{answer}'\n",
+            args.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn spawn_starts_the_serving_process_and_reads_its_record() {
+    let t = TempDir::new("attach-spawn");
+    let want = record("nbd2", 99, Some("vm1"));
+    let line = serde_json::to_string(&want).unwrap();
+    let script = stand_in(&t, &line);
+    let got = spawn_program(
+        &script,
+        "/vm1/vm1.vmdk",
+        &["/dev/sdb".to_string(), "/dev/sdc".to_string()],
+        Some("/mnt/x.map"),
+        Some("vm1"),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(got, want);
+    let args = std::fs::read_to_string(t.join("args")).unwrap();
+    assert_eq!(
+        args.trim(),
+        "attach /vm1/vm1.vmdk --vmfs /dev/sdb --vmfs /dev/sdc --map /mnt/x.map \
+         --name vm1 --deadline 30 --foreground --json"
+    );
+
+    // A server that ends without a record, or says something else.
+    let quiet = stand_in(&t, "");
+    let e = spawn_program(&quiet, "x", &[], None, None, DEFAULT_DEADLINE).unwrap_err();
+    assert!(e.contains("without attaching"), "{e}");
+    let odd = stand_in(&t, "hello");
+    let e = spawn_program(&odd, "x", &[], None, None, DEFAULT_DEADLINE).unwrap_err();
+    assert!(e.contains("the server's answer \"hello\""), "{e}");
+}

@@ -107,16 +107,8 @@ impl System for Appliance<'_> {
     }
 
     fn attach(&mut self, source: &str, vmfs: &[String], map: &Path) -> Result<Attached, String> {
-        let cmd = attach::cli::AttachCommand {
-            source: Some(source.to_string()),
-            vmfs: vmfs.to_vec(),
-            map: Some(map.display().to_string()),
-            name: None,
-            deadline: attach::DEFAULT_DEADLINE.as_secs(),
-            foreground: false,
-            json: false,
-        };
-        let r = attach::cli::start_server(source, &cmd)?;
+        let map = map.display().to_string();
+        let r = attach::spawn(source, vmfs, Some(&map), None, attach::DEFAULT_DEADLINE)?;
         for n in &r.notes {
             cliconv::eprint(COMMAND, format_args!("{}: {n}", r.device));
         }

@@ -905,6 +905,31 @@ pub fn umount(paths: &Paths, target: &str) -> Result<Unmounted, String> {
 mod tests {
     use super::*;
 
+    /// A node made with mknod under another name (as the appliance makes
+    /// /dev/mapper/VG-LV) is found by its device number: here one for the
+    /// host's loop0, in a fake sysfs whose `dev` file names it.
+    #[test]
+    fn a_node_named_otherwise_resolves_by_its_device_number() {
+        let t = testkit::TempDir::new("rmount-rdev");
+        let sys = t.join("sys");
+        std::fs::create_dir_all(sys.join("class/block/loop0")).unwrap();
+        std::fs::write(sys.join("class/block/loop0/dev"), "7:0\n").unwrap();
+        let node = t.join("vg0-root");
+        let made = std::process::Command::new("mknod")
+            .arg(&node)
+            .args(["b", "7", "0"])
+            .status()
+            .expect("mknod (coreutils) is needed for this test");
+        assert!(made.success(), "mknod needs root");
+        let paths = Paths {
+            sys,
+            dev: "/dev".into(),
+            ..Default::default()
+        };
+        let (name, n) = resolve(&paths, &node.display().to_string()).unwrap();
+        assert_eq!((name.as_str(), n), ("loop0", PathBuf::from("/dev/loop0")));
+    }
+
     #[test]
     fn write_counter_is_field_seven() {
         let stat = "    1024        0   967826      605      198    19304   157855      292        0      440      945\n";
