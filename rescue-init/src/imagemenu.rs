@@ -266,12 +266,28 @@ pub type GuestHit = Box<dyn FnOnce(&mut dyn Write)>;
 /// The guest-level `files-hit`: which files inside the image's guest
 /// filesystems (partitions, md, LVM, and the VM disks of a datastore in
 /// it) the mapfile's bad areas hit, as `rescue files-hit IMAGE --map MAP`
-/// (crate `guesthit`, being written) will say. The single place to wire
-/// it in: return `Some(action)` printing its findings on the screen, and
-/// the menu offers `g` after imaging. None while it is not there (no
-/// offer).
-pub fn guest_files_hit(_img: &Path, _map: &Path) -> Option<GuestHit> {
-    None
+/// says; the report is saved beside the image too.
+pub fn guest_files_hit(img: &Path, map: &Path) -> Option<GuestHit> {
+    let req = guesthit::run::Request {
+        badmap_dir: guesthit::run::badmap_dir(img),
+        image: img.to_path_buf(),
+        map: map.to_path_buf(),
+        vmfs: true,
+    };
+    Some(Box::new(move |out: &mut dyn Write| {
+        let (report, saved) = {
+            // Each step as it happens: attaching, mounting, walking.
+            let mut say = |s: &str| {
+                let _ = writeln!(out, "  {s}");
+            };
+            guesthit::cli::run_on_appliance(&req, &pid1::modules::load_by_name, &mut say)
+        };
+        let _ = write!(out, "{}", report.text());
+        let _ = match saved {
+            Ok(p) => writeln!(out, "Report saved as {}", p.display()),
+            Err(e) => writeln!(out, "The report could not be saved: {e}"),
+        };
+    }))
 }
 
 /// Files of the VMFS datastore in `img` that `map`'s bad areas hit, as
@@ -446,7 +462,7 @@ mod tests {
         ));
         let out = String::from_utf8(out).unwrap();
         assert!(
-            out.contains("f: which datastore files the bad areas hit, Enter: back"),
+            out.contains("f: which datastore files the bad areas hit, g: which guest files"),
             "{out}"
         );
         assert!(out.contains("'x' is not one of the choices."), "{out}");
@@ -465,9 +481,10 @@ mod tests {
             &mut "\n".as_bytes(),
             &mut out
         ));
+        // No datastore: the guest files only.
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "Enter: back to the overview: "
+            "g: which guest files the bad areas hit, Enter: back to the overview: "
         );
     }
 

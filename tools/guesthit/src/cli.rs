@@ -64,16 +64,13 @@ pub fn run(c: FilesHitCommand, load: ModuleLoader<'_>) -> i32 {
         map: PathBuf::from(&c.map),
         vmfs: !c.no_vmfs,
     };
-    let mut sys = Appliance { load };
     let mut say = |s: &str| cliconv::eprint(COMMAND, s);
-    let report = crate::run::run(&req, &mut sys, &mut say);
+    let (report, saved) = run_on_appliance(&req, load, &mut say);
     let text = report.text();
-    let saved = crate::run::report_path(&req.image);
     let mut exit = Exit::findings_if(report.findings());
-    if let Err(e) = ddmap::save_atomic(&saved, &text) {
-        exit = cliconv::fail(COMMAND, format_args!("saving {}: {e}", saved.display()));
-    } else {
-        cliconv::eprint(COMMAND, format_args!("report saved as {}", saved.display()));
+    match saved {
+        Err(e) => exit = cliconv::fail(COMMAND, e),
+        Ok(p) => cliconv::eprint(COMMAND, format_args!("report saved as {}", p.display())),
     }
     if c.json {
         exit = exit.max(cliconv::print_json(COMMAND, SCHEMA, &report));
@@ -81,6 +78,23 @@ pub fn run(c: FilesHitCommand, load: ModuleLoader<'_>) -> i32 {
         print!("{text}");
     }
     exit.code()
+}
+
+/// The whole walk on the appliance's kernel (attach, assemble, activate,
+/// mount, walk, release), and the report saved beside the image
+/// ([`crate::run::report_path`]): the command's and the menu's work.
+pub fn run_on_appliance(
+    req: &Request,
+    load: ModuleLoader<'_>,
+    say: &mut dyn FnMut(&str),
+) -> (crate::report::Report, Result<PathBuf, String>) {
+    let mut sys = Appliance { load };
+    let report = crate::run::run(req, &mut sys, say);
+    let saved = crate::run::report_path(&req.image);
+    let written = ddmap::save_atomic(&saved, &report.text())
+        .map(|()| saved.clone())
+        .map_err(|e| format!("saving {}: {e}", saved.display()));
+    (report, written)
 }
 
 /// The appliance's kernel side.
