@@ -124,13 +124,16 @@ fn datastore_files_slow_reads_and_damaged_disks_attach() {
     );
 
     // A read slower than the kernel's 30 s request timer: the datastore's
-    // disk throttled to 2 KiB/s, one fresh 64 KiB direct read of `bigger`.
+    // disk throttled to 1.5 KiB/s with no burst allowance, one fresh 64 KiB
+    // direct read of `bigger`. QEMU's leaky bucket lets the first request
+    // through at once and makes the next ones wait for it to drain, so a
+    // direct read of the disk itself goes first.
     vm.qmp(
-        r#"{"execute":"block_set_io_throttle","arguments":{"device":"d0","bps":0,"bps_rd":2048,"bps_wr":0,"iops":0,"iops_rd":0,"iops_wr":0}}"#,
+        r#"{"execute":"block_set_io_throttle","arguments":{"device":"d0","bps":0,"bps_rd":1536,"bps_rd_max":1536,"bps_rd_max_length":1,"bps_wr":0,"iops":0,"iops_rd":0,"iops_wr":0}}"#,
     );
     let began = Instant::now();
     let (out, code) = vm.shell(
-        "echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/nbd0 of=/tmp/slow bs=64k skip=1000 count=1 iflag=direct 2>&1; od -An -tu1 -N4 /tmp/slow",
+        "dd if=/dev/vda of=/dev/null bs=64k skip=20000 count=1 iflag=direct; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/nbd0 of=/tmp/slow bs=64k skip=1000 count=1 iflag=direct 2>&1; od -An -tu1 -N4 /tmp/slow",
         Duration::from_secs(600),
     );
     let took = began.elapsed();

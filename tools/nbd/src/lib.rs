@@ -24,6 +24,8 @@
 use blockdev::BlockDevice;
 use std::io::{self, Read, Write};
 
+pub mod parallel;
+
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
 const OPT_REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
@@ -87,18 +89,39 @@ pub struct Counts {
     pub refused: u64,
 }
 
+/// A connection whose reading and writing halves can be used from two
+/// threads (the parallel transmission reads requests on one and replies
+/// from the workers on the other).
+pub trait Duplex: Read + Write + Send + Sized + 'static {
+    fn other_half(&self) -> io::Result<Self>;
+}
+
+impl Duplex for std::os::unix::net::UnixStream {
+    fn other_half(&self) -> io::Result<Self> {
+        self.try_clone()
+    }
+}
+
+impl Duplex for std::net::TcpStream {
+    fn other_half(&self) -> io::Result<Self> {
+        self.try_clone()
+    }
+}
+
 /// Serves `dev` read-only as export `name` on `conn`: the handshake, then
-/// requests until the client disconnects. Errors are the connection's
-/// (and a client that breaks the protocol).
-pub fn serve(
-    dev: &dyn BlockDevice,
+/// requests until the client disconnects ([`parallel::transmission`]).
+/// Errors are the connection's (and a client that breaks the protocol).
+pub fn serve<S: Duplex>(
+    dev: std::sync::Arc<dyn BlockDevice>,
     name: &str,
-    conn: &mut (impl Read + Write),
+    mut conn: S,
+    opts: &parallel::Options,
 ) -> io::Result<(End, Counts)> {
-    if handshake(dev, name, conn)? == End::Aborted {
+    if handshake(dev.as_ref(), name, &mut conn)? == End::Aborted {
         return Ok((End::Aborted, Counts::default()));
     }
-    transmission(dev, conn)
+    let writer = conn.other_half()?;
+    parallel::transmission(dev, conn, writer, opts)
 }
 
 /// The fixed-newstyle handshake for one export; `Disconnected` when it
@@ -199,77 +222,6 @@ fn reply(conn: &mut impl Write, option: u32, kind: u32, data: &[u8]) -> io::Resu
     r.extend((data.len() as u32).to_be_bytes());
     r.extend(data);
     conn.write_all(&r)?;
-    conn.flush()
-}
-
-/// The transmission phase: requests until the client disconnects.
-pub fn transmission(
-    dev: &dyn BlockDevice,
-    conn: &mut (impl Read + Write),
-) -> io::Result<(End, Counts)> {
-    let mut counts = Counts::default();
-    let mut buf = Vec::new();
-    loop {
-        let mut head = [0u8; 28];
-        match conn.read_exact(&mut head) {
-            Ok(()) => {}
-            // A client that closes without NBD_CMD_DISC is gone all the same.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Ok((End::Disconnected, counts))
-            }
-            Err(e) => return Err(e),
-        }
-        let magic = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        if magic != REQUEST_MAGIC {
-            return Err(protocol(format!("request magic {magic:#x}")));
-        }
-        let kind = u16::from_be_bytes([head[6], head[7]]);
-        let cookie = &head[8..16];
-        let offset = u64::from_be_bytes(head[16..24].try_into().unwrap_or_default());
-        let len = u32::from_be_bytes([head[24], head[25], head[26], head[27]]);
-        match kind {
-            CMD_READ => {
-                let end = offset.checked_add(u64::from(len));
-                if len > MAX_READ || end.is_none_or(|e| e > dev.size()) {
-                    simple_reply(conn, EINVAL, cookie, &[])?;
-                    continue;
-                }
-                buf.resize(len as usize, 0);
-                counts.reads += 1;
-                match dev.read_exact_at(&mut buf, offset) {
-                    Ok(()) => {
-                        counts.bytes += u64::from(len);
-                        simple_reply(conn, 0, cookie, &buf)?;
-                    }
-                    Err(_) => {
-                        counts.read_errors += 1;
-                        simple_reply(conn, EIO, cookie, &[])?;
-                    }
-                }
-            }
-            CMD_DISC => return Ok((End::Disconnected, counts)),
-            CMD_FLUSH => simple_reply(conn, 0, cookie, &[])?,
-            other => {
-                // A write's data follows its header: read it past.
-                if other == CMD_WRITE {
-                    io::copy(&mut (&mut *conn).take(u64::from(len)), &mut io::sink())?;
-                }
-                counts.refused += 1;
-                simple_reply(conn, EPERM, cookie, &[])?;
-            }
-        }
-    }
-}
-
-fn simple_reply(conn: &mut impl Write, error: u32, cookie: &[u8], data: &[u8]) -> io::Result<()> {
-    let mut head = [0u8; 16];
-    head[..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
-    head[4..8].copy_from_slice(&error.to_be_bytes());
-    head[8..16].copy_from_slice(cookie);
-    conn.write_all(&head)?;
-    if error == 0 {
-        conn.write_all(data)?;
-    }
     conn.flush()
 }
 

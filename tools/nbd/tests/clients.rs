@@ -37,8 +37,9 @@ fn serve(
     let server = std::thread::spawn(move || {
         (0..clients)
             .map(|_| {
-                let (mut conn, _) = listener.accept().unwrap();
-                nbd::serve(dev.as_ref(), "disk", &mut conn).unwrap()
+                let (conn, _) = listener.accept().unwrap();
+                let opts = nbd::parallel::Options::default();
+                nbd::serve(Arc::clone(&dev), "disk", conn, &opts).unwrap()
             })
             .collect()
     });
