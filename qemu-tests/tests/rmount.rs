@@ -79,12 +79,18 @@ fn make_disks(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     let xfs = blank(dir, "xfs.img", 300 * MIB);
     run(Command::new("mkfs.xfs").arg("-q").arg(&xfs));
 
+    // btrfs whose current tree root is zeroed (generations written by the
+    // host's kernel first): only a backup root mounts it.
+    let broken = blank(dir, "btrfs-root.img", 256 * MIB);
+    testkit::btrfsimg::destroyed_tree_root(&broken, dir);
+
     vec![
         (fat, "vfat"),
         (exfat, "exfat"),
         (ext4, "ext4"),
         (btrfs, "btrfs"),
         (xfs, "xfs"),
+        (broken, "btrfs with a destroyed tree root"),
     ]
 }
 
@@ -189,6 +195,21 @@ fn fat_exfat_ext4_btrfs_xfs_mount_read_only_in_the_guest() {
         "{out}"
     );
     umount_ok(&mut vm, "vde");
+
+    // On 6.1 too: plain ro fails on the tree root, a backup root mounts.
+    let out = mount_ok(&mut vm, "vdf", "ro,rescue=usebackuproot");
+    let first = out
+        .split("trying ro,rescue=usebackuproot")
+        .next()
+        .unwrap_or("");
+    assert!(
+        first.contains("trying ro ...") && first.contains("failed"),
+        "{out}"
+    );
+    let (out, code) = vm.shell("cat /mnt/vdf/f1.txt", T);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("gen 1"), "{out}");
+    umount_ok(&mut vm, "vdf");
 
     vm.power_off_from_shell();
     for ((p, what), want) in disks.iter().zip(&before) {

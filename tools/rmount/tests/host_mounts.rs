@@ -576,35 +576,7 @@ fn btrfs_with_a_destroyed_tree_root_mounts_from_a_backup_root() {
     need_fs("btrfs");
     let mut fx = Fixture::new("rmount-btrfs-root");
     let img = fx.image("b.img", 256 << 20);
-    // Single metadata: no second copy for the kernel to fall back on.
-    run(
-        "mkfs.btrfs",
-        &["-q", "-f", "-m", "single", img.to_str().unwrap()],
-    );
-    let rw = fx.attach(&img, true);
-    for i in 1..=3 {
-        let dir = fx.os_mount(&rw, "btrfs", "rw");
-        std::fs::write(dir.join(format!("f{i}.txt")), format!("gen {i}\n")).unwrap();
-        fx.os_umount(&dir);
-    }
-    fx.detach(&rw);
-    // The tree root's logical address (superblock at 64 KiB, root +0x50),
-    // mapped to the image's bytes by btrfs-progs.
-    let sb = std::fs::read(&img).unwrap()[65536..65536 + 4096].to_vec();
-    let root = u64::from_le_bytes(sb[0x50..0x58].try_into().unwrap());
-    let map = run(
-        "btrfs-map-logical",
-        &["-l", &root.to_string(), img.to_str().unwrap()],
-    );
-    let physical: u64 = map
-        .split_whitespace()
-        .skip_while(|w| *w != "physical")
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("btrfs-map-logical said {map:?}"));
-    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 16384], physical).unwrap();
-    drop(f);
+    testkit::btrfsimg::destroyed_tree_root(&img, &fx.tmp);
 
     let dev = fx.attach(&img, false);
     let before = writes(&dev);

@@ -6,6 +6,7 @@
 //! - [`TempDir`]: scratch directories removed on drop;
 //! - [`fixtures`]: the shared fixtures beside the checkout, failing loudly
 //!   when one is missing (unless `RESCUE_ALLOW_MISSING_FIXTURES=1`);
+//! - [`btrfsimg`]: a btrfs whose current tree root is destroyed;
 //! - [`gptdisk`]: GPT disks with a protective MBR, to be damaged on purpose;
 //! - [`mdwriter`]: md superblocks and whole member images of arrays;
 //! - [`lvm2`]: LVM2 PVs written by lvm2's own tools on loop devices;
@@ -14,6 +15,7 @@
 //! - [`scriptmark`]: the unattended-mode markers (the same crate
 //!   rescue-init prints them with).
 
+pub mod btrfsimg;
 pub mod fixtures;
 pub mod gptdisk;
 pub mod lvm2;
