@@ -7,7 +7,7 @@
 //! | `esxi-boot.img` | AHCI, model `ESXi BOOT SSD` | ESXi 5.0-style boot disk: GPT with slot 4 empty, FAT16 boot banks with `boot.cfg` (builds 5.0.0-1489271 / -1311175), vmkDiagnostic, scratch, and a VMFS5 datastore in slot 3 (the real ESXi-written fixture when `../shared/fixtures/vmfs` is there) |
 //! | `raid-ld.img` | MegaRAID (`megasas-gen2`) | the same boot disk after a raw copy to a 1.5x larger logical drive whose GPT was rewritten and compacted (incident 003) |
 //! | `dying-ssd.img` | NVMe | a disk with unreadable sectors (QEMU blkdebug) to image |
-//! | `dest.img` | virtio-blk | an empty ext4 destination labelled `RESCUEDEST` |
+//! | `dest.img` | virtio-blk | an ext4 destination labelled `RESCUEDEST`, holding a VM's disk to attach (`vms/demo-vm/demo-vm-000001.vmdk`: a qemu-img snapshot over a hosted sparse base, GPT, ext4) |
 //! | `dsm-disk1.img`, `dsm-disk2.img` | virtio-blk | a Synology DSM VM's two disks: RAID-1 system (md0) and swap (md1) arrays with 0.90 superblocks on partitions 1 and 2, the data array `DiskStation:2` (RAID-1, 1.2) on partition 3 holding an ext4 volume; one byte differs between the data mirrors |
 
 use crate::{Controller, Disk};
@@ -225,6 +225,30 @@ fn dsm_pair(dir: &Path, disks: [&Path; 2]) -> Result<(), String> {
     Ok(())
 }
 
+/// The demo VM, for `rescue attach` and the menu's `v`: a guest disk
+/// (GPT, ext4 `DEMOVM` with a README) as a VMDK snapshot chain in
+/// `vms/demo-vm/` of a folder that goes onto the destination disk.
+fn demo_vm(dir: &Path) -> Result<std::path::PathBuf, String> {
+    let top = dir.join("dest-files");
+    let _ = std::fs::remove_dir_all(&top);
+    let files = dir.join("demo-vm-files");
+    std::fs::create_dir_all(files.join("home/admin")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        files.join("home/admin/README.txt"),
+        "A file inside the demo VM's disk (ext4 in partition 1 of a VMDK snapshot chain).\n\
+         Attach it read-only: rescue attach /mnt/dest/vda/vms/demo-vm/demo-vm-000001.vmdk\n\
+         then: rescue mount /dev/nbd0p1 (or the menu's v).\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let (disk, _) = crate::guest::guest_disk(dir, &files, "DEMOVM")?;
+    let raw = dir.join("demo-vm.raw");
+    std::fs::write(&raw, disk).map_err(|e| e.to_string())?;
+    crate::guest::vmdk_chain(&raw, &top.join("vms/demo-vm"), "demo-vm")?;
+    let _ = std::fs::remove_file(&raw);
+    let _ = std::fs::remove_dir_all(&files);
+    Ok(top)
+}
+
 pub fn demo_disks(dir: &Path, fresh: bool) -> Result<Vec<Disk>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let boot = dir.join("esxi-boot.img");
@@ -234,7 +258,7 @@ pub fn demo_disks(dir: &Path, fresh: bool) -> Result<Vec<Disk>, String> {
     let dsm = [dir.join("dsm-disk1.img"), dir.join("dsm-disk2.img")];
     let stamp = dir.join(".complete");
     // Bumped whenever the disk set changes, so old demo disks are remade.
-    const STAMP: &str = "demo disks v3\n";
+    const STAMP: &str = "demo disks v4\n";
     if fresh || std::fs::read_to_string(&stamp).ok().as_deref() != Some(STAMP) {
         let _ = std::fs::remove_file(&stamp);
         let boot_size = 3584 * MIB;
@@ -283,9 +307,12 @@ pub fn demo_disks(dir: &Path, fresh: bool) -> Result<Vec<Disk>, String> {
             .collect();
         std::fs::write(dir.join("dying-ssd.blkdebug"), conf).map_err(|e| e.to_string())?;
         sparse_file(&dest, 4096 * MIB)?;
+        let dest_files = demo_vm(dir)?;
         run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "RESCUEDEST"])
+            .args(["-q", "-F", "-L", "RESCUEDEST", "-d"])
+            .arg(&dest_files)
             .arg(&dest))?;
+        let _ = std::fs::remove_dir_all(&dest_files);
         dsm_pair(dir, [&dsm[0], &dsm[1]])?;
         std::fs::write(&stamp, STAMP).map_err(|e| e.to_string())?;
     }

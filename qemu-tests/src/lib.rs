@@ -14,6 +14,7 @@
 pub mod config;
 pub mod demo;
 pub mod fixtures;
+pub mod guest;
 pub mod output;
 pub mod vm;
 

@@ -9,7 +9,6 @@ use qemu_tests::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use testkit::gptdisk::{self, Part};
 
 const T: Duration = Duration::from_secs(180);
 const MIB: usize = 1 << 20;
@@ -40,37 +39,14 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-/// A 48 MiB guest disk: GPT with one partition (LBA 2048, 46 MiB) holding
-/// ext4 with `hello.txt` and a 3 MiB `big.bin`. Gives the disk and the
-/// partition's bytes.
+/// The guest disk: `hello.txt` and a 3 MiB `big.bin` on ext4 in GPT
+/// partition 1 (LBA 2048, 46 MiB). Gives the disk and the partition.
 fn guest_disk(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     let files = dir.join("files");
     std::fs::create_dir_all(&files).unwrap();
     std::fs::write(files.join("hello.txt"), "hello from the guest\n").unwrap();
     std::fs::write(files.join("big.bin"), pattern(3 * MIB, 7)).unwrap();
-    let part = dir.join("part.raw");
-    std::fs::File::create(&part)
-        .unwrap()
-        .set_len(46 * MIB as u64)
-        .unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "GUESTFS", "-d"])
-        .arg(&files)
-        .arg(&part));
-    let part = std::fs::read(&part).unwrap();
-    let mut disk = gptdisk::disk(
-        (48 * MIB / 512) as u64,
-        512,
-        &[Part {
-            slot: 1,
-            type_guid: gptdisk::BASIC,
-            first: 2048,
-            last: 2048 + (46 * MIB / 512) as u64 - 1,
-            name: "guest",
-        }],
-    );
-    disk[MIB..MIB + part.len()].copy_from_slice(&part);
-    (disk, part)
+    qemu_tests::guest::guest_disk(dir, &files, "GUESTFS").unwrap()
 }
 
 #[test]

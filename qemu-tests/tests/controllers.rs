@@ -169,9 +169,11 @@ fn demo_disk_set_boots_and_is_found() {
          vmfs info /dev/sdb\nvmfs ls -l /dev/sdb /directory\nvmfs cat /dev/sdb /big --offset 1048560\nvmfs info /dev/sda\n\
          md scan\nmd verify DiskStation:2\nmd assemble DiskStation:2 --readonly --mount\nmd stop DiskStation:2\n\
          vmfs list\ndest list --json\n\
-         vmdk info --vmfs /dev/sdb /normal.vmdk\nvmdk map --vmfs /dev/sdb /normal.vmdk 45097156608\n",
+         vmdk info --vmfs /dev/sdb /normal.vmdk\nvmdk map --vmfs /dev/sdb /normal.vmdk 45097156608\n\
+         mount /dev/vda\nattach /mnt/vda/vms/demo-vm/demo-vm-000001.vmdk\nmount /dev/nbd0p1\n\
+         umount /mnt/nbd0p1\ndetach nbd0\numount /mnt/vda\n",
     );
-    assert_eq!(sections.len(), 18, "{transcript}");
+    assert_eq!(sections.len(), 24, "{transcript}");
     let json = probe_json(&sections[0]);
     for d in &disks {
         let found = disk_named(&json, &d.serial)
@@ -363,6 +365,23 @@ fn demo_disk_set_boots_and_is_found() {
             .as_str()
             .unwrap_or_else(|| panic!("offered: {c}"));
         assert!(why.contains("holds an ESXi system"), "{c}");
+    }
+    // The demo VM on the destination: attached through its snapshot chain,
+    // its ext4 mounted read-only, all released again.
+    for (i, want) in [
+        (18, "mounted read-only at /mnt/vda"),
+        (19, "VMDK demo-vm/demo-vm-000001.vmdk (2 levels)"),
+        (20, "mounted read-only at /mnt/nbd0p1"),
+        (21, "unmounted"),
+        (22, "detached nbd0"),
+        (23, "unmounted"),
+    ] {
+        let s = &sections[i];
+        assert!(
+            s.exit == 0 && s.output.contains(want),
+            "{want}: {}",
+            s.output
+        );
     }
     let after: Vec<String> = disks.iter().map(|d| sha256_file(&d.path)).collect();
     assert_eq!(after, hashes);

@@ -182,6 +182,10 @@ fn foreground(
             }
         }
         let _ = out.flush();
+        drop(out);
+        if json {
+            leave_the_pipes();
+        }
         log::info!("attach: serving {} as {}", r.what, r.node);
     };
     match crate::serve(src, opts, paths, load, &mut ready) {
@@ -212,6 +216,22 @@ fn ignore_sigpipe() {
     // SAFETY: setting one signal's disposition to SIG_IGN installs no handler.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Points stdout and stderr at /dev/null: the starting command has read
+/// the record and closed its pipes; nothing may be written there any more
+/// (Rust's eprintln panics on a closed pipe).
+fn leave_the_pipes() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        for fd in [1, 2] {
+            // SAFETY: dup2 onto the standard descriptors with an open file;
+            // no Rust object owns fds 1 and 2 in a way this invalidates.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
     }
 }
 

@@ -431,21 +431,38 @@ pub fn spawn_program(
     cmd.args(["--foreground", "--json"]);
     // Its own process group: Ctrl-C at the console must not end it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // Both outputs are pipes to this process only: a server that kept
+    // the caller's stderr would hold a pipe of whoever runs this (a
+    // script runner waiting for its end) open for as long as it serves.
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("starting the server: {e}"))?;
     let out = child.stdout.take().ok_or("no pipe from the server")?;
+    let mut err = child.stderr.take().ok_or("no pipe from the server")?;
     let mut line = String::new();
     BufReader::new(out)
         .read_line(&mut line)
         .map_err(|e| format!("reading from the server: {e}"))?;
     if line.trim().is_empty() {
+        let mut said = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut said);
         let status = child.wait().map_err(|e| e.to_string())?;
-        return Err(format!("the server ended ({status}) without attaching"));
+        // Its messages read `rescue attach: ...` like ours: pass them on.
+        let said: Vec<&str> = said
+            .lines()
+            .map(|l| l.strip_prefix("rescue attach: ").unwrap_or(l))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        return Err(if said.is_empty() {
+            format!("the server ended ({status}) without attaching")
+        } else {
+            said.join("; ")
+        });
     }
+    drop(err);
     // The server keeps running; PID 1 reaps it when it ends.
     serde_json::from_str::<Record>(line.trim())
         .map_err(|e| format!("the server's answer {:?}: {e}", line.trim()))
