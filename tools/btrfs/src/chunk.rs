@@ -282,6 +282,18 @@ impl Chunk {
         self.layout().map(|(f, _)| self.length / f)
     }
 
+    /// Bytes each stripe takes on its device, also where the bytes are
+    /// not mapped (RAID5/6: the chunk's data spread over all stripes but
+    /// one or two, the rest parity).
+    pub fn device_extent_len(&self) -> u64 {
+        let n = self.stripes.len() as u64;
+        match self.profile {
+            Profile::Raid5 => self.length / (n - 1).max(1),
+            Profile::Raid6 => self.length / (n.saturating_sub(2)).max(1),
+            _ => self.stripe_bytes().unwrap_or(self.length),
+        }
+    }
+
     /// The kind of data: `DATA`, `METADATA`, `SYSTEM`, `DATA+METADATA`
     /// (mixed block groups).
     pub fn kind(&self) -> &'static str {
