@@ -7,6 +7,12 @@
 //! metadata, the free block as free space and the gap before the
 //! partition as outside any filesystem; the report is saved beside the
 //! image, and nothing stays attached or mounted.
+//!
+//! `files_hit_maps_a_btrfs_guest_through_its_chunk_tree`: the same with a
+//! btrfs guest partition (metadata DUP), where FIEMAP gives btrfs logical
+//! addresses: the bad areas in a known file (placed with the
+//! filesystem's own tree dump and `btrfs-map-logical`) come back as that
+//! file's byte ranges, the one in unallocated space as free space.
 
 use qemu_tests::*;
 use std::path::Path;
@@ -201,6 +207,202 @@ fn files_hit_names_the_guest_file_its_ranges_and_free_space() {
         "dmesg | grep -iE 'hung_task|blocked for more|nbd.*timed out' ; true",
     );
     assert!(out.trim().is_empty(), "kernel log:\n{out}");
+    let (out, code) = sh(&mut vm, "rescue dest umount /dev/vda");
+    assert_eq!(code, 0, "{out}");
+    vm.power_off_from_shell();
+    vm.wait_exit_ok(T);
+}
+
+/// The logical address of byte `off` of the file named `name` (unique in
+/// the filesystem), from `dump-tree -t fs`: its INODE_REF gives the
+/// inode, its EXTENT_DATA items the extents (disk byte, offset in it).
+fn btrfs_logical_of(img: &Path, name: &str, off: u64) -> u64 {
+    let text = run(Command::new("btrfs")
+        .args(["inspect-internal", "dump-tree", "-t", "fs"])
+        .arg(img));
+    let key = |l: &str| -> Option<(u64, String, u64)> {
+        let k = l.split("key (").nth(1)?.split(')').next()?;
+        let f: Vec<&str> = k.split_whitespace().collect();
+        Some((f[0].parse().ok()?, f[1].to_string(), f[2].parse().ok()?))
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut ino = None;
+    for (i, l) in lines.iter().enumerate() {
+        if let Some((n, t, _)) = key(l) {
+            if t == "INODE_REF" && lines[i + 1].trim().ends_with(&format!("name: {name}")) {
+                ino = Some(n);
+            }
+        }
+    }
+    let ino = ino.unwrap_or_else(|| panic!("no {name} in dump-tree:\n{text}"));
+    for (i, l) in lines.iter().enumerate() {
+        let Some((n, t, file_off)) = key(l) else {
+            continue;
+        };
+        if n != ino || t != "EXTENT_DATA" {
+            continue;
+        }
+        let num = |s: &str, after: &str| -> u64 {
+            s.split(after)
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let disk = lines[i + 2..i + 5]
+            .iter()
+            .find(|x| x.contains("disk byte"))
+            .unwrap();
+        let inner = lines[i + 2..i + 6]
+            .iter()
+            .find(|x| x.contains("extent data offset"))
+            .unwrap();
+        let (d, o, len) = (
+            num(disk, "disk byte "),
+            num(inner, "offset "),
+            num(inner, " nr "),
+        );
+        if file_off <= off && off < file_off + len {
+            return d + o + (off - file_off);
+        }
+    }
+    panic!("{name} byte {off}: in no extent:\n{text}");
+}
+
+/// The device byte of btrfs logical address `l` (single data): from
+/// `btrfs-map-logical` on the filesystem image.
+fn btrfs_physical(img: &Path, l: u64) -> u64 {
+    let a = l & !(BS - 1);
+    let out = run(Command::new("btrfs-map-logical")
+        .args(["-l", &a.to_string(), "-b", "4096"])
+        .arg(img));
+    let line = out
+        .lines()
+        .find(|x| x.starts_with("mirror 1 "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let p: u64 = line
+        .split("physical ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    p + (l - a)
+}
+
+#[test]
+fn files_hit_maps_a_btrfs_guest_through_its_chunk_tree() {
+    let image = Image::built();
+    let dir = temp_dir("guest-files-hit-btrfs");
+    let d = dir.path();
+
+    // The guest filesystem: 160 MiB btrfs, metadata DUP, data single.
+    let files = d.join("files");
+    std::fs::create_dir_all(files.join("data")).unwrap();
+    std::fs::create_dir_all(files.join("docs")).unwrap();
+    std::fs::write(files.join("docs/hello.txt"), "hello from the guest\n").unwrap();
+    std::fs::write(files.join("data/big.bin"), pattern(3 * MIB as usize, 7)).unwrap();
+    let fs_len = 160 * MIB;
+    let fs = d.join("fs.raw");
+    std::fs::File::create(&fs).unwrap().set_len(fs_len).unwrap();
+    run(Command::new("mkfs.btrfs")
+        .args(["-q", "-f", "-m", "dup", "-L", "GUESTBTR", "--rootdir"])
+        .arg(&files)
+        .arg(&fs));
+    let p1 = btrfs_physical(&fs, btrfs_logical_of(&fs, "big.bin", MIB + BS));
+    let p2 = btrfs_physical(&fs, btrfs_logical_of(&fs, "big.bin", 2 * MIB + 512));
+    // Unallocated: the filesystem's last MiB, in no chunk.
+    let free = fs_len - MIB;
+    {
+        let dev = blockdev::Device::open(&fs).unwrap();
+        let b = btrfs::open(&[&dev]).unwrap();
+        assert!(b.map.chunks.iter().all(|c| c
+            .stripes
+            .iter()
+            .all(|s| s.offset + c.device_extent_len() <= free)));
+    }
+
+    // The physical disk: GPT, the filesystem at 1 MiB.
+    let part_start = MIB;
+    let disk_len = fs_len + 2 * MIB;
+    let mut disk = gptdisk::disk(
+        disk_len / 512,
+        512,
+        &[Part {
+            slot: 1,
+            type_guid: gptdisk::BASIC,
+            first: part_start / 512,
+            last: (part_start + fs_len) / 512 - 1,
+            name: "guest",
+        }],
+    );
+    let fs_bytes = std::fs::read(&fs).unwrap();
+    disk[part_start as usize..part_start as usize + fs_bytes.len()].copy_from_slice(&fs_bytes);
+    let fs_bad = [(p1, BS), (p2, 1024), (free, BS)];
+    let mut map = ddmap::Map::new(disk_len);
+    map.set(0, disk_len, ddmap::Status::Finished);
+    for (s, l) in fs_bad {
+        map.set(part_start + s, l, ddmap::Status::BadSector);
+    }
+
+    let store = d.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("bguest.img"), &disk).unwrap();
+    std::fs::write(
+        store.join("bguest.map"),
+        ddmap::render(&map, &ddmap::Header::default()),
+    )
+    .unwrap();
+    let store_disk = d.join("store.raw");
+    std::fs::File::create(&store_disk)
+        .unwrap()
+        .set_len(512 * MIB)
+        .unwrap();
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "STORE", "-d"])
+        .arg(&store)
+        .arg(&store_disk));
+
+    let disks = vec![Disk::new(&store_disk, Controller::VirtioBlk, "STORE-0002")];
+    let mut vm = Vm::start(&image, &VmConfig::new(disks));
+    vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    vm.enter_shell();
+    let sh = |vm: &mut Vm, c: &str| vm.shell(c, T);
+
+    let (out, code) = sh(&mut vm, "rescue dest mount /dev/vda --yes");
+    assert_eq!(code, 0, "{out}");
+    let (out, code) = sh(
+        &mut vm,
+        "rescue files-hit /mnt/dest/vda/bguest.img --map /mnt/dest/vda/bguest.map",
+    );
+    assert_eq!(code, 1, "bad areas were mapped: exit 1\n{out}");
+    assert!(out.contains("nbd0p1 btrfs \"GUESTBTR\""), "{out}");
+    assert!(
+        out.contains("file /data/big.bin: 5120 of 3145728 bytes lost"),
+        "{out}"
+    );
+    assert!(out.contains("bytes 1052672..1056768 (4096 bytes)"), "{out}");
+    assert!(out.contains("bytes 2097664..2098688 (1024 bytes)"), "{out}");
+    assert!(!out.contains("hello.txt"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "free space: bytes {}..{} (4096 bytes) of nbd0p1: unallocated (in no chunk)",
+            free,
+            free + BS
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("not mapped"), "{out}");
+    assert!(out.contains("Totals: 1 file hit (5120 bytes)"), "{out}");
+    // Nothing stays attached or mounted.
+    let (out, code) = sh(&mut vm, "rescue attach; grep -c nbd /proc/mounts");
+    assert!(out.contains("nothing attached"), "{out}");
+    assert_ne!(code, 0, "an nbd device is still mounted: {out}");
     let (out, code) = sh(&mut vm, "rescue dest umount /dev/vda");
     assert_eq!(code, 0, "{out}");
     vm.power_off_from_shell();

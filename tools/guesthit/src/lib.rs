@@ -19,6 +19,7 @@
 //!   are tested on the host;
 //! - [`cli`]: `rescue files-hit`.
 
+pub mod btrfsmap;
 pub mod cli;
 pub mod extmap;
 pub mod fiemap;

@@ -44,6 +44,9 @@ pub struct FsReport {
     pub free: Vec<Area>,
     /// Bad bytes in no file that could not be told apart, with why.
     pub not_told_apart: Vec<Area>,
+    /// Bad bytes nothing is lost by: another copy of them is good (btrfs
+    /// DUP and RAID1 chunks).
+    pub redundant: Vec<Area>,
     pub walk: Option<WalkStats>,
     pub notes: Vec<String>,
     pub errors: Vec<String>,
@@ -84,6 +87,8 @@ pub struct Totals {
     pub metadata_bytes: u64,
     pub free_bytes: u64,
     pub not_told_apart_bytes: u64,
+    /// Bad, but another copy is good.
+    pub redundant_bytes: u64,
     pub elsewhere_bytes: u64,
 }
 
@@ -120,6 +125,7 @@ impl Report {
                 t.metadata_bytes += sum(&f.metadata);
                 t.free_bytes += sum(&f.free);
                 t.not_told_apart_bytes += sum(&f.not_told_apart);
+                t.redundant_bytes += sum(&f.redundant);
             }
         }
         self.totals = t;
@@ -186,7 +192,7 @@ impl Report {
         let t = &self.totals;
         let _ = writeln!(
             s,
-            "\nTotals: {} hit ({} bytes), {} hit ({} bytes), metadata {} bytes, free space {} bytes, not told apart {} bytes, outside filesystems {} bytes",
+            "\nTotals: {} hit ({} bytes), {} hit ({} bytes), metadata {} bytes, free space {} bytes, not told apart {} bytes, another copy good {} bytes, outside filesystems {} bytes",
             screen::plural(t.files_hit, "file", "files"),
             t.file_bytes,
             screen::plural(t.directories_hit, "directory", "directories"),
@@ -194,6 +200,7 @@ impl Report {
             t.metadata_bytes,
             t.free_bytes,
             t.not_told_apart_bytes,
+            t.redundant_bytes,
             t.elsewhere_bytes
         );
         for e in &self.errors {
@@ -262,10 +269,11 @@ fn render_fs(s: &mut String, f: &FsReport) {
         ("metadata", &f.metadata),
         ("free space", &f.free),
         ("not in any file", &f.not_told_apart),
+        ("still readable", &f.redundant),
     ] {
         for a in areas {
             let at = format!("{} of {}", range(a.start, a.len), f.device);
-            if label == "free space" {
+            if label == "free space" && a.what == "free space" {
                 let _ = writeln!(s, "    free space: {at}");
             } else {
                 let _ = writeln!(s, "    {label}: {at}: {}", a.what);

@@ -594,13 +594,26 @@ fn filesystem(
         f.notes.push("no bad area in it: not mounted".into());
         return f;
     }
-    if kind == fsmagic::Kind::Btrfs {
-        f.not_told_apart = areas(
-            &n.bad,
-            "not mapped: btrfs FIEMAP gives logical addresses and its chunk tree is not read yet",
-        );
-        return f;
-    }
+    let btrfs = if kind == fsmagic::Kind::Btrfs {
+        let Some(p) = btrfs_prepare(sys, n, &mut f) else {
+            return f;
+        };
+        if !crate::btrfsmap::touches_data(&p.fs.map, &p.lost) {
+            f.notes.push(
+                "no bad byte lost in a btrfs data chunk: no file can be hit, not mounted".into(),
+            );
+            btrfs_told(&p, n, &Ranges::default(), &mut f);
+            return f;
+        }
+        Some(p)
+    } else {
+        None
+    };
+    // FIEMAP's address space: device bytes, or btrfs logical addresses.
+    let walk_bad = match &btrfs {
+        Some(p) => &p.lost,
+        None => &n.bad,
+    };
     say(&format!("mounting {} ({}) read-only", n.name, kind.name()));
     let m = match sys.mount(&n.name) {
         Ok(m) => m,
@@ -613,13 +626,64 @@ fn filesystem(
     f.mounted = true;
     f.notes.extend(m.notes.iter().cloned());
     say(&format!("walking {}", m.dir.display()));
-    let w = crate::walk::walk(&m.dir, &n.bad, false);
-    classify(sys, n, kind, &w, &mut f);
+    let w = crate::walk::walk(&m.dir, walk_bad, false);
+    classify(sys, n, kind, &w, btrfs.as_ref(), &mut f);
     if let Err(e) = sys.umount(&m) {
         f.errors
             .push(format!("unmounting {}: {e}", m.dir.display()));
     }
     f
+}
+
+/// A btrfs filesystem's chunk map and its lost logical bytes.
+struct BtrfsPrep {
+    fs: btrfs::Fs,
+    /// The device's size.
+    size: u64,
+    /// Logical bytes whose every copy is bad.
+    lost: Ranges,
+}
+
+/// Reads the chunk map of the btrfs on `n` and carries its bad bytes to
+/// logical addresses; None (with the bad bytes not told apart and why)
+/// when the chunk tree cannot be read.
+fn btrfs_prepare(sys: &dyn System, n: &Node, f: &mut FsReport) -> Option<BtrfsPrep> {
+    let opened = blockdev::Device::open(sys.dev().join(&n.name))
+        .map_err(|e| e.to_string())
+        .and_then(|d| btrfs::open(&[&d]).map(|fs| (fs, blockdev::BlockDevice::size(&d))));
+    let (fs, size) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            f.errors.push(format!("btrfs chunk tree: {e}"));
+            f.not_told_apart = areas(
+                &n.bad,
+                "not mapped: the btrfs chunk tree (logical to device addresses) could not be read",
+            );
+            return None;
+        }
+    };
+    if fs.sb.num_devices > 1 {
+        f.notes.push(format!(
+            "btrfs with {} devices, this one devid {}: only its stripes are mapped; copies on the other devices are taken as good and striped (RAID0/10) data on them is not looked at",
+            fs.sb.num_devices, fs.sb.devid
+        ));
+    }
+    f.notes
+        .extend(fs.notes.iter().map(|x| format!("btrfs: {x}")));
+    let known = std::collections::BTreeMap::from([(fs.sb.devid, (size, n.bad.clone()))]);
+    let lost = crate::btrfsmap::lost_logical(&fs.map, &known);
+    Some(BtrfsPrep { fs, size, lost })
+}
+
+/// Fills in where a btrfs's bad bytes no file holds lie (`covered`: the
+/// logical bytes the walk found in files).
+fn btrfs_told(p: &BtrfsPrep, n: &Node, covered: &Ranges, f: &mut FsReport) {
+    let devid = p.fs.sb.devid;
+    let t = crate::btrfsmap::classify(&p.fs.map, devid, p.size, &n.bad, &p.lost, covered, &[devid]);
+    f.metadata = t.metadata;
+    f.free = t.free;
+    f.not_told_apart = t.unknown;
+    f.redundant = t.redundant;
 }
 
 /// Fills a filesystem's report from its walk.
@@ -628,6 +692,7 @@ fn classify(
     n: &Node,
     kind: fsmagic::Kind,
     w: &crate::walk::Walked,
+    btrfs: Option<&BtrfsPrep>,
     f: &mut FsReport,
 ) {
     for h in &w.hits {
@@ -653,6 +718,16 @@ fn classify(
         per_second: w.per_second,
         not_entered: w.not_entered.clone(),
     });
+    if let Some(p) = btrfs {
+        btrfs_told(p, n, &w.covered, f);
+        if !w.errors.is_empty() {
+            f.notes.push(
+                "some files or directories could not be mapped (see errors): their bytes show as not in any file here"
+                    .into(),
+            );
+        }
+        return;
+    }
     let rest = layers::subtract(&n.bad, &w.covered);
     if rest.0.is_empty() {
         return;

@@ -8,7 +8,10 @@
 //! another device number, are). A file with several names is mapped once
 //! and reported under each name. Symbolic links, device nodes, FIFOs and
 //! sockets hold no data a user would lose (a long symlink's target block
-//! counts as metadata).
+//! counts as metadata). btrfs directories are items in metadata leaves,
+//! not extents (FIEMAP refuses them with ENOTTY): they are counted, not
+//! mapped, and never make the walk fall back to FIBMAP, which btrfs does
+//! not have.
 
 use crate::fiemap::{self, Extent};
 use crate::Ranges;
@@ -209,7 +212,9 @@ pub fn walk(root: &Path, bad: &Ranges, force_fibmap: bool) -> Walked {
     let mut stack: Vec<(PathBuf, String)> = vec![(canon.clone(), String::from("/"))];
     while let Some((dir, shown)) = stack.pop() {
         w.directories += 1;
-        map_one(&mut w, &mut covered, &dir, &shown, "directory", None, bad);
+        if !btrfs {
+            map_one(&mut w, &mut covered, &dir, &shown, "directory", None, bad);
+        }
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) => {
@@ -343,7 +348,7 @@ fn map_one(
                 w.fiemap_worked = true;
                 Ok(e)
             }
-            Err(e) if fiemap::unsupported(&e) && !w.fiemap_worked => {
+            Err(e) if fiemap::unsupported(&e) && !w.fiemap_worked && !is_btrfs(path) => {
                 // The filesystem has no FIEMAP: FIBMAP from here on.
                 w.method = Method::Fibmap;
                 fiemap::fibmap_extents(f.as_fd(), size)

@@ -1,4 +1,5 @@
-//! Real ext4 images made by `mkfs.ext4 -d` with known files, attached
+//! Real ext4 and btrfs images with known files (`mkfs.ext4 -d`,
+//! `mkfs.btrfs --rootdir`; btrfs RAID1 over two loop devices), attached
 //! read-only to loop devices and mounted read-only: bad ranges chosen
 //! with debugfs inside one known file, a directory, the inode table and
 //! free space must come back as exactly that file and range, that
@@ -85,7 +86,46 @@ impl Guard {
         dev
     }
 
+    /// A read-write loop device over all of `img` (to make a filesystem
+    /// on it).
+    fn attach_rw(&mut self, img: &Path) -> String {
+        let dev = run("losetup", &["-f", "--show", img.to_str().unwrap()])
+            .trim()
+            .to_string();
+        assert!(dev.starts_with("/dev/loop"), "losetup gave {dev:?}");
+        self.loops.push(dev.clone());
+        // A read-only flag another user left on this loop device.
+        run("blockdev", &["--setrw", &dev]);
+        dev
+    }
+
+    /// Mounts the btrfs on `dev` (with its other devices) with `opts`.
+    fn mount_btrfs(&mut self, dev: &str, others: &[&str], opts: &str) -> PathBuf {
+        let dir = self.tmp.join(format!("m{}", self.mounts.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut o = opts.to_string();
+        for d in others {
+            o.push_str(&format!(",device={d}"));
+        }
+        run(
+            "mount",
+            &["-t", "btrfs", "-o", &o, dev, dir.to_str().unwrap()],
+        );
+        self.mounts.push(dir.clone());
+        dir
+    }
+
+    fn umount(&mut self, dir: &Path) {
+        run("umount", &[dir.to_str().unwrap()]);
+        self.mounts.retain(|m| m != dir);
+    }
+
     fn detach(&mut self, dev: &str) {
+        // The kernel keeps btrfs devices it has seen registered by fsid.
+        let _ = Command::new("btrfs")
+            .args(["device", "scan", "--forget", dev])
+            .stderr(std::process::Stdio::null())
+            .status();
         // rmount sets the block layer's read-only flag; it would outlive
         // the loop device and make its next user's attach read-only.
         let _ = blockdev::set_read_only(dev, false);
@@ -550,4 +590,411 @@ fn files_hit_on_a_disk_image_without_vmfs() {
         "/data/big.bin"
     );
     assert_eq!(v["totals"]["free_bytes"], BS);
+}
+
+// ---- btrfs ----
+
+fn need_btrfs() {
+    let has = || {
+        std::fs::read_to_string("/proc/filesystems")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some("btrfs"))
+    };
+    if !has() {
+        let _ = Command::new("modprobe").arg("btrfs").status();
+    }
+    assert!(
+        has(),
+        "the host kernel has no btrfs: this test cannot run here"
+    );
+}
+
+const BTRFS_BYTES: u64 = 300 << 20;
+
+/// The files of the btrfs tests: a 3 MiB `/data/big.bin`, a 6000-byte
+/// `/docs/report.txt` (too big to be inline) and an inline `/hello.txt`.
+fn btrfs_files(dir: &Path) -> PathBuf {
+    let files = dir.join("files");
+    std::fs::create_dir_all(files.join("docs")).unwrap();
+    std::fs::create_dir_all(files.join("data")).unwrap();
+    std::fs::write(files.join("docs/report.txt"), pattern(6000, 3)).unwrap();
+    std::fs::write(files.join("data/big.bin"), pattern(3 << 20, 7)).unwrap();
+    std::fs::write(files.join("hello.txt"), "hello\n").unwrap();
+    files
+}
+
+/// A single-device btrfs image (metadata DUP, data single) with
+/// [`btrfs_files`].
+fn btrfs_image(dir: &Path) -> PathBuf {
+    need_btrfs();
+    let files = btrfs_files(dir);
+    let img = dir.join("btrfs.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(BTRFS_BYTES)
+        .unwrap();
+    run(
+        "mkfs.btrfs",
+        &[
+            "-q",
+            "-f",
+            "-m",
+            "dup",
+            "-L",
+            "GUESTBTR",
+            "--rootdir",
+            files.to_str().unwrap(),
+            img.to_str().unwrap(),
+        ],
+    );
+    img
+}
+
+/// The logical address of byte `off` of a file, from its FIEMAP extents.
+fn logical_of(path: &Path, off: u64) -> u64 {
+    use std::os::fd::AsFd;
+    let f = std::fs::File::open(path).unwrap();
+    let ext = guesthit::fiemap::extents(f.as_fd()).unwrap();
+    let e = ext
+        .iter()
+        .find(|e| e.logical <= off && off < e.logical + e.length)
+        .unwrap_or_else(|| panic!("{path:?} byte {off}: in no extent of {ext:?}"));
+    assert_eq!(e.flags & guesthit::fiemap::FIEMAP_EXTENT_ENCODED, 0);
+    e.physical + (off - e.logical)
+}
+
+/// `btrfs-map-logical`'s copies of `logical`: (device, physical).
+fn map_logical(dev: &str, logical: u64) -> Vec<(String, u64)> {
+    let text = run(
+        "btrfs-map-logical",
+        &["-l", &logical.to_string(), "-b", "4096", dev],
+    );
+    let mut v: Vec<(String, u64)> = text
+        .lines()
+        .filter(|l| l.starts_with("mirror "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let at = |k: &str| f[f.iter().position(|x| *x == k).unwrap() + 1];
+            (at("device").to_string(), at("physical").parse().unwrap())
+        })
+        .collect();
+    v.sort();
+    assert!(
+        !v.is_empty(),
+        "btrfs-map-logical -l {logical} {dev}:\n{text}"
+    );
+    v
+}
+
+fn super_u64(img: &Path, off: usize) -> u64 {
+    let b = std::fs::read(img).unwrap();
+    u64::from_le_bytes(b[65536 + off..65536 + off + 8].try_into().unwrap())
+}
+
+/// The one copy of `logical` on a single-device btrfs.
+fn single_copy(fs: &btrfs::Fs, logical: u64) -> u64 {
+    let (v, _) = fs.map.find(logical).unwrap().copies(logical).unwrap();
+    assert_eq!(v.len(), 1, "{v:?}");
+    v[0].1
+}
+
+/// Bad ranges chosen on a single-device btrfs (device offsets) and what
+/// they must come back as.
+struct BtrfsChosen {
+    bad: Ranges,
+    root_copies: Vec<u64>,
+    chunk_root_copies: Vec<u64>,
+    free: u64,
+    data_free: u64,
+}
+
+fn choose_btrfs(img: &Path, fs: &btrfs::Fs, mounted: &Path) -> BtrfsChosen {
+    let l_big = logical_of(&mounted.join("data/big.bin"), (1 << 20) + 4096);
+    let l_rep = logical_of(&mounted.join("docs/report.txt"), BS + 100);
+    let p_big = single_copy(fs, l_big);
+    let p_rep = single_copy(fs, l_rep);
+    // btrfs-progs agrees on where the file's bytes lie.
+    // (btrfs-map-logical wants a range inside one extent: from the
+    // sector's start.)
+    let img_s = img.to_str().unwrap();
+    for (l, p) in [(l_big, p_big), (l_rep, p_rep)] {
+        let a = l & !(BS - 1);
+        assert_eq!(map_logical(img_s, a), [(img_s.to_string(), p - (l - a))]);
+    }
+    // The root tree's node (both DUP copies) and the chunk tree's (one).
+    let copies = |l: u64| -> Vec<u64> {
+        let (v, _) = fs.map.find(l).unwrap().copies(l).unwrap();
+        v.iter().map(|c| c.1).collect()
+    };
+    let root_copies = copies(super_u64(img, 0x50));
+    let chunk_root_copies = copies(fs.sb.chunk_root);
+    assert_eq!((root_copies.len(), chunk_root_copies.len()), (2, 2));
+    // Unallocated: the last MiB of the device lies in no chunk.
+    let free = BTRFS_BYTES - (1 << 20);
+    assert!(fs.map.chunks.iter().all(|c| c
+        .stripes
+        .iter()
+        .all(|s| s.offset + c.device_extent_len() <= free)));
+    // The data chunk's last 4 KiB: no file there (3 MiB of files in it).
+    let data = fs
+        .map
+        .chunks
+        .iter()
+        .find(|c| c.kind() == "DATA" && c.logical <= l_big && l_big < c.end())
+        .unwrap();
+    let data_free = single_copy(fs, data.end() - BS);
+    let bad = Ranges::from_unsorted(vec![
+        (p_big, BS),
+        (p_rep, 200),
+        (65536, BS),
+        (root_copies[0], BS),
+        (root_copies[1], BS),
+        (chunk_root_copies[0], BS),
+        (free, BS),
+        (data_free, BS),
+    ]);
+    BtrfsChosen {
+        bad,
+        root_copies,
+        chunk_root_copies,
+        free,
+        data_free,
+    }
+}
+
+#[test]
+fn btrfs_walk_names_the_file_metadata_and_unallocated_space() {
+    let mut g = Guard::new("guesthit-btrfs");
+    let img = btrfs_image(g.tmp.path());
+    let loop_dev = g.attach(&img, 0, None);
+    let dir = g.mount_btrfs(&loop_dev, &[], "ro");
+    let dev = blockdev::Device::open(&img).unwrap();
+    let t = std::time::Instant::now();
+    let fs = btrfs::open(&[&dev]).unwrap();
+    eprintln!(
+        "chunk tree: {} chunks from {} nodes in {:.6} s",
+        fs.map.chunks.len(),
+        fs.map.nodes_read,
+        t.elapsed().as_secs_f64()
+    );
+    let c = choose_btrfs(&img, &fs, &dir);
+    let known = std::collections::BTreeMap::from([(1, (BTRFS_BYTES, c.bad.clone()))]);
+    let lost = guesthit::btrfsmap::lost_logical(&fs.map, &known);
+    let w = guesthit::walk::walk(&dir, &lost, false);
+    assert!(w.errors.is_empty(), "{:?}", w.errors);
+    let got: Vec<(&str, Vec<(u64, u64)>)> = w
+        .hits
+        .iter()
+        .map(|h| (h.path.as_str(), h.ranges.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/data/big.bin", vec![((1 << 20) + 4096, BS)]),
+            ("/docs/report.txt", vec![(BS + 100, 200)]),
+        ]
+    );
+    let t = guesthit::btrfsmap::classify(&fs.map, 1, BTRFS_BYTES, &c.bad, &lost, &w.covered, &[1]);
+    let m: Vec<(u64, &str)> = t
+        .metadata
+        .iter()
+        .map(|a| (a.start, a.what.as_str()))
+        .collect();
+    assert_eq!(m.len(), 3, "{t:#?}");
+    assert!(m.contains(&(65536, "the superblock")), "{m:?}");
+    for r in &c.root_copies {
+        let a = t
+            .metadata
+            .iter()
+            .find(|a| a.start == *r)
+            .expect("root copy");
+        assert!(
+            a.what.contains("METADATA chunk") && a.what.contains("every copy bad"),
+            "{a:?}"
+        );
+        assert_eq!(a.len, BS);
+    }
+    assert_eq!(t.redundant.len(), 1, "{t:#?}");
+    assert_eq!(t.redundant[0].start, c.chunk_root_copies[0]);
+    assert!(
+        t.redundant[0].what.contains("SYSTEM chunk")
+            && t.redundant[0].what.ends_with("another copy is good")
+    );
+    assert_eq!(t.free.len(), 1, "{t:#?}");
+    assert_eq!((t.free[0].start, t.free[0].len), (c.free, BS));
+    assert_eq!(t.unknown.len(), 1, "{t:#?}");
+    assert_eq!((t.unknown[0].start, t.unknown[0].len), (c.data_free, BS));
+    assert!(t.unknown[0]
+        .what
+        .contains("not in any file (free space or an unreachable/old extent)"));
+}
+
+#[test]
+fn btrfs_raid1_loses_a_byte_only_when_both_copies_are_bad() {
+    let mut g = Guard::new("guesthit-btrfs-raid1");
+    need_btrfs();
+    let files = btrfs_files(g.tmp.path());
+    let imgs: Vec<PathBuf> = (0..2).map(|i| g.tmp.join(format!("r{i}.img"))).collect();
+    for p in &imgs {
+        std::fs::File::create(p)
+            .unwrap()
+            .set_len(BTRFS_BYTES)
+            .unwrap();
+    }
+    let a = g.attach_rw(&imgs[0]);
+    let b = g.attach_rw(&imgs[1]);
+    run(
+        "mkfs.btrfs",
+        &["-q", "-f", "-d", "raid1", "-m", "raid1", &a, &b],
+    );
+    let rw = g.mount_btrfs(&a, &[&b], "rw");
+    run(
+        "cp",
+        &[
+            "-a",
+            &format!("{}/.", files.display()),
+            rw.to_str().unwrap(),
+        ],
+    );
+    run("sync", &[]);
+    g.umount(&rw);
+    let dir = g.mount_btrfs(&a, &[&b], "ro");
+    let l = logical_of(&dir.join("data/big.bin"), 2 << 20);
+    let da = blockdev::Device::open(&a).unwrap();
+    let db = blockdev::Device::open(&b).unwrap();
+    let fs = btrfs::open(&[&da, &db]).unwrap();
+    assert_eq!(fs.devids, [1, 2]);
+    let c = fs.map.find(l).unwrap();
+    assert_eq!((c.kind(), c.profile), ("DATA", btrfs::Profile::Raid1));
+    let (copies, _) = c.copies(l).unwrap();
+    let name = |devid: u64| if devid == 1 { a.clone() } else { b.clone() };
+    let mut ours: Vec<(String, u64)> = copies.iter().map(|&(d, p)| (name(d), p)).collect();
+    ours.sort();
+    assert_eq!(ours, map_logical(&a, l), "btrfs-map-logical");
+    let p1 = copies.iter().find(|c| c.0 == 1).unwrap().1;
+    let p2 = copies.iter().find(|c| c.0 == 2).unwrap().1;
+    let size = BTRFS_BYTES;
+    // Device 1 bad alone, device 2 not known: taken as good.
+    let bad1 = Ranges(vec![(p1, BS)]);
+    let only1 = std::collections::BTreeMap::from([(1, (size, bad1.clone()))]);
+    let lost = guesthit::btrfsmap::lost_logical(&fs.map, &only1);
+    assert!(lost.0.is_empty(), "{lost:?}");
+    let t = guesthit::btrfsmap::classify(&fs.map, 1, size, &bad1, &lost, &Ranges::default(), &[1]);
+    assert_eq!(t.redundant.len(), 1, "{t:#?}");
+    assert!(
+        t.redundant[0].what.contains("taken as good (devid 2"),
+        "{t:#?}"
+    );
+    // Both devices bad at the same logical bytes: lost, and the walk
+    // names the file.
+    let mut both = only1.clone();
+    both.insert(2, (size, Ranges(vec![(p2 + 1024, BS)])));
+    let lost = guesthit::btrfsmap::lost_logical(&fs.map, &both);
+    assert_eq!(lost, Ranges(vec![(l + 1024, BS - 1024)]));
+    let w = guesthit::walk::walk(&dir, &lost, false);
+    assert_eq!(w.hits.len(), 1, "{w:?}");
+    assert_eq!(w.hits[0].path, "/data/big.bin");
+    assert_eq!(w.hits[0].ranges, [((2 << 20) + 1024, BS - 1024)]);
+}
+
+#[test]
+fn files_hit_on_a_disk_image_with_btrfs() {
+    use testkit::gptdisk::{self, Part};
+    let mut g = Guard::new("guesthit-run-btrfs");
+    let fs_img = btrfs_image(g.tmp.path());
+    // Choose the bad ranges on the filesystem image, mounted once.
+    let c = {
+        let l = g.attach(&fs_img, 0, None);
+        let dir = g.mount_btrfs(&l, &[], "ro");
+        let dev = blockdev::Device::open(&fs_img).unwrap();
+        let fs = btrfs::open(&[&dev]).unwrap();
+        let c = choose_btrfs(&fs_img, &fs, &dir);
+        g.umount(&dir);
+        g.detach(&l);
+        c
+    };
+    let part_start = 1u64 << 20;
+    let sectors = (BTRFS_BYTES + (2 << 20)) / 512;
+    let mut disk = gptdisk::disk(
+        sectors,
+        512,
+        &[Part {
+            slot: 1,
+            type_guid: gptdisk::BASIC,
+            first: part_start / 512,
+            last: (part_start + BTRFS_BYTES) / 512 - 1,
+            name: "guest",
+        }],
+    );
+    let fs = std::fs::read(&fs_img).unwrap();
+    disk[part_start as usize..part_start as usize + fs.len()].copy_from_slice(&fs);
+    let image = g.tmp.join("disk.img");
+    std::fs::write(&image, &disk).unwrap();
+    let mut map = ddmap::Map::new(disk.len() as u64);
+    map.set(0, disk.len() as u64, ddmap::Status::Finished);
+    for &(s, l) in c.bad.0.iter() {
+        map.set(part_start + s, l, ddmap::Status::BadSector);
+    }
+    let mapfile = g.tmp.join("disk.map");
+    std::fs::write(&mapfile, ddmap::render(&map, &ddmap::Header::default())).unwrap();
+    let fake_sys = g.tmp.join("sys");
+    let fake_dev = g.tmp.join("dev");
+    let req = Request {
+        image: image.clone(),
+        map: mapfile,
+        badmap_dir: guesthit::run::badmap_dir(&image),
+        vmfs: false,
+    };
+    let mut host = Host {
+        g: &mut g,
+        part: (part_start, BTRFS_BYTES),
+        fake_sys,
+        fake_dev,
+        attached: Vec::new(),
+        log: Vec::new(),
+    };
+    let report = guesthit::run::run(&req, &mut host, &mut |_| {});
+    let text = report.text();
+    eprintln!("{text}");
+    assert!(host.attached.is_empty());
+    assert!(report.errors.is_empty(), "{text}");
+    let f = &report.disks[0].filesystems[0];
+    assert_eq!((f.kind.as_str(), f.mounted), ("btrfs", true), "{text}");
+    assert!(f.errors.is_empty(), "{text}");
+    let files: Vec<(&str, &[(u64, u64)])> = f
+        .files
+        .iter()
+        .map(|h| (h.path.as_str(), h.ranges.as_slice()))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("/data/big.bin", &[((1 << 20) + 4096, BS)][..]),
+            ("/docs/report.txt", &[(BS + 100, 200)][..]),
+        ]
+    );
+    assert_eq!(f.metadata.len(), 3, "{text}");
+    assert_eq!(f.redundant.len(), 1, "{text}");
+    assert_eq!((f.free[0].start, f.free[0].len), (c.free, BS));
+    assert_eq!(f.not_told_apart.len(), 1, "{text}");
+    assert!(
+        text.contains("file /data/big.bin: 4096 of 3145728 bytes lost"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "free space: bytes {}..{} (4096 bytes) of disk0p1: unallocated (in no chunk)",
+            c.free,
+            c.free + BS
+        )),
+        "{text}"
+    );
+    let t = &report.totals;
+    assert_eq!((t.files_hit, t.file_bytes), (2, BS + 200));
+    assert_eq!(
+        (t.metadata_bytes, t.free_bytes, t.redundant_bytes),
+        (3 * BS, BS, BS)
+    );
+    assert_eq!(t.not_told_apart_bytes, BS);
 }
