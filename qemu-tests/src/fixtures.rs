@@ -71,6 +71,32 @@ pub fn make_disk(path: &Path, size: u64, tag: &str) -> PathBuf {
     path.to_path_buf()
 }
 
+/// The SHA-256 of `bytes` in lowercase hex, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Unpacks the shared VMFS fixture `vmfs/REL` (gzip) into the sparse disk
+/// image `out`.
+pub fn fixture_disk(rel: &str, out: &Path) {
+    let gz = fixture(&format!("vmfs/{rel}")).expect("fixture checked by the test");
+    let script = format!(
+        "gzip -dc '{}' | dd of='{}' bs=1M conv=sparse status=none",
+        gz.display(),
+        out.display()
+    );
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .expect("sh");
+    assert!(st.success(), "{script}");
+}
+
 /// Chunk size of [`sha256_file`]'s content fingerprint.
 pub(crate) const FINGERPRINT_CHUNK: u64 = 64 * 1024;
 

@@ -20,7 +20,8 @@ pub mod vm;
 
 pub use config::{qemu_binary, Controller, Disk, VmConfig};
 pub use fixtures::{
-    ext4_file, fixture, make_disk, sha256_file, temp_dir, workspace_root, Image, TempDir,
+    ext4_file, fixture, fixture_disk, make_disk, sha256_file, sha256_hex, temp_dir, workspace_root,
+    Image, TempDir,
 };
 pub use output::{
     disk_named, esxi_repair_choice, menu_number, parse_sections, probe_json, run_script,

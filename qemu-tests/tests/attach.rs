@@ -18,14 +18,6 @@ fn run(cmd: &mut Command) {
     assert!(st.success(), "{cmd:?} failed");
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Bytes that do not repeat within a MiB, so a misplaced block shows.
 fn pattern(len: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).max(1);
@@ -138,11 +130,11 @@ fn vm_disks_and_images_attach_read_only_and_detach() {
     let (out, code) = sh(&mut vm, "sha256sum /dev/nbd0p1 /dev/nbd0");
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains(&hex_sha256(&part)),
+        out.contains(&sha256_hex(&part)),
         "partition bytes differ:\n{out}"
     );
     assert!(
-        out.contains(&hex_sha256(&top)),
+        out.contains(&sha256_hex(&top)),
         "the chain's top differs:\n{out}"
     );
     let (out, code) = sh(&mut vm, "dd if=/dev/zero of=/dev/nbd0 bs=512 count=1");
@@ -224,7 +216,7 @@ fn vm_disks_and_images_attach_read_only_and_detach() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("VMDK vm1/vm1.vmdk (1 level)"), "{out}");
     assert!(
-        out.contains(&hex_sha256(&guest)),
+        out.contains(&sha256_hex(&guest)),
         "the base differs:\n{out}"
     );
 

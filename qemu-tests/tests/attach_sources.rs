@@ -14,28 +14,9 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(300);
 const MIB: usize = 1 << 20;
 
-fn hex_sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn run(cmd: &mut Command) {
     let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(st.success(), "{cmd:?} failed");
-}
-
-/// Unpacks a shared VMFS fixture into a sparse disk image.
-fn fixture_disk(rel: &str, out: &std::path::Path) {
-    let gz = fixture(&format!("vmfs/{rel}")).expect("fixture checked by the test");
-    let script = format!(
-        "gzip -dc '{}' | dd of='{}' bs=1M conv=sparse status=none",
-        gz.display(),
-        out.display()
-    );
-    run(Command::new("sh").arg("-c").arg(&script));
 }
 
 #[test]
@@ -98,7 +79,7 @@ fn datastore_files_slow_reads_and_damaged_disks_attach() {
     );
     let (out, code) = vm.shell("sha256sum /dev/nbd0", T);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&hex_sha256(&bigger)), "{out}");
+    assert!(out.contains(&sha256_hex(&bigger)), "{out}");
 
     // A thin VM disk inside the datastore: 0x42 at 42 GiB, zeros around.
     let (out, code) = vm.shell("rescue attach normal.vmdk --vmfs /dev/vda", T);
@@ -173,7 +154,7 @@ fn datastore_files_slow_reads_and_damaged_disks_attach() {
     assert_eq!(code, 0, "{out}");
     let (out, code) = vm.shell("dd if=/dev/nbd2 bs=1M count=7 2>/dev/null | sha256sum", T);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&hex_sha256(&data[..7 * MIB])), "{out}");
+    assert!(out.contains(&sha256_hex(&data[..7 * MIB])), "{out}");
     let (out, code) = vm.shell(
         "dd if=/dev/nbd2 of=/dev/null bs=4k skip=2047 count=1 iflag=direct",
         T,

@@ -130,22 +130,6 @@ fn datastore_on_megaraid_browsed_and_extracted_from_the_menu() {
     assert_eq!(f42, b"File 42\n");
 }
 
-/// Unpacks a shared VMFS fixture into a sparse disk image.
-fn fixture_disk(rel: &str, out: &std::path::Path) {
-    let gz = fixture(&format!("vmfs/{rel}")).expect("fixture checked by the test");
-    let script = format!(
-        "gzip -dc '{}' | dd of='{}' bs=1M conv=sparse status=none",
-        gz.display(),
-        out.display()
-    );
-    let st = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .status()
-        .expect("sh");
-    assert!(st.success(), "{script}");
-}
-
 /// A VMFS5 volume spanning two disks (the real ESXi-written span fixture):
 /// the CLI given one disk finds the other extent by volume UUID, and the
 /// menu lists the volume once, whole.

@@ -27,17 +27,6 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Unpacks a shared VMFS fixture into a sparse disk image.
-fn fixture_disk(rel: &str, out: &std::path::Path) {
-    let gz = fixture(&format!("vmfs/{rel}")).expect("fixture checked by the test");
-    let script = format!(
-        "gzip -dc '{}' | dd of='{}' bs=1M conv=sparse status=none",
-        gz.display(),
-        out.display()
-    );
-    run(Command::new("sh").arg("-c").arg(&script));
-}
-
 #[test]
 fn files_hit_names_a_guest_file_inside_a_vm_disk_inside_the_datastore() {
     if fixture("vmfs/vmfs5.bin.gz").is_none() {

@@ -27,14 +27,6 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A 48 MiB PV written by lvm2 (VG vg1000, linear LV `lv` of 16 MiB) with
 /// an ext4 holding `files` in the LV's extents.
 fn dsm_pv(dir: &std::path::Path, files: &std::path::Path) -> Vec<u8> {
@@ -167,9 +159,9 @@ fn dsm_pair_in_vm_disks_assembles_activates_and_mounts_read_only() {
         .to_string();
     let (out, code) = sh(&format!("sha256sum {at}/big.bin {at}/hello.txt"));
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&hex_sha256(&big)), "{out}");
+    assert!(out.contains(&sha256_hex(&big)), "{out}");
     assert!(
-        out.contains(&hex_sha256(b"hello from the DSM volume\n")),
+        out.contains(&sha256_hex(b"hello from the DSM volume\n")),
         "{out}"
     );
     let (out, code) = sh("rescue detach dsm1");

@@ -140,27 +140,40 @@ pub fn name_of_node(sys: &Path, node: &Path) -> Option<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
 }
 
+/// A field of /proc/mounts or mountinfo with its `\040`-style octal
+/// escapes (space, tab, newline, backslash) decoded.
+pub fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            // Three octal digits can exceed a byte (\777): kept as they were.
+            match u8::try_from(v) {
+                Ok(byte) => {
+                    out.push(byte);
+                    i += 4;
+                    continue;
+                }
+                Err(_) => out.push(b[i]),
+            }
+        } else {
+            out.push(b[i]);
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `(device, mount point, options)` of every mount in `mounts` (the text
 /// of /proc/mounts), with `\040`-style escapes decoded.
 pub fn parse_mounts(mounts: &str) -> Vec<(String, String, String)> {
-    fn unescape(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'\\'
-                && i + 3 < b.len()
-                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-            {
-                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-                i += 4;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
     mounts
         .lines()
         .filter_map(|l| {
@@ -599,5 +612,7 @@ mod tests {
         assert_eq!(m[0].0, "/dev/sdb1");
         assert_eq!(m[0].1, "/mnt/dest/my disk");
         assert_eq!(m[1].2, "rw");
+        // Three octal digits past a byte stay as written (no overflow).
+        assert_eq!(unescape("a\\040b\\011\\777\\04"), "a b\t\\777\\04");
     }
 }

@@ -89,34 +89,12 @@ pub fn mount_points_under(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
         let Some(field) = line.split(' ').nth(4) else {
             continue;
         };
-        let p = PathBuf::from(unescape(field));
+        let p = PathBuf::from(blockdev::sys::unescape(field));
         if p != root && p.starts_with(root) {
             out.push(p);
         }
     }
     out
-}
-
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What one file's extents cost it.
