@@ -242,6 +242,13 @@ fn render_fs(s: &mut String, f: &FsReport) {
                 Method::Fibmap => "FIBMAP (one call per block: slower)",
             }
         );
+        if w.unmapped_directories > 0 {
+            let _ = writeln!(
+                s,
+                "    {} not mapped (FIBMAP maps files only): their blocks count as metadata",
+                screen::plural(w.unmapped_directories, "directory", "directories")
+            );
+        }
         for n in &w.not_entered {
             let _ = writeln!(s, "    not entered (another filesystem): {n}");
         }

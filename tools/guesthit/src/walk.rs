@@ -11,7 +11,8 @@
 //! counts as metadata). btrfs directories are items in metadata leaves,
 //! not extents (FIEMAP refuses them with ENOTTY): they are counted, not
 //! mapped, and never make the walk fall back to FIBMAP, which btrfs does
-//! not have.
+//! not have. FIBMAP itself maps regular files only: with it, directories
+//! are counted and not mapped either.
 
 use crate::fiemap::{self, Extent};
 use crate::Ranges;
@@ -68,6 +69,9 @@ pub struct Walked {
     pub method: Method,
     pub files: u64,
     pub directories: u64,
+    /// Directories counted but not mapped: FIBMAP maps files only (ntfs-3g
+    /// refuses it on a directory with EINVAL).
+    pub unmapped_directories: u64,
     /// Symlinks, device nodes, FIFOs, sockets.
     pub others: u64,
     /// Mount points and other filesystems not entered.
@@ -168,6 +172,7 @@ pub fn walk(root: &Path, bad: &Ranges, force_fibmap: bool) -> Walked {
         },
         files: 0,
         directories: 0,
+        unmapped_directories: 0,
         others: 0,
         not_entered: Vec::new(),
         seconds: 0.0,
@@ -337,6 +342,16 @@ fn map_one(
     };
     let extents = match extents {
         Ok(e) => e,
+        Err(e)
+            if kind == "directory"
+                && w.method == Method::Fibmap
+                && e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            // FIBMAP maps regular files only; the directory's blocks are
+            // metadata to this walk.
+            w.unmapped_directories += 1;
+            return;
+        }
         Err(e) => {
             w.errors.push(format!("{shown}: mapping its blocks: {e}"));
             return;
