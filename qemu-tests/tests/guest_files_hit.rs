@@ -14,11 +14,11 @@
 //! filesystem's own tree dump and `btrfs-map-logical`) come back as that
 //! file's byte ranges, the one in unallocated space as free space.
 
+use qemu_tests::guest::{gpt_disk, PART_START};
 use qemu_tests::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use testkit::gptdisk::{self, Part};
 
 const T: Duration = Duration::from_secs(300);
 const MIB: u64 = 1 << 20;
@@ -51,6 +51,85 @@ fn debugfs(img: &Path, req: &str) -> String {
     run(Command::new("debugfs").args(["-R", req]).arg(img))
 }
 
+/// The guest's files under `root`: `docs/hello.txt` (a few bytes) and
+/// `data/big.bin` holding `big`.
+fn guest_files(root: &Path, big: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(root.join("data"))?;
+    std::fs::create_dir_all(root.join("docs"))?;
+    std::fs::write(root.join("docs/hello.txt"), "hello from the guest\n")?;
+    std::fs::write(root.join("data/big.bin"), big)
+}
+
+/// An empty, sparse file of `len` bytes.
+fn blank(path: &Path, len: u64) {
+    std::fs::File::create(path)
+        .and_then(|f| f.set_len(len))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// The store disk `d/store.raw` (ext4 labelled STORE, `size` bytes) with
+/// the disk image `NAME.img` and its ddrescue mapfile `NAME.map`: all of
+/// it rescued but the bad areas `bad` (disk offsets, lengths).
+fn store_disk(d: &Path, name: &str, disk: &[u8], bad: &[(u64, u64)], size: u64) -> PathBuf {
+    let len = disk.len() as u64;
+    let mut map = ddmap::Map::new(len);
+    map.set(0, len, ddmap::Status::Finished);
+    for &(s, l) in bad {
+        map.set(s, l, ddmap::Status::BadSector);
+    }
+    let store = d.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join(format!("{name}.img")), disk).unwrap();
+    std::fs::write(
+        store.join(format!("{name}.map")),
+        ddmap::render(&map, &ddmap::Header::default()),
+    )
+    .unwrap();
+    let store_disk = d.join("store.raw");
+    blank(&store_disk, size);
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "STORE", "-d"])
+        .arg(&store)
+        .arg(&store_disk));
+    store_disk
+}
+
+/// Boots with `store` as the only disk (virtio, serial `serial`), mounts
+/// it as a destination and runs `rescue files-hit` on its `NAME.img` with
+/// `NAME.map`: the VM at its shell, what the command printed and its exit
+/// code.
+fn files_hit_in_guest(image: &Image, store: &Path, serial: &str, name: &str) -> (Vm, String, i32) {
+    let disks = vec![Disk::new(store, Controller::VirtioBlk, serial)];
+    let mut vm = Vm::start(image, &VmConfig::new(disks));
+    vm.wait_for("Choose: ", BOOT_TIMEOUT);
+    vm.enter_shell();
+    let (out, code) = vm.shell("rescue dest mount /dev/vda --yes", T);
+    assert_eq!(code, 0, "{out}");
+    let (out, code) = vm.shell(
+        &format!("rescue files-hit /mnt/dest/vda/{name}.img --map /mnt/dest/vda/{name}.map"),
+        T,
+    );
+    (vm, out, code)
+}
+
+/// After files-hit: nothing stays attached or mounted, the kernel log has
+/// no hung task or NBD timeout; then the destination is unmounted and the
+/// VM powered off.
+fn released_then_power_off(mut vm: Vm) {
+    let (out, code) = vm.shell("rescue attach; grep -c nbd /proc/mounts", T);
+    assert!(out.contains("nothing attached"), "{out}");
+    assert_ne!(code, 0, "an nbd device is still mounted: {out}");
+    let (out, _) = vm.shell(
+        "dmesg | grep -iE 'hung_task|blocked for more|nbd.*timed out' ; true",
+        T,
+    );
+    assert!(out.trim().is_empty(), "kernel log:\n{out}");
+    let (out, code) = vm.shell("rescue dest umount /dev/vda", T);
+    assert_eq!(code, 0, "{out}");
+    vm.power_off_from_shell();
+    vm.wait_exit_ok(T);
+}
+
 #[test]
 fn files_hit_names_the_guest_file_its_ranges_and_free_space() {
     let image = Image::built();
@@ -59,15 +138,9 @@ fn files_hit_names_the_guest_file_its_ranges_and_free_space() {
 
     // The guest filesystem: 48 MiB ext4, 4 KiB blocks.
     let files = d.join("files");
-    std::fs::create_dir_all(files.join("data")).unwrap();
-    std::fs::create_dir_all(files.join("docs")).unwrap();
-    std::fs::write(files.join("docs/hello.txt"), "hello from the guest\n").unwrap();
-    std::fs::write(files.join("data/big.bin"), pattern(MIB as usize, 7)).unwrap();
+    guest_files(&files, &pattern(MIB as usize, 7)).unwrap();
     let fs = d.join("fs.raw");
-    std::fs::File::create(&fs)
-        .unwrap()
-        .set_len(48 * MIB)
-        .unwrap();
+    blank(&fs, 48 * MIB);
     run(Command::new("mkfs.ext4")
         .args(["-q", "-F", "-b", "4096", "-L", "GUESTFS", "-d"])
         .arg(&files)
@@ -92,21 +165,7 @@ fn files_hit_names_the_guest_file_its_ranges_and_free_space() {
         .expect("a free block");
 
     // The physical disk: GPT, the filesystem at 1 MiB.
-    let part_start = MIB;
-    let disk_len = 50 * MIB;
-    let mut disk = gptdisk::disk(
-        disk_len / 512,
-        512,
-        &[Part {
-            slot: 1,
-            type_guid: gptdisk::BASIC,
-            first: part_start / 512,
-            last: (part_start + 48 * MIB) / 512 - 1,
-            name: "guest",
-        }],
-    );
-    let fs_bytes = std::fs::read(&fs).unwrap();
-    disk[part_start as usize..part_start as usize + fs_bytes.len()].copy_from_slice(&fs_bytes);
+    let disk = gpt_disk(&std::fs::read(&fs).unwrap());
 
     // Bad areas (filesystem offsets): a whole block and part of another
     // of big.bin, an inode-table block no inode in use lies in (the
@@ -118,43 +177,12 @@ fn files_hit_names_the_guest_file_its_ranges_and_free_space() {
         ((itable + 200) * BS, BS),
         (free * BS, BS),
     ];
-    let mut map = ddmap::Map::new(disk_len);
-    map.set(0, disk_len, ddmap::Status::Finished);
-    for (s, l) in fs_bad {
-        map.set(part_start + s, l, ddmap::Status::BadSector);
-    }
-    map.set(100 * 512, 512, ddmap::Status::BadSector);
+    let mut bad: Vec<(u64, u64)> = fs_bad.iter().map(|&(s, l)| (PART_START + s, l)).collect();
+    bad.push((100 * 512, 512));
+    let store_disk = store_disk(d, "guest", &disk, &bad, 256 * MIB);
 
-    let store = d.join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    std::fs::write(store.join("guest.img"), &disk).unwrap();
-    std::fs::write(
-        store.join("guest.map"),
-        ddmap::render(&map, &ddmap::Header::default()),
-    )
-    .unwrap();
-    let store_disk = d.join("store.raw");
-    std::fs::File::create(&store_disk)
-        .unwrap()
-        .set_len(256 * MIB)
-        .unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "STORE", "-d"])
-        .arg(&store)
-        .arg(&store_disk));
-
-    let disks = vec![Disk::new(&store_disk, Controller::VirtioBlk, "STORE-0001")];
-    let mut vm = Vm::start(&image, &VmConfig::new(disks));
-    vm.wait_for("Choose: ", BOOT_TIMEOUT);
-    vm.enter_shell();
+    let (mut vm, out, code) = files_hit_in_guest(&image, &store_disk, "STORE-0001", "guest");
     let sh = |vm: &mut Vm, c: &str| vm.shell(c, T);
-
-    let (out, code) = sh(&mut vm, "rescue dest mount /dev/vda --yes");
-    assert_eq!(code, 0, "{out}");
-    let (out, code) = sh(
-        &mut vm,
-        "rescue files-hit /mnt/dest/vda/guest.img --map /mnt/dest/vda/guest.map",
-    );
     assert_eq!(code, 1, "bad areas were mapped: exit 1\n{out}");
     assert!(out.contains("attached as nbd0"), "{out}");
     assert!(out.contains("nbd0p1 ext4 \"GUESTFS\""), "{out}");
@@ -198,19 +226,7 @@ fn files_hit_names_the_guest_file_its_ranges_and_free_space() {
         "rescue files-hit /mnt/dest/vda/guest.img --map /mnt/dest/vda/guest.map --json | grep -c '\"path\": \"/data/big.bin\"'",
     );
     assert_eq!(code, 0, "{out}");
-    // Nothing stays attached or mounted.
-    let (out, code) = sh(&mut vm, "rescue attach; grep -c nbd /proc/mounts");
-    assert!(out.contains("nothing attached"), "{out}");
-    assert_ne!(code, 0, "an nbd device is still mounted: {out}");
-    let (out, _) = sh(
-        &mut vm,
-        "dmesg | grep -iE 'hung_task|blocked for more|nbd.*timed out' ; true",
-    );
-    assert!(out.trim().is_empty(), "kernel log:\n{out}");
-    let (out, code) = sh(&mut vm, "rescue dest umount /dev/vda");
-    assert_eq!(code, 0, "{out}");
-    vm.power_off_from_shell();
-    vm.wait_exit_ok(T);
+    released_then_power_off(vm);
 }
 
 /// The logical address of byte `off` of the file named `name` (unique in
@@ -303,13 +319,10 @@ fn files_hit_maps_a_btrfs_guest_through_its_chunk_tree() {
 
     // The guest filesystem: 160 MiB btrfs, metadata DUP, data single.
     let files = d.join("files");
-    std::fs::create_dir_all(files.join("data")).unwrap();
-    std::fs::create_dir_all(files.join("docs")).unwrap();
-    std::fs::write(files.join("docs/hello.txt"), "hello from the guest\n").unwrap();
-    std::fs::write(files.join("data/big.bin"), pattern(3 * MIB as usize, 7)).unwrap();
+    guest_files(&files, &pattern(3 * MIB as usize, 7)).unwrap();
     let fs_len = 160 * MIB;
     let fs = d.join("fs.raw");
-    std::fs::File::create(&fs).unwrap().set_len(fs_len).unwrap();
+    blank(&fs, fs_len);
     run(Command::new("mkfs.btrfs")
         .args(["-q", "-f", "-m", "dup", "-L", "GUESTBTR", "--rootdir"])
         .arg(&files)
@@ -328,58 +341,11 @@ fn files_hit_maps_a_btrfs_guest_through_its_chunk_tree() {
     }
 
     // The physical disk: GPT, the filesystem at 1 MiB.
-    let part_start = MIB;
-    let disk_len = fs_len + 2 * MIB;
-    let mut disk = gptdisk::disk(
-        disk_len / 512,
-        512,
-        &[Part {
-            slot: 1,
-            type_guid: gptdisk::BASIC,
-            first: part_start / 512,
-            last: (part_start + fs_len) / 512 - 1,
-            name: "guest",
-        }],
-    );
-    let fs_bytes = std::fs::read(&fs).unwrap();
-    disk[part_start as usize..part_start as usize + fs_bytes.len()].copy_from_slice(&fs_bytes);
-    let fs_bad = [(p1, BS), (p2, 1024), (free, BS)];
-    let mut map = ddmap::Map::new(disk_len);
-    map.set(0, disk_len, ddmap::Status::Finished);
-    for (s, l) in fs_bad {
-        map.set(part_start + s, l, ddmap::Status::BadSector);
-    }
+    let disk = gpt_disk(&std::fs::read(&fs).unwrap());
+    let bad = [(p1, BS), (p2, 1024), (free, BS)].map(|(s, l)| (PART_START + s, l));
+    let store_disk = store_disk(d, "bguest", &disk, &bad, 512 * MIB);
 
-    let store = d.join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    std::fs::write(store.join("bguest.img"), &disk).unwrap();
-    std::fs::write(
-        store.join("bguest.map"),
-        ddmap::render(&map, &ddmap::Header::default()),
-    )
-    .unwrap();
-    let store_disk = d.join("store.raw");
-    std::fs::File::create(&store_disk)
-        .unwrap()
-        .set_len(512 * MIB)
-        .unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "STORE", "-d"])
-        .arg(&store)
-        .arg(&store_disk));
-
-    let disks = vec![Disk::new(&store_disk, Controller::VirtioBlk, "STORE-0002")];
-    let mut vm = Vm::start(&image, &VmConfig::new(disks));
-    vm.wait_for("Choose: ", BOOT_TIMEOUT);
-    vm.enter_shell();
-    let sh = |vm: &mut Vm, c: &str| vm.shell(c, T);
-
-    let (out, code) = sh(&mut vm, "rescue dest mount /dev/vda --yes");
-    assert_eq!(code, 0, "{out}");
-    let (out, code) = sh(
-        &mut vm,
-        "rescue files-hit /mnt/dest/vda/bguest.img --map /mnt/dest/vda/bguest.map",
-    );
+    let (vm, out, code) = files_hit_in_guest(&image, &store_disk, "STORE-0002", "bguest");
     assert_eq!(code, 1, "bad areas were mapped: exit 1\n{out}");
     assert!(out.contains("nbd0p1 btrfs \"GUESTBTR\""), "{out}");
     assert!(
@@ -399,12 +365,5 @@ fn files_hit_maps_a_btrfs_guest_through_its_chunk_tree() {
     );
     assert!(!out.contains("not mapped"), "{out}");
     assert!(out.contains("Totals: 1 file hit (5120 bytes)"), "{out}");
-    // Nothing stays attached or mounted.
-    let (out, code) = sh(&mut vm, "rescue attach; grep -c nbd /proc/mounts");
-    assert!(out.contains("nothing attached"), "{out}");
-    assert_ne!(code, 0, "an nbd device is still mounted: {out}");
-    let (out, code) = sh(&mut vm, "rescue dest umount /dev/vda");
-    assert_eq!(code, 0, "{out}");
-    vm.power_off_from_shell();
-    vm.wait_exit_ok(T);
+    released_then_power_off(vm);
 }
