@@ -1,6 +1,6 @@
 //! VM disks for tests and the demo: a guest disk image (GPT, one ext4
-//! partition holding a folder's files) and a VMDK snapshot chain of it
-//! made by qemu-img.
+//! partition holding a folder's files, or any filesystem image as that
+//! partition) and a VMDK snapshot chain of it made by qemu-img.
 
 use std::path::Path;
 use std::process::Command;
@@ -30,19 +30,32 @@ pub fn guest_disk(dir: &Path, files: &Path, label: &str) -> Result<(Vec<u8>, Vec
         .arg(&part))?;
     let bytes = std::fs::read(&part).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&part);
+    Ok((gpt_disk(&bytes), bytes))
+}
+
+/// Where [`gpt_disk`] puts its partition: 1 MiB (LBA 2048).
+pub const PART_START: u64 = MIB as u64;
+
+/// A physical disk of 512-byte sectors for a filesystem image `part` (a
+/// whole number of sectors): GPT with one partition (slot 1, basic data,
+/// name `guest`) holding exactly `part` at [`PART_START`], and 1 MiB after
+/// it for the backup GPT.
+pub fn gpt_disk(part: &[u8]) -> Vec<u8> {
+    let len = part.len() as u64;
+    assert_eq!(len % 512, 0, "a partition of whole sectors");
     let mut disk = testkit::gptdisk::disk(
-        (48 * MIB / 512) as u64,
+        (PART_START + len + MIB as u64) / 512,
         512,
         &[testkit::gptdisk::Part {
             slot: 1,
             type_guid: testkit::gptdisk::BASIC,
-            first: 2048,
-            last: 2048 + (46 * MIB / 512) as u64 - 1,
+            first: PART_START / 512,
+            last: (PART_START + len) / 512 - 1,
             name: "guest",
         }],
     );
-    disk[MIB..MIB + bytes.len()].copy_from_slice(&bytes);
-    Ok((disk, bytes))
+    disk[PART_START as usize..(PART_START + len) as usize].copy_from_slice(part);
+    disk
 }
 
 /// `folder/NAME.vmdk`, a hosted sparse VMDK of the raw disk `raw`, and
