@@ -17,6 +17,8 @@ pub struct WalkStats {
     pub method: Method,
     pub files: u64,
     pub directories: u64,
+    /// Directories counted but not mapped (FIBMAP maps files only).
+    pub unmapped_directories: u64,
     pub others: u64,
     pub seconds: f64,
     /// Files and directories mapped per second.

@@ -713,6 +713,7 @@ fn classify(
         method: w.method,
         files: w.files,
         directories: w.directories,
+        unmapped_directories: w.unmapped_directories,
         others: w.others,
         seconds: w.seconds,
         per_second: w.per_second,
