@@ -95,29 +95,17 @@ pub fn run_attach(c: AttachCommand, open: SourceOpener<'_>, load: ModuleLoader<'
     if c.deadline == 0 {
         return cliconv::fail("attach", "--deadline must be at least 1 second").code();
     }
-    let opts = crate::Options {
-        map: c.map.as_ref().map(PathBuf::from),
-        name: c.name.clone(),
-        deadline: Duration::from_secs(c.deadline),
-    };
-    if let Some(n) = &opts.name {
-        if let Err(e) = crate::check_name(&paths, n) {
-            return cliconv::fail("attach", e).code();
-        }
-    }
     if c.foreground {
+        let opts = crate::Options {
+            map: c.map.as_ref().map(PathBuf::from),
+            name: c.name.clone(),
+            deadline: Duration::from_secs(c.deadline),
+        };
         return foreground(&source, &c, &opts, &paths, open, load).code();
     }
-    // Open it here first, so that a wrong path fails at once and plainly.
-    match open(&source, &c.vmfs) {
-        Ok(src) => drop(src),
-        Err(e) => return cliconv::fail("attach", e).code(),
-    }
-    if let Some(m) = &opts.map {
-        if let Err(e) = ddmap::read_unrescued(m) {
-            return cliconv::fail("attach", e).code();
-        }
-    }
+    // The serving process opens the source, checks the name and reads the
+    // mapfile itself (a second open here would read a dying disk's
+    // datastore twice); what it refuses comes back as the error.
     let spawned = crate::spawn(
         &source,
         &c.vmfs,

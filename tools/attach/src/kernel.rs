@@ -87,6 +87,14 @@ pub struct Connected {
     file: File,
 }
 
+/// Opens slot `name`'s node (read-only: the NBD ioctls need no more).
+fn open_slot(dev_dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
+    let node = dev_dir.join(name);
+    let file = File::open(&node)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", node.display())))?;
+    Ok((node, file))
+}
+
 /// Sets slot `name` up as a read-only disk of `size` bytes in blocks of
 /// `block` bytes served on `sock`. The size must be a multiple of the
 /// block size. On failure the slot's socket is cleared again.
@@ -97,9 +105,7 @@ pub fn connect(
     block: u32,
     sock: OwnedFd,
 ) -> io::Result<Connected> {
-    let node = dev_dir.join(name);
-    let file = File::open(&node)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", node.display())))?;
+    let (node, file) = open_slot(dev_dir, name)?;
     let blocks = usize::try_from(size / u64::from(block))
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "size too large"))?;
     let set_up = || -> io::Result<()> {
@@ -143,18 +149,14 @@ impl Connected {
 /// Asks the kernel to disconnect slot `name`: it sends the server
 /// `NBD_CMD_DISC`, fails what is queued, and `NBD_DO_IT` returns.
 pub fn disconnect(dev_dir: &Path, name: &str) -> io::Result<()> {
-    let node = dev_dir.join(name);
-    let file = File::open(&node)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", node.display())))?;
+    let (_, file) = open_slot(dev_dir, name)?;
     ioctl_arg::<NBD_DISCONNECT>(&file, "NBD_DISCONNECT", 0)
 }
 
 /// Clears a slot whose server is gone (its process was killed): the
 /// kernel drops the dead socket and the slot is free again.
 pub fn clear(dev_dir: &Path, name: &str) -> io::Result<()> {
-    let node = dev_dir.join(name);
-    let file = File::open(&node)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", node.display())))?;
+    let (_, file) = open_slot(dev_dir, name)?;
     ioctl_arg::<NBD_CLEAR_SOCK>(&file, "NBD_CLEAR_SOCK", 0)
 }
 

@@ -297,7 +297,7 @@ fn watch<W: Write + Send + 'static>(
     loop {
         let (late_reads, late_queued) = {
             let st = lock(&shared.state);
-            let st = shared
+            let mut st = shared
                 .closing
                 .wait_timeout(st, tick)
                 .map(|(g, _)| g)
@@ -305,8 +305,6 @@ fn watch<W: Write + Send + 'static>(
             if st.closed || shared.broken.load(Ordering::SeqCst) {
                 return;
             }
-            drop(st);
-            let mut st = lock(&shared.state);
             let now = Instant::now();
             let late_reads: Vec<(u64, [u8; 8])> = st
                 .reading
