@@ -16,18 +16,26 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// An ext4 filesystem image of `bytes` bytes at `out` holding the files
+/// of `files` (`mkfs.ext4 -d`), labelled `label` if given.
+pub fn ext4_of(files: &Path, out: &Path, bytes: u64, label: Option<&str>) -> Result<(), String> {
+    std::fs::File::create(out)
+        .and_then(|f| f.set_len(bytes))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut cmd = Command::new("mkfs.ext4");
+    cmd.args(["-q", "-F"]);
+    if let Some(l) = label {
+        cmd.args(["-L", l]);
+    }
+    run(cmd.arg("-d").arg(files).arg(out))
+}
+
 /// A 48 MiB guest disk: GPT with one partition (LBA 2048, 46 MiB, name
 /// `guest`) holding ext4 labelled `label` with the files of `files`.
 /// Gives the disk and the partition's bytes; scratch files go to `dir`.
 pub fn guest_disk(dir: &Path, files: &Path, label: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
     let part = dir.join(format!("{label}.part"));
-    std::fs::File::create(&part)
-        .and_then(|f| f.set_len(46 * MIB as u64))
-        .map_err(|e| format!("{}: {e}", part.display()))?;
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", label, "-d"])
-        .arg(files)
-        .arg(&part))?;
+    ext4_of(files, &part, 46 * MIB as u64, Some(label))?;
     let bytes = std::fs::read(&part).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&part);
     Ok((gpt_disk(&bytes), bytes))

@@ -53,21 +53,7 @@ fn vm_disks_and_images_attach_read_only_and_detach() {
     std::fs::write(d.join("guest.raw"), &guest).unwrap();
     // The base as a hosted sparse VMDK, and a snapshot over it that
     // changes 512 KiB at 47 MiB (after the partition).
-    run(Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "raw", "-O", "vmdk"])
-        .arg(d.join("guest.raw"))
-        .arg(vm1.join("vm1.vmdk")));
-    run(Command::new("qemu-img").current_dir(&vm1).args([
-        "create",
-        "-q",
-        "-f",
-        "vmdk",
-        "-b",
-        "vm1.vmdk",
-        "-F",
-        "vmdk",
-        "vm1-000001.vmdk",
-    ]));
+    qemu_tests::guest::vmdk_chain(&d.join("guest.raw"), &vm1, "vm1").unwrap();
     run(Command::new("qemu-io").current_dir(&vm1).args([
         "-f",
         "vmdk",
@@ -94,14 +80,7 @@ fn vm_disks_and_images_attach_read_only_and_detach() {
     )
     .unwrap();
     let store_disk = d.join("store.raw");
-    std::fs::File::create(&store_disk)
-        .unwrap()
-        .set_len(256 * MIB as u64)
-        .unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "STORE", "-d"])
-        .arg(&store)
-        .arg(&store_disk));
+    qemu_tests::guest::ext4_of(&store, &store_disk, 256 * MIB as u64, Some("STORE")).unwrap();
     let store_hash = sha256_file(&store_disk);
 
     let disks = vec![Disk::new(&store_disk, Controller::VirtioBlk, "STORE-0001")];
@@ -115,6 +94,14 @@ fn vm_disks_and_images_attach_read_only_and_detach() {
         "mkdir -p /mnt/store && mount -o ro -t ext4 /dev/vda /mnt/store",
     );
     assert_eq!(code, 0, "{out}");
+    // A source the serving process cannot open: its words come back.
+    let (out, code) = sh(&mut vm, "rescue attach /mnt/store/vm1/nope.vmdk");
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("rescue attach: ") && out.contains("nope.vmdk"),
+        "{out}"
+    );
+    assert!(!out.contains("without attaching"), "{out}");
     let (out, code) = sh(
         &mut vm,
         "rescue attach /mnt/store/vm1/vm1-000001.vmdk --name vm1",

@@ -50,14 +50,7 @@ fn datastore_files_slow_reads_and_damaged_disks_attach() {
         .set_len(len - MIB as u64)
         .unwrap();
     let store_disk = d.join("store.raw");
-    std::fs::File::create(&store_disk)
-        .unwrap()
-        .set_len(64 * MIB as u64)
-        .unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&store)
-        .arg(&store_disk));
+    qemu_tests::guest::ext4_of(&store, &store_disk, 64 * MIB as u64, None).unwrap();
 
     let disks = vec![
         Disk::new(&vmfs, Controller::VirtioBlk, "VMFS5-0001"),

@@ -49,14 +49,7 @@ fn dsm_pv(dir: &std::path::Path, files: &std::path::Path) -> Vec<u8> {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("seg_pe_ranges {ranges:?}"));
     let fs = dir.join("lv.ext4");
-    std::fs::File::create(&fs)
-        .unwrap()
-        .set_len(16 * MIB as u64)
-        .unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "DSMVOL", "-d"])
-        .arg(files)
-        .arg(&fs));
+    qemu_tests::guest::ext4_of(files, &fs, 16 * MIB as u64, Some("DSMVOL")).unwrap();
     let fs = std::fs::read(&fs).unwrap();
     let mut pv = t.read(0);
     let at = pe_start + first * 4 * MIB;
@@ -105,14 +98,7 @@ fn dsm_pair_in_vm_disks_assembles_activates_and_mounts_read_only() {
             .arg(store.join(format!("dsm/dsm-{}.vmdk", i + 1))));
     }
     let store_disk = d.join("store.raw");
-    std::fs::File::create(&store_disk)
-        .unwrap()
-        .set_len(256 * MIB as u64)
-        .unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "STORE", "-d"])
-        .arg(&store)
-        .arg(&store_disk));
+    qemu_tests::guest::ext4_of(&store, &store_disk, 256 * MIB as u64, Some("STORE")).unwrap();
     let store_hash = sha256_file(&store_disk);
 
     let disks = vec![Disk::new(&store_disk, Controller::VirtioBlk, "STORE-0002")];

@@ -39,14 +39,7 @@ fn ext4_with(
         std::fs::write(f, data).unwrap();
     }
     let img = dir.join(format!("{name}.raw"));
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len((mib * MIB) as u64)
-        .unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", label, "-d"])
-        .arg(&tree)
-        .arg(&img));
+    qemu_tests::guest::ext4_of(&tree, &img, (mib * MIB) as u64, Some(label)).unwrap();
     std::fs::read(&img).unwrap()
 }
 
@@ -144,30 +137,9 @@ fn a_vm_disk_file_is_opened_from_the_menu_and_its_files_copied() {
     std::fs::write(d.join("guest.raw"), &guest).unwrap();
     let vm1 = d.join("store/vm1");
     std::fs::create_dir_all(&vm1).unwrap();
-    run(Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "raw", "-O", "vmdk"])
-        .arg(d.join("guest.raw"))
-        .arg(vm1.join("vm1.vmdk")));
-    run(Command::new("qemu-img").current_dir(&vm1).args([
-        "create",
-        "-q",
-        "-f",
-        "vmdk",
-        "-b",
-        "vm1.vmdk",
-        "-F",
-        "vmdk",
-        "vm1-000001.vmdk",
-    ]));
+    qemu_tests::guest::vmdk_chain(&d.join("guest.raw"), &vm1, "vm1").unwrap();
     let store = d.join("store.raw");
-    std::fs::File::create(&store)
-        .unwrap()
-        .set_len(256 * MIB as u64)
-        .unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "STORE", "-d"])
-        .arg(d.join("store"))
-        .arg(&store));
+    qemu_tests::guest::ext4_of(&d.join("store"), &store, 256 * MIB as u64, Some("STORE")).unwrap();
     let store_hash = sha256_file(&store);
     let dest = d.join("dest.raw");
     std::fs::File::create(&dest)
