@@ -28,6 +28,35 @@ fn run(program: &str, args: &[&str]) -> String {
 struct Undo {
     dev: String,
     dir: Option<std::path::PathBuf>,
+    /// Detached already: the device number may belong to someone else now.
+    detached: bool,
+}
+
+impl Undo {
+    /// Detaches the loop device and waits until it is gone: `losetup -d`
+    /// only marks it for detaching while something still has it open (a
+    /// test beside this one scanning every device), and the caller's next
+    /// attach of the image would see this device as a second copy of the
+    /// filesystem.
+    fn detach(&mut self) -> Result<(), String> {
+        if std::mem::replace(&mut self.detached, true) {
+            return Ok(());
+        }
+        let backing = format!(
+            "/sys/class/block/{}/loop/backing_file",
+            self.dev.trim_start_matches("/dev/")
+        );
+        let was = std::fs::read_to_string(&backing).unwrap_or_default();
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+        let began = std::time::Instant::now();
+        while std::fs::read_to_string(&backing).is_ok_and(|b| b == was) {
+            if began.elapsed() > std::time::Duration::from_secs(10) {
+                return Err(format!("{} still attached 10 s after losetup -d", self.dev));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Undo {
@@ -36,7 +65,7 @@ impl Drop for Undo {
             let _ = Command::new("umount").arg(&d).status();
             let _ = std::fs::remove_dir(&d);
         }
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+        let _ = self.detach();
     }
 }
 
@@ -48,7 +77,11 @@ pub fn destroyed_tree_root(img: &Path, scratch: &Path) {
     {
         let dev = run("losetup", &["-f", "--show", path]).trim().to_string();
         assert!(dev.starts_with("/dev/loop"), "losetup gave {dev:?}");
-        let mut undo = Undo { dev, dir: None };
+        let mut undo = Undo {
+            dev,
+            dir: None,
+            detached: false,
+        };
         // A read-only flag left on this loop device by another test must
         // not make the read-write mount fail (util-linux blockdev).
         run("blockdev", &["--setrw", &undo.dev]);
@@ -64,6 +97,9 @@ pub fn destroyed_tree_root(img: &Path, scratch: &Path) {
             run("umount", &[dir.to_str().unwrap()]);
             undo.dir = None;
             let _ = std::fs::remove_dir(&dir);
+        }
+        if let Err(e) = undo.detach() {
+            panic!("{e}");
         }
     }
     // The tree root's logical address (superblock at 64 KiB, root +0x50),
