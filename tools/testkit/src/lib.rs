@@ -12,6 +12,8 @@
 //! - [`lvm2`]: LVM2 PVs written by lvm2's own tools on loop devices;
 //! - [`ntfs`]: NTFS volumes made and read by ntfs-3g's tools;
 //! - [`vmdkdelta`]: COWD and SESparse snapshot deltas and VMDK descriptors;
+//! - [`vmfswriter`]: changes to scratch copies of the real VMFS fixtures,
+//!   down to new folders and files on VMFS5;
 //! - [`scriptmark`]: the unattended-mode markers (the same crate
 //!   rescue-init prints them with).
 
@@ -23,6 +25,7 @@ pub mod mdwriter;
 pub mod ntfs;
 pub mod tempdir;
 pub mod vmdkdelta;
+pub mod vmfswriter;
 
 pub use fixtures::{fixture, workspace_root};
 pub use scriptmark;

@@ -1,9 +1,9 @@
 //! Real ESXi-written fixtures: `<workspace>/../shared/fixtures/vmfs/*.gz`,
 //! decompressed sparsely once into `<workspace>/target/fixtures/` (testkit).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod oracle;
-pub mod writer;
+pub use testkit::vmfswriter as writer;
 
 use std::path::PathBuf;
 

@@ -10,7 +10,6 @@
 //! other location from the on-disk structures (documented below with their
 //! offsets), so a shared misreading of the format shows up as a test failure
 //! instead of agreeing with itself.
-#![allow(dead_code)]
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -59,7 +58,7 @@ impl Drop for Scratch {
 }
 
 fn scratch_path(tag: &str) -> PathBuf {
-    let dir = super::workspace().join("target/vmfs-written");
+    let dir = crate::workspace_root().join("target/vmfs-written");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(format!("{tag}-{}.img", std::process::id()))
 }
@@ -67,7 +66,8 @@ fn scratch_path(tag: &str) -> PathBuf {
 /// A private, sparse copy of fixture `rel` (the decompressed cache stays
 /// pristine).
 pub fn scratch_copy(rel: &str, tag: &str) -> Scratch {
-    let src = super::image(rel);
+    let src = crate::fixtures::unpacked(&format!("vmfs/{rel}"), None)
+        .unwrap_or_else(|| panic!("VMFS fixture {rel} is missing"));
     let dst = scratch_path(tag);
     let st = std::process::Command::new("cp")
         .arg("--sparse=always")
@@ -928,6 +928,265 @@ impl Writer {
         self.set_size(fd, size);
     }
 
+    // ---- new folders and files (VMFS5) ------------------------------
+
+    /// File offset of cluster `cluster`'s record in resource file `rf`.
+    ///
+    /// VMFS3/5 cluster header, 1 KiB at `firstGroup + group x groupSize +
+    /// (cluster in group) x 1 KiB` of the resource file; its second half:
+    /// +0x200 cluster number, +0x204 resources in it, +0x208 free ones,
+    /// +0x20C first free, +0x210 bitmap (one bit per resource, set =
+    /// free). `.fbb.sf` has the same headers and no payload (a file block's
+    /// address is its place on the volume).
+    fn cluster_record(&self, rf: &ResourceFile, cluster: u64) -> u64 {
+        assert_ne!(self.version, 6, "VMFS6 cluster records differ");
+        rf.first_group
+            + (cluster / rf.clusters_per_group) * rf.group_size
+            + (cluster % rf.clusters_per_group) * self.group_header
+            + 0x200
+    }
+
+    /// The record of `cluster`: (resources, free, bitmap bytes), None past
+    /// the resource file's end or where the record names another cluster.
+    fn read_cluster_record(&self, rf: &ResourceFile, cluster: u64) -> Option<(u64, u64, Vec<u8>)> {
+        let off = self.cluster_record(rf, cluster);
+        if off + 0x200 > rf.fd.size {
+            return None;
+        }
+        let r = self.read_file(&rf.fd, off, 0x200);
+        if u32_at(&r, 0) as u64 != cluster {
+            return None;
+        }
+        let total = u32_at(&r, 4) as u64;
+        let free = u32_at(&r, 8) as u64;
+        Some((
+            total,
+            free,
+            r[0x10..0x10 + total.div_ceil(8) as usize].to_vec(),
+        ))
+    }
+
+    /// Whether resource `res` of `cluster` is marked free in `rf`.
+    fn resource_free(&self, rf: &ResourceFile, cluster: u64, res: u64) -> Option<bool> {
+        let (total, _, bits) = self.read_cluster_record(rf, cluster)?;
+        (res < total).then(|| bits[(res / 8) as usize] & (1 << (res % 8)) != 0)
+    }
+
+    /// Takes the first resource the cluster bitmaps of `rf` mark free
+    /// (for which `usable` holds): its bit cleared, the free count and
+    /// the first-free hint updated. Returns (cluster, resource).
+    fn take_resource(&self, rf: &ResourceFile, usable: impl Fn(u64, u64) -> bool) -> (u64, u64) {
+        let mut cluster = 0;
+        while let Some((total, free, mut bits)) = self.read_cluster_record(rf, cluster) {
+            let found = (free > 0)
+                .then(|| {
+                    (0..total).find(|&r| {
+                        bits[(r / 8) as usize] & (1 << (r % 8)) != 0 && usable(cluster, r)
+                    })
+                })
+                .flatten();
+            if let Some(res) = found {
+                bits[(res / 8) as usize] &= !(1 << (res % 8));
+                let next_free = (0..total)
+                    .find(|&r| bits[(r / 8) as usize] & (1 << (r % 8)) != 0)
+                    .unwrap_or(total);
+                let off = self.cluster_record(rf, cluster);
+                let mut head = Vec::new();
+                head.extend((free as u32 - 1).to_le_bytes());
+                head.extend((next_free as u32).to_le_bytes());
+                head.extend(&bits);
+                self.write_vol(self.file_vol(&rf.fd, off + 8), &head);
+                return (cluster, res);
+            }
+            cluster += 1;
+        }
+        panic!(
+            "writer: no free resource left in FD {:#x}'s clusters",
+            rf.fd.addr
+        )
+    }
+
+    /// `.fbb.sf`, the file block bitmap.
+    fn fbb(&self) -> ResourceFile {
+        self.resource_file(self.fd(0x0040_0004))
+    }
+
+    /// Whether the FD at `addr` and the file block `block` are marked in
+    /// use, as the checks of a written volume need.
+    pub fn fd_marked_used(&self, addr: u32) -> bool {
+        let (cluster, res) = (((addr >> 6) & 0xFFFF) as u64, (addr >> 22) as u64);
+        self.resource_free(&self.fdc, cluster, res) == Some(false)
+    }
+
+    /// Whether file block `block` (volume offset / block size) is marked
+    /// in use in `.fbb.sf`.
+    pub fn block_marked_used(&self, block: u64) -> bool {
+        let fbb = self.fbb();
+        self.resource_free(&fbb, block / fbb.per_cluster, block % fbb.per_cluster) == Some(false)
+    }
+
+    /// Takes a free, zeroed file block; returns its number.
+    fn take_block(&self) -> u64 {
+        let fbb = self.fbb();
+        let (c, r) = self.take_resource(&fbb, |c, r| {
+            let vol = (c * fbb.per_cluster + r) * self.block;
+            // Stale data in a free block would show through holes of a
+            // thin file's first write; only take blocks reading as zeros.
+            self.runs
+                .iter()
+                .any(|&(l, _, n)| l <= vol && vol + self.block <= l + n)
+                && self.read_vol(vol, self.block).iter().all(|&b| b == 0)
+        });
+        c * fbb.per_cluster + r
+    }
+
+    /// Writes a new FD of `file_type` (2 dir, 3 file) in a free `.fdc.sf`
+    /// slot, modelled on the existing FD `template` (lock and times kept):
+    /// its own address and lock position, generation 1, one link, the
+    /// length, unit, block count, ZLA and the data area. Returns it.
+    fn new_fd(
+        &self,
+        template: &Fd,
+        file_type: u32,
+        size: u64,
+        unit: u64,
+        zla: u32,
+        area: &[u8],
+    ) -> Fd {
+        let (c, r) = self.take_resource(&self.fdc, |c, r| {
+            let at = self.file_vol(&self.fdc.fd, self.resource_offset(&self.fdc, c, r));
+            u32_at(&self.read_vol(at, 8), 0) != LOCK_MAGIC
+        });
+        let addr = u32::try_from(4 | c << 6 | r << 22).unwrap();
+        let at = self.file_vol(&self.fdc.fd, self.resource_offset(&self.fdc, c, r));
+        let mut fd = self.read_vol(template.at, self.fd_size);
+        let m = self.meta as usize;
+        fd[4..12].copy_from_slice(&at.to_le_bytes());
+        fd[m..m + 4].copy_from_slice(&addr.to_le_bytes());
+        fd[m + 4..m + 8].copy_from_slice(&1u32.to_le_bytes());
+        fd[m + 8..m + 12].copy_from_slice(&1u32.to_le_bytes());
+        fd[m + 0xC..m + 0x10].copy_from_slice(&file_type.to_le_bytes());
+        fd[m + 0x14..m + 0x1C].copy_from_slice(&size.to_le_bytes());
+        fd[m + 0x1C..m + 0x24].copy_from_slice(&unit.to_le_bytes());
+        // numBlocks counts the blocks held (a thin file's nulls are not).
+        let blocks = match zla {
+            ZLA_FILE_BLOCK => area.chunks(4).filter(|p| p.iter().any(|&b| b != 0)).count() as u64,
+            _ => 0,
+        };
+        fd[m + 0x24..m + 0x2C].copy_from_slice(&blocks.to_le_bytes());
+        fd[m + 0x44..m + 0x48].copy_from_slice(&zla.to_le_bytes());
+        let p = self.ptr_off as usize;
+        fd[p..].fill(0);
+        fd[p..p + area.len()].copy_from_slice(area);
+        self.write_vol(at, &fd);
+        self.fd(addr)
+    }
+
+    /// Adds the entry `name` -> `addr` (of `file_type`) to directory
+    /// `dir`: in the first free slot, else appended (a new file block
+    /// when the last one is full).
+    fn add_entry(&self, dir: &Fd, name: &str, addr: u32, file_type: u32) {
+        assert_eq!(self.version, 5, "new entries are written on VMFS5 only");
+        assert!(
+            name.len() < 128 && !name.contains('/') && !name.is_empty(),
+            "name {name:?}"
+        );
+        assert!(
+            self.entries(dir).iter().all(|(n, _)| n != name),
+            "writer: {name:?} exists already"
+        );
+        let raw = self.read_file(dir, 0, dir.size);
+        let slot = (0..raw.len() / 140).find(|&i| u32_at(&raw, i * 140 + 4) == 0);
+        let off = match slot {
+            Some(i) => i as u64 * 140,
+            None => {
+                assert_eq!(
+                    dir.zla, ZLA_FILE_BLOCK,
+                    "directory {:#x} not in file blocks",
+                    dir.addr
+                );
+                let end = dir.size + 140;
+                let last = (end - 1) / dir.unit;
+                if dir.ptrs[last as usize] == 0 {
+                    let b = self.take_block();
+                    self.put_ptr(dir.at + self.ptr_off + last * 4, b << 6 | 1);
+                    self.write_vol(dir.at + self.meta + 0x24, &(last + 1).to_le_bytes());
+                }
+                self.set_size(dir, end);
+                dir.size
+            }
+        };
+        let mut e = vec![0u8; 140];
+        e[0..4].copy_from_slice(&file_type.to_le_bytes());
+        e[4..8].copy_from_slice(&addr.to_le_bytes());
+        e[8..12].copy_from_slice(&1u32.to_le_bytes());
+        e[12..12 + name.len()].copy_from_slice(name.as_bytes());
+        self.write_file(&self.fd(dir.addr), off, &e);
+    }
+
+    /// Creates the folder `parent/name` (VMFS5): one file block holding
+    /// its "." and ".." entries, as the root's.
+    pub fn mkdir(&self, parent: &str, name: &str) -> Fd {
+        let up = self.lookup(parent);
+        assert_eq!(up.file_type, 2, "{parent} is no directory");
+        let b = self.take_block();
+        let mut area = vec![0u8; 4];
+        area[..4].copy_from_slice(&u32::try_from(b << 6 | 1).unwrap().to_le_bytes());
+        let root = self.fd(ROOT_ADDR);
+        let dir = self.new_fd(&root, 2, 0, self.block, ZLA_FILE_BLOCK, &area);
+        for (n, a) in [(".", dir.addr), ("..", up.addr)] {
+            self.add_entry(&self.fd(dir.addr), n, a, 2);
+        }
+        self.add_entry(&up, name, dir.addr, 2);
+        self.fd(dir.addr)
+    }
+
+    /// Creates the file `parent/name` holding `data` (VMFS5): resident in
+    /// its FD up to 1 KiB (as ESXi stores descriptors), else in file
+    /// blocks with all-zero blocks left thin (null pointers), up to the
+    /// FD's 256 direct pointers.
+    pub fn create_file(&self, parent: &str, name: &str, data: &[u8]) -> Fd {
+        let up = self.lookup(parent);
+        assert_eq!(up.file_type, 2, "{parent} is no directory");
+        let size = data.len() as u64;
+        let fd = if size <= 1024 {
+            let template = self
+                .all_fds()
+                .into_iter()
+                .find(|f| f.zla == ZLA_RESIDENT && f.file_type == 3);
+            let template = template.expect("a resident file to model the FD on");
+            self.new_fd(&template, 3, size, template.unit, ZLA_RESIDENT, data)
+        } else {
+            let blocks = size.div_ceil(self.block);
+            assert!(
+                blocks <= self.nptrs as u64,
+                "files over 256 blocks need pointer blocks"
+            );
+            let mut area = Vec::new();
+            let mut stored = Vec::new();
+            for (i, chunk) in data.chunks(self.block as usize).enumerate() {
+                let ptr = if chunk.iter().all(|&b| b == 0) {
+                    0
+                } else {
+                    let b = self.take_block();
+                    stored.push((b, i));
+                    u32::try_from(b << 6 | 1).unwrap()
+                };
+                area.extend(ptr.to_le_bytes());
+            }
+            let root = self.fd(ROOT_ADDR);
+            let fd = self.new_fd(&root, 3, size, self.block, ZLA_FILE_BLOCK, &area);
+            for (b, i) in stored {
+                let chunk =
+                    &data[i * self.block as usize..((i + 1) * self.block as usize).min(data.len())];
+                self.write_vol(b * self.block, chunk);
+            }
+            fd
+        };
+        self.add_entry(&up, name, fd.addr, 3);
+        self.fd(fd.addr)
+    }
+
     /// The FD of `path` (components separated by '/').
     pub fn lookup(&self, path: &str) -> Fd {
         let mut cur = self.fd(ROOT_ADDR);
@@ -1055,7 +1314,7 @@ pub fn gpt_disk(volume: &Path, sector: u64, first_lba: u64, tag: &str) -> Scratc
         .unwrap();
 
     // The volume, sparsely: only its non-zero chunks are written.
-    super::copy_sparse(
+    crate::fixtures::copy_sparse(
         &mut File::open(volume).unwrap(),
         &out,
         first_lba * sector,
