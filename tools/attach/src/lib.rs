@@ -480,7 +480,9 @@ fn announce(sys: &Path, state: &Path, mut record: Record) -> Result<Record, Stri
                 record.node
             ));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        // Short: the kernel's thread starts within milliseconds, and a
+        // files-hit run attaches one device per VM disk.
+        std::thread::sleep(Duration::from_millis(1));
     }
     tune_queue(sys, &record.device);
     // The kernel scans partitions on the next open; ask once more in case
@@ -612,7 +614,7 @@ pub fn detach(paths: &Paths, mounts: &str, device: &str, wait: Duration) -> Resu
                     wait.as_secs()
                 ));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
     let _ = std::fs::remove_file(Record::path(&paths.state, device));
