@@ -154,7 +154,7 @@ fn raid10_geometries() -> impl Strategy<Value = Geometry> {
 /// warns "does not provide data safety").
 fn sound(g: &Geometry) -> bool {
     let r = Raid10::from_layout(g.layout);
-    !(r.offset && r.far > 1 && g.raid_disks % r.near as usize != 0) && r.far_sets != 1
+    !(r.offset && r.far > 1 && !g.raid_disks.is_multiple_of(r.near as usize)) && r.far_sets != 1
 }
 
 proptest! {
@@ -204,7 +204,7 @@ proptest! {
         let n = g.raid_disks as u64;
         // The model's plain wrap inside a set: far sets that divide the
         // disks (the kernel's last, larger set and the n/far sets differ).
-        if !(r.far_sets == 0 || (r.far_sets == 2 && n % r.far_set_size(n) == 0)) {
+        if !(r.far_sets == 0 || (r.far_sets == 2 && n.is_multiple_of(r.far_set_size(n)))) {
             return Ok(());
         }
         for c in 0..g.raid10_array_chunks() {
