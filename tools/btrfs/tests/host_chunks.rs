@@ -262,18 +262,27 @@ fn multi_device_profiles_agree_with_dump_tree() {
         assert_eq!(fs.sb.num_devices, n as u64);
         assert_eq!(fs.devids.len(), n);
         assert_eq!(fs.map.devids, (1..=n as u64).collect::<Vec<_>>());
-        // Every stripe's bytes map back onto its chunk.
+        // Every stripe's bytes map back onto its chunk; RAID5/6: the data
+        // rows of all stripes together hold the chunk once, and each
+        // byte's data place maps back to it.
         for c in &fs.map.chunks {
+            let mut data = 0;
             for (i, s) in c.stripes.iter().enumerate() {
                 let p = c.to_logical(i, s.offset, u64::MAX);
+                data += p.iter().map(|x| x.len).sum::<u64>();
                 if c.layout().is_some() {
                     assert_eq!(
                         p.iter().map(|x| x.len).sum::<u64>(),
                         c.stripe_bytes().unwrap()
                     );
-                } else {
-                    assert!(p.is_empty());
                 }
+                for x in p.iter().take(50) {
+                    let (v, _) = c.copies(x.logical).unwrap();
+                    assert!(v.contains(&(s.devid, x.device)), "{c:?} {x:?}");
+                }
+            }
+            if c.parity_stripes() > 0 {
+                assert_eq!(data, c.length, "{c:?}");
             }
         }
         // One device alone: the chunk tree is read when a copy of it is
