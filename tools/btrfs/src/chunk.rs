@@ -31,7 +31,16 @@
 //! unit `n = o / stripe_len`, group `n % factor`, row `n / factor`; every
 //! stripe of that group holds it at `stripe.offset + row * stripe_len + o
 //! % stripe_len`. With one group the whole chunk lies as one piece on each
-//! stripe. RAID5/6 (parity rotating over the stripes) is not mapped here.
+//! stripe.
+//!
+//! RAID5/6 (kernel `btrfs_map_block`, RAID56 branch): `d = num_stripes -
+//! p` data stripes per full stripe (p = 1 for RAID5, 2 for RAID6). Unit
+//! `n = o / stripe_len` is data unit `k = n % d` of full stripe `f = n /
+//! d`; it lies on stripe `(f + k) % num_stripes` at `stripe.offset + f *
+//! stripe_len + o % stripe_len`. P is on stripe `(f + d) % num_stripes`,
+//! Q (RAID6) on `(f + d + 1) % num_stripes`: the parity moves one stripe
+//! on with every full stripe. [`Chunk::copies`] gives the data copy only;
+//! [`Chunk::raid56_role`] tells data from parity on a device row.
 
 use le::Fields;
 
@@ -259,7 +268,8 @@ impl Chunk {
         self.logical + self.length
     }
 
-    /// `(groups, stripes per group)`, or None where not mapped (RAID5/6).
+    /// `(groups, stripes per group)`, or None for RAID5/6 (rotating
+    /// parity: see [`Chunk::raid56_role`]).
     pub fn layout(&self) -> Option<(u64, usize)> {
         let n = self.stripes.len();
         match self.profile {
@@ -275,6 +285,30 @@ impl Chunk {
             }
             Profile::Raid5 | Profile::Raid6 => None,
         }
+    }
+
+    /// Parity stripes per full stripe: 1 for RAID5, 2 for RAID6, else 0.
+    pub fn parity_stripes(&self) -> usize {
+        match self.profile {
+            Profile::Raid5 => 1,
+            Profile::Raid6 => 2,
+            _ => 0,
+        }
+    }
+
+    /// RAID5/6: what stripe `i` holds in device row `row` (full stripe
+    /// number `row`): `Ok(k)` data unit k of the full stripe, `Err(j)`
+    /// parity (0 P, 1 Q). None for other profiles or a stripe past the
+    /// chunk's.
+    pub fn raid56_role(&self, i: usize, row: u64) -> Option<Result<u64, usize>> {
+        let n = self.stripes.len() as u64;
+        let p = self.parity_stripes() as u64;
+        if p == 0 || i as u64 >= n || n <= p {
+            return None;
+        }
+        let d = n - p;
+        let k = (i as u64 + n - row % n) % n;
+        Some(if k < d { Ok(k) } else { Err((k - d) as usize) })
     }
 
     /// Bytes each stripe holds on its device (None where not mapped).
@@ -319,8 +353,19 @@ impl Chunk {
         if logical < self.logical || logical >= self.end() {
             return None;
         }
-        let (factor, group) = self.layout()?;
         let o = logical - self.logical;
+        let p = self.parity_stripes() as u64;
+        if p > 0 {
+            let n = self.stripes.len() as u64;
+            let d = n.checked_sub(p).filter(|&d| d > 0)?;
+            let sl = self.stripe_len;
+            let (unit, within) = (o / sl, o % sl);
+            let (f, k) = (unit / d, unit % d);
+            let s = &self.stripes[((f + k) % n) as usize];
+            let v = vec![(s.devid, s.offset + f * sl + within)];
+            return Some((v, (sl - within).min(self.length - o)));
+        }
+        let (factor, group) = self.layout()?;
         if factor == 1 {
             let v = self
                 .stripes
@@ -342,6 +387,9 @@ impl Chunk {
     /// The part of device bytes `start..start+len` that stripe `i` holds,
     /// as pieces each contiguous in both spaces.
     pub fn to_logical(&self, i: usize, start: u64, len: u64) -> Vec<Piece> {
+        if self.parity_stripes() > 0 {
+            return self.raid56_to_logical(i, start, len);
+        }
         let mut out = Vec::new();
         let (Some((factor, group)), Some(s)) = (self.layout(), self.stripes.get(i)) else {
             return out;
@@ -378,13 +426,58 @@ impl Chunk {
         out
     }
 
+    /// RAID5/6 `to_logical`: the data rows of stripe `i` (parity rows give
+    /// no logical bytes).
+    fn raid56_to_logical(&self, i: usize, start: u64, len: u64) -> Vec<Piece> {
+        let mut out = Vec::new();
+        let Some(s) = self.stripes.get(i) else {
+            return out;
+        };
+        let n = self.stripes.len() as u64;
+        let d = n.saturating_sub(self.parity_stripes() as u64);
+        if d == 0 {
+            return out;
+        }
+        let sl = self.stripe_len;
+        let a0 = start.max(s.offset);
+        let b = start
+            .saturating_add(len)
+            .min(s.offset + self.device_extent_len());
+        let mut a = a0;
+        while a < b {
+            let rel = a - s.offset;
+            let (row, within) = (rel / sl, rel % sl);
+            let m = (sl - within).min(b - a);
+            if let Some(Ok(k)) = self.raid56_role(i, row) {
+                let logical = self.logical + (row * d + k) * sl + within;
+                out.push(Piece {
+                    device: a,
+                    logical,
+                    len: m,
+                });
+            }
+            a += m;
+        }
+        out
+    }
+
     /// The stripe group (indices into `stripes`) holding `logical`: the
     /// copies of one byte.
+    /// RAID5/6: the one data stripe holding it.
     pub fn group_of(&self, logical: u64) -> Option<std::ops::Range<usize>> {
-        let (factor, group) = self.layout()?;
         if logical < self.logical || logical >= self.end() {
             return None;
         }
+        if self.parity_stripes() > 0 {
+            let n = self.stripes.len() as u64;
+            let d = n
+                .checked_sub(self.parity_stripes() as u64)
+                .filter(|&d| d > 0)?;
+            let unit = (logical - self.logical) / self.stripe_len;
+            let i = ((unit / d + unit % d) % n) as usize;
+            return Some(i..i + 1);
+        }
+        let (factor, group) = self.layout()?;
         let g = (((logical - self.logical) / self.stripe_len) % factor) as usize;
         Some(g * group..(g + 1) * group)
     }

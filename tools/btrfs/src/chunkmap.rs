@@ -60,7 +60,7 @@ fn read_logical(
     let c = find(chunks, logical).ok_or_else(|| format!("logical {logical}: in no chunk"))?;
     let group = c.group_of(logical).ok_or_else(|| {
         format!(
-            "logical {logical}: in a {} chunk, not mapped yet",
+            "logical {logical}: in a {} chunk with no stripes to map it",
             c.profile.name()
         )
     })?;

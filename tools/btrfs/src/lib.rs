@@ -2,8 +2,8 @@
 //! it and the chunk tree, giving the map between btrfs logical addresses
 //! (what FIEMAP reports on btrfs, what tree pointers hold) and device
 //! offsets, in both directions, with each chunk's type (DATA, METADATA,
-//! SYSTEM) and profile (single, DUP, RAID0/1/10, RAID1C3/C4; RAID5/6 are
-//! recognised, not mapped). Superblocks and tree nodes are checked
+//! SYSTEM) and profile (single, DUP, RAID0/1/10, RAID1C3/C4, and RAID5/6
+//! data stripes with their rotating parity). Superblocks and tree nodes are checked
 //! (crc32c, fsid, bytenr, level, generation) and a damaged or unreadable
 //! copy of a node makes the reader try the next copy.
 //!

@@ -231,3 +231,92 @@ proptest! {
         prop_assert_eq!(total, c.length * g.len() as u64);
     }
 }
+
+#[test]
+fn raid5_rotates_parity_per_full_stripe() {
+    // 3 devices, 2 data stripes: full stripe f has data on stripes f%3 and
+    // (f+1)%3, P on (f+2)%3 (the table btrfs's raid_map builds).
+    let k = 65536u64;
+    let c = chunk(0x80, 1, &[(1, 100 * k), (2, 200 * k), (3, 300 * k)], 6 * k);
+    assert_eq!(c.device_extent_len(), 3 * k);
+    let at = |u: u64| c.copies((1 << 30) + u * k + 7).unwrap().0;
+    assert_eq!(at(0), [(1, 100 * k + 7)]);
+    assert_eq!(at(1), [(2, 200 * k + 7)]);
+    assert_eq!(at(2), [(2, 200 * k + k + 7)]);
+    assert_eq!(at(3), [(3, 300 * k + k + 7)]);
+    assert_eq!(at(4), [(3, 300 * k + 2 * k + 7)]);
+    assert_eq!(at(5), [(1, 100 * k + 2 * k + 7)]);
+    assert_eq!(c.raid56_role(2, 0), Some(Err(0)));
+    assert_eq!(c.raid56_role(0, 1), Some(Err(0)));
+    assert_eq!(c.raid56_role(1, 2), Some(Err(0)));
+    // Stripe 0's rows: data 0, parity, data 1 of full stripe 2.
+    let p = c.to_logical(0, 0, u64::MAX);
+    assert_eq!(
+        p,
+        [
+            chunk::Piece {
+                device: 100 * k,
+                logical: 1 << 30,
+                len: k
+            },
+            chunk::Piece {
+                device: 102 * k,
+                logical: (1 << 30) + 5 * k,
+                len: k
+            },
+        ]
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// RAID5/6 against a model of the kernel's raid_map: in full stripe f
+    /// with rot = f % n, data unit i is on stripe (i + rot) % n, P on
+    /// (d + rot) % n, Q on (d + rot + 1) % n. Every logical byte has one
+    /// data place, every device row of a stripe holds exactly one unit
+    /// (data or parity), and the inverse agrees.
+    #[test]
+    fn raid56_matches_the_raid_map_model(
+        raid6 in any::<bool>(),
+        n in 2usize..8,
+        rows in 1u64..6,
+        pick in any::<u64>(),
+    ) {
+        let p = if raid6 { 2 } else { 1 };
+        prop_assume!(n > p + usize::from(raid6));
+        let d = (n - p) as u64;
+        let k = 65536u64;
+        let stripes: Vec<(u64, u64)> = (0..n).map(|i| (i as u64 + 1, (i as u64 + 3) * 1000 * k)).collect();
+        let c = chunk(if raid6 { 0x100 } else { 0x80 }, 1, &stripes, rows * d * k);
+        prop_assert_eq!(c.device_extent_len(), rows * k);
+        let mut seen = std::collections::BTreeSet::new();
+        for f in 0..rows {
+            let rot = f % n as u64;
+            let mut map: Vec<Option<Result<u64, usize>>> = vec![None; n];
+            for i in 0..d {
+                map[((i + rot) % n as u64) as usize] = Some(Ok(i));
+            }
+            map[((d + rot) % n as u64) as usize] = Some(Err(0));
+            if raid6 {
+                map[((d + rot + 1) % n as u64) as usize] = Some(Err(1));
+            }
+            for (s, want) in map.iter().enumerate() {
+                prop_assert_eq!(c.raid56_role(s, f), *want, "stripe {} row {}", s, f);
+                if let Some(Ok(i)) = want {
+                    let within = pick % k;
+                    let l = c.logical + (f * d + i) * k + within;
+                    let (v, run) = c.copies(l).unwrap();
+                    let phys = stripes[s].1 + f * k + within;
+                    prop_assert_eq!(v, vec![(stripes[s].0, phys)]);
+                    prop_assert_eq!(run, k - within);
+                    prop_assert_eq!(c.to_logical(s, phys, 1), vec![chunk::Piece { device: phys, logical: l, len: 1 }]);
+                    prop_assert_eq!(c.group_of(l), Some(s..s + 1));
+                    prop_assert!(seen.insert((s, f)));
+                }
+            }
+        }
+        let total: u64 = (0..n).flat_map(|i| c.to_logical(i, 0, u64::MAX)).map(|x| x.len).sum();
+        prop_assert_eq!(total, c.length);
+    }
+}

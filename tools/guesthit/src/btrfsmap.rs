@@ -5,9 +5,15 @@
 //! A logical byte is lost when every copy of it is bad: one copy for
 //! single, RAID0 and the striped part of RAID10; two for DUP (both on one
 //! device, so both are known) and RAID1, three or four for RAID1C3/C4.
-//! Only the devices whose bad ranges are given are known: a copy on
-//! another device is taken as good, and a RAID0 stripe there is not
-//! mapped from here.
+//! RAID5/6: a data byte is lost when its data stripe is bad there and
+//! more stripes of its full stripe than there is parity (1 RAID5, 2
+//! RAID6) are bad at the same device row and offset, counting its own:
+//! btrfs rebuilds the rest from parity on read. That assumes the parity
+//! is current (no unfinished write left it stale: the RAID5/6 write
+//! hole) and that a missing device is not among the stripes.
+//! Only the devices whose bad ranges are given are known: a copy or a
+//! RAID5/6 stripe on another device is taken as good, and a RAID0 stripe
+//! there is not mapped from here.
 //!
 //! The bad bytes of a device, by where they lie:
 //! - a superblock copy (64 KiB, 64 MiB, 256 GiB): metadata;
@@ -17,9 +23,11 @@
 //!   chunk, not in any file" (free space inside the chunk, or an extent
 //!   no file references any more: not told apart without the extent
 //!   tree);
-//! - bad here but another copy is good: still readable;
-//! - in no chunk: unallocated, free;
-//! - in a RAID5/6 chunk: not mapped yet.
+//! - bad here but another copy is good, or RAID5/6 parity makes it up:
+//!   still readable;
+//! - RAID5/6 parity (P or Q) rows: no data of their own, still readable
+//!   data around them;
+//! - in no chunk: unallocated, free.
 
 use crate::extmap::Area;
 use crate::layers::subtract;
@@ -40,8 +48,8 @@ enum Place {
         stripe: usize,
         logical: u64,
     },
-    /// A chunk whose profile is not mapped (RAID5/6).
-    NotMapped(usize),
+    /// A parity row of a RAID5/6 chunk (index in the map).
+    Parity(usize),
 }
 
 /// The bad bytes `bad` of device `devid` (`dev_size` bytes), cut where
@@ -64,11 +72,14 @@ fn pieces(map: &ChunkMap, devid: u64, dev_size: u64, bad: &Ranges) -> Vec<(u64, 
             }
             for (a, n) in rest.intersect(s.offset, len) {
                 used.push((a, n));
-                if c.layout().is_none() {
-                    out.push((a, n, Place::NotMapped(ci)));
-                    continue;
+                let data = c.to_logical(si, a, n);
+                if c.parity_stripes() > 0 {
+                    let held = Ranges(data.iter().map(|p| (p.device, p.len)).collect());
+                    for (x, y) in subtract(&Ranges(vec![(a, n)]), &held).0 {
+                        out.push((x, y, Place::Parity(ci)));
+                    }
                 }
-                for p in c.to_logical(si, a, n) {
+                for p in data {
                     out.push((
                         p.device,
                         p.len,
@@ -109,6 +120,10 @@ pub fn lost_logical(map: &ChunkMap, bad: &BTreeMap<u64, (u64, Ranges)>) -> Range
     }
     let mut lost = Vec::new();
     for (ci, c) in map.chunks.iter().enumerate() {
+        if c.parity_stripes() > 0 {
+            lost.extend(raid56_lost(c, bad));
+            continue;
+        }
         let Some((factor, group)) = c.layout() else {
             continue;
         };
@@ -130,6 +145,59 @@ pub fn lost_logical(map: &ChunkMap, bad: &BTreeMap<u64, (u64, Ranges)>) -> Range
         }
     }
     Ranges::from_unsorted(lost)
+}
+
+/// The logical bytes of RAID5/6 chunk `c` lost: bad on their data stripe
+/// with more stripes bad at that device row and offset than parity can
+/// make up. A stripe on a device not in `bad` is taken as good.
+fn raid56_lost(c: &Chunk, bad: &BTreeMap<u64, (u64, Ranges)>) -> Vec<(u64, u64)> {
+    let ext = c.device_extent_len();
+    let sl = c.stripe_len;
+    let parity = c.parity_stripes();
+    let d = (c.stripes.len() - parity) as u64;
+    // Each stripe's bad bytes, from the stripe's start.
+    let rel: Vec<Ranges> = c
+        .stripes
+        .iter()
+        .map(|s| match bad.get(&s.devid) {
+            Some((_, b)) => Ranges(
+                b.intersect(s.offset, ext)
+                    .into_iter()
+                    .map(|(a, n)| (a - s.offset, n))
+                    .collect(),
+            ),
+            None => Ranges::default(),
+        })
+        .collect();
+    let mut edges: Vec<u64> = rel
+        .iter()
+        .flat_map(|r| r.0.iter().flat_map(|&(a, n)| [a, a + n]))
+        .collect();
+    edges.sort_unstable();
+    edges.dedup();
+    let mut out = Vec::new();
+    for w in edges.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        // Inside an elementary piece a stripe is bad throughout or not.
+        let bad_stripes: Vec<usize> = (0..rel.len())
+            .filter(|&i| Ranges(rel[i].intersect(a, b - a)).total() == b - a)
+            .collect();
+        if bad_stripes.len() <= parity {
+            continue;
+        }
+        let mut at = a;
+        while at < b {
+            let (row, within) = (at / sl, at % sl);
+            let n = (sl - within).min(b - at);
+            for &i in &bad_stripes {
+                if let Some(Ok(k)) = c.raid56_role(i, row) {
+                    out.push((c.logical + (row * d + k) * sl + within, n));
+                }
+            }
+            at += n;
+        }
+    }
+    out
 }
 
 /// Whether any of `lost` (logical) lies in a chunk holding data: only
@@ -197,14 +265,13 @@ pub fn classify(
                     format!("superblock copy {k}")
                 },
             ),
-            Place::NotMapped(ci) => push(
-                &mut t.unknown,
+            Place::Parity(ci) => push(
+                &mut t.redundant,
                 start,
                 len,
                 format!(
-                    "in a {}: {} is not mapped yet",
-                    chunk_name(&map.chunks[ci]),
-                    map.chunks[ci].profile.name()
+                    "{}: parity (no data of its own; the data it guards is read from the data stripes)",
+                    chunk_name(&map.chunks[ci])
                 ),
             ),
             Place::Stripe { chunk, logical, .. } => {
@@ -213,20 +280,27 @@ pub fn classify(
                 let gone = Ranges(lost.intersect(logical, len));
                 let kept = subtract(&Ranges(vec![(logical, len)]), &gone);
                 if !kept.0.is_empty() {
-                    let others: Vec<String> = c
+                    let mut others: Vec<String> = c
                         .stripes
                         .iter()
                         .filter(|s| s.devid != devid && !known.contains(&s.devid))
                         .map(|s| s.devid.to_string())
                         .collect();
-                    let what = if others.is_empty() {
-                        format!("{}: another copy is good", chunk_name(c))
-                    } else {
-                        format!(
+                    others.dedup();
+                    let parity = c.parity_stripes() > 0;
+                    let what = match (parity, others.is_empty()) {
+                        (false, true) => format!("{}: another copy is good", chunk_name(c)),
+                        (false, false) => format!(
                             "{}: another copy is taken as good (devid {}, whose bad areas are not known here)",
                             chunk_name(c),
                             others.join(", ")
-                        )
+                        ),
+                        (true, true) => format!("{}: rebuilt from parity", chunk_name(c)),
+                        (true, false) => format!(
+                            "{}: rebuilt from parity (the stripes on devid {} taken as good, their bad areas are not known here)",
+                            chunk_name(c),
+                            others.join(", ")
+                        ),
                     };
                     for (l, n) in kept.0 {
                         push(&mut t.redundant, dev(l), n, what.clone());
@@ -234,6 +308,8 @@ pub fn classify(
                 }
                 let lost_what = if c.profile.mirrored() {
                     "every copy bad"
+                } else if c.parity_stripes() > 0 {
+                    "more stripes bad than parity can make up"
                 } else {
                     "no other copy"
                 };
@@ -401,14 +477,22 @@ mod tests {
             w(&t.free),
             [(2 * M, 4096, "unallocated (in no chunk)".into())]
         );
-        assert_eq!(t.unknown.len(), 2, "{:?}", t.unknown);
+        assert_eq!(t.unknown.len(), 1, "{:?}", t.unknown);
         assert_eq!((t.unknown[0].start, t.unknown[0].len), (8 * M + 4096, 4096));
         assert!(t.unknown[0].what.contains("not in any file"));
-        assert!(t.unknown[1].what.contains("RAID5 is not mapped yet"));
-        assert_eq!(t.redundant.len(), 2);
+        assert_eq!(t.redundant.len(), 3);
         assert!(t.redundant[0].what.ends_with("another copy is good"));
         assert!(
             t.redundant[1].what.contains("taken as good (devid 2"),
+            "{:?}",
+            t.redundant
+        );
+        // RAID5 stripe 0, row 0: data, the other stripes taken as good.
+        assert_eq!(t.redundant[2].start, 40 * M);
+        assert!(
+            t.redundant[2]
+                .what
+                .contains("rebuilt from parity (the stripes on devid 2, 3"),
             "{:?}",
             t.redundant
         );
@@ -416,7 +500,124 @@ mod tests {
         assert!(!touches_data(&m, &Ranges(vec![(2 * g, 4096)])));
     }
 
+    #[test]
+    fn raid5_loses_a_byte_only_when_two_stripes_are_bad_there() {
+        use btrfs::Profile::*;
+        let g = 1u64 << 30;
+        let k = 65536u64;
+        // 3 devices, full stripe 0: data 0 on devid 1, data 1 on devid 2,
+        // P on devid 3; full stripe 1: P on devid 1.
+        let m = ChunkMap {
+            chunks: vec![chunk(
+                g,
+                4 * k,
+                1,
+                Raid5,
+                &[(1, 10 * M), (2, 20 * M), (3, 30 * M)],
+            )],
+            devids: vec![1, 2, 3],
+            nodes_read: 1,
+            notes: vec![],
+        };
+        let known = |b: [Vec<(u64, u64)>; 3]| -> BTreeMap<u64, (u64, Ranges)> {
+            b.into_iter()
+                .enumerate()
+                .map(|(i, r)| (i as u64 + 1, (64 * M, Ranges::from_unsorted(r))))
+                .collect()
+        };
+        // Data 0 bad alone: rebuilt.
+        let one = known([vec![(10 * M + 100, 50)], vec![], vec![]]);
+        assert_eq!(lost_logical(&m, &one), Ranges::default());
+        // Data 0 and the parity overlap on 120..150: lost there only.
+        let two = known([vec![(10 * M + 100, 50)], vec![], vec![(30 * M + 120, 100)]]);
+        assert_eq!(lost_logical(&m, &two), Ranges(vec![(g + 120, 30)]));
+        // Row 1 on devid 1 is parity: bad with data 2 (devid 2 row 1)
+        // loses data 2 only.
+        let p = known([vec![(10 * M + k, 10)], vec![(20 * M + k, 10)], vec![]]);
+        assert_eq!(lost_logical(&m, &p), Ranges(vec![(g + 2 * k, 10)]));
+        let t = classify(
+            &m,
+            1,
+            64 * M,
+            &p[&1].1,
+            &lost_logical(&m, &p),
+            &Ranges::default(),
+            &[1, 2, 3],
+        );
+        assert!(t.redundant[0].what.contains("parity"), "{t:?}");
+    }
+
+    /// Synthetic RAID5/6 chunks, every device known, against a model from
+    /// the kernel's raid_map: full stripe f has data unit i on stripe
+    /// (i + f) % n and its parity on the others; a 4 KiB block is lost
+    /// when its stripe and more than `parity` stripes in all are bad at
+    /// its device row and offset.
+    fn raid56_model(c: &Chunk, bad: &BTreeMap<u64, (u64, Ranges)>) -> Vec<u64> {
+        let n = c.stripes.len() as u64;
+        let p = if c.profile == btrfs::Profile::Raid6 {
+            2
+        } else {
+            1
+        };
+        let d = n - p;
+        let sl = c.stripe_len;
+        let is_bad = |i: u64, x: u64| {
+            let s = &c.stripes[i as usize];
+            !bad[&s.devid].1.intersect(s.offset + x, 1).is_empty()
+        };
+        let mut out = Vec::new();
+        for l in (0..c.length).step_by(4096) {
+            let (unit, within) = (l / sl, l % sl);
+            let (f, i) = (unit / d, unit % d);
+            let x = f * sl + within;
+            let count = (0..n).filter(|&j| is_bad(j, x)).count() as u64;
+            if is_bad((i + f) % n, x) && count > p {
+                out.push(c.logical + l);
+            }
+        }
+        out
+    }
+
     use proptest::prelude::*;
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn raid56_lost_matches_the_model(
+            raid6 in any::<bool>(),
+            n in 3u64..7,
+            rows in 1u64..5,
+            bad in prop::collection::vec((0u64..7, 0u64..80, 1u64..40), 0..14),
+        ) {
+            let p = if raid6 { 2 } else { 1 };
+            prop_assume!(n > p + 1);
+            let k = 65536u64;
+            let profile = if raid6 { btrfs::Profile::Raid6 } else { btrfs::Profile::Raid5 };
+            let stripes: Vec<(u64, u64)> = (0..n).map(|i| (i + 1, (i + 2) * M)).collect();
+            let c = chunk(1 << 30, rows * (n - p) * k, 1, profile, &stripes);
+            let m = ChunkMap { chunks: vec![c.clone()], devids: (1..=n).collect(), nodes_read: 1, notes: vec![] };
+            let known: BTreeMap<u64, (u64, Ranges)> = (1..=n)
+                .map(|devid| {
+                    let r = bad
+                        .iter()
+                        .filter(|b| b.0 % n + 1 == devid)
+                        .map(|&(_, at, len)| ((devid + 1) * M + at * 4096, len * 4096))
+                        .collect();
+                    (devid, (64 * M, Ranges::from_unsorted(r)))
+                })
+                .collect();
+            let lost = lost_logical(&m, &known);
+            let blocks: Vec<u64> = lost.0.iter().flat_map(|&(s, l)| (s..s + l).step_by(4096)).collect();
+            prop_assert_eq!(blocks, raid56_model(&c, &known));
+            // Every bad byte is told apart once on each device.
+            for devid in 1..=n {
+                let b = &known[&devid].1;
+                let t = classify(&m, devid, 64 * M, b, &lost, &Ranges::default(), &[]);
+                let sum = |v: &[Area]| v.iter().map(|a| a.len).sum::<u64>();
+                prop_assert_eq!(sum(&t.metadata) + sum(&t.free) + sum(&t.unknown) + sum(&t.redundant), b.total());
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
         /// Every bad byte lands in exactly one list or in a file.

@@ -169,6 +169,7 @@ impl System for Appliance<'_> {
                     device: mdraid::scan::kernel_name(&m.device).to_string(),
                     role: m.role? as usize,
                     data_offset: m.data_offset,
+                    data_bytes: m.data_bytes,
                 })
             })
             .collect();

@@ -9,14 +9,18 @@
 //!   every copy of it is bad; RAID-4/5/6 when its member is bad and more
 //!   members than the parity can make up are bad at the same member
 //!   offset; RAID-0 when its one member is. Bytes that are bad on a member
-//!   but still readable through redundancy are given apart. Linear arrays
-//!   and RAID-10 far/offset layouts are not mapped yet;
+//!   but still readable through redundancy are given apart. RAID-10 far
+//!   and offset layouts go through `mdraid`'s one placement
+//!   (`raid10_copies` and its inverse `raid10_chunk_at`). Linear: the
+//!   members' data areas one after the other in role order, each rounded
+//!   down to the chunk size (kernel linear.c); an array byte is lost when
+//!   its member byte is;
 //! - device-mapper (LVM): `linear`, `striped`, `error` (every byte lost)
 //!   and `zero` targets, as `lvm::plan` writes the tables.
 
 use blockdev::Ranges;
 use lvm::plan::TableLine;
-use mdraid::layout::{Geometry, Raid10};
+use mdraid::layout::Geometry;
 
 /// The disk's bad ranges inside the partition at byte `start`, `len`
 /// bytes long, in partition offsets.
@@ -84,6 +88,10 @@ pub struct MdMember {
     pub role: usize,
     /// Where the array's data starts on it, bytes.
     pub data_offset: u64,
+    /// Its data area as its superblock gives it (`mdraid`'s
+    /// `MemberInfo::data_bytes`): what a linear array concatenates. Other
+    /// levels use the array's component size.
+    pub data_bytes: u64,
     pub bad: MemberBad,
 }
 
@@ -97,8 +105,17 @@ pub struct MdMapped {
     pub redundant: Ranges,
 }
 
+/// Bytes of member `m`'s data area that the array uses.
+pub fn member_used_bytes(g: &Geometry, m: &MdMember) -> u64 {
+    if g.level == -1 {
+        g.linear_member_bytes(m.data_bytes)
+    } else {
+        g.component_bytes
+    }
+}
+
 /// Per role, the bad ranges relative to the member's data start (within
-/// the component), or None for a missing member.
+/// the part the array uses), or None for a missing member.
 fn per_role(g: &Geometry, members: &[MdMember]) -> Result<Vec<Option<Ranges>>, String> {
     let mut roles: Vec<Option<Option<Ranges>>> = vec![None; g.raid_disks];
     for m in members {
@@ -112,7 +129,7 @@ fn per_role(g: &Geometry, members: &[MdMember]) -> Result<Vec<Option<Ranges>>, S
             continue;
         }
         *slot = Some(match &m.bad {
-            MemberBad::Known(r) => Some(partition(r, m.data_offset, g.component_bytes)),
+            MemberBad::Known(r) => Some(partition(r, m.data_offset, member_used_bytes(g, m))),
             MemberBad::Missing => None,
         });
     }
@@ -165,17 +182,8 @@ pub fn md_array(g: &Geometry, members: &[MdMember]) -> Result<MdMapped, String> 
             })
         }
         4..=6 => parity_array(g, &roles),
-        10 => {
-            let r10 = Raid10::from_layout(g.layout);
-            if r10.far != 1 || r10.offset {
-                return Err(format!(
-                    "RAID-10 layout {} (far or offset copies) is not mapped yet",
-                    mdraid::layout::layout_name(10, g.layout)
-                ));
-            }
-            raid10_near(g, &roles, u64::from(r10.near))
-        }
-        -1 => Err("linear md arrays are not mapped yet".into()),
+        10 => raid10(g, &roles),
+        -1 => linear(g, members, &roles),
         l => Err(format!(
             "md level {} is not mapped",
             mdraid::superblock::level_name(l)
@@ -281,14 +289,50 @@ fn parity_array(g: &Geometry, roles: &[Option<Ranges>]) -> Result<MdMapped, Stri
     })
 }
 
-fn raid10_near(g: &Geometry, roles: &[Option<Ranges>], near: u64) -> Result<MdMapped, String> {
+/// Linear: each member's bad bytes moved to where its data area lies in
+/// the array.
+fn linear(
+    g: &Geometry,
+    members: &[MdMember],
+    roles: &[Option<Ranges>],
+) -> Result<MdMapped, String> {
+    let missing = roles.iter().filter(|r| r.is_none()).count();
+    if missing > 0 {
+        return Err(format!(
+            "linear array with {missing} member(s) missing cannot run"
+        ));
+    }
+    let mut sizes = vec![0u64; g.raid_disks];
+    for (d, size) in sizes.iter_mut().enumerate() {
+        let m = members
+            .iter()
+            .find(|m| m.role == d)
+            .ok_or_else(|| format!("linear array: no member in role {d}"))?;
+        *size = m.data_bytes;
+    }
+    let spans = g.linear_spans(&sizes);
+    let mut lost = Vec::new();
+    for (r, &(start, _)) in roles.iter().zip(&spans) {
+        let r = r.as_ref().expect("checked above");
+        lost.extend(r.0.iter().map(|&(s, l)| (start + s, l)));
+    }
+    Ok(MdMapped {
+        lost: Ranges::from_unsorted(lost),
+        redundant: Ranges::default(),
+    })
+}
+
+/// RAID-10, any of near, far and offset copies: each bad piece of a
+/// device chunk goes to the array chunk stored there (mdraid's inverse
+/// of the placement); its bytes are lost where every copy is bad.
+fn raid10(g: &Geometry, roles: &[Option<Ranges>]) -> Result<MdMapped, String> {
     let missing = roles.iter().filter(|r| r.is_none()).count();
     if missing == roles.len() {
         return Err("no member of the RAID-10 array is there".into());
     }
     let n = g.raid_disks as u64;
-    // The copies' placement repeats every n chunks: a chunk none of whose
-    // copies is there means the array cannot run.
+    // Which disks hold a chunk's copies depends on (c * near) % n only:
+    // a chunk none of whose copies is there means the array cannot run.
     for c in 0..n.min(g.raid10_array_chunks()) {
         if g.raid10_copies(c)
             .iter()
@@ -300,18 +344,15 @@ fn raid10_near(g: &Geometry, roles: &[Option<Ranges>], near: u64) -> Result<MdMa
         }
     }
     let cb = g.chunk_bytes;
-    let array_chunks = g.raid10_array_chunks();
     let (mut lost, mut redundant) = (Vec::new(), Vec::new());
     for (d, r) in roles.iter().enumerate() {
         let Some(r) = r else { continue };
         for (s, l) in r.intersect(0, g.dev_chunks() * cb) {
             for (row, w0, w1) in chunk_pieces(s, l, cb) {
-                // Near layout: device chunk (d, row) is copy p % near of
-                // array chunk p / near, p = row * n + d.
-                let c = (row * n + d as u64) / near.max(1);
-                if c >= array_chunks {
+                // A device chunk no array chunk uses holds no array data.
+                let Some((c, _)) = g.raid10_chunk_at(d, row) else {
                     continue;
-                }
+                };
                 let mut common = Ranges(vec![(w0, w1 - w0)]);
                 for (d2, row2) in g.raid10_copies(c) {
                     if d2 >= roles.len() {

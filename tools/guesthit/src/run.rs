@@ -41,6 +41,8 @@ pub struct ArrayMember {
     pub device: String,
     pub role: usize,
     pub data_offset: u64,
+    /// Its data area per its superblock (what a linear array uses).
+    pub data_bytes: u64,
 }
 
 /// An md array assembled by [`System::assemble_md`].
@@ -455,13 +457,14 @@ fn assemble(
         .map(|m| MdMember {
             role: m.role,
             data_offset: m.data_offset,
+            data_bytes: m.data_bytes,
             bad: MemberBad::Known(bad_of(tracked, &m.device).cloned().unwrap_or_default()),
         })
         .collect();
     // Bad bytes of a member outside its data: superblock, bitmap.
-    for m in &a.members {
+    for (m, mm) in a.members.iter().zip(&list) {
         if let Some(b) = bad_of(tracked, &m.device) {
-            let data = Ranges(vec![(m.data_offset, g.component_bytes)]);
+            let data = Ranges(vec![(m.data_offset, layers::member_used_bytes(g, mm))]);
             dr.elsewhere.extend(areas(
                 &layers::subtract(b, &data),
                 &format!(

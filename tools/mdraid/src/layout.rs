@@ -20,7 +20,19 @@
 //! 0, 1, ... in that order (slot); DDF layouts use the disk index itself.
 //!
 //! RAID-10 layout word: near copies = layout & 0xff, far copies =
-//! (layout >> 8) & 0xff, bit 16 offset, bit 17 far sets.
+//! (layout >> 8) & 0xff, bit 16 offset, bits 17-18 the far-set variant
+//! (kernel `setup_geo`, `layout >> 17`): 0 one set of all disks, 1 sets of
+//! `raid_disks / far` disks (an early, buggy layout), 2 sets of
+//! `near * far` disks. Chunk c's first copy is on disk `(c * near) % n`,
+//! row `(c * near) / n` (times `far` for offset layouts); the other near
+//! copies on the next disks (wrapping to disk 0 one row further down); each
+//! copy's far copies `near` disks further on within its far set, `stride`
+//! rows further down (`stride` = the used rows / far, 1 for offset). A
+//! final far set holds the sets' remainder of disks too.
+//!
+//! Linear (kernel linear.c `linear_conf`): the members' data areas
+//! (`rdev->sectors`) in role order, each rounded down to a multiple of the
+//! chunk size when the superblock has one (mdadm's `--rounding`).
 
 use crate::superblock::{Superblock, SuperblockError};
 use serde::Serialize;
@@ -53,7 +65,9 @@ pub struct Raid10 {
     pub near: u32,
     pub far: u32,
     pub offset: bool,
-    pub far_sets: bool,
+    /// Bits 17-18: 0 one far set (all disks), 1 sets of `n / far` disks,
+    /// 2 sets of `near * far` disks (3 is invalid).
+    pub far_sets: u32,
 }
 
 impl Raid10 {
@@ -62,11 +76,20 @@ impl Raid10 {
             near: layout & 0xff,
             far: (layout >> 8) & 0xff,
             offset: layout & 0x10000 != 0,
-            far_sets: layout & 0x20000 != 0,
+            far_sets: (layout >> 17) & 3,
         }
     }
     pub fn copies(&self) -> u32 {
         self.near * self.far
+    }
+    /// Disks per far set on an `n`-disk array (kernel `setup_geo`).
+    pub fn far_set_size(&self, n: u64) -> u64 {
+        let size = match self.far_sets {
+            0 => n,
+            1 => n / u64::from(self.far.max(1)),
+            _ => u64::from(self.near) * u64::from(self.far),
+        };
+        size.clamp(1, n.max(1))
     }
 }
 
@@ -179,12 +202,12 @@ impl Geometry {
                         "near and far copies >= 1 with near*far <= raid_disks",
                     ));
                 }
-                if g.layout >> 18 != 0 {
+                if g.layout >> 19 != 0 || r.far_sets == 3 {
                     return Err(bad(
                         at,
                         "layout",
                         format!("{:#x}", g.layout),
-                        "no bits above 17",
+                        "no bits above 18, and bits 17 and 18 not both set",
                     ));
                 }
             }
@@ -348,11 +371,7 @@ impl Geometry {
         let r = Raid10::from_layout(self.layout);
         let n = self.raid_disks as u64;
         let (nc, fc) = (u64::from(r.near), u64::from(r.far));
-        let far_set = if r.far_sets {
-            (nc * fc).max(1)
-        } else {
-            n.max(1)
-        };
+        let far_set = r.far_set_size(n);
         let last_set_start = (n / far_set).saturating_sub(1) * far_set;
         let last_set_size = far_set + n % far_set;
         let stride = self.raid10_stride_chunks();
@@ -388,6 +407,79 @@ impl Geometry {
             }
         }
         out
+    }
+
+    /// The RAID-10 array chunk whose copy is device chunk `row` of disk
+    /// `d`, and which copy (index into [`Geometry::raid10_copies`]); None
+    /// for a device chunk no array chunk uses (past the used rows). The
+    /// inverse of `raid10_copies`: every copy of chunk c lies `w + f *
+    /// stride` rows (w 0 or 1, f < far) below its first copy's row
+    /// `(c * near) / n` (times far for offset layouts), so the few chunks
+    /// whose first row fits are tried.
+    pub fn raid10_chunk_at(&self, d: usize, row: u64) -> Option<(u64, usize)> {
+        let r = Raid10::from_layout(self.layout);
+        let n = self.raid_disks as u64;
+        let (nc, fc) = (u64::from(r.near), u64::from(r.far));
+        if nc == 0 || fc == 0 || n == 0 || d as u64 >= n {
+            return None;
+        }
+        let chunks = self.raid10_array_chunks();
+        let stride = self.raid10_stride_chunks();
+        let mult = if r.offset { fc } else { 1 };
+        let mut seen = Vec::new();
+        for f in 0..fc {
+            for w in 0..2u64 {
+                let Some(first) = row.checked_sub(w).and_then(|x| x.checked_sub(f * stride)) else {
+                    continue;
+                };
+                if first % mult != 0 {
+                    continue;
+                }
+                let base = first / mult;
+                // Chunks c with (c * nc) / n == base.
+                let lo = (base * n).div_ceil(nc);
+                let hi = ((base + 1) * n).div_ceil(nc).min(chunks);
+                for c in lo..hi {
+                    if seen.contains(&c) {
+                        continue;
+                    }
+                    seen.push(c);
+                    if let Some(k) = self
+                        .raid10_copies(c)
+                        .iter()
+                        .position(|&(dd, rr)| dd == d && rr == row)
+                    {
+                        return Some((c, k));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Bytes of a linear array member with `data_bytes` of data area that
+    /// the array uses: rounded down to the chunk size when there is one
+    /// (kernel linear.c).
+    pub fn linear_member_bytes(&self, data_bytes: u64) -> u64 {
+        match self.chunk_bytes {
+            0 => data_bytes,
+            cb => data_bytes / cb * cb,
+        }
+    }
+
+    /// Where each member of a linear array lies in the array: `(start,
+    /// len)` by role, from the members' data area sizes by role.
+    pub fn linear_spans(&self, data_bytes: &[u64]) -> Vec<(u64, u64)> {
+        let mut at = 0u64;
+        data_bytes
+            .iter()
+            .map(|&b| {
+                let len = self.linear_member_bytes(b);
+                let span = (at, len);
+                at = at.saturating_add(len);
+                span
+            })
+            .collect()
     }
 
     /// Where array byte `off` is stored: (role, byte offset from the

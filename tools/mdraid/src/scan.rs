@@ -93,6 +93,10 @@ pub struct MemberInfo {
     pub checksum_ok: bool,
     pub superblock_offset: u64,
     pub data_offset: u64,
+    /// Bytes of data area this member's superblock gives it (the kernel's
+    /// `rdev->sectors`: 1.x data_size, 0.90 up to the superblock); linear
+    /// arrays concatenate them.
+    pub data_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_uuid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -337,6 +341,7 @@ fn build_array(inputs: &[Input<'_>], mut g: Vec<(usize, Superblock)>) -> Array {
             checksum_ok: sb.checksum_ok(),
             superblock_offset: sb.offset,
             data_offset: sb.data_offset_bytes,
+            data_bytes: sb.member_data_bytes(),
             device_uuid: sb.device_uuid.clone(),
             note,
             input: *i,

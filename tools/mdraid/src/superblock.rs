@@ -234,6 +234,16 @@ impl Superblock {
     pub fn level_name(&self) -> String {
         level_name(self.level)
     }
+    /// The member's data area as the kernel sizes it (`rdev->sectors`):
+    /// 1.x `data_size`; 0.90 everything before the superblock (its data
+    /// starts at byte 0). Linear arrays concatenate these.
+    pub fn member_data_bytes(&self) -> u64 {
+        if self.counts_090.is_some() {
+            self.offset
+        } else {
+            self.data_size_bytes
+        }
+    }
 }
 
 /// "raid5", "linear"... as mdadm prints levels.
