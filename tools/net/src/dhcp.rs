@@ -212,11 +212,8 @@ impl Packet {
         chaddr.copy_from_slice(&b[28..34]);
         let mut options: Vec<(u8, Vec<u8>)> = Vec::new();
         let mut at = OPTIONS_AT;
-        loop {
-            let Some(&code) = b.get(at) else {
-                // No end option: accepted, as many stacks do.
-                break;
-            };
+        // A missing end option is accepted, as many stacks do.
+        while let Some(&code) = b.get(at) {
             match code {
                 OPT_PAD => at += 1,
                 OPT_END => break,
@@ -584,7 +581,7 @@ pub fn acquire(
                     }
                     (Some(Kind::Ack), Some(o)) => {
                         let server_matches =
-                            p.ip_option(OPT_SERVER_ID).map_or(true, |s| s == o.server);
+                            p.ip_option(OPT_SERVER_ID).is_none_or(|s| s == o.server);
                         if server_matches {
                             if let Some(mut l) = Lease::from_reply(&p) {
                                 // An ACK may leave out what the OFFER said.
@@ -728,7 +725,6 @@ mod tests {
         // No mask: the class of 10.x is A; no server id: siaddr.
         let l = Lease::from_reply(&p).unwrap();
         assert_eq!((l.prefix, l.server), (8, Ipv4Addr::new(10, 0, 2, 2)));
-        let mut b = b;
         b[20..24].copy_from_slice(&[0; 4]);
         assert_eq!(Lease::from_reply(&Packet::decode(&b).unwrap()), None);
     }
