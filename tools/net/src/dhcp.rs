@@ -41,6 +41,8 @@ pub const MAGIC: [u8; 4] = [99, 130, 83, 99];
 pub const FIXED_LEN: usize = 236;
 pub const OPTIONS_AT: usize = 240;
 pub const FLAG_BROADCAST: u16 = 0x8000;
+/// What [`Packet::encode`] pads to (see there).
+pub const MIN_LEN: usize = 548;
 
 pub const OPT_PAD: u8 = 0;
 pub const OPT_SUBNET_MASK: u8 = 1;
@@ -176,9 +178,12 @@ impl Packet {
             }
         }
         b.push(OPT_END);
-        // BOOTP's minimum message (300 bytes); some relays drop shorter.
-        if b.len() < 300 {
-            b.resize(300, 0);
+        // Padded to 548 bytes, the fixed part and the 312-byte options
+        // field of RFC 2131's figure 1 (a 576-byte IP datagram): QEMU's
+        // user-mode server (libslirp since 4.6, mtod_check on its struct
+        // bootp_t) drops anything shorter, and BOOTP relays want 300.
+        if b.len() < MIN_LEN {
+            b.resize(MIN_LEN, 0);
         }
         b
     }
@@ -629,7 +634,7 @@ mod tests {
     fn discover_bytes_follow_rfc_2131() {
         let p = client_message(Kind::Discover, 0x3903_f326, MAC, 0, None, Some("rescue"));
         let b = p.encode();
-        assert_eq!(b.len(), 300);
+        assert_eq!(b.len(), 548);
         assert_eq!(&b[0..4], &[1, 1, 6, 0]);
         assert_eq!(&b[4..8], &[0x39, 0x03, 0xf3, 0x26]);
         assert_eq!(&b[8..12], &[0, 0, 0x80, 0]);
