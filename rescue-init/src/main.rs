@@ -10,6 +10,7 @@ mod guestmenu;
 mod imagemenu;
 mod mdmenu;
 mod menu;
+mod netmenu;
 mod script;
 mod sources;
 mod vmdisks;

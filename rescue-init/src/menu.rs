@@ -60,6 +60,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
         }
         choices.push("m md RAID".into());
         choices.push("v open a VM disk file".into());
+        choices.push("n network".into());
         choices.push("l log".into());
         choices.push("r refresh".into());
         if actions.shell {
@@ -116,6 +117,11 @@ pub fn run(cmd: MenuCommand) -> i32 {
             }
             "m" => {
                 if !crate::mdmenu::run(&mut input, &mut out) {
+                    return 0;
+                }
+            }
+            "n" => {
+                if !crate::netmenu::run(&mut input, &mut out) {
                     return 0;
                 }
             }
