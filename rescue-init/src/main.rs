@@ -10,6 +10,7 @@ mod guestmenu;
 mod imagemenu;
 mod mdmenu;
 mod menu;
+mod netmenu;
 mod script;
 mod sources;
 mod vmdisks;
@@ -46,6 +47,7 @@ enum Subcommand {
     Mount(rmount::cli::MountCommand),
     Umount(rmount::cli::UmountCommand),
     FilesHit(guesthit::cli::FilesHitCommand),
+    Net(net::cli::NetCommand),
     Menu(menu::MenuCommand),
     RunScript(RunScriptCommand),
     Poweroff(PoweroffCommand),
@@ -95,6 +97,7 @@ fn main() {
             saving: actionlog::save_at_shutdown,
             spared: detachall::servers,
             detaching: detachall::detach_all,
+            network: network_from_cmdline,
         });
     }
     // Rust ignores SIGPIPE, so `rescue md scan | head` would panic on the
@@ -151,6 +154,7 @@ fn main() {
         Subcommand::Mount(c) => rmount::cli::run_mount(c, &modules::load_by_name),
         Subcommand::Umount(c) => rmount::cli::run_umount(c),
         Subcommand::FilesHit(c) => guesthit::cli::run(c, &modules::load_by_name),
+        Subcommand::Net(c) => net::cli::run(c),
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
         Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {
@@ -172,6 +176,15 @@ fn main() {
         log::info!("exit {code}: {}", actionlog::command_line());
     }
     std::process::exit(code);
+}
+
+/// PID 1's network hook: `rescue.net=` and `BOOTIF=` from /proc/cmdline,
+/// once the NIC drivers are loaded.
+fn network_from_cmdline(say: &dyn Fn(&str)) {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Some(state) = net::bring_up_from_cmdline(&cmdline, &net::Paths::default(), say) {
+        log::info!("network: {}", state.line());
+    }
 }
 
 /// `rescue vmdk --vmfs SRC... PATH`: the disk's folder in the VMFS volume on
@@ -264,6 +277,10 @@ mod tests {
         &["detach"],
         &["mount"],
         &["files-hit"],
+        &["net"],
+        &["net", "list"],
+        &["net", "up"],
+        &["net", "down"],
         &["umount"],
         &["menu"],
         &["run-script"],

@@ -60,6 +60,7 @@ pub fn run(cmd: MenuCommand) -> i32 {
         }
         choices.push("m md RAID".into());
         choices.push("v open a VM disk file".into());
+        choices.push("n network".into());
         choices.push("l log".into());
         choices.push("r refresh".into());
         if actions.shell {
@@ -116,6 +117,11 @@ pub fn run(cmd: MenuCommand) -> i32 {
             }
             "m" => {
                 if !crate::mdmenu::run(&mut input, &mut out) {
+                    return 0;
+                }
+            }
+            "n" => {
+                if !crate::netmenu::run(&mut input, &mut out) {
                     return 0;
                 }
             }
@@ -246,15 +252,20 @@ fn header(sysfs: &Path) -> String {
     // The build line (kernel, commit) on its own line: 80 columns. The
     // kernel runs with `quiet`: the Boot: line is the only place that says
     // whether Secure Boot and lockdown keep unsigned modules out.
+    // The network line only once `net up` (or the kernel command line)
+    // configured a link.
     format!(
-        "=== rescue {} - disk rescue appliance ===\n{}Every disk is read-only; nothing is written unless you confirm it.\nBoot: {}\n",
+        "=== rescue {} - disk rescue appliance ===\n{}Every disk is read-only; nothing is written unless you confirm it.\nBoot: {}\n{}",
         env!("CARGO_PKG_VERSION"),
         if release.is_empty() {
             String::new()
         } else {
             probe::render::wrap_words(&format!("({release})"), probe::render::SCREEN_WIDTH, 1)
         },
-        probe::boot::read(sysfs).line()
+        probe::boot::read(sysfs).line(),
+        net::summary()
+            .map(|n| format!("Network: {n}\n"))
+            .unwrap_or_default()
     )
 }
 

@@ -42,6 +42,9 @@ enum Halt {
     Reboot,
 }
 
+/// Where a hook's progress lines go: the consoles and the kernel log.
+pub type Say<'a> = &'a dyn Fn(&str);
+
 /// What the appliance around PID 1 does at its start and end.
 pub struct Hooks {
     /// Once the virtual filesystems and the boot log are there: start the
@@ -58,6 +61,11 @@ pub struct Hooks {
     /// attached devices and detach them, in order (arrays, device-mapper,
     /// then the devices). Returns lines for the console.
     pub detaching: fn() -> Vec<String>,
+    /// After the drivers are loaded and the disks guarded: bring up the
+    /// network the kernel command line asks for (`rescue.net=`, `BOOTIF=`),
+    /// saying on the consoles what it does. May take the time of a DHCP
+    /// exchange; does nothing without those options.
+    pub network: fn(say: Say),
 }
 
 pub fn run(hooks: Hooks) -> ! {
@@ -102,6 +110,7 @@ pub fn run(hooks: Hooks) -> ! {
     blog::say(&format!(
         "{guarded} block devices set read-only; nothing is mounted, assembled or written"
     ));
+    (hooks.network)(&|line| blog::say(line));
     if let Some(sock) = uevents {
         std::thread::spawn(move || hotplug_loop(sock, loader));
     }

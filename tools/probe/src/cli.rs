@@ -57,6 +57,9 @@ pub struct ProbeReport<'a> {
     pub problems: &'a [String],
     /// UEFI or BIOS, Secure Boot and kernel lockdown.
     pub boot: crate::boot::BootSecurity,
+    /// What `rescue net up` (or the kernel command line) configured:
+    /// link, address, gateway, DNS, method and lease; null when nothing.
+    pub network: Option<net::State>,
 }
 
 pub fn run(cmd: ProbeCommand) -> i32 {
@@ -84,6 +87,7 @@ pub fn run(cmd: ProbeCommand) -> i32 {
             controllers: &controllers,
             problems: &problems,
             boot: crate::boot::read(&cmd.sysfs),
+            network: net::status(&net::Paths::default()),
         };
         return cliconv::print_json("probe", JSON_SCHEMA, &report)
             .max(found)
@@ -98,6 +102,9 @@ pub fn run(cmd: ProbeCommand) -> i32 {
         }
         print!("{}", crate::render::controllers(&controllers, &disks));
         println!("Boot: {}", crate::boot::read(&cmd.sysfs).line());
+        if let Some(n) = net::summary() {
+            println!("Network: {n}");
+        }
         for p in &problems {
             cliconv::eprint("probe", p);
         }
