@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicBool;
     name = "image",
     error_code(0, "done: everything rescued"),
     error_code(1, "partial: bad areas remain, or interrupted (run again to resume)"),
-    error_code(2, "error: usage error (unknown option, missing argument), or an I/O error: a vanished source, a full destination, a mapfile that cannot be saved (the mapfile on disk stays valid and the run resumable)")
+    error_code(2, "error: usage error (unknown option, missing argument), or an I/O error: a vanished source, a full destination, a mapfile that cannot be saved (the mapfile on disk stays valid and the run resumable); with rescue://: a refused pairing code, a dropped link (resumable), a digest mismatch")
 )]
 pub struct ImageCommand {
     /// source: a disk, a partition or an image file (only ever read)

@@ -29,9 +29,9 @@ use std::time::Duration;
 #[argh(
     subcommand,
     name = "receive",
-    error_code(0, "stopped by a signal, or with --once: the image is complete and verified"),
-    error_code(1, "with --once: complete and verified, bad areas remain"),
-    error_code(2, "error: usage error, cannot listen or open DIR, too many wrong pairing codes (the code is retired), or with --once: a digest mismatch")
+    error_code(0, "done: stopped by SIGINT/SIGTERM, or with --once: the image is complete and verified"),
+    error_code(1, "partial: with --once: the image is complete and verified, bad areas remain"),
+    error_code(2, "error: usage error (unknown option, missing argument), cannot listen or open DIR, too many wrong pairing codes (the code is retired), or with --once: a digest mismatch")
 )]
 pub struct ReceiveCommand {
     /// directory the images are kept in (must exist)
