@@ -37,6 +37,7 @@ enum Subcommand {
     Probe(probe::cli::ProbeCommand),
     Gpt(gpt::cli::GptCommand),
     Image(imaging::cli::ImageCommand),
+    Receive(labstream::cli::ReceiveCommand),
     Vmfs(vmfs::cli::VmfsCommand),
     Vmdk(vmdk::cli::VmdkCommand),
     Md(mdkernel::cli::MdCommand),
@@ -134,9 +135,17 @@ fn main() {
     let code = match parsed.command {
         Subcommand::Probe(c) => probe::cli::run(c),
         Subcommand::Gpt(c) => gpt::cli::run(c),
+        Subcommand::Image(c) if imaging::cli::is_remote(&c.dst) => {
+            stop_on_signals();
+            labstream::cli::run_image(c, &STOP)
+        }
         Subcommand::Image(c) => {
             stop_on_signals();
             imaging::cli::run_with_stop(c, &STOP)
+        }
+        Subcommand::Receive(c) => {
+            stop_on_signals();
+            labstream::cli::run_receive(c, &STOP)
         }
         Subcommand::Vmfs(c) => vmfs::cli::run(c),
         Subcommand::Vmdk(c) => {
@@ -242,6 +251,7 @@ mod tests {
         &["gpt", "repair"],
         &["gpt", "undo"],
         &["image"],
+        &["receive"],
         &["vmfs"],
         &["vmfs", "list"],
         &["vmfs", "info"],

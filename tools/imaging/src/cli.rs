@@ -19,19 +19,26 @@ use std::sync::atomic::AtomicBool;
     name = "image",
     error_code(0, "done: everything rescued"),
     error_code(1, "partial: bad areas remain, or interrupted (run again to resume)"),
-    error_code(2, "error: usage error (unknown option, missing argument), or an I/O error: a vanished source, a full destination, a mapfile that cannot be saved (the mapfile on disk stays valid and the run resumable)")
+    error_code(2, "error: usage error (unknown option, missing argument), or an I/O error: a vanished source, a full destination, a mapfile that cannot be saved (the mapfile on disk stays valid and the run resumable); with rescue://: a refused pairing code, a dropped link (resumable), a digest mismatch")
 )]
 pub struct ImageCommand {
     /// source: a disk, a partition or an image file (only ever read)
     #[argh(positional)]
     pub src: String,
-    /// destination: an image file (created if missing, never truncated), or a
-    /// block device at least as large as SRC together with --write DST
+    /// destination: an image file (created if missing, never truncated), a
+    /// block device at least as large as SRC together with --write DST, or
+    /// rescue://HOST:PORT/NAME to stream to `rescue receive` on a lab host
+    /// (which keeps the image and its mapfile, and resumes from them)
     #[argh(positional)]
     pub dst: String,
-    /// mapfile path (GNU ddrescue format); resumes if it exists
+    /// mapfile path (GNU ddrescue format); resumes if it exists (required
+    /// for a local DST, refused with rescue://)
     #[argh(option)]
-    pub map: String,
+    pub map: Option<String>,
+    /// with rescue://: read the receiver's pairing code from FILE (else
+    /// $RESCUE_PAIRING_CODE, else it is asked for on the terminal)
+    #[argh(option)]
+    pub code_file: Option<String>,
     /// confirm overwriting DST when it is a block device: repeat its path
     #[argh(option)]
     pub write: Option<String>,
@@ -116,6 +123,13 @@ pub fn run(cmd: ImageCommand) -> i32 {
 /// Runs the command; the caller sets `stop` on SIGINT/SIGTERM, the run then
 /// saves its mapfile and returns 1.
 pub fn run_with_stop(cmd: ImageCommand, stop: &AtomicBool) -> i32 {
+    if is_remote(&cmd.dst) {
+        return cliconv::fail(
+            NAME,
+            "a rescue:// destination is streamed by the rescue binary (rescue image SRC rescue://HOST:PORT/NAME)",
+        )
+        .code();
+    }
     let json = cmd.json;
     let job = match job_of(cmd) {
         Ok(job) => job,
@@ -141,8 +155,16 @@ pub fn run_with_stop(cmd: ImageCommand, stop: &AtomicBool) -> i32 {
     }
 }
 
+/// Whether DST names a `rescue receive` on a lab host (`rescue://...`).
+pub fn is_remote(dst: &str) -> bool {
+    dst.starts_with("rescue://")
+}
+
 /// The job the arguments describe (everything but --json).
 fn job_of(cmd: ImageCommand) -> Result<Job, JobError> {
+    if cmd.code_file.is_some() {
+        return Err(JobError::RemoteOnly("--code-file"));
+    }
     Ok(Job {
         hash: cmd
             .hash
@@ -151,7 +173,7 @@ fn job_of(cmd: ImageCommand) -> Result<Job, JobError> {
             .transpose()?,
         source: cmd.src,
         destination: cmd.dst,
-        mapfile: cmd.map,
+        mapfile: cmd.map.ok_or(JobError::MapfileMissing)?,
         write_confirmation: cmd.write,
         reverse: cmd.reverse,
         retry_passes: cmd.retry_passes,

@@ -28,6 +28,22 @@ pub trait Sink {
     /// Makes written data durable; called before each mapfile save so the
     /// map never claims data that a crash could lose.
     fn sync(&mut self) -> io::Result<()>;
+    /// Whether the sink keeps the mapfile itself, beside an image it owns
+    /// (a remote receiver): the engine then hands every save to
+    /// [`Sink::save_map`] instead of writing [`MapStore::path`].
+    fn keeps_map(&self) -> bool {
+        false
+    }
+    /// Saves the rendered mapfile where the image is; called after
+    /// [`Sink::sync`] (periodic saves) or [`Sink::finish`] (the last one),
+    /// only when [`Sink::keeps_map`] is true.
+    fn save_map(&mut self, text: &str) -> io::Result<()> {
+        let _ = text;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this sink does not keep a mapfile",
+        ))
+    }
 }
 
 /// A regular file or block device written at the source's offsets.
@@ -151,7 +167,8 @@ impl Default for Options {
     }
 }
 
-/// Where and how the mapfile is saved while running.
+/// Where and how the mapfile is saved while running (unless the sink
+/// keeps it: [`Sink::keeps_map`]).
 #[derive(Clone, Debug, Default)]
 pub struct MapStore {
     /// `None`: keep the map in memory only (tests).
@@ -808,7 +825,7 @@ impl Engine<'_> {
 
     fn save(&mut self) -> Step {
         self.last_save = Instant::now();
-        if self.store.path.is_none() {
+        if self.store.path.is_none() && !self.sink.keeps_map() {
             return Ok(());
         }
         self.sink.sync().map_err(|e| {
@@ -819,12 +836,15 @@ impl Engine<'_> {
 
     /// Writes the mapfile alone (the final save, after the sink's own flush).
     fn save_map(&mut self) -> io::Result<()> {
-        let Some(path) = &self.store.path else {
-            return Ok(());
-        };
         let header = Header {
             phase_message: self.phase.describe(self.pass, self.backwards),
             ..self.store.header.clone()
+        };
+        if self.sink.keeps_map() {
+            return self.sink.save_map(&render(self.map, &header));
+        }
+        let Some(path) = &self.store.path else {
+            return Ok(());
         };
         save_atomic(path, &render(self.map, &header)).map_err(|e| {
             io::Error::new(e.kind(), format!("saving mapfile {}: {e}", path.display()))

@@ -325,6 +325,10 @@ pub enum JobError {
     },
     /// Hashing the finished image failed (or writing its .sha256 file).
     Hash(String),
+    /// A local DST without --map.
+    MapfileMissing,
+    /// An option that only a rescue:// DST takes.
+    RemoteOnly(&'static str),
 }
 
 /// Which output a refusal is about.
@@ -409,6 +413,10 @@ impl fmt::Display for JobError {
                 write!(f, "{destination}: preallocate: {error}")
             }
             JobError::Hash(e) => write!(f, "{e}"),
+            JobError::MapfileMissing => {
+                write!(f, "--map MAPFILE is required (the run resumes from it)")
+            }
+            JobError::RemoteOnly(o) => write!(f, "{o} is only for a rescue:// DST"),
         }
     }
 }
