@@ -97,15 +97,27 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "loop",
     "nbd",
     "fuse",
-    // server NICs
+    // NICs (issue 21): Intel, Broadcom, Mellanox/NVIDIA, Realtek, VMware,
+    // virtio (above); firmware they name is listed by image-build
     "e1000",
     "e1000e",
     "igb",
     "ixgbe",
+    "i40e",
+    "ice",
     "tg3",
     "bnx2",
+    "bnx2x",
     "bnxt_en",
+    "mlx4_en",
+    "mlx5_core",
+    "r8169",
     "vmxnet3",
+    // network destinations: the kernel's NFS (v3, v4) and SMB clients
+    "nfs",
+    "nfsv3",
+    "nfsv4",
+    "cifs",
 ];
 
 pub type Error = String;
