@@ -3,6 +3,8 @@
 //! device): modules.dep closure in load order, softdeps, modules.alias
 //! wildcard matching as modprobe does it.
 
+pub mod firmware;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
