@@ -20,8 +20,11 @@
 //!   SHA-256 and the `SHA256SUMS` file.
 //! - [`ntfs3g`]: ntfs-3g with its loader and libraries from Debian's
 //!   packages, added with [`with_files`].
+//! - [`firmware`]: the firmware the shipped modules name, from Debian's
+//!   non-free-firmware packages, and the list of what none of them holds.
 
 pub mod cpio;
+pub mod firmware;
 pub mod media;
 pub mod ntfs3g;
 pub mod pxe;
@@ -185,6 +188,16 @@ pub fn fetch_debian_kernel(cache: &Path) -> Result<KernelTree, Error> {
 /// Downloads (once) Debian package `package` into `cache` with `apt-get
 /// download` and extracts it to `cache/<package>/`; returns that root.
 pub fn fetch_package(cache: &Path, package: &str) -> Result<PathBuf, Error> {
+    fetch_package_with(cache, package, &[])
+}
+
+/// [`fetch_package`] with options for apt-get (`-o Name=Value` pairs, e.g.
+/// a private sources list: see [`firmware::AptConfig`]).
+pub fn fetch_package_with(
+    cache: &Path,
+    package: &str,
+    apt_options: &[String],
+) -> Result<PathBuf, Error> {
     let root = cache.join(package);
     let done = root.join(".extracted");
     if done.exists() {
@@ -196,6 +209,7 @@ pub fn fetch_package(cache: &Path, package: &str) -> Result<PathBuf, Error> {
         None => {
             eprintln!("image-build: apt-get download {package}");
             run(Command::new("apt-get")
+                .args(apt_options)
                 .args(["download", package])
                 .current_dir(cache))?;
             find_deb(cache, package).ok_or_else(|| {

@@ -39,6 +39,10 @@ struct Args {
     /// leave ntfs-3g out (no NTFS destinations; to measure what it costs)
     #[argh(switch)]
     without_ntfs_3g: bool,
+    /// fetch no firmware packages: every firmware file the modules name is
+    /// listed as missing (in the image and below)
+    #[argh(switch)]
+    without_firmware: bool,
 }
 
 /// `512M`, `8G`, `1T` (binary units) or plain bytes.
@@ -157,6 +161,22 @@ fn build(args: Args) -> Result<(), Error> {
         let (extra, added) = ntfs3g::entries(&ws.join("cache/ntfs3g"))?;
         (with_files(entries, extra), added)
     };
+    let wanted_fw = firmware::firmware_names(&tree, &index, &modules)?;
+    let mut fw_warnings = Vec::new();
+    let roots = if args.without_firmware {
+        Vec::new()
+    } else {
+        firmware::fetch_roots(&ws.join("cache/firmware"), &mut fw_warnings)
+    };
+    let fw = firmware::select(&wanted_fw, &roots, &mut fw_warnings);
+    for w in &fw_warnings {
+        eprintln!("image-build: warning: {w}");
+    }
+    // What the firmware adds to the compressed image, measured alone.
+    let fw_zstd = compress(&cpio_newc(&fw.entries))
+        .map(|c| c.len())
+        .unwrap_or(0);
+    let entries = with_files(entries, fw.entries.clone());
     let archive = cpio_newc(&entries);
     let compressed = compress(&archive)?;
     write_atomically(&out.join("initramfs.img"), &compressed)?;
@@ -226,6 +246,7 @@ fn build(args: Args) -> Result<(), Error> {
             println!("  {:>9}  /{}  ({})", a.bytes, a.path, a.package);
         }
     }
+    print_firmware(&fw, fw_zstd, args.without_firmware, &fw_warnings);
     println!(
         "initramfs:  {} bytes cpio, {} bytes zstd -> {}",
         archive.len(),
@@ -261,4 +282,51 @@ fn build(args: Args) -> Result<(), Error> {
     }
     println!("built in {:.1} s", start.elapsed().as_secs_f32());
     Ok(())
+}
+
+fn print_firmware(fw: &firmware::Selection, zstd: usize, without: bool, warnings: &[String]) {
+    let files = fw.added.iter().filter(|a| a.bytes > 0).count();
+    let total: u64 = fw.added.iter().map(|a| a.bytes).sum();
+    if without {
+        println!("firmware:   left out (--without-firmware)");
+    } else {
+        println!(
+            "firmware:   {total} bytes in {files} files and {} links, about {zstd} bytes zstd{}",
+            fw.added.len() - files,
+            if warnings.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} warnings above)", warnings.len())
+            }
+        );
+        let packages: std::collections::BTreeSet<&str> =
+            fw.added.iter().map(|a| a.package.as_str()).collect();
+        for p in packages {
+            let of = fw.added.iter().filter(|a| a.package == p);
+            let bytes: u64 = of.clone().map(|a| a.bytes).sum();
+            println!("  {bytes:>9}  {p} ({} entries)", of.count());
+        }
+        if !fw.other_versions.is_empty() {
+            println!(
+                "  other versions left out (the driver loads the shipped one): {}",
+                fw.other_versions
+                    .iter()
+                    .map(|w| w.file.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    if fw.missing.is_empty() {
+        println!("  missing:  none");
+    } else {
+        println!(
+            "  missing:  {} files, listed in /{}:",
+            fw.missing.len(),
+            firmware::MISSING_FILE
+        );
+        for m in &fw.missing {
+            println!("    {} {}", m.module, m.file);
+        }
+    }
 }
