@@ -304,11 +304,32 @@ fn coldplug(loader: &mut Loader, opts: &cmdline::Options, uevents: Option<&Ueven
     for (m, e) in &report.failed {
         blog::say(&format!("module {m}: {e}"));
     }
+    say_missing_firmware(&loader.index, &report.matched);
     if !report.unsupported.is_empty() {
         blog::say(&format!(
             "not for this machine (no such device or CPU feature): {}",
             report.unsupported.join(", ")
         ));
+    }
+}
+
+/// Says on the consoles which of the drivers devices asked for lack
+/// firmware in this image (its /lib/firmware/MISSING; an image without
+/// the list says nothing).
+fn say_missing_firmware(index: &ModuleIndex, matched: &[String]) {
+    if matched.is_empty() {
+        return;
+    }
+    let Ok(text) = std::fs::read_to_string(kmod::firmware::MISSING_PATH) else {
+        return;
+    };
+    match kmod::firmware::parse_missing(&text) {
+        Ok(list) => {
+            for line in modules::missing_firmware_lines(&list, matched, index) {
+                blog::say(&line);
+            }
+        }
+        Err(e) => blog::say(&format!("{}: {e}", kmod::firmware::MISSING_PATH)),
     }
 }
 
@@ -365,6 +386,7 @@ fn hotplug_loop(sock: UeventSocket, mut loader: Option<Loader>) {
             if !report.loaded.is_empty() {
                 blog::say(&format!("hotplug: loaded {}", report.loaded.join(", ")));
             }
+            say_missing_firmware(&l.index, &report.matched);
         }
         if ev.get("SUBSYSTEM") == Some("block") {
             if let Some(name) = ev.get("DEVNAME") {

@@ -1,6 +1,7 @@
 //! Kernel module autoloading in PID 1: modalias -> modules.alias ->
 //! modules.dep closure -> finit_module, each module once, dependencies first.
 
+use kmod::firmware::Missing;
 use kmod::{normalize, ModuleIndex};
 use std::collections::HashSet;
 use std::fs::File;
@@ -17,6 +18,9 @@ pub struct LoadReport {
     /// How long each loaded module took to load (its init, which for a
     /// driver includes probing its devices unless that is asynchronous).
     pub took: Vec<(String, std::time::Duration)>,
+    /// Modules a device's modalias asked for (not their dependencies),
+    /// each once, whether or not this run loaded them.
+    pub matched: Vec<String>,
 }
 
 impl LoadReport {
@@ -52,6 +56,9 @@ impl Loader {
             return;
         }
         for m in self.index.match_alias(modalias) {
+            if !report.matched.contains(&m) {
+                report.matched.push(m.clone());
+            }
             self.load(&m, report);
         }
     }
@@ -121,6 +128,36 @@ pub fn loaded_modules() -> HashSet<String> {
         .collect()
 }
 
+/// One line per module in `matched` (asked for by a device present) that
+/// may ask for firmware the image lacks (`missing`, the image's
+/// [`kmod::firmware::MISSING_PATH`]): `firmware F for M is not in this
+/// image; that NIC may not work` (a module under kernel/drivers/net is a
+/// NIC driver; others say "device"). Several files are shortened.
+pub fn missing_firmware_lines(
+    missing: &[Missing],
+    matched: &[String],
+    index: &ModuleIndex,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in matched {
+        let files = kmod::firmware::missing_for(missing, m);
+        if files.is_empty() {
+            continue;
+        }
+        let what = match index.relative_path_of(m) {
+            Some(p) if p.starts_with("kernel/drivers/net/") => "NIC",
+            _ => "device",
+        };
+        out.push(format!(
+            "firmware {} for {} {} not in this image; that {what} may not work",
+            kmod::firmware::short_list(&files),
+            normalize(m),
+            if files.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    out
+}
+
 /// Every `modalias` under `sysfs/devices`, without following symlinks.
 pub fn scan_modaliases(sysfs: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -178,5 +215,63 @@ pub fn load_by_name(spec: &str) -> Result<(), String> {
     match report.failed.first() {
         Some((m, e)) => Err(format!("{m}: {e}")),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_for_matched_drivers_that_lack_firmware() {
+        let index = ModuleIndex::parse(
+            Path::new("/"),
+            "kernel/drivers/net/ethernet/broadcom/bnx2x/bnx2x.ko: kernel/lib/libcrc32c.ko\n\
+             kernel/drivers/net/ethernet/realtek/r8169.ko:\n\
+             kernel/drivers/usb/host/xhci-pci-renesas.ko:\n\
+             kernel/drivers/net/ethernet/intel/e1000/e1000.ko:\n\
+             kernel/lib/libcrc32c.ko:\n",
+            "",
+            "",
+            "",
+        );
+        let list = kmod::firmware::parse_missing(
+            "bnx2x bnx2x/bnx2x-e2-7.13.21.0.fw\n\
+             r8169 rtl_nic/a.fw\nr8169 rtl_nic/b.fw\nr8169 rtl_nic/c.fw\n\
+             xhci-pci-renesas renesas_usb_fw.mem\n\
+             libcrc32c x.fw\n",
+        )
+        .unwrap();
+        let matched: Vec<String> = ["e1000", "bnx2x", "r8169", "xhci_pci_renesas"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            missing_firmware_lines(&list, &matched, &index),
+            [
+                "firmware bnx2x/bnx2x-e2-7.13.21.0.fw for bnx2x is not in this image; that NIC may not work",
+                "firmware rtl_nic/a.fw, rtl_nic/b.fw and 1 more for r8169 are not in this image; that NIC may not work",
+                "firmware renesas_usb_fw.mem for xhci_pci_renesas is not in this image; that device may not work",
+            ]
+        );
+        // A dependency (libcrc32c) was not asked for by a device: silent.
+        assert!(missing_firmware_lines(&list, &["e1000".into()], &index).is_empty());
+    }
+
+    #[test]
+    fn matched_modules_are_recorded_once_per_alias_match() {
+        let index = ModuleIndex::parse(
+            Path::new("/nonexistent"),
+            "kernel/a.ko: kernel/b.ko\nkernel/b.ko:\n",
+            "alias pci:v00001234d* a\n",
+            "",
+            "",
+        );
+        let mut loader = Loader::new(index);
+        let mut report = LoadReport::default();
+        loader.load_for_alias("pci:v00001234d00000001", &mut report);
+        loader.load_for_alias("pci:v00001234d00000002", &mut report);
+        loader.load_for_alias("pci:v00009999d00000001", &mut report);
+        assert_eq!(report.matched, ["a"]);
     }
 }
