@@ -190,6 +190,13 @@ pub fn render(o: &Overview) -> String {
         if let Some(sp) = l.speed_mbps {
             line.push_str(&format!(" {sp} Mb/s"));
         }
+        if !l.firmware_missing.is_empty() {
+            let files: Vec<&str> = l.firmware_missing.iter().map(String::as_str).collect();
+            line.push_str(&format!(
+                " (firmware not in this image: {})",
+                kmod::firmware::short_list(&files)
+            ));
+        }
         s.push_str(line.trim_end());
         s.push('\n');
         for a in &l.addresses {

@@ -102,6 +102,9 @@ pub struct Link {
     pub speed_mbps: Option<u32>,
     /// IPv4 addresses as `A/P`.
     pub addresses: Vec<String>,
+    /// Firmware its driver may ask for that the image lacks
+    /// (/lib/firmware/MISSING, see [`with_missing_firmware`]).
+    pub firmware_missing: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -188,11 +191,31 @@ pub fn sysfs_links(class_net: &Path) -> Vec<Link> {
                     .filter(|s| *s > 0)
                     .and_then(|s| u32::try_from(s).ok()),
                 addresses: Vec::new(),
+                firmware_missing: Vec::new(),
                 index,
                 name,
             }
         })
         .collect()
+}
+
+/// Fills [`Link::firmware_missing`] from the image's missing-firmware list
+/// (the text of [`kmod::firmware::MISSING_PATH`]), matching each link's
+/// driver name to the module name (`-`/`_` alike; the NIC drivers shipped
+/// register under their module's name). A list that does not parse is
+/// ignored: this is a hint, not the listing's point.
+pub fn with_missing_firmware(links: &mut [Link], list_text: &str) {
+    let Ok(list) = kmod::firmware::parse_missing(list_text) else {
+        return;
+    };
+    for l in links {
+        if let Some(d) = &l.driver {
+            l.firmware_missing = kmod::firmware::missing_for(&list, d)
+                .into_iter()
+                .map(String::from)
+                .collect();
+        }
+    }
 }
 
 /// The `nameserver` addresses of a resolv.conf text.
@@ -210,6 +233,10 @@ pub fn parse_resolv_conf(text: &str) -> Vec<Ipv4Addr> {
 /// Links with their addresses, the default route, DNS and the record.
 pub fn overview(paths: &Paths) -> Result<Overview, String> {
     let mut links = sysfs_links(&paths.class_net);
+    with_missing_firmware(
+        &mut links,
+        &std::fs::read_to_string(kmod::firmware::MISSING_PATH).unwrap_or_default(),
+    );
     let mut rtnl = netlink::Rtnl::open().map_err(|e| format!("netlink socket: {e}"))?;
     let addrs = rtnl
         .ipv4_addresses()
@@ -669,6 +696,23 @@ mod tests {
             (false, None, None)
         );
         assert_eq!(e1.operstate, "unknown");
+        let mut links = links;
+        with_missing_firmware(
+            &mut links,
+            "virtio-net x/a.fw\nvirtio_net x/b.fw\nr8169 rtl_nic/c.fw\n",
+        );
+        assert_eq!(links[1].firmware_missing, ["x/a.fw", "x/b.fw"]);
+        assert!(links[0].firmware_missing.is_empty() && links[2].firmware_missing.is_empty());
+        let text = cli::render(&Overview {
+            links: links.clone(),
+            default_route: None,
+            dns: vec![],
+            configured: None,
+        });
+        assert!(
+            text.contains("virtio_net 1000 Mb/s (firmware not in this image: x/a.fw, x/b.fw)\n"),
+            "{text}"
+        );
         let err = index_of(&cn, "eth9").unwrap_err();
         assert!(err.contains("lo, eth0, eth1"), "{err}");
     }
