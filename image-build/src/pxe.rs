@@ -41,6 +41,8 @@ pub const MENU_TIMEOUT_S: u32 = 5;
 /// iPXE script; paths are relative to the script's own URL, so the bundle
 /// works from TFTP and HTTP alike. `initrd=` names the initramfs on the
 /// command line: Debian's iPXE under UEFI hands it over only then.
+/// `BOOTIF=01-${netX/mac:hexhyp}` (the MAC of the interface iPXE last
+/// opened, as pxelinux writes it) makes the appliance bring up that link.
 pub fn ipxe_script(kernel: &str, initrd: &str) -> String {
     let mut s = String::from("#!ipxe\n\nmenu Rescue appliance\n");
     for e in BOOT_ENTRIES {
@@ -54,7 +56,7 @@ pub fn ipxe_script(kernel: &str, initrd: &str) -> String {
     );
     for e in BOOT_ENTRIES {
         s += &format!(
-            "\n:{}\nkernel {kernel} initrd={initrd} {}\ninitrd {initrd}\nboot\n",
+            "\n:{}\nkernel {kernel} initrd={initrd} {} BOOTIF=01-${{netX/mac:hexhyp}}\ninitrd {initrd}\nboot\n",
             e.id, e.args
         );
     }
@@ -62,6 +64,8 @@ pub fn ipxe_script(kernel: &str, initrd: &str) -> String {
 }
 
 /// pxelinux.cfg/default (no menu module needed: a prompt with labels).
+/// `IPAPPEND 2` adds `BOOTIF=01-aa-bb-cc-dd-ee-ff` (the booting NIC's
+/// MAC) to the command line: the appliance brings up that link.
 pub fn pxelinux_cfg(kernel: &str, initrd: &str) -> String {
     let mut s = format!(
         "SERIAL 0 115200\nDEFAULT {}\nPROMPT 1\nTIMEOUT {}\nSAY Rescue appliance: type {} or wait\n",
@@ -71,7 +75,7 @@ pub fn pxelinux_cfg(kernel: &str, initrd: &str) -> String {
     );
     for e in BOOT_ENTRIES {
         s += &format!(
-            "\nLABEL {}\n  MENU LABEL {}\n  KERNEL {kernel}\n  APPEND initrd={initrd} {}\n",
+            "\nLABEL {}\n  MENU LABEL {}\n  KERNEL {kernel}\n  APPEND initrd={initrd} {}\n  IPAPPEND 2\n",
             e.id, e.title, e.args
         );
     }
@@ -79,13 +83,17 @@ pub fn pxelinux_cfg(kernel: &str, initrd: &str) -> String {
 }
 
 /// GRUB config (network boot here; USB and ISO use the same entries).
+/// Booted from the network, GRUB sets `net_default_mac` (read-only, the
+/// boot interface's MAC as `aa:bb:cc:dd:ee:ff`): then `BOOTIF=01-` and
+/// that MAC go on the command line (the appliance takes `:` as well as
+/// `-`). From a stick or CD the variable is empty and nothing is added.
 pub fn grub_cfg(kernel: &str, initrd: &str) -> String {
     let mut s = format!(
-        "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\nset timeout={MENU_TIMEOUT_S}\nset default=0\n"
+        "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\nset timeout={MENU_TIMEOUT_S}\nset default=0\nset bootif=\nif [ -n \"$net_default_mac\" ]; then set bootif=\"BOOTIF=01-$net_default_mac\"; fi\n"
     );
     for e in BOOT_ENTRIES {
         s += &format!(
-            "\nmenuentry '{}' {{\n  linux {kernel} {}\n  initrd {initrd}\n}}\n",
+            "\nmenuentry '{}' {{\n  linux {kernel} {} $bootif\n  initrd {initrd}\n}}\n",
             e.title, e.args
         );
     }
@@ -156,5 +164,40 @@ mod tests {
         assert!(ipxe.contains("kernel vmlinuz initrd=initramfs.img console=tty0"));
         assert!(texts[1].contains("DEFAULT rescue") && texts[1].contains("TIMEOUT 50"));
         assert!(texts[2].contains("set timeout=5"));
+    }
+
+    /// The booting NIC's MAC reaches the kernel command line as BOOTIF on
+    /// every entry of every network loader.
+    #[test]
+    fn network_loaders_pass_the_boot_interface() {
+        let ipxe = ipxe_script("vmlinuz", "initramfs.img");
+        let kernels: Vec<&str> = ipxe.lines().filter(|l| l.starts_with("kernel ")).collect();
+        assert_eq!(kernels.len(), BOOT_ENTRIES.len());
+        for k in &kernels {
+            assert!(k.ends_with(" BOOTIF=01-${netX/mac:hexhyp}"), "{k}");
+        }
+        let pxelinux = pxelinux_cfg("vmlinuz", "initramfs.img");
+        assert_eq!(
+            pxelinux.matches("\n  IPAPPEND 2\n").count(),
+            BOOT_ENTRIES.len()
+        );
+        for block in pxelinux.split("\nLABEL ").skip(1) {
+            assert!(
+                block.contains("APPEND initrd=") && block.contains("IPAPPEND 2"),
+                "{block}"
+            );
+        }
+        let grub = grub_cfg("(tftp)/vmlinuz", "(tftp)/initramfs.img");
+        assert!(grub.contains(
+            "set bootif=\nif [ -n \"$net_default_mac\" ]; then set bootif=\"BOOTIF=01-$net_default_mac\"; fi\n"
+        ));
+        let linux: Vec<&str> = grub
+            .lines()
+            .filter(|l| l.trim_start().starts_with("linux "))
+            .collect();
+        assert_eq!(linux.len(), BOOT_ENTRIES.len());
+        for l in &linux {
+            assert!(l.ends_with(" $bootif"), "{l}");
+        }
     }
 }
