@@ -89,9 +89,9 @@ fn refused(what: String) -> io::Error {
 fn in_the_way(e: rustix::io::Errno, shown: &str) -> io::Error {
     match e {
         rustix::io::Errno::LOOP => refused(format!("{shown}: a symlink is in the way: refused")),
-        rustix::io::Errno::NOTDIR => {
-            refused(format!("{shown}: a file is in the way of a directory"))
-        }
+        rustix::io::Errno::NOTDIR => refused(format!(
+            "{shown}: a symlink or a file is in the way of a directory: refused"
+        )),
         rustix::io::Errno::ISDIR => refused(format!("{shown}: a directory is in the way")),
         e => io::Error::new(io::Error::from(e).kind(), format!("{shown}: {e}")),
     }
