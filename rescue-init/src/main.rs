@@ -8,6 +8,7 @@ mod filebrowser;
 mod gptmenu;
 mod guestmenu;
 mod imagemenu;
+mod labmenu;
 mod mdmenu;
 mod menu;
 mod netmenu;

@@ -130,6 +130,22 @@ pub fn run_image(cmd: ImageCommand, stop: &AtomicBool) -> i32 {
     }
 }
 
+/// [`run_image`] with the pairing code already in memory (the menu asked
+/// for it): `rescue image SRC rescue://HOST:PORT/NAME --sparse`, printing
+/// as that command does. The code is never on a command line or in a log.
+pub fn image_with_code(src: &str, target: &Target, code: &PairingCode, stop: &AtomicBool) -> i32 {
+    let n = imaging::cli::NAME;
+    let url = target.url();
+    let cmd = match ImageCommand::from_args(&["image"], &[src, url.as_str(), "--sparse"]) {
+        Ok(c) => c,
+        Err(e) => return cliconv::fail(n, e.output).code(),
+    };
+    match prepare(&cmd) {
+        Ok((target, src, opts)) => stream(&cmd, &target, src.as_ref(), opts, code, stop),
+        Err(e) => cliconv::fail(n, e).code(),
+    }
+}
+
 /// The checks before anything is sent: options that only fit a local
 /// DST, the URL, the source.
 fn prepare(cmd: &ImageCommand) -> Result<(Target, Box<dyn BlockDevice>, Options), String> {
@@ -398,51 +414,49 @@ pub fn run_vmfs_extract(cmd: vmfs::cli::ExtractCommand, stop: &AtomicBool) -> i3
     } else {
         Box::new(vmfs::cli::progress_printer(io::stderr()))
     };
-    let mut out = io::stdout().lock();
-    match extract_to_lab(
-        &opened.volume,
-        &paths,
-        &target,
-        &code,
-        stop,
-        &mut progress,
-        &mut out,
-    ) {
-        Ok(code) => code,
+    let r = send_extract(&opened.volume, &paths, &target, &code, stop, &mut progress);
+    drop(progress);
+    match r {
+        Ok(r) => {
+            print_tree_end(&r, &mut io::stdout().lock());
+            r.exit_code()
+        }
         Err(e) => cliconv::fail(n, format!("{}: {e}", target.url())).code(),
     }
 }
 
 /// The library call behind `vmfs extract ... rescue://` and the menu:
-/// sends, then prints the summary to `out`; the exit code.
-pub fn extract_to_lab(
+/// streams `paths` of `volume` to `target`, logged; [`print_tree_end`]
+/// shows the result.
+pub fn send_extract(
     volume: &vmfs::Volume,
     paths: &[String],
     target: &Target,
     code: &PairingCode,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(&vmfs::extract::Progress),
-    out: &mut dyn Write,
-) -> Result<i32, sender::SendError> {
+) -> Result<crate::treesend::TreeReport, sender::SendError> {
     let job = crate::treesend::TreeJob {
         volume,
         paths,
         identity: crate::treesend::volume_identity(volume),
     };
     log::info!("vmfs extract {} -> {}", paths.join(" "), target.url());
-    let r = crate::treesend::send_tree(&job, target, code, stop, progress)?;
-    print_tree_end(&r, out);
-    log::info!(
-        "vmfs extract to {}: {} files verified ({} already there, {} continued), {} bytes sent, {} mismatched, exit {}",
-        target.url(),
-        r.stats.verified,
-        r.stats.already,
-        r.stats.continued,
-        r.stats.sent,
-        r.stats.mismatched.len(),
-        r.exit_code()
-    );
-    Ok(r.exit_code())
+    let r = crate::treesend::send_tree(&job, target, code, stop, progress);
+    match &r {
+        Ok(r) => log::info!(
+            "vmfs extract to {}: {} files verified ({} already there, {} continued), {} bytes sent, {} mismatched, exit {}",
+            target.url(),
+            r.stats.verified,
+            r.stats.already,
+            r.stats.continued,
+            r.stats.sent,
+            r.stats.mismatched.len(),
+            r.exit_code()
+        ),
+        Err(e) => log::info!("vmfs extract to {}: {e}", target.url()),
+    }
+    r
 }
 
 /// The end of a streamed extraction: the local summary, then what the

@@ -214,7 +214,7 @@ struct RemoteFile<'a, 'c> {
     lost: Vec<(u64, u64)>,
 }
 
-const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 impl RemoteFile<'_, '_> {
     fn zeros_to(&mut self, end: u64) {
