@@ -20,7 +20,12 @@ pub enum Chosen {
     Back,
     /// Mounted at this directory, with this much free space if known.
     At(PathBuf, Option<u64>),
+    /// To a lab host (`rescue receive`): offered only by [`choose_or_lab`].
+    Lab,
 }
+
+/// The entry that streams to a lab host instead.
+pub const LAB_ENTRY: &str = "  l   to a lab host (rescue receive, over the network)";
 
 /// Lets the user pick a destination for `what` on any disk but
 /// `source_disks`, and mounts it if needed.
@@ -37,6 +42,23 @@ pub fn choose(
         load: &crate::modules::load_by_name,
     };
     choose_on(&machine, source_disks, what, input, out)
+}
+
+/// [`choose`], with "to a lab host" offered too ([`Chosen::Lab`]), also
+/// when no local filesystem is usable.
+pub fn choose_or_lab(
+    source_disks: &[String],
+    what: &str,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> Chosen {
+    let machine = Machine {
+        sys: Path::new("/sys"),
+        dev: Path::new("/dev"),
+        mounts: std::fs::read_to_string("/proc/mounts").unwrap_or_default(),
+        load: &crate::modules::load_by_name,
+    };
+    choose_on_with(&machine, source_disks, what, true, input, out)
 }
 
 /// Where [`choose_on`] finds disks and mounts: the machine's own in the
@@ -57,6 +79,18 @@ pub fn choose_on(
     input: &mut impl BufRead,
     out: &mut impl Write,
 ) -> Chosen {
+    choose_on_with(machine, source_disks, what, false, input, out)
+}
+
+/// [`choose_on`], offering the lab host too when `lab`.
+pub fn choose_on_with(
+    machine: &Machine<'_>,
+    source_disks: &[String],
+    what: &str,
+    lab: bool,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> Chosen {
     let dev = machine.dev;
     let cands = dest::list(machine.sys, dev, &machine.mounts, source_disks);
     let usable: Vec<&dest::Candidate> = cands.iter().filter(|c| c.usable()).collect();
@@ -67,8 +101,20 @@ pub fn choose_on(
             "  no usable filesystem on another disk (attach one: ext4, xfs, btrfs, FAT, exFAT)"
         );
         let _ = write!(out, "{}", dest::render(&cands));
-        return match ask(input, out, "Enter: back: ") {
+        if lab {
+            let _ = writeln!(out, "{LAB_ENTRY}");
+        }
+        return match ask(
+            input,
+            out,
+            if lab {
+                "l: to a lab host, Enter: back: "
+            } else {
+                "Enter: back: "
+            },
+        ) {
             None => Chosen::Ended,
+            Some(a) if lab && a == "l" => Chosen::Lab,
             Some(_) => Chosen::Back,
         };
     }
@@ -101,6 +147,9 @@ pub fn choose_on(
             probe::render::wrap_words(&row, probe::render::SCREEN_WIDTH, 6)
         );
     }
+    if lab {
+        let _ = writeln!(out, "{LAB_ENTRY}");
+    }
     let _ = write!(out, "{}", dest::render_not_offered(&cands, 2));
     if cands.iter().any(|c| c.unsafe_reason.is_some()) {
         let _ = writeln!(
@@ -111,6 +160,9 @@ pub fn choose_on(
     let Some(a) = ask(input, out, "Destination (Enter: back): ") else {
         return Chosen::Ended;
     };
+    if lab && a == "l" {
+        return Chosen::Lab;
+    }
     let Some(dst) = crate::menu::pick(&a, &usable).copied() else {
         if !a.is_empty() {
             let _ = writeln!(out, "'{a}' is not one of the destinations.");
@@ -206,6 +258,58 @@ pub(crate) mod tests {
             &mut out,
         );
         (got, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn the_lab_host_is_offered_only_when_asked_for() {
+        let t = testkit::TempDir::new("destmenu-lab");
+        let machine = machine_with_ext4(&t, Some("/mnt/dest/sdb1"));
+        let (sys, dev, mounts) = &machine;
+        let m = Machine {
+            sys,
+            dev,
+            mounts: mounts.clone(),
+            load: &no_modules,
+        };
+        let mut out = Vec::new();
+        let got = choose_on_with(
+            &m,
+            &["sda".into()],
+            "the image",
+            true,
+            &mut Cursor::new("l\n".to_string()),
+            &mut out,
+        );
+        let out = String::from_utf8_lossy(&out);
+        assert!(matches!(got, Chosen::Lab), "{out}");
+        assert!(out.contains(LAB_ENTRY), "{out}");
+        // Not offered: 'l' is no destination.
+        let (got, out) = choose_with(&machine, "sda", "l\n");
+        assert!(matches!(got, Chosen::Back), "{out}");
+        assert!(!out.contains(LAB_ENTRY), "{out}");
+        // Offered even when no local filesystem is usable.
+        let t2 = testkit::TempDir::new("destmenu-lab-empty");
+        let empty = machine_with_ext4(&t2, None);
+        let m = Machine {
+            sys: &empty.0,
+            dev: &empty.1,
+            mounts: String::new(),
+            load: &no_modules,
+        };
+        let mut out = Vec::new();
+        let got = choose_on_with(
+            &m,
+            &["sdb".into()],
+            "the image",
+            true,
+            &mut Cursor::new("l\n".to_string()),
+            &mut out,
+        );
+        assert!(
+            matches!(got, Chosen::Lab),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
     }
 
     #[test]

@@ -234,7 +234,7 @@ fn copy(
     let machine = (flow.dest)();
     let at = match crate::destmenu::choose_on(&machine, &place.source_disks, &desc, input, out) {
         Chosen::Ended => return false,
-        Chosen::Back => return true,
+        Chosen::Back | Chosen::Lab => return true,
         Chosen::At(at, free) => {
             if let Some(free) = free.filter(|&f| f < bytes) {
                 let _ = writeln!(

@@ -43,7 +43,9 @@ fn undo_dir(
     ) {
         crate::destmenu::Chosen::Ended => None,
         crate::destmenu::Chosen::At(at, _) => Some((at.join("gpt-undo"), true)),
-        crate::destmenu::Chosen::Back => Some((std::path::PathBuf::from(UNDO_DIR), false)),
+        crate::destmenu::Chosen::Back | crate::destmenu::Chosen::Lab => {
+            Some((std::path::PathBuf::from(UNDO_DIR), false))
+        }
     }
 }
 

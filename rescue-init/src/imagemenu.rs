@@ -81,14 +81,76 @@ pub fn run(disks: &[probe::Disk], input: &mut impl BufRead, out: &mut impl Write
         src.path,
         probe::render::human_size(src.size_bytes)
     );
+    let stem = image_stem(&src.name, src.serial.as_deref(), src.model.as_deref());
     let (at, free) =
-        match crate::destmenu::choose(std::slice::from_ref(&src.name), &what, input, out) {
+        match crate::destmenu::choose_or_lab(std::slice::from_ref(&src.name), &what, input, out) {
             crate::destmenu::Chosen::Ended => return false,
             crate::destmenu::Chosen::Back => return true,
+            crate::destmenu::Chosen::Lab => {
+                return image_to_lab(&src.path, src.size_bytes, &stem, input, out)
+            }
             crate::destmenu::Chosen::At(at, free) => (at, free),
         };
-    let stem = image_stem(&src.name, src.serial.as_deref(), src.model.as_deref());
     image_to(&src.path, src.size_bytes, &at, &stem, free, input, out)
+}
+
+/// The flow for a lab host: its address, the name there (`<stem>.img`),
+/// the code; confirm; `rescue image SRC rescue://HOST:PORT/NAME`'s
+/// library call, printing its progress as that command does. The
+/// receiver keeps the mapfile: choosing the same lab host and name
+/// resumes.
+fn image_to_lab(
+    src_path: &str,
+    src_size: u64,
+    stem: &str,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> bool {
+    let lab = match crate::labmenu::ask_lab(&format!("{stem}.img"), input, out) {
+        crate::labmenu::Asked::Ended => return false,
+        crate::labmenu::Asked::Back => return true,
+        crate::labmenu::Asked::Lab(l) => l,
+    };
+    let url = lab.target.url();
+    let Some(a) = ask(
+        input,
+        out,
+        &format!(
+            "Image {} ({}) to {url}\n  the lab host keeps the image, its mapfile and SHA-256; an earlier\n  run there resumes. Nothing is written to {}. Start? [y/N]: ",
+            src_path,
+            probe::render::human_size(src_size),
+            src_path
+        ),
+    ) else {
+        return false;
+    };
+    if !a.eq_ignore_ascii_case("y") {
+        let _ = writeln!(out, "Cancelled; nothing was sent.");
+        return true;
+    }
+    log::info!("imaging of {src_path} to {url} confirmed");
+    let _ = writeln!(
+        out,
+        "Imaging to the lab host; Ctrl-C stops cleanly (the lab host keeps the mapfile; resume from here later)."
+    );
+    let _ = out.flush();
+    crate::stop_on_signals();
+    crate::STOP.store(false, Ordering::SeqCst);
+    let code = labstream::cli::image_with_code(src_path, &lab.target, &lab.code, &crate::STOP);
+    let stopped = crate::STOP.swap(false, Ordering::SeqCst);
+    let _ = writeln!(
+        out,
+        "{}",
+        match (code, stopped) {
+            (_, true) =>
+                "Stopped: the lab host keeps the mapfile; choose the same lab host and name to resume.",
+            (0, _) => "Done: every sector was read, and the lab host's image is verified.",
+            (1, _) =>
+                "Done: some areas could not be read (see the mapfile on the lab host); the image is verified.",
+            _ => "Imaging failed (see the message above); choose the same lab host and name to resume.",
+        }
+    );
+    ask(input, out, "Enter: back to the overview: ").is_some()
 }
 
 /// The flow once the destination is mounted at `at`: `<stem>.img` and

@@ -8,6 +8,7 @@ mod filebrowser;
 mod gptmenu;
 mod guestmenu;
 mod imagemenu;
+mod labmenu;
 mod mdmenu;
 mod menu;
 mod netmenu;
@@ -146,6 +147,13 @@ fn main() {
         Subcommand::Receive(c) => {
             stop_on_signals();
             labstream::cli::run_receive(c, &STOP)
+        }
+        Subcommand::Vmfs(c) if c.is_remote_extract() => {
+            stop_on_signals();
+            match c.into_extract() {
+                Some(e) => labstream::cli::run_vmfs_extract(e, &STOP),
+                None => 2,
+            }
         }
         Subcommand::Vmfs(c) => vmfs::cli::run(c),
         Subcommand::Vmdk(c) => {

@@ -312,9 +312,18 @@ fn extract(
     out: &mut impl Write,
 ) -> bool {
     let what = format!("{} item(s) from datastore \"{label}\"", marked.len());
-    let at = match crate::destmenu::choose(&store.disks, &what, input, out) {
+    let at = match crate::destmenu::choose_or_lab(&store.disks, &what, input, out) {
         Chosen::Ended => return false,
         Chosen::Back => return true,
+        Chosen::Lab => {
+            return match crate::labmenu::ask_lab(&folder_for(label), input, out) {
+                crate::labmenu::Asked::Ended => false,
+                crate::labmenu::Asked::Back => true,
+                crate::labmenu::Asked::Lab(lab) => {
+                    extract_to_lab(store, label, marked, &lab, input, out)
+                }
+            }
+        }
         Chosen::At(at, _) => at,
     };
     let target = at.join(folder_for(label));
@@ -350,6 +359,80 @@ fn extract(
     crate::STOP.store(false, Ordering::SeqCst);
     let _ = writeln!(out, "{said}");
     ask(input, out, "Enter: back to the folder: ").is_some()
+}
+
+/// The extraction to a lab host: confirm, stream (`rescue vmfs extract
+/// ... rescue://HOST:PORT/NAME`'s library call) with progress lines, the
+/// summary.
+fn extract_to_lab(
+    store: &Datastore,
+    label: &str,
+    marked: &[String],
+    lab: &crate::labmenu::Lab,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> bool {
+    let url = lab.target.url();
+    let Some(a) = ask(
+        input,
+        out,
+        &format!(
+            "Extract {} to {url}?\n  Files the lab host has whole are checked, not sent again.\n  Nothing is written to {}. [y/N]: ",
+            marked.join(" "),
+            store.source
+        ),
+    ) else {
+        return false;
+    };
+    if !a.eq_ignore_ascii_case("y") {
+        let _ = writeln!(out, "Cancelled; nothing was sent.");
+        return true;
+    }
+    log::info!(
+        "vmfs extract of {} from \"{label}\" on {} to {url} confirmed",
+        marked.join(" "),
+        store.source
+    );
+    let _ = writeln!(
+        out,
+        "Extracting to the lab host; Ctrl-C stops (the same choice later continues)."
+    );
+    crate::stop_on_signals();
+    crate::STOP.store(false, Ordering::SeqCst);
+    let said = send_to_lab(&store.vol, marked, lab, &crate::STOP, out);
+    crate::STOP.store(false, Ordering::SeqCst);
+    let _ = writeln!(out, "{said}");
+    ask(input, out, "Enter: back to the folder: ").is_some()
+}
+
+/// Streams `marked` of `vol` to the lab host with progress lines and the
+/// summary to `out`; the sentence that tells the user how it went.
+fn send_to_lab(
+    vol: &vmfs::Volume,
+    marked: &[String],
+    lab: &crate::labmenu::Lab,
+    cancel: &AtomicBool,
+    out: &mut impl Write,
+) -> &'static str {
+    let result = {
+        let mut progress = vmfs::cli::progress_printer(&mut *out);
+        labstream::cli::send_extract(vol, marked, &lab.target, &lab.code, cancel, &mut progress)
+    };
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "vmfs extract: {}: {e}", lab.target.url());
+            return "Nothing was sent (see the message above).";
+        }
+    };
+    labstream::cli::print_tree_end(&r, out);
+    let _ = out.flush();
+    match r.exit_code() {
+        _ if r.extract.cancelled => "Stopped as asked; the same choice later continues.",
+        0 => "Done: every file was sent and verified by the lab host.",
+        1 => "Done, with bytes lost or items skipped (see the report above).",
+        _ => "Stopped: the link or the lab host failed; the same choice later continues.",
+    }
 }
 
 /// Extracts `marked` of `vol` into `target`, with progress lines, the
@@ -459,6 +542,63 @@ mod tests {
         let (went_on, out) = scripted("1\nm 1\n");
         assert!(!went_on, "{out}");
         assert!(out.contains("(1 marked)"), "{out}");
+    }
+
+    #[test]
+    fn extraction_to_a_lab_host_streams_the_same_files() {
+        use std::sync::{Arc, Mutex};
+        let store = fixture_store();
+        let scratch = testkit::TempDir::new("vmfsmenu-lab");
+        let recv = scratch.join("recv");
+        std::fs::create_dir(&recv).unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l2 = Arc::clone(&lines);
+        let rx = labstream::Receiver::bind(
+            "127.0.0.1:0",
+            labstream::ReceiveOptions {
+                dir: recv.clone(),
+                max_senders: 1,
+                force: false,
+                once: true,
+            },
+            labstream::PairingCode::generate().unwrap(),
+            Arc::new(move |s: String| l2.lock().unwrap().push(s)),
+        )
+        .unwrap();
+        let addr = rx.local_addr().unwrap();
+        let code = rx.code().display();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = Arc::clone(&stop);
+        let serving = std::thread::spawn(move || rx.serve(&s2));
+        // The menu's questions, answered as a user would.
+        let script = format!("{addr}\n\n{code}\ny\n\n");
+        let mut input = std::io::Cursor::new(script.into_bytes());
+        let mut out = Vec::new();
+        let lab = match crate::labmenu::ask_lab("vmfs-test", &mut input, &mut out) {
+            crate::labmenu::Asked::Lab(l) => l,
+            _ => panic!("{}", String::from_utf8_lossy(&out)),
+        };
+        let marked = ["/directory".to_string(), "/small".to_string()];
+        let said = send_to_lab(&store.vol, &marked, &lab, &AtomicBool::new(false), &mut out);
+        let out = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(
+            said, "Done: every file was sent and verified by the lab host.",
+            "{out}"
+        );
+        assert!(out.contains("extracted 101 files"), "{out}");
+        assert!(out.contains("the receiver verified 101 files"), "{out}");
+        assert!(!out.contains(&code), "the code is never shown: {out}");
+        let report = serving.join().unwrap();
+        assert_eq!(report.exit_code(), 0, "{:?}", lines.lock().unwrap());
+        assert_eq!(
+            std::fs::read(recv.join("vmfs-test/directory/file42")).unwrap(),
+            b"File 42\n"
+        );
+        assert_eq!(
+            std::fs::read(recv.join("vmfs-test/small")).unwrap(),
+            b"tiny\n"
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     #[test]

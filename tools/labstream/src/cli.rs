@@ -130,6 +130,22 @@ pub fn run_image(cmd: ImageCommand, stop: &AtomicBool) -> i32 {
     }
 }
 
+/// [`run_image`] with the pairing code already in memory (the menu asked
+/// for it): `rescue image SRC rescue://HOST:PORT/NAME --sparse`, printing
+/// as that command does. The code is never on a command line or in a log.
+pub fn image_with_code(src: &str, target: &Target, code: &PairingCode, stop: &AtomicBool) -> i32 {
+    let n = imaging::cli::NAME;
+    let url = target.url();
+    let cmd = match ImageCommand::from_args(&["image"], &[src, url.as_str(), "--sparse"]) {
+        Ok(c) => c,
+        Err(e) => return cliconv::fail(n, e.output).code(),
+    };
+    match prepare(&cmd) {
+        Ok((target, src, opts)) => stream(&cmd, &target, src.as_ref(), opts, code, stop),
+        Err(e) => cliconv::fail(n, e).code(),
+    }
+}
+
 /// The checks before anything is sent: options that only fit a local
 /// DST, the URL, the source.
 fn prepare(cmd: &ImageCommand) -> Result<(Target, Box<dyn BlockDevice>, Options), String> {
@@ -374,4 +390,116 @@ fn json_result(target: &Target, r: &SendReport) -> serde_json::Value {
         "verified": r.verified(),
         "exit_code": r.exit_code(),
     })
+}
+
+/// `rescue vmfs extract SRC... PATH... rescue://HOST:PORT/NAME`: the
+/// volume opened as for a local extraction, the code as for `rescue
+/// image`, progress and the summary as a local extraction prints them.
+pub fn run_vmfs_extract(cmd: vmfs::cli::ExtractCommand, stop: &AtomicBool) -> i32 {
+    let n = vmfs::cli::EXTRACT_NAME;
+    let (opened, paths, dest) = match cmd.open() {
+        Ok(x) => x,
+        Err(e) => return cliconv::fail(n, e).code(),
+    };
+    let target = match Target::parse(&dest) {
+        Ok(t) => t,
+        Err(e) => return cliconv::fail(n, format!("DEST_DIR {e}")).code(),
+    };
+    let code = match read_code(cmd.code_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return cliconv::fail(n, e).code(),
+    };
+    let mut progress: Box<dyn FnMut(&vmfs::extract::Progress)> = if cmd.quiet {
+        Box::new(|_: &vmfs::extract::Progress| {})
+    } else {
+        Box::new(vmfs::cli::progress_printer(io::stderr()))
+    };
+    let r = send_extract(&opened.volume, &paths, &target, &code, stop, &mut progress);
+    drop(progress);
+    match r {
+        Ok(r) => {
+            print_tree_end(&r, &mut io::stdout().lock());
+            r.exit_code()
+        }
+        Err(e) => cliconv::fail(n, format!("{}: {e}", target.url())).code(),
+    }
+}
+
+/// The library call behind `vmfs extract ... rescue://` and the menu:
+/// streams `paths` of `volume` to `target`, logged; [`print_tree_end`]
+/// shows the result.
+pub fn send_extract(
+    volume: &vmfs::Volume,
+    paths: &[String],
+    target: &Target,
+    code: &PairingCode,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(&vmfs::extract::Progress),
+) -> Result<crate::treesend::TreeReport, sender::SendError> {
+    let job = crate::treesend::TreeJob {
+        volume,
+        paths,
+        identity: crate::treesend::volume_identity(volume),
+    };
+    log::info!("vmfs extract {} -> {}", paths.join(" "), target.url());
+    let r = crate::treesend::send_tree(&job, target, code, stop, progress);
+    match &r {
+        Ok(r) => log::info!(
+            "vmfs extract to {}: {} files verified ({} already there, {} continued), {} bytes sent, {} mismatched, exit {}",
+            target.url(),
+            r.stats.verified,
+            r.stats.already,
+            r.stats.continued,
+            r.stats.sent,
+            r.stats.mismatched.len(),
+            r.exit_code()
+        ),
+        Err(e) => log::info!("vmfs extract to {}: {e}", target.url()),
+    }
+    r
+}
+
+/// The end of a streamed extraction: the local summary, then what the
+/// receiver confirmed.
+pub fn print_tree_end(r: &crate::treesend::TreeReport, out: &mut dyn Write) {
+    vmfs::cli::print_extract_summary(&r.extract, out);
+    let s = &r.stats;
+    let _ = writeln!(
+        out,
+        "the receiver verified {} files by SHA-256 ({} it already had, {} continued from a partial copy); {} sent",
+        s.verified,
+        s.already,
+        s.continued,
+        screen::human_size(s.sent)
+    );
+    for m in &s.mismatched {
+        let _ = writeln!(
+            out,
+            "MISMATCH: {m} (run the same command again to send it anew)"
+        );
+    }
+    for l in &r.extract.losses {
+        let _ = writeln!(out, "lost: {} ({} ranges)", l.path, l.ranges.len());
+    }
+    match &r.report_sent {
+        Some(Ok(())) => {
+            let _ = writeln!(out, "report: {}", vmfs::extract::REPORT_NAME);
+        }
+        Some(Err(e)) => {
+            let _ = write!(
+                out,
+                "report not sent: {e}; here it is:\n{}",
+                r.extract.text()
+            );
+        }
+        None => {}
+    }
+    if r.extract.stopped.is_some() && !r.extract.cancelled {
+        let _ = writeln!(out, "run the same command again to continue: files the receiver has whole are checked, not sent again");
+    } else if !r.finished && r.extract.stopped.is_none() {
+        let _ = writeln!(
+            out,
+            "the receiver did not confirm the end; run the same command again"
+        );
+    }
 }

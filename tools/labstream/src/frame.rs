@@ -15,7 +15,7 @@
 //!
 //! | type | frame      | body                                                     |
 //! |------|------------|----------------------------------------------------------|
-//! | 1    | Hello      | u16 version, u64 size, u32 sector, u8 flags (bit 0 sparse), u16 name length + name, u16 identity length + identity (UTF-8) |
+//! | 1    | Hello      | u16 version, u64 size, u32 sector, u8 flags (bit 0 sparse, bit 1 tree), u16 name length + name, u16 identity length + identity (UTF-8) |
 //! | 2    | Welcome    | the receiver's mapfile text (empty: a new image)          |
 //! | 3    | Refuse     | UTF-8 reason; the session ends                            |
 //! | 4    | Data       | u64 offset, then the bytes                                |
@@ -25,6 +25,19 @@
 //! | 8    | HashRequest| empty                                                    |
 //! | 9    | Digest     | 32 bytes: SHA-256 of the image, bad areas as zeros        |
 //! | 10   | Bye        | empty                                                    |
+//! | 11   | Entry      | u8 kind (0 directory, 1 file, 2 symlink, 3 directory times), u32 mode, u64 size, u32 atime, u32 mtime, u16 length + relative path, u16 length + symlink target (UTF-8) |
+//! | 12   | Accept     | u64: bytes of the file the receiver already has (0 for other kinds) |
+//! | 13   | Skip       | UTF-8 reason: this entry is not taken; the session goes on |
+//! | 14   | FileEnd    | 32 bytes SHA-256 of the file (holes and lost bytes as zeros), u32 n, n × (u64 start, u64 length) unreadable ranges |
+//!
+//! A tree session (Hello with the tree flag; `size` is the stored bytes
+//! to send, for progress) is the stream of `rescue vmfs extract ...
+//! rescue://HOST:PORT/NAME`: after Welcome, per item an Entry and the
+//! receiver's Accept or Skip; for a file Accept(n) says the receiver has
+//! its first n bytes (n = size: all of it), then Data frames (offsets in
+//! the file) from n on, FileEnd, and the receiver's Digest of its copy.
+//! Finish(files) and its Ack end the tree; Bye ends the session. See
+//! [`crate::tree`].
 
 use std::fmt;
 
@@ -42,14 +55,53 @@ pub enum Frame {
     Hello(Hello),
     Welcome(String),
     Refuse(String),
-    Data { offset: u64, bytes: Vec<u8> },
+    Data {
+        offset: u64,
+        bytes: Vec<u8>,
+    },
     SaveMap(String),
     Ack,
     Finish(u64),
     HashRequest,
     Digest([u8; 32]),
     Bye,
+    Entry(Entry),
+    Accept(u64),
+    Skip(String),
+    FileEnd {
+        sha256: [u8; 32],
+        lost: Vec<(u64, u64)>,
+    },
 }
+
+/// What an [`Frame::Entry`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir = 0,
+    File = 1,
+    Symlink = 2,
+    /// Sets an existing directory's times (after its entries).
+    DirTimes = 3,
+}
+
+/// One item of a tree: its path relative to the tree's root ("/"
+/// separated; "" is the root), and what the receiver needs to create it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: EntryKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Bytes (files).
+    pub size: u64,
+    pub atime: u32,
+    pub mtime: u32,
+    pub path: String,
+    /// The link's target (symlinks; empty otherwise).
+    pub target: String,
+}
+
+/// Most unreadable ranges in one FileEnd (the sender's report lists all).
+pub const MAX_LOST_RANGES: usize = 100_000;
 
 impl fmt::Debug for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -66,6 +118,10 @@ impl fmt::Debug for Frame {
             Frame::HashRequest => f.write_str("HashRequest"),
             Frame::Digest(_) => f.write_str("Digest(..)"),
             Frame::Bye => f.write_str("Bye"),
+            Frame::Entry(e) => write!(f, "Entry({e:?})"),
+            Frame::Accept(n) => write!(f, "Accept({n})"),
+            Frame::Skip(r) => write!(f, "Skip({r:?})"),
+            Frame::FileEnd { lost, .. } => write!(f, "FileEnd({} lost ranges)", lost.len()),
         }
     }
 }
@@ -80,6 +136,8 @@ pub struct Hello {
     pub sector: u32,
     /// Leave all-zero 4 KiB blocks of a new image as holes.
     pub sparse: bool,
+    /// A tree of files (`vmfs extract`), not an image.
+    pub tree: bool,
     /// The image's file name in the receiver's directory.
     pub name: String,
     /// Who the source is (device serial/WWID, or the file's path): a resume
@@ -152,6 +210,10 @@ impl Frame {
             Frame::HashRequest => 8,
             Frame::Digest(_) => 9,
             Frame::Bye => 10,
+            Frame::Entry(_) => 11,
+            Frame::Accept(_) => 12,
+            Frame::Skip(_) => 13,
+            Frame::FileEnd { .. } => 14,
         }
     }
 
@@ -165,14 +227,36 @@ impl Frame {
                 b.extend_from_slice(&h.version.to_be_bytes());
                 b.extend_from_slice(&h.size.to_be_bytes());
                 b.extend_from_slice(&h.sector.to_be_bytes());
-                b.push(u8::from(h.sparse));
+                b.push(u8::from(h.sparse) | (u8::from(h.tree) << 1));
                 for s in [&h.name, &h.identity] {
                     let s = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
                     b.extend_from_slice(&(s.len() as u16).to_be_bytes());
                     b.extend_from_slice(s);
                 }
             }
-            Frame::Welcome(s) | Frame::Refuse(s) | Frame::SaveMap(s) => {
+            Frame::Entry(e) => {
+                b.push(e.kind as u8);
+                b.extend_from_slice(&e.mode.to_be_bytes());
+                b.extend_from_slice(&e.size.to_be_bytes());
+                b.extend_from_slice(&e.atime.to_be_bytes());
+                b.extend_from_slice(&e.mtime.to_be_bytes());
+                for s in [&e.path, &e.target] {
+                    let s = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+                    b.extend_from_slice(&(s.len() as u16).to_be_bytes());
+                    b.extend_from_slice(s);
+                }
+            }
+            Frame::Accept(n) => b.extend_from_slice(&n.to_be_bytes()),
+            Frame::FileEnd { sha256, lost } => {
+                b.extend_from_slice(sha256);
+                let lost = &lost[..lost.len().min(MAX_LOST_RANGES)];
+                b.extend_from_slice(&(lost.len() as u32).to_be_bytes());
+                for (s, n) in lost {
+                    b.extend_from_slice(&s.to_be_bytes());
+                    b.extend_from_slice(&n.to_be_bytes());
+                }
+            }
+            Frame::Welcome(s) | Frame::Refuse(s) | Frame::SaveMap(s) | Frame::Skip(s) => {
                 b.extend_from_slice(s.as_bytes())
             }
             Frame::Data { offset, bytes } => {
@@ -192,7 +276,7 @@ impl Frame {
     pub fn check_header(h: &[u8; HEADER]) -> Result<(u8, u32), FrameError> {
         let ty = h[0];
         let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
-        if !(1..=10).contains(&ty) {
+        if !(1..=14).contains(&ty) {
             return Err(FrameError::UnknownType { ty });
         }
         if len > MAX_BODY {
@@ -233,11 +317,11 @@ impl Frame {
                 let size = u64::from_be_bytes(r.array("size")?);
                 let sector = u32::from_be_bytes(r.array("sector")?);
                 let [flags] = r.array("flags")?;
-                if flags & !1 != 0 {
+                if flags & !3 != 0 {
                     r.pos -= 1;
                     return Err(r.bad(
                         "flags",
-                        format!("unknown flag bits {flags:#04x}, expected 0 or 1"),
+                        format!("unknown flag bits {flags:#04x}, expected only bits 0 and 1"),
                     ));
                 }
                 let name_s = r.string16("name")?;
@@ -247,6 +331,7 @@ impl Frame {
                     size,
                     sector,
                     sparse: flags & 1 != 0,
+                    tree: flags & 2 != 0,
                     name: name_s,
                     identity,
                 })
@@ -268,6 +353,58 @@ impl Frame {
             8 => Frame::HashRequest,
             9 => Frame::Digest(r.array("digest")?),
             10 => Frame::Bye,
+            11 => {
+                let [k] = r.array("kind")?;
+                let kind = match k {
+                    0 => EntryKind::Dir,
+                    1 => EntryKind::File,
+                    2 => EntryKind::Symlink,
+                    3 => EntryKind::DirTimes,
+                    _ => {
+                        r.pos -= 1;
+                        return Err(r.bad("kind", format!("{k}, expected 0 to 3")));
+                    }
+                };
+                let mode = u32::from_be_bytes(r.array("mode")?);
+                let size = u64::from_be_bytes(r.array("size")?);
+                let atime = u32::from_be_bytes(r.array("atime")?);
+                let mtime = u32::from_be_bytes(r.array("mtime")?);
+                let path = r.string16("path")?;
+                let target = r.string16("target")?;
+                Frame::Entry(Entry {
+                    kind,
+                    mode,
+                    size,
+                    atime,
+                    mtime,
+                    path,
+                    target,
+                })
+            }
+            12 => Frame::Accept(u64::from_be_bytes(r.array("offset")?)),
+            13 => Frame::Skip(r.rest_text("reason")?),
+            14 => {
+                let sha256 = r.array("sha256")?;
+                let n = u32::from_be_bytes(r.array("count")?) as usize;
+                let left = (r.body.len() - r.pos) / 16;
+                if n > MAX_LOST_RANGES || n > left {
+                    r.pos -= 4;
+                    return Err(r.bad(
+                        "count",
+                        format!(
+                            "{n} ranges, expected at most {} and room for {left}",
+                            MAX_LOST_RANGES
+                        ),
+                    ));
+                }
+                let mut lost = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let s = u64::from_be_bytes(r.array("range start")?);
+                    let l = u64::from_be_bytes(r.array("range length")?);
+                    lost.push((s, l));
+                }
+                Frame::FileEnd { sha256, lost }
+            }
             _ => return Err(FrameError::UnknownType { ty }),
         };
         r.end()?;
@@ -287,6 +424,10 @@ fn frame_name(ty: u8) -> &'static str {
         8 => "HashRequest",
         9 => "Digest",
         10 => "Bye",
+        11 => "Entry",
+        12 => "Accept",
+        13 => "Skip",
+        14 => "FileEnd",
         _ => "unknown",
     }
 }
@@ -363,6 +504,7 @@ mod tests {
                 size: 1 << 40,
                 sector: 4096,
                 sparse: true,
+                tree: false,
                 name: "disk0.img".into(),
                 identity: "wwid naa.5000".into(),
             }),
@@ -379,6 +521,43 @@ mod tests {
             Frame::HashRequest,
             Frame::Digest([7; 32]),
             Frame::Bye,
+            Frame::Hello(Hello {
+                version: VERSION,
+                size: 5,
+                sector: 0,
+                sparse: false,
+                tree: true,
+                name: "vms".into(),
+                identity: "vmfs uuid".into(),
+            }),
+            Frame::Entry(Entry {
+                kind: EntryKind::File,
+                mode: 0o644,
+                size: 1 << 33,
+                atime: 1,
+                mtime: 2,
+                path: "vm1/disk-flat.vmdk".into(),
+                target: String::new(),
+            }),
+            Frame::Entry(Entry {
+                kind: EntryKind::Symlink,
+                mode: 0,
+                size: 0,
+                atime: 1,
+                mtime: 2,
+                path: "link".into(),
+                target: "../x".into(),
+            }),
+            Frame::Accept(77),
+            Frame::Skip("in the way".into()),
+            Frame::FileEnd {
+                sha256: [3; 32],
+                lost: vec![(0, 512), (4096, 1024)],
+            },
+            Frame::FileEnd {
+                sha256: [3; 32],
+                lost: vec![],
+            },
         ]
     }
 
@@ -425,7 +604,7 @@ mod tests {
         }
 
         #[test]
-        fn typed_garbage_never_panics(ty in 0u8..12, body in proptest::collection::vec(any::<u8>(), 0..120)) {
+        fn typed_garbage_never_panics(ty in 0u8..16, body in proptest::collection::vec(any::<u8>(), 0..120)) {
             let mut b = vec![ty];
             b.extend_from_slice(&(body.len() as u32).to_be_bytes());
             b.extend_from_slice(&body);
@@ -437,8 +616,9 @@ mod tests {
         }
 
         #[test]
-        fn mutated_frames_never_panic(i in 0usize..11, pos in any::<usize>(), val in any::<u8>()) {
-            let mut b = samples()[i].encode();
+        fn mutated_frames_never_panic(i in any::<usize>(), pos in any::<usize>(), val in any::<u8>()) {
+            let s = samples();
+            let mut b = s[i % s.len()].encode();
             let p = pos % b.len();
             b[p] = val;
             let _ = Frame::parse(&b);

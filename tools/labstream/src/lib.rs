@@ -7,6 +7,8 @@
 //! - [`store`]: the receiver's directory: safe names, the files of an image.
 //! - [`receiver`]: the listener and one session per sender.
 //! - [`sender`]: the engine's [`imaging::Sink`] that streams, and the send.
+//! - [`tree`]: the receiver's side of a tree of files (`vmfs extract`).
+//! - [`treesend`]: the sender's side: a [`vmfs::extract::Destination`] that streams.
 //! - [`cli`]: `rescue receive`, and the sending side of `rescue image`.
 
 pub mod channel;
@@ -16,6 +18,8 @@ pub mod frame;
 pub mod receiver;
 pub mod sender;
 pub mod store;
+pub mod tree;
+pub mod treesend;
 
 pub use code::PairingCode;
 pub use receiver::{ReceiveOptions, Receiver, ServeReport, SessionEnd};

@@ -93,15 +93,15 @@ impl ServeReport {
 /// Where the receiver's lines go (stdout in the CLI, a vector in tests).
 pub type Say = Arc<dyn Fn(String) + Send + Sync>;
 
-struct Shared {
-    dir: Dir,
+pub(crate) struct Shared {
+    pub(crate) dir: Dir,
     psk: [u8; 32],
-    opts: ReceiveOptions,
+    pub(crate) opts: ReceiveOptions,
     active: AtomicUsize,
     wrong: AtomicU32,
     names: Mutex<HashSet<String>>,
     conns: Mutex<HashMap<u64, TcpStream>>,
-    say: Say,
+    pub(crate) say: Say,
 }
 
 pub struct Receiver {
@@ -294,20 +294,24 @@ fn session(sh: &Shared, stream: TcpStream, peer: SocketAddr, busy: bool) -> Sess
             ),
         );
     }
-    let end = receive(sh, &mut ch, peer, &hello);
+    let end = if hello.tree {
+        crate::tree::receive(sh, &mut ch, peer, &hello)
+    } else {
+        receive(sh, &mut ch, peer, &hello)
+    };
     sh.names.lock().expect("names").remove(&name);
     ch.close();
     end
 }
 
-fn refuse(sh: &Shared, ch: &mut Channel, peer: SocketAddr, why: String) -> SessionEnd {
+pub(crate) fn refuse(sh: &Shared, ch: &mut Channel, peer: SocketAddr, why: String) -> SessionEnd {
     (sh.say)(format!("{peer}: refused: {why}"));
     let _ = ch.send(&Frame::Refuse(why.clone()));
     ch.close();
     SessionEnd::Refused(why)
 }
 
-fn fail(
+pub(crate) fn fail(
     sh: &Shared,
     ch: &mut Channel,
     peer: SocketAddr,
@@ -615,7 +619,7 @@ fn receive(sh: &Shared, ch: &mut Channel, peer: SocketAddr, h: &Hello) -> Sessio
     }
 }
 
-fn ended(sh: &Shared, name: Option<&str>, peer: SocketAddr, e: io::Error) -> SessionEnd {
+pub(crate) fn ended(sh: &Shared, name: Option<&str>, peer: SocketAddr, e: io::Error) -> SessionEnd {
     let who = name.map_or_else(|| peer.to_string(), |n| format!("{n} from {peer}"));
     (sh.say)(format!(
         "{who}: the link dropped ({e}); the same command on the sender resumes from the saved mapfile"

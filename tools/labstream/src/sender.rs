@@ -195,6 +195,7 @@ pub fn send(
         size,
         sector: job.source.logical_sector_size(),
         sparse: job.sparse,
+        tree: false,
         name: target.name.clone(),
         identity: job.identity.clone(),
     }))

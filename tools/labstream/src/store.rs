@@ -173,6 +173,43 @@ impl Dir {
         Ok(())
     }
 
+    /// Opens (creating it if missing) the directory `name` of a tree; a
+    /// symlink or anything but a directory is refused.
+    pub fn open_tree(&self, name: &str) -> io::Result<OwnedFd> {
+        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(self.err(name, "mkdir", e)),
+        }
+        rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            let e = io::Error::from(e);
+            let kind = if matches!(e.raw_os_error(), Some(20) | Some(40)) {
+                io::ErrorKind::InvalidInput
+            } else {
+                e.kind()
+            };
+            io::Error::new(
+                kind,
+                format!(
+                    "{}: not a directory (or a symlink): refused",
+                    self.show(name)
+                ),
+            )
+        })
+    }
+
+    /// Whether `name` is a directory (not following a symlink).
+    pub fn is_dir(&self, name: &str) -> bool {
+        rustix::fs::statat(&self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        })
+    }
+
     /// Removes `name` if it exists.
     pub fn remove(&self, name: &str) -> io::Result<()> {
         match rustix::fs::unlinkat(&self.fd, name, rustix::fs::AtFlags::empty()) {

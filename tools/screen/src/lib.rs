@@ -1,6 +1,9 @@
 //! Text for the appliance's consoles: an 80x24 serial line or VGA text
 //! screen of unknown terminal, so lines stay within 79 columns and counts
-//! read "1 finding", "2 findings".
+//! read "1 finding", "2 findings". [`noecho`]: a secret typed unseen.
+
+pub mod noecho;
+pub use noecho::EchoOff;
 
 /// Lines stay within an 80-column serial console (one column spare so a
 /// terminal that wraps at the last column does not add blank lines).

@@ -265,7 +265,11 @@ pub struct CatCommand {
 /// bytes were lost or items skipped; exit 2, and no further files, when
 /// the destination fails (full, read-only): what the last file got is kept
 /// as NAME.incomplete. PATH `fd:ADDR` takes an orphan that `scan` listed
-/// (it comes out as DEST_DIR/orphan-fd-ADDR).
+/// (it comes out as DEST_DIR/orphan-fd-ADDR). DEST_DIR
+/// `rescue://HOST:PORT/NAME` streams the files to `rescue receive` on a
+/// lab host (into its DIR/NAME/, resumable per file, each file's SHA-256
+/// compared; the pairing code from --code-file, $RESCUE_PAIRING_CODE or
+/// the terminal).
 #[derive(FromArgs, Debug)]
 #[argh(
     subcommand,
@@ -290,6 +294,9 @@ pub struct ExtractCommand {
     /// no progress lines
     #[argh(switch, short = 'q')]
     pub quiet: bool,
+    /// with a rescue:// destination: read the pairing code from FILE
+    #[argh(option)]
+    pub code_file: Option<String>,
 }
 
 /// List the files (and byte ranges) that overlap bad areas of a ddrescue
@@ -891,6 +898,32 @@ pub fn progress_printer<'a>(mut out: impl std::io::Write + 'a) -> impl FnMut(&Pr
 /// stopped, also writes the report file (or, when the destination takes
 /// none, prints it) and lists the files with lost bytes.
 pub fn print_extract_end(r: &ExtractReport, out: &mut dyn std::io::Write) {
+    print_extract_summary(r, out);
+    if r.outcome() == Outcome::Clean {
+        return;
+    }
+    match r.write_report() {
+        Ok(path) => {
+            let _ = writeln!(out, "report: {}", path.display());
+        }
+        // A full destination takes no report either: it goes to `out`.
+        Err(e) => {
+            let _ = write!(
+                out,
+                "report not written to {}: {e}; here it is:\n{}",
+                r.report_path().display(),
+                r.text()
+            );
+        }
+    }
+    for l in &r.losses {
+        let _ = writeln!(out, "lost: {} ({} ranges)", l.path, l.ranges.len());
+    }
+}
+
+/// The summary part of [`print_extract_end`]: counts, what was left
+/// out, skipped, why it stopped; no report file.
+pub fn print_extract_summary(r: &ExtractReport, out: &mut dyn std::io::Write) {
     let _ = writeln!(
         out,
         "extracted {} files, {} ({} of stored data) in {:.1}s; {} bytes lost in {} files; {} items skipped",
@@ -926,36 +959,54 @@ pub fn print_extract_end(r: &ExtractReport, out: &mut dyn std::io::Write) {
             screen::human_size(r.total)
         );
     }
-    if r.outcome() == Outcome::Clean {
-        return;
+}
+
+impl ExtractCommand {
+    /// The last argument: the destination (a directory, or a
+    /// `rescue://HOST:PORT/NAME` that `rescue-init` hands to labstream).
+    pub fn dest(&self) -> Option<&str> {
+        self.args.last().map(String::as_str)
     }
-    match r.write_report() {
-        Ok(path) => {
-            let _ = writeln!(out, "report: {}", path.display());
+
+    /// Opens the volume (SRC..., --extent, --offset, --map) and gives the
+    /// VMFS paths to extract and the destination argument.
+    pub fn open(&self) -> Result<(OpenedVolume, Vec<String>, String), String> {
+        let (srcs, mut rest) = split_args(&self.args);
+        if rest.len() < 2 {
+            return Err("extract takes SRC... PATH... DEST_DIR".into());
         }
-        // A full destination takes no report either: it goes to `out`.
-        Err(e) => {
-            let _ = write!(
-                out,
-                "report not written to {}: {e}; here it is:\n{}",
-                r.report_path().display(),
-                r.text()
-            );
-        }
-    }
-    for l in &r.losses {
-        let _ = writeln!(out, "lost: {} ({} ranges)", l.path, l.ranges.len());
+        let dest = rest.pop().unwrap_or_default();
+        let bad = self.map.as_deref().map(read_mapfile).transpose()?;
+        let o = open_volume(EXTRACT, &srcs, &self.extent, self.offset, bad.as_ref())?;
+        Ok((o, rest, dest))
     }
 }
 
-fn extract(c: ExtractCommand) -> CliResult {
-    let (srcs, mut rest) = split_args(&c.args);
-    if rest.len() < 2 {
-        return Err("extract takes SRC... PATH... DEST_DIR".into());
+impl VmfsCommand {
+    /// `extract ... rescue://HOST:PORT/NAME`: streamed to a lab host by
+    /// the labstream crate (which `rescue-init` calls), not run here.
+    pub fn is_remote_extract(&self) -> bool {
+        matches!(&self.action, Action::Extract(c) if c.dest().is_some_and(|d| d.starts_with("rescue://")))
     }
-    let dest = PathBuf::from(rest.pop().unwrap_or_default());
-    let bad = c.map.as_deref().map(read_mapfile).transpose()?;
-    let o = open_volume(EXTRACT, &srcs, &c.extent, c.offset, bad.as_ref())?;
+
+    /// The extract action, if that is what this is.
+    pub fn into_extract(self) -> Option<ExtractCommand> {
+        match self.action {
+            Action::Extract(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// `rescue vmfs extract`'s command name in messages.
+pub const EXTRACT_NAME: &str = EXTRACT;
+
+fn extract(c: ExtractCommand) -> CliResult {
+    if c.code_file.is_some() {
+        return Err("--code-file goes only with a rescue://HOST:PORT/NAME destination".into());
+    }
+    let (o, rest, dest) = c.open()?;
+    let dest = PathBuf::from(dest);
     let mut progress: Box<dyn FnMut(&Progress)> = if c.quiet {
         Box::new(|_: &Progress| {})
     } else {

@@ -163,15 +163,31 @@ pub fn extract(
     cancel: &AtomicBool,
 ) -> Result<ExtractReport, String> {
     std::fs::create_dir_all(dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
+    let mut local = LocalDir::new(dest);
+    Ok(extract_to(vol, paths, &mut local, progress, cancel))
+}
+
+/// The walk of [`extract`], writing through `dest`: the same for a local
+/// directory ([`LocalDir`]) and a stream to a lab host. Paths given to
+/// `dest` are relative to its root, one component per VMFS name.
+pub fn extract_to(
+    vol: &Volume,
+    paths: &[String],
+    dest: &mut dyn Destination,
+    progress: &mut dyn FnMut(&Progress),
+    cancel: &AtomicBool,
+) -> ExtractReport {
     let total = paths.iter().map(|p| stored_size(vol, p)).sum();
+    let shown = dest.describe();
     let mut x = Extractor {
         vol,
+        dest,
         progress,
         cancel,
         started: Instant::now(),
         visited: HashSet::new(),
         report: ExtractReport {
-            dest: dest.to_path_buf(),
+            dest: PathBuf::from(&shown),
             files: 0,
             written: 0,
             done: 0,
@@ -185,12 +201,7 @@ pub fn extract(
         },
     };
     for p in paths {
-        let name = target_name(p);
-        let target = if name.is_empty() {
-            dest.to_path_buf()
-        } else {
-            dest.join(name)
-        };
+        let target = PathBuf::from(target_name(p));
         x.extract(p, &target);
         if x.report.stopped.is_some() {
             break;
@@ -200,9 +211,8 @@ pub fn extract(
     let mut report = x.report;
     report.elapsed = x.started.elapsed();
     log::info!(
-        "vmfs extract to {}: {} files, {} bytes written; {} bytes lost in {} files; {} \
+        "vmfs extract to {shown}: {} files, {} bytes written; {} bytes lost in {} files; {} \
          items skipped{}",
-        dest.display(),
         report.files,
         report.written,
         report.lost_bytes(),
@@ -214,7 +224,176 @@ pub fn extract(
             .map(|w| format!("; STOPPED: {w}"))
             .unwrap_or_default()
     );
-    Ok(report)
+    report
+}
+
+/// What a file to be written is, for [`Destination::create_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Bytes, holes included.
+    pub size: u64,
+    /// The FD's mode (permission bits; the type bits are not kept).
+    pub mode: u32,
+    /// Seconds since the epoch.
+    pub atime: u32,
+    pub mtime: u32,
+}
+
+/// Where an extraction writes. Paths are relative to the destination's
+/// root, built only from names the walk read from the volume ("" is the
+/// root itself); a destination must still not trust them (a damaged
+/// volume can hold any bytes in a name).
+///
+/// Errors are classified by their kind, as for a local directory: those
+/// of one file (`InvalidInput`, `InvalidData`, `AlreadyExists`,
+/// `IsADirectory`, `NotADirectory`, `FileTooLarge`, `InvalidFilename`)
+/// skip that item; any other stops the extraction, as every further
+/// file would meet it too (a full disk, a dropped link).
+pub trait Destination {
+    /// The root, for messages and the report (a directory or a URL).
+    fn describe(&self) -> String;
+    /// Creates the directory `rel` (and its parents) if needed.
+    fn create_dir(&mut self, rel: &Path) -> std::io::Result<()>;
+    /// Sets a directory's times, after its entries were written.
+    fn dir_times(&mut self, rel: &Path, atime: u32, mtime: u32);
+    /// Creates the symbolic link `rel` pointing at `target`, with its own times.
+    fn symlink(&mut self, rel: &Path, target: &str, atime: u32, mtime: u32) -> std::io::Result<()>;
+    /// Starts writing the file `rel`; the walk then writes its stored
+    /// chunks in ascending order, reports the unreadable ones, and ends
+    /// with [`FileOut::finish`] or [`FileOut::abandon`].
+    fn create_file<'a>(
+        &'a mut self,
+        rel: &Path,
+        meta: &FileMeta,
+    ) -> std::io::Result<Box<dyn FileOut + 'a>>;
+}
+
+/// A file being written to a [`Destination`].
+pub trait FileOut {
+    /// `data` at byte `pos` of the file (ascending; gaps are holes).
+    fn write_at(&mut self, data: &[u8], pos: u64) -> std::io::Result<()>;
+    /// Bytes `[pos, pos + len)` could not be read: they stay zeros.
+    fn lost(&mut self, _pos: u64, _len: u64) {}
+    /// All chunks are written: set the size and times, make it complete.
+    fn finish(self: Box<Self>) -> std::io::Result<()>;
+    /// The copy did not complete (cancelled, the destination failed):
+    /// says where what was written is kept.
+    fn abandon(self: Box<Self>) -> String;
+}
+
+/// A local directory as the [`Destination`]: files created (replacing
+/// what is there), holes left as holes, times kept; a file that does not
+/// complete is kept as `NAME.incomplete`.
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    pub fn new(root: &Path) -> LocalDir {
+        LocalDir {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn path(&self, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+}
+
+impl Destination for LocalDir {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create_dir(&mut self, rel: &Path) -> std::io::Result<()> {
+        let p = self.path(rel);
+        std::fs::create_dir_all(&p)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", p.display())))
+    }
+
+    fn dir_times(&mut self, rel: &Path, atime: u32, mtime: u32) {
+        if let Ok(d) = std::fs::File::open(self.path(rel)) {
+            let _ = d.set_times(file_times(atime, mtime));
+        }
+    }
+
+    fn symlink(&mut self, rel: &Path, target: &str, atime: u32, mtime: u32) -> std::io::Result<()> {
+        let dest = self.path(rel);
+        let _ = std::fs::remove_file(&dest);
+        // A destination that cannot hold links (FAT) skips this one only.
+        std::os::unix::fs::symlink(target, &dest).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("symlink: {e}"))
+        })?;
+        // The link's own times (lutimes).
+        let ts = |s: u32| rustix::fs::Timespec {
+            tv_sec: s.into(),
+            tv_nsec: 0,
+        };
+        let _ = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &dest,
+            &rustix::fs::Timestamps {
+                last_access: ts(atime),
+                last_modification: ts(mtime),
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        );
+        Ok(())
+    }
+
+    fn create_file<'a>(
+        &'a mut self,
+        rel: &Path,
+        meta: &FileMeta,
+    ) -> std::io::Result<Box<dyn FileOut + 'a>> {
+        let path = self.path(rel);
+        let file = std::fs::File::create(&path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("creating {}: {e}", path.display()))
+        })?;
+        Ok(Box::new(LocalFile {
+            file,
+            path,
+            meta: *meta,
+        }))
+    }
+}
+
+struct LocalFile {
+    file: std::fs::File,
+    path: PathBuf,
+    meta: FileMeta,
+}
+
+impl FileOut for LocalFile {
+    fn write_at(&mut self, data: &[u8], pos: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(data, pos)
+    }
+
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        let size = self.meta.size;
+        self.file.set_len(size).map_err(|e| {
+            // A destination filesystem whose files cannot be that large:
+            // this file only.
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("setting the size to {size} bytes: {e} (data up to there copied)"),
+            )
+        })?;
+        let _ = self
+            .file
+            .set_times(file_times(self.meta.atime, self.meta.mtime));
+        Ok(())
+    }
+
+    fn abandon(self: Box<Self>) -> String {
+        drop(self.file);
+        keep_incomplete(&self.path)
+    }
 }
 
 /// The name `path` is extracted under in the destination ("" for the
@@ -266,12 +445,12 @@ pub fn stored_size(v: &Volume, path: &str) -> u64 {
     total
 }
 
-/// The FD's access and modification times, for the extracted copy.
-fn file_times(ino: &Inode) -> std::fs::FileTimes {
+/// An FD's access and modification times, for the extracted copy.
+fn file_times(atime: u32, mtime: u32) -> std::fs::FileTimes {
     let at = |s: u32| std::time::UNIX_EPOCH + Duration::from_secs(s.into());
     std::fs::FileTimes::new()
-        .set_accessed(at(ino.atime))
-        .set_modified(at(ino.mtime))
+        .set_accessed(at(atime))
+        .set_modified(at(mtime))
 }
 
 /// Why copying a file's chunks ended early.
@@ -282,6 +461,7 @@ enum Halt {
 
 struct Extractor<'a> {
     vol: &'a Volume,
+    dest: &'a mut dyn Destination,
     progress: &'a mut dyn FnMut(&Progress),
     cancel: &'a AtomicBool,
     started: Instant,
@@ -321,27 +501,11 @@ impl Extractor<'_> {
     /// too (a full, read-only or failing destination) stops the
     /// extraction; one of this file's own (its name, its size) skips it.
     fn dest_error(&mut self, path: &str, what: String, e: &std::io::Error) {
-        use std::io::ErrorKind::*;
-        let this_file_only = matches!(
-            e.kind(),
-            InvalidInput
-                | InvalidFilename
-                | FileTooLarge
-                | AlreadyExists
-                | IsADirectory
-                | NotADirectory
-        );
-        let msg = format!("{path}: {what}: {e}");
-        if this_file_only {
-            self.report.skipped.push(msg);
-        } else {
-            self.report.stopped.get_or_insert(msg);
-        }
+        dest_error(&mut self.report, path, what, e)
     }
 
     fn stop_cancelled(&mut self, why: String) {
-        self.report.cancelled = true;
-        self.report.stopped.get_or_insert(why);
+        stop_cancelled(&mut self.report, why)
     }
 
     fn extract_inode(&mut self, path: &str, ino: Inode, dest: &Path) {
@@ -361,8 +525,8 @@ impl Extractor<'_> {
                     ));
                     return;
                 }
-                if let Err(e) = std::fs::create_dir_all(dest) {
-                    self.dest_error(path, format!("creating {}", dest.display()), &e);
+                if let Err(e) = self.dest.create_dir(dest) {
+                    self.dest_error(path, String::new(), &e);
                     return;
                 }
                 let entries = match self.vol.dir_entries(&ino) {
@@ -387,11 +551,12 @@ impl Extractor<'_> {
                         Ok(i) => self.extract_inode(&child, i, &dest.join(&e.name)),
                         Err(err) => self.report.skipped.push(format!("{child}: {err}")),
                     }
+                    if self.report.stopped.is_some() {
+                        return;
+                    }
                 }
                 // After its entries, whose creation changed it.
-                if let Ok(d) = std::fs::File::open(dest) {
-                    let _ = d.set_times(file_times(&ino));
-                }
+                self.dest.dir_times(dest, ino.atime, ino.mtime);
             }
             FileType::Symlink => self.make_symlink(path, &ino, dest),
             FileType::Rdm => {
@@ -418,29 +583,12 @@ impl Extractor<'_> {
                 .push(format!("{path}: unreadable symlink"));
             return;
         };
-        let _ = std::fs::remove_file(dest);
-        if let Err(e) = std::os::unix::fs::symlink(&target, dest) {
-            self.report.skipped.push(format!("{path}: symlink: {e}"));
-            return;
+        if let Err(e) = self.dest.symlink(dest, &target, ino.atime, ino.mtime) {
+            self.dest_error(path, String::new(), &e);
         }
-        // The link's own times (lutimes).
-        let ts = |s: u32| rustix::fs::Timespec {
-            tv_sec: s.into(),
-            tv_nsec: 0,
-        };
-        let _ = rustix::fs::utimensat(
-            rustix::fs::CWD,
-            dest,
-            &rustix::fs::Timestamps {
-                last_access: ts(ino.atime),
-                last_modification: ts(ino.mtime),
-            },
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        );
     }
 
     fn copy_file(&mut self, path: &str, ino: Inode, dest: &Path) {
-        let times = file_times(&ino);
         let size = ino.size;
         let pieces = match self.vol.pieces(&ino) {
             Ok(p) => p,
@@ -451,14 +599,20 @@ impl Extractor<'_> {
                 return;
             }
         };
-        let out = match std::fs::File::create(dest) {
+        let meta = FileMeta {
+            size,
+            mode: ino.mode & 0o7777,
+            atime: ino.atime,
+            mtime: ino.mtime,
+        };
+        let created = self.dest.create_file(dest, &meta);
+        let mut out = match created {
             Ok(f) => f,
             Err(e) => {
-                self.dest_error(path, format!("creating {}", dest.display()), &e);
+                dest_error(&mut self.report, path, String::new(), &e);
                 return;
             }
         };
-        use std::os::unix::fs::FileExt;
         let mut lost: Vec<(u64, u64)> = Vec::new();
         let mut reason = String::new();
         // Holes stay holes in the destination; the rest is read ahead in
@@ -473,14 +627,19 @@ impl Extractor<'_> {
         let read = |buf: &mut [u8], at: u64| vol.read_inode(&ino, buf, at, 0).map(|_| ());
         let mut halt = None;
         let mut sector = [0u8; 512];
+        let cancel = self.cancel;
+        let mut done = 0u64;
+        let progress = &mut *self.progress;
+        let started = self.started;
+        let (files, total, done0) = (self.report.files, self.report.total, self.report.done);
         crate::readahead::for_each_chunk(&chunks, &read, &mut |pos, n, data| {
-            if self.cancelled() {
+            if cancel.load(Ordering::Relaxed) {
                 halt = Some(Halt::Cancel);
                 return ControlFlow::Break(());
             }
             match data {
                 Ok(bytes) => {
-                    if let Err(e) = out.write_all_at(bytes, pos) {
+                    if let Err(e) = out.write_at(bytes, pos) {
                         halt = Some(Halt::Write(e));
                         return ControlFlow::Break(());
                     }
@@ -493,7 +652,7 @@ impl Extractor<'_> {
                         let at = pos + s as u64;
                         match vol.read_inode(&ino, &mut sector[..m], at, 0) {
                             Ok(_) => {
-                                if let Err(e) = out.write_all_at(&sector[..m], at) {
+                                if let Err(e) = out.write_at(&sector[..m], at) {
                                     halt = Some(Halt::Write(e));
                                     return ControlFlow::Break(());
                                 }
@@ -502,6 +661,7 @@ impl Extractor<'_> {
                                 if reason.is_empty() {
                                     reason = e.to_string();
                                 }
+                                out.lost(at, m as u64);
                                 match lost.last_mut() {
                                     Some(l) if l.0 + l.1 == at => l.1 += m as u64,
                                     _ => lost.push((at, m as u64)),
@@ -511,27 +671,33 @@ impl Extractor<'_> {
                     }
                 }
             }
-            self.report.done += n as u64;
-            self.report_progress(false);
+            done += n as u64;
+            progress(&Progress {
+                done: done0 + done,
+                total,
+                files,
+                elapsed: started.elapsed(),
+                finished: false,
+            });
             ControlFlow::Continue(())
         });
+        self.report.done += done;
         if let Some(halt) = halt {
-            drop(out);
-            let kept = keep_incomplete(dest);
+            let kept = out.abandon();
             match halt {
-                Halt::Write(e) => self.dest_error(path, format!("writing ({kept})"), &e),
-                Halt::Cancel => self.stop_cancelled(format!("{path}: cancelled ({kept})")),
+                Halt::Write(e) => {
+                    dest_error(&mut self.report, path, format!("writing ({kept})"), &e)
+                }
+                Halt::Cancel => {
+                    stop_cancelled(&mut self.report, format!("{path}: cancelled ({kept})"))
+                }
             }
             return;
         }
-        if let Err(e) = out.set_len(size) {
-            // A destination filesystem whose files cannot be that large.
-            self.report.skipped.push(format!(
-                "{path}: setting the size to {size} bytes: {e} (data up to there copied)"
-            ));
+        if let Err(e) = out.finish() {
+            dest_error(&mut self.report, path, String::new(), &e);
             return;
         }
-        let _ = out.set_times(times);
         self.report.files += 1;
         self.report.written += size;
         if !lost.is_empty() {
@@ -542,6 +708,36 @@ impl Extractor<'_> {
             });
         }
     }
+}
+
+/// See [`Extractor::dest_error`]: records a destination error in `report`.
+fn dest_error(report: &mut ExtractReport, path: &str, what: String, e: &std::io::Error) {
+    use std::io::ErrorKind::*;
+    let this_file_only = matches!(
+        e.kind(),
+        InvalidInput
+            | InvalidData
+            | InvalidFilename
+            | FileTooLarge
+            | AlreadyExists
+            | IsADirectory
+            | NotADirectory
+    );
+    let msg = if what.is_empty() {
+        format!("{path}: {e}")
+    } else {
+        format!("{path}: {what}: {e}")
+    };
+    if this_file_only {
+        report.skipped.push(msg);
+    } else {
+        report.stopped.get_or_insert(msg);
+    }
+}
+
+fn stop_cancelled(report: &mut ExtractReport, why: String) {
+    report.cancelled = true;
+    report.stopped.get_or_insert(why);
 }
 
 /// Renames a file whose copy did not complete to NAME.incomplete, so it is

@@ -35,6 +35,7 @@ fn extract_keeps_content_sizes_and_holes() {
             offset: None,
             map: None,
             quiet: true,
+            code_file: None,
         }),
     });
     assert_eq!(code, 0);
@@ -125,6 +126,7 @@ fn mapfile_bad_area_is_reported_per_file_and_extraction_completes() {
             offset: None,
             map: Some(s(&map)),
             quiet: true,
+            code_file: None,
         }),
     });
     assert_eq!(code, 1, "lost bytes make exit code 1");
@@ -309,6 +311,7 @@ fn orphans_are_extracted_by_fd_address() {
             offset: None,
             map: None,
             quiet: true,
+            code_file: None,
         }),
     });
     assert_eq!(code, 0);
@@ -357,6 +360,7 @@ fn metadata_files_are_copied_only_when_named() {
                 offset: None,
                 map: None,
                 quiet: true,
+                code_file: None,
             }),
         })
     };
@@ -383,6 +387,7 @@ fn metadata_files_are_copied_only_when_named() {
             offset: None,
             map: None,
             quiet: true,
+            code_file: None,
         }),
     });
     assert_eq!(code, 1);
