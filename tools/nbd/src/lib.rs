@@ -166,13 +166,46 @@ pub fn handshake(
 
 /// The fixed-newstyle handshake for the export `offer` describes:
 /// `Disconnected` when it reached the transmission phase, `Aborted` when
-/// the client gave up, `Refused` when it asked for other names (close the
-/// connection then).
+/// the client gave up (NBD_OPT_ABORT, or closed the connection between
+/// options), `Refused` when it asked for other names and did not get in
+/// (close the connection then).
 pub fn handshake_offer(
     dev: &dyn BlockDevice,
     offer: Offer<'_>,
     conn: &mut (impl Read + Write),
 ) -> io::Result<End> {
+    let mut asked = None;
+    match options(dev, offer, conn, &mut asked) {
+        Ok(End::Aborted) | Err(Left) => Ok(match asked {
+            Some(asked) => End::Refused { asked },
+            None => End::Aborted,
+        }),
+        Ok(end) => Ok(end),
+        Err(Failed(e)) => Err(e),
+    }
+}
+
+/// Why the option loop stopped short.
+enum Short {
+    /// The connection ended between options.
+    Left,
+    Failed(io::Error),
+}
+use Short::{Failed, Left};
+
+impl From<io::Error> for Short {
+    fn from(e: io::Error) -> Short {
+        Failed(e)
+    }
+}
+
+/// The handshake's exchange; `asked`: the last wrong name asked for.
+fn options(
+    dev: &dyn BlockDevice,
+    offer: Offer<'_>,
+    conn: &mut (impl Read + Write),
+    asked: &mut Option<String>,
+) -> Result<End, Short> {
     let name = offer.name;
     let mut wrong = 0u32;
     let mut hello = Vec::with_capacity(18);
@@ -183,18 +216,22 @@ pub fn handshake_offer(
     conn.flush()?;
     let client_flags = read_u32(conn)?;
     loop {
-        let magic = read_u64(conn)?;
+        let magic = match read_u64(conn) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Left),
+            Err(e) => return Err(Failed(e)),
+        };
         if magic != IHAVEOPT {
-            return Err(protocol(format!(
+            return Err(Failed(protocol(format!(
                 "option magic {magic:#x}, expected IHAVEOPT"
-            )));
+            ))));
         }
         let option = read_u32(conn)?;
         let len = read_u32(conn)?;
         if len > MAX_OPTION {
-            return Err(protocol(format!(
+            return Err(Failed(protocol(format!(
                 "option {option} with {len} bytes of data"
-            )));
+            ))));
         }
         let mut data = vec![0u8; len as usize];
         conn.read_exact(&mut data)?;
@@ -218,20 +255,22 @@ pub fn handshake_offer(
                 return Ok(End::Disconnected);
             }
             OPT_GO | OPT_INFO => {
-                let Some(asked) = parse_info_request(&data) else {
+                let Some(requested) = parse_info_request(&data) else {
                     reply(conn, option, REP_ERR_INVALID, b"malformed request")?;
                     continue;
                 };
-                if !same_name(asked, name.as_bytes()) {
+                if !same_name(requested, name.as_bytes()) {
                     wrong += 1;
+                    *asked = Some(shown_name(requested));
                     if wrong >= MAX_WRONG_NAMES {
                         return Ok(End::Refused {
-                            asked: shown_name(asked),
+                            asked: shown_name(requested),
                         });
                     }
                     reply(conn, option, REP_ERR_UNKNOWN, b"no such export")?;
                     continue;
                 }
+                *asked = None;
                 let mut export = Vec::with_capacity(12);
                 export.extend(INFO_EXPORT.to_be_bytes());
                 export.extend(dev.size().to_be_bytes());
@@ -368,9 +407,11 @@ mod tests {
         option(kind, &d)
     }
 
-    /// Runs the handshake on `options`; the end and the option replies
-    /// (option, reply type, data).
-    fn run(offer: Offer<'_>, options: &[Vec<u8>]) -> (io::Result<End>, Vec<(u32, u32, Vec<u8>)>) {
+    /// One option reply: option, reply type, data.
+    type OptionReply = (u32, u32, Vec<u8>);
+
+    /// Runs the handshake on `options`; the end and the option replies.
+    fn run(offer: Offer<'_>, options: &[Vec<u8>]) -> (io::Result<End>, Vec<OptionReply>) {
         let dev = MemDevice::new(vec![0; 4096], 512);
         let mut input = CLIENT_NO_ZEROES.to_be_bytes().to_vec();
         for o in options {
@@ -407,9 +448,25 @@ mod tests {
         let kinds: Vec<u32> = replies.iter().map(|r| r.1).collect();
         assert_eq!(kinds, [REP_ERR_UNKNOWN, REP_INFO, REP_INFO, REP_ACK]);
         let (end, replies) = run(SECRET, &[go(OPT_INFO, ""), go(OPT_INFO, "token")]);
-        assert!(end.is_err(), "EOF after INFO: {end:?}");
+        assert_eq!(end.unwrap(), End::Aborted, "left after INFO");
         let kinds: Vec<u32> = replies.iter().map(|r| r.1).collect();
         assert_eq!(kinds, [REP_ERR_UNKNOWN, REP_INFO, REP_INFO, REP_ACK]);
+    }
+
+    #[test]
+    fn a_client_that_leaves_after_a_wrong_name_was_refused() {
+        let (end, _) = run(SECRET, &[go(OPT_GO, "guess")]);
+        let refused = End::Refused {
+            asked: "guess".into(),
+        };
+        assert_eq!(end.unwrap(), refused);
+        let (end, _) = run(SECRET, &[go(OPT_GO, "guess"), option(OPT_ABORT, &[])]);
+        assert_eq!(end.unwrap(), refused);
+        let (end, _) = run(SECRET, &[option(OPT_LIST, &[])]);
+        assert_eq!(end.unwrap(), End::Aborted);
+        // Cut in the middle of an option: an error.
+        let (end, _) = run(SECRET, &[go(OPT_GO, "guess")[..10].to_vec()]);
+        assert!(end.is_err());
     }
 
     #[test]
