@@ -417,6 +417,19 @@ pub fn local_addresses() -> Vec<Ipv4Addr> {
         .unwrap_or_default()
 }
 
+/// Notices a client that is gone (its host crashed, the link dropped)
+/// within about a minute, so that it does not hold its place: keepalive
+/// probes on an idle connection (an NBD client may be idle for long, and
+/// its kernel answers them), and a limit on unacknowledged replies.
+fn keepalive(s: &TcpStream) {
+    use rustix::net::sockopt;
+    let _ = sockopt::set_socket_keepalive(s, true);
+    let _ = sockopt::set_tcp_keepidle(s, Duration::from_secs(15));
+    let _ = sockopt::set_tcp_keepintvl(s, Duration::from_secs(5));
+    let _ = sockopt::set_tcp_keepcnt(s, 4);
+    let _ = sockopt::set_tcp_user_timeout(s, 60_000);
+}
+
 /// One client's connection.
 struct Session {
     device: Arc<Counting>,
@@ -480,6 +493,7 @@ impl Session {
         stream.set_nonblocking(false)?;
         // Replies are a header and the data in two writes: no Nagle delay.
         stream.set_nodelay(true)?;
+        keepalive(&stream);
         stream.set_read_timeout(Some(self.opts.handshake_timeout))?;
         let offer = nbd::Offer {
             name: &self.token,
@@ -510,6 +524,7 @@ impl Session {
         (self.say)(line);
         let began = Instant::now();
         let writer = stream.try_clone()?;
+        let closer = stream.try_clone()?;
         let reader = BufReader::with_capacity(64 << 10, stream);
         let device: Arc<dyn BlockDevice> = Arc::clone(&self.device) as Arc<dyn BlockDevice>;
         let opts = nbd::parallel::Options {
@@ -517,7 +532,11 @@ impl Session {
             deadline: self.opts.deadline,
             ..Default::default()
         };
-        let (end, counts) = nbd::parallel::transmission(device, reader, writer, &opts)?;
+        let served = nbd::parallel::transmission(device, reader, writer, &opts);
+        // A reader stuck on a bad sector keeps the writing half open:
+        // close the connection now, whatever ended it.
+        let _ = closer.shutdown(std::net::Shutdown::Both);
+        let (end, counts) = served?;
         Ok((end, counts, began.elapsed()))
     }
 }
