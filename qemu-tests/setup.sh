@@ -39,6 +39,8 @@ have debugvmfs6 || need_pkgs+=(vmfs6-tools)
 have sha256sum || need_pkgs+=(coreutils)
 have cc || need_pkgs+=(gcc)
 have qemu-img || need_pkgs+=(qemu-utils)
+# nbdinfo and nbdcopy: the export crate's tests read `rescue export` with them.
+have nbdcopy || need_pkgs+=(libnbd-bin)
 # NTFS destinations: mkntfs, ntfscp, ntfscat, ntfsfix and ntfs-3g itself
 # make and check the test volumes (image-build downloads its own copy).
 have mkntfs || need_pkgs+=(ntfs-3g)

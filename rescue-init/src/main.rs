@@ -46,6 +46,7 @@ enum Subcommand {
     Dest(dest::cli::DestCommand),
     Attach(attach::cli::AttachCommand),
     Detach(attach::cli::DetachCommand),
+    Export(export::cli::ExportCommand),
     Mount(rmount::cli::MountCommand),
     Umount(rmount::cli::UmountCommand),
     FilesHit(guesthit::cli::FilesHitCommand),
@@ -168,6 +169,10 @@ fn main() {
         Subcommand::Dest(c) => dest::cli::run(c, &modules::load_by_name),
         Subcommand::Attach(c) => attach::cli::run_attach(c, &sources::open, &modules::load_by_name),
         Subcommand::Detach(c) => attach::cli::run_detach(c),
+        Subcommand::Export(c) => {
+            stop_on_signals();
+            export::cli::run(c, &sources::open, &STOP)
+        }
         Subcommand::Mount(c) => rmount::cli::run_mount(c, &modules::load_by_name),
         Subcommand::Umount(c) => rmount::cli::run_umount(c),
         Subcommand::FilesHit(c) => guesthit::cli::run(c, &modules::load_by_name),
@@ -293,6 +298,7 @@ mod tests {
         &["dest", "umount"],
         &["attach"],
         &["detach"],
+        &["export"],
         &["mount"],
         &["files-hit"],
         &["net"],

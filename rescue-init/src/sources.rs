@@ -1,6 +1,7 @@
-//! What `rescue attach` can serve, opened as the user named it: a VM disk
-//! through its snapshot chain (a .vmdk here or inside a datastore), any
-//! other file inside a datastore, or an image file or device here.
+//! What `rescue attach` and `rescue export` can serve, opened as the user
+//! named it: a VM disk through its snapshot chain (a .vmdk here or inside
+//! a datastore), any other file inside a datastore, or an image file or
+//! device here.
 
 use blockdev::BlockDevice;
 use std::path::Path;

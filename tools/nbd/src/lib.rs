@@ -20,6 +20,14 @@
 //! The export is read-only: `NBD_FLAG_READ_ONLY` is set and writes, trims
 //! and zeroing are refused with EPERM. A read the device fails is answered
 //! with EIO, and the connection goes on.
+//!
+//! There is one export, and its name is checked: `NBD_OPT_GO`/`INFO` for
+//! another name are answered `NBD_REP_ERR_UNKNOWN`, `NBD_OPT_EXPORT_NAME`
+//! (which has no error reply) ends the connection, and after
+//! [`MAX_WRONG_NAMES`] wrong names the connection is closed. A server
+//! whose name is its secret (`rescue export`'s token) does not list it
+//! ([`Offer::listed`]): `NBD_OPT_LIST` is then answered
+//! `NBD_REP_ERR_POLICY`.
 
 use blockdev::BlockDevice;
 use std::io::{self, Read, Write};
@@ -50,7 +58,9 @@ const REP_ACK: u32 = 1;
 const REP_SERVER: u32 = 2;
 const REP_INFO: u32 = 3;
 const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
+const REP_ERR_POLICY: u32 = (1 << 31) + 2;
 const REP_ERR_INVALID: u32 = (1 << 31) + 3;
+const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
 const INFO_EXPORT: u16 = 0;
 const INFO_BLOCK_SIZE: u16 = 3;
 
@@ -69,6 +79,9 @@ const MAX_OPTION: u32 = 64 << 10;
 /// The largest read answered (clients ask for at most 32 MiB).
 pub const MAX_READ: u32 = 32 << 20;
 
+/// Wrong export names one connection may ask for before it is closed.
+pub const MAX_WRONG_NAMES: u32 = 3;
+
 /// How a client's session ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum End {
@@ -76,6 +89,22 @@ pub enum End {
     Disconnected,
     /// The client gave up during the handshake (NBD_OPT_ABORT).
     Aborted,
+    /// The client asked for an export of another name (the last one it
+    /// asked for, lossily as text, at most 64 characters) with
+    /// `NBD_OPT_EXPORT_NAME`, or [`MAX_WRONG_NAMES`] times: the
+    /// connection is to be closed.
+    Refused { asked: String },
+}
+
+/// What the handshake offers a client: one export.
+#[derive(Clone, Copy, Debug)]
+pub struct Offer<'a> {
+    /// The export's name; a client asking for another is refused.
+    pub name: &'a str,
+    /// Whether `NBD_OPT_LIST` names the export. When the name is the
+    /// secret that lets a client in, it must not: the list is then refused
+    /// with `NBD_REP_ERR_POLICY`.
+    pub listed: bool,
 }
 
 /// What the server counted, for the log.
@@ -117,20 +146,68 @@ pub fn serve<S: Duplex>(
     mut conn: S,
     opts: &parallel::Options,
 ) -> io::Result<(End, Counts)> {
-    if handshake(dev.as_ref(), name, &mut conn)? == End::Aborted {
-        return Ok((End::Aborted, Counts::default()));
+    let end = handshake(dev.as_ref(), name, &mut conn)?;
+    if end != End::Disconnected {
+        return Ok((end, Counts::default()));
     }
     let writer = conn.other_half()?;
     parallel::transmission(dev, conn, writer, opts)
 }
 
-/// The fixed-newstyle handshake for one export; `Disconnected` when it
-/// reached the transmission phase.
+/// The fixed-newstyle handshake for export `name` (listed by
+/// `NBD_OPT_LIST`); `Disconnected` when it reached the transmission phase.
 pub fn handshake(
     dev: &dyn BlockDevice,
     name: &str,
     conn: &mut (impl Read + Write),
 ) -> io::Result<End> {
+    handshake_offer(dev, Offer { name, listed: true }, conn)
+}
+
+/// The fixed-newstyle handshake for the export `offer` describes:
+/// `Disconnected` when it reached the transmission phase, `Aborted` when
+/// the client gave up (NBD_OPT_ABORT, or closed the connection between
+/// options), `Refused` when it asked for other names and did not get in
+/// (close the connection then).
+pub fn handshake_offer(
+    dev: &dyn BlockDevice,
+    offer: Offer<'_>,
+    conn: &mut (impl Read + Write),
+) -> io::Result<End> {
+    let mut asked = None;
+    match options(dev, offer, conn, &mut asked) {
+        Ok(End::Aborted) | Err(Left) => Ok(match asked {
+            Some(asked) => End::Refused { asked },
+            None => End::Aborted,
+        }),
+        Ok(end) => Ok(end),
+        Err(Failed(e)) => Err(e),
+    }
+}
+
+/// Why the option loop stopped short.
+enum Short {
+    /// The connection ended between options.
+    Left,
+    Failed(io::Error),
+}
+use Short::{Failed, Left};
+
+impl From<io::Error> for Short {
+    fn from(e: io::Error) -> Short {
+        Failed(e)
+    }
+}
+
+/// The handshake's exchange; `asked`: the last wrong name asked for.
+fn options(
+    dev: &dyn BlockDevice,
+    offer: Offer<'_>,
+    conn: &mut (impl Read + Write),
+    asked: &mut Option<String>,
+) -> Result<End, Short> {
+    let name = offer.name;
+    let mut wrong = 0u32;
     let mut hello = Vec::with_capacity(18);
     hello.extend(NBDMAGIC.to_be_bytes());
     hello.extend(IHAVEOPT.to_be_bytes());
@@ -139,23 +216,33 @@ pub fn handshake(
     conn.flush()?;
     let client_flags = read_u32(conn)?;
     loop {
-        let magic = read_u64(conn)?;
+        let magic = match read_u64(conn) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Left),
+            Err(e) => return Err(Failed(e)),
+        };
         if magic != IHAVEOPT {
-            return Err(protocol(format!(
+            return Err(Failed(protocol(format!(
                 "option magic {magic:#x}, expected IHAVEOPT"
-            )));
+            ))));
         }
         let option = read_u32(conn)?;
         let len = read_u32(conn)?;
         if len > MAX_OPTION {
-            return Err(protocol(format!(
+            return Err(Failed(protocol(format!(
                 "option {option} with {len} bytes of data"
-            )));
+            ))));
         }
         let mut data = vec![0u8; len as usize];
         conn.read_exact(&mut data)?;
         match option {
             OPT_EXPORT_NAME => {
+                if !same_name(&data, name.as_bytes()) {
+                    // This option has no error reply: the connection ends.
+                    return Ok(End::Refused {
+                        asked: shown_name(&data),
+                    });
+                }
                 // No reply header: the export's size and flags, then data.
                 let mut r = Vec::with_capacity(10 + 124);
                 r.extend(dev.size().to_be_bytes());
@@ -168,10 +255,22 @@ pub fn handshake(
                 return Ok(End::Disconnected);
             }
             OPT_GO | OPT_INFO => {
-                if parse_info_request(&data).is_none() {
+                let Some(requested) = parse_info_request(&data) else {
                     reply(conn, option, REP_ERR_INVALID, b"malformed request")?;
                     continue;
+                };
+                if !same_name(requested, name.as_bytes()) {
+                    wrong += 1;
+                    *asked = Some(shown_name(requested));
+                    if wrong >= MAX_WRONG_NAMES {
+                        return Ok(End::Refused {
+                            asked: shown_name(requested),
+                        });
+                    }
+                    reply(conn, option, REP_ERR_UNKNOWN, b"no such export")?;
+                    continue;
                 }
+                *asked = None;
                 let mut export = Vec::with_capacity(12);
                 export.extend(INFO_EXPORT.to_be_bytes());
                 export.extend(dev.size().to_be_bytes());
@@ -187,6 +286,9 @@ pub fn handshake(
                 if option == OPT_GO {
                     return Ok(End::Disconnected);
                 }
+            }
+            OPT_LIST if !offer.listed => {
+                reply(conn, option, REP_ERR_POLICY, b"exports are not listed")?;
             }
             OPT_LIST => {
                 let mut server = Vec::with_capacity(4 + name.len());
@@ -206,12 +308,30 @@ pub fn handshake(
 }
 
 /// `NBD_OPT_GO`/`INFO` data: name length u32, name, count u16, that many
-/// u16 info types. None when it does not add up.
-fn parse_info_request(data: &[u8]) -> Option<()> {
+/// u16 info types. The name; None when it does not add up.
+fn parse_info_request(data: &[u8]) -> Option<&[u8]> {
     let name_len = u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as usize;
-    let rest = data.get(4usize.checked_add(name_len)?..)?;
+    let end = 4usize.checked_add(name_len)?;
+    let asked = data.get(4..end)?;
+    let rest = data.get(end..)?;
     let n = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
-    (rest.len() == 2 + 2 * n).then_some(())
+    (rest.len() == 2 + 2 * n).then_some(asked)
+}
+
+/// Whether the client asked for `ours`, in time that depends only on the
+/// lengths (the name may be a secret).
+fn same_name(asked: &[u8], ours: &[u8]) -> bool {
+    asked.len() == ours.len() && asked.iter().zip(ours).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+}
+
+/// A name a client asked for, for the log: lossy text, control characters
+/// dropped, at most 64 characters.
+fn shown_name(asked: &[u8]) -> String {
+    String::from_utf8_lossy(asked)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect()
 }
 
 fn reply(conn: &mut impl Write, option: u32, kind: u32, data: &[u8]) -> io::Result<()> {
@@ -239,4 +359,175 @@ fn read_u64(r: &mut impl Read) -> io::Result<u64> {
 
 fn protocol(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("NBD client: {msg}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blockdev::MemDevice;
+    use proptest::prelude::*;
+
+    /// A client's whole side of the handshake, given at once; what the
+    /// server answers is kept.
+    struct Scripted {
+        input: io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn option(kind: u32, data: &[u8]) -> Vec<u8> {
+        let mut o = Vec::new();
+        o.extend(IHAVEOPT.to_be_bytes());
+        o.extend(kind.to_be_bytes());
+        o.extend((data.len() as u32).to_be_bytes());
+        o.extend(data);
+        o
+    }
+
+    fn go(kind: u32, name: &str) -> Vec<u8> {
+        let mut d = Vec::new();
+        d.extend((name.len() as u32).to_be_bytes());
+        d.extend(name.as_bytes());
+        d.extend(0u16.to_be_bytes());
+        option(kind, &d)
+    }
+
+    /// One option reply: option, reply type, data.
+    type OptionReply = (u32, u32, Vec<u8>);
+
+    /// Runs the handshake on `options`; the end and the option replies.
+    fn run(offer: Offer<'_>, options: &[Vec<u8>]) -> (io::Result<End>, Vec<OptionReply>) {
+        let dev = MemDevice::new(vec![0; 4096], 512);
+        let mut input = CLIENT_NO_ZEROES.to_be_bytes().to_vec();
+        for o in options {
+            input.extend(o);
+        }
+        let mut conn = Scripted {
+            input: io::Cursor::new(input),
+            output: Vec::new(),
+        };
+        let end = handshake_offer(&dev, offer, &mut conn);
+        let out = conn.output;
+        assert_eq!(&out[..16], b"NBDMAGICIHAVEOPT");
+        let mut replies = Vec::new();
+        let mut at = 18;
+        while out.len() >= at + 20 && out[at..at + 8] == OPT_REPLY_MAGIC.to_be_bytes() {
+            let option = u32::from_be_bytes(out[at + 8..at + 12].try_into().unwrap());
+            let kind = u32::from_be_bytes(out[at + 12..at + 16].try_into().unwrap());
+            let len = u32::from_be_bytes(out[at + 16..at + 20].try_into().unwrap()) as usize;
+            replies.push((option, kind, out[at + 20..at + 20 + len].to_vec()));
+            at += 20 + len;
+        }
+        (end, replies)
+    }
+
+    const SECRET: Offer<'static> = Offer {
+        name: "token",
+        listed: false,
+    };
+
+    #[test]
+    fn the_right_name_goes_and_a_wrong_one_is_unknown() {
+        let (end, replies) = run(SECRET, &[go(OPT_GO, "tokem"), go(OPT_GO, "token")]);
+        assert_eq!(end.unwrap(), End::Disconnected);
+        let kinds: Vec<u32> = replies.iter().map(|r| r.1).collect();
+        assert_eq!(kinds, [REP_ERR_UNKNOWN, REP_INFO, REP_INFO, REP_ACK]);
+        let (end, replies) = run(SECRET, &[go(OPT_INFO, ""), go(OPT_INFO, "token")]);
+        assert_eq!(end.unwrap(), End::Aborted, "left after INFO");
+        let kinds: Vec<u32> = replies.iter().map(|r| r.1).collect();
+        assert_eq!(kinds, [REP_ERR_UNKNOWN, REP_INFO, REP_INFO, REP_ACK]);
+    }
+
+    #[test]
+    fn a_client_that_leaves_after_a_wrong_name_was_refused() {
+        let (end, _) = run(SECRET, &[go(OPT_GO, "guess")]);
+        let refused = End::Refused {
+            asked: "guess".into(),
+        };
+        assert_eq!(end.unwrap(), refused);
+        let (end, _) = run(SECRET, &[go(OPT_GO, "guess"), option(OPT_ABORT, &[])]);
+        assert_eq!(end.unwrap(), refused);
+        let (end, _) = run(SECRET, &[option(OPT_LIST, &[])]);
+        assert_eq!(end.unwrap(), End::Aborted);
+        // Cut in the middle of an option: an error.
+        let (end, _) = run(SECRET, &[go(OPT_GO, "guess")[..10].to_vec()]);
+        assert!(end.is_err());
+    }
+
+    #[test]
+    fn wrong_names_end_the_connection() {
+        let (end, _) = run(SECRET, &[option(OPT_EXPORT_NAME, b"guess")]);
+        assert_eq!(
+            end.unwrap(),
+            End::Refused {
+                asked: "guess".into()
+            }
+        );
+        let tries: Vec<Vec<u8>> = (0..MAX_WRONG_NAMES + 2)
+            .map(|i| go(OPT_GO, &format!("guess{i}")))
+            .chain([go(OPT_GO, "token")])
+            .collect();
+        let (end, replies) = run(SECRET, &tries);
+        assert_eq!(
+            end.unwrap(),
+            End::Refused {
+                asked: format!("guess{}", MAX_WRONG_NAMES - 1)
+            }
+        );
+        assert_eq!(replies.len() as u32, MAX_WRONG_NAMES - 1);
+        assert!(replies.iter().all(|r| r.1 == REP_ERR_UNKNOWN));
+    }
+
+    #[test]
+    fn a_secret_name_is_not_listed() {
+        let (_, replies) = run(SECRET, &[option(OPT_LIST, &[])]);
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].1, REP_ERR_POLICY);
+        assert!(!replies[0].2.windows(5).any(|w| w == b"token"));
+        let listed = Offer {
+            name: "disk",
+            listed: true,
+        };
+        let (_, replies) = run(listed, &[option(OPT_LIST, &[])]);
+        assert_eq!(replies[0].1, REP_SERVER);
+        assert_eq!(&replies[0].2[4..], b"disk");
+    }
+
+    proptest! {
+        /// Whatever a client sends, the handshake answers or fails; it
+        /// never panics, and never goes on without the right name.
+        #[test]
+        fn random_clients_never_panic(
+            chunks in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                    (0u32..10, proptest::collection::vec(any::<u8>(), 0..24))
+                        .prop_map(|(k, d)| option(k, &d)),
+                    (6u32..8, "[a-z]{0,6}").prop_map(|(k, n)| go(k, &n)),
+                ],
+                0..8,
+            )
+        ) {
+            let (end, _) = run(SECRET, &chunks);
+            if let Ok(End::Disconnected) = end {
+                let all: Vec<u8> = chunks.concat();
+                prop_assert!(all.windows(5).any(|w| w == b"token"));
+            }
+        }
+    }
 }
