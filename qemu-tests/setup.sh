@@ -20,6 +20,9 @@ have mkfs.xfs || need_pkgs+=(xfsprogs)
 have mkfs.btrfs || need_pkgs+=(btrfs-progs)
 have ntfs-3g || need_pkgs+=(ntfs-3g)
 have losetup || need_pkgs+=(mount)
+# QEMU's guestfwd to a chardev connects once per VM; `cmd:socat` connects
+# once per guest connection (network tests).
+have socat || need_pkgs+=(socat)
 have zstd || need_pkgs+=(zstd)
 have tmux || need_pkgs+=(tmux)
 have syslinux || need_pkgs+=(syslinux)

@@ -226,10 +226,14 @@ impl Vm {
         self.power_off_from_menu();
     }
 
-    /// From the menu's prompt, starts the menu's shell.
+    /// From the menu's prompt, starts the menu's shell, and waits until
+    /// the shell itself has started (busybox's banner): what is typed
+    /// before that may be discarded when the menu hands the terminal over
+    /// (seen when a DHCP boot shifted the timing).
     pub fn enter_shell(&mut self) {
         self.send("s\n");
         self.wait_for("type 'exit'", Duration::from_secs(30));
+        self.wait_for("for a list of built-in commands", Duration::from_secs(30));
     }
 
     /// Runs `command` in the guest's shell (see [`Vm::enter_shell`]); returns

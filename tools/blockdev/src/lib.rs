@@ -16,7 +16,7 @@ mod ranges;
 mod slice;
 pub mod sys;
 // Until the vmfs, mdraid and mdkernel callers move to `sys`.
-pub use aligned::AlignedBuf;
+pub use aligned::{AlignedBuf, DIRECT_IO_ALIGN};
 pub use memdev::MemDevice;
 pub use ranges::{BadAreaDevice, Ranges};
 pub use slice::Slice;
