@@ -72,7 +72,7 @@ mod tests {
             512
         }
         fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            if buf.as_ptr() as usize % blockdev::DIRECT_IO_ALIGN != 0 {
+            if !(buf.as_ptr() as usize).is_multiple_of(blockdev::DIRECT_IO_ALIGN) {
                 return Err(io::Error::from_raw_os_error(22));
             }
             self.0.read_at(buf, offset)
