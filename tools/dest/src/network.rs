@@ -113,7 +113,9 @@ impl NetUrl {
             Some(u) => Some(u.to_string()),
         };
         if hostport.starts_with('[') {
-            return Err(format!("host {hostport:?}: IPv6 addresses are not supported"));
+            return Err(format!(
+                "host {hostport:?}: IPv6 addresses are not supported"
+            ));
         }
         let (host, port_) = match hostport.rsplit_once(':') {
             Some((h, p)) => (h, Some(port(p, "port")?)),
