@@ -313,7 +313,9 @@ fn images_go_to_nfs_and_smb_shares_and_come_out_equal() {
     let (out, code) = vm.shell("rescue dest mount nfs://10.0.2.100/export --yes", T);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("nfs://10.0.2.100/export mounted read-write at /mnt/dest/nfs-10.0.2.100-export (NFS v4"),
+        out.contains(
+            "nfs://10.0.2.100/export mounted read-write at /mnt/dest/nfs-10.0.2.100-export (NFS v4"
+        ),
         "{out}"
     );
     let n = "/mnt/dest/nfs-10.0.2.100-export";
@@ -325,9 +327,7 @@ fn images_go_to_nfs_and_smb_shares_and_come_out_equal() {
 
     // SMB: the password from the file, never shown.
     let (out, code) = vm.shell(
-        &format!(
-            "rescue dest mount smb://{user}@10.0.2.100/share --password-file /mnt/c/pw --yes"
-        ),
+        &format!("rescue dest mount smb://{user}@10.0.2.100/share --password-file /mnt/c/pw --yes"),
         T,
     );
     assert_eq!(code, 0, "{out}");
@@ -344,10 +344,22 @@ fn images_go_to_nfs_and_smb_shares_and_come_out_equal() {
 
     let (out, code) = vm.shell("cat /proc/mounts", T);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(" /mnt/dest/smb-10.0.2.100-share cifs "), "{out}");
-    assert!(out.contains(" /mnt/dest/nfs-10.0.2.100-export nfs4 "), "{out}");
-    assert!(!out.contains("password"), "/proc/mounts shows a password: {out}");
-    assert!(!out.contains("S3cr"), "/proc/mounts shows the password: {out}");
+    assert!(
+        out.contains(" /mnt/dest/smb-10.0.2.100-share cifs "),
+        "{out}"
+    );
+    assert!(
+        out.contains(" /mnt/dest/nfs-10.0.2.100-export nfs4 "),
+        "{out}"
+    );
+    assert!(
+        !out.contains("password"),
+        "/proc/mounts shows a password: {out}"
+    );
+    assert!(
+        !out.contains("S3cr"),
+        "/proc/mounts shows the password: {out}"
+    );
 
     let (out, code) = vm.shell("rescue dest list --json", T);
     assert_eq!(code, 0, "{out}");
@@ -383,7 +395,11 @@ fn images_go_to_nfs_and_smb_shares_and_come_out_equal() {
         assert!(unrescued.is_empty(), "{what}: {unrescued:?}");
     }
     assert_eq!(sha256_file(&src), src_hash, "the source was written");
-    assert_eq!(sha256_file(&pw_disk), pw_hash, "the password disk was written");
+    assert_eq!(
+        sha256_file(&pw_disk),
+        pw_hash,
+        "the password disk was written"
+    );
     drop(smb);
     drop(nfs);
 }
