@@ -48,6 +48,13 @@ have nbdcopy || need_pkgs+=(libnbd-bin)
 # make and check the test volumes (image-build downloads its own copy).
 have mkntfs || need_pkgs+=(ntfs-3g)
 have readelf || need_pkgs+=(binutils)
+# Network destinations (tests/netdest.rs): a userspace NFS server and smbd
+# on high ports of 127.0.0.1; smbclient and libnfs's nfs-ls to look at them.
+have ganesha.nfsd || need_pkgs+=(nfs-ganesha)
+[ -f /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so ] || need_pkgs+=(nfs-ganesha-vfs)
+have smbd || need_pkgs+=(samba)
+have smbclient || need_pkgs+=(smbclient)
+have nfs-ls || need_pkgs+=(libnfs-utils)
 have losetup || need_pkgs+=(mount)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -3,7 +3,7 @@
 //! not mounted yet is mounted read-write only after a typed `yes`.
 
 use crate::menu::read_line;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 /// Prints `q`, reads one answer (trimmed); None when the input ended.
@@ -26,6 +26,87 @@ pub enum Chosen {
 
 /// The entry that streams to a lab host instead.
 pub const LAB_ENTRY: &str = "  l   to a lab host (rescue receive, over the network)";
+
+/// The entry that mounts a network share by URL.
+pub const NET_ENTRY: &str = "  n   a network share: nfs://HOST/EXPORT or smb://[USER@]HOST/SHARE";
+
+/// Asks for a network share's URL (and an SMB password, echo off; empty
+/// for a guest), confirms and mounts it.
+fn network_share(
+    load: blockdev::sys::ModuleLoader<'_>,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> Chosen {
+    use dest::network::{Login, NetUrl, Scheme, Secret};
+    let Some(text) = ask(input, out, "URL (Enter: back): ") else {
+        return Chosen::Ended;
+    };
+    if text.is_empty() {
+        return Chosen::Back;
+    }
+    let url = match NetUrl::parse(&text) {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = writeln!(out, "{e}");
+            return Chosen::Back;
+        }
+    };
+    let login = if url.scheme == Scheme::Smb {
+        let _ = write!(
+            out,
+            "Password for {}@{} (not shown; Enter alone: as a guest): ",
+            url.user.as_deref().unwrap_or("guest"),
+            url.host
+        );
+        let _ = out.flush();
+        let quiet = screen::EchoOff::stdin();
+        let line = crate::menu::read_line(input);
+        drop(quiet);
+        if !std::io::stdin().is_terminal() {
+            let _ = writeln!(out);
+        }
+        match line {
+            None => return Chosen::Ended,
+            Some(l) => {
+                let pw = Secret::from_file_text(l.into_bytes());
+                if pw.is_empty() {
+                    Login::Guest
+                } else {
+                    Login::Password(pw)
+                }
+            }
+        }
+    } else {
+        Login::Guest
+    };
+    let Some(yes) = ask(input, out, &dest::network::question(&url)) else {
+        return Chosen::Ended;
+    };
+    if yes != "yes" {
+        let _ = writeln!(out, "Not mounted; nothing changed.");
+        return Chosen::Back;
+    }
+    let _ = writeln!(out, "Mounting {} ...", url.text());
+    match dest::network::mount(&url, &login, load, &net::dns::Files::system()) {
+        Ok(m) => {
+            let _ = writeln!(
+                out,
+                "{} mounted read-write at {} ({})",
+                url.text(),
+                m.at.display(),
+                m.label
+            );
+            let free = rustix::fs::statvfs(&m.at)
+                .ok()
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+            Chosen::At(m.at, free)
+        }
+        Err(e) => {
+            let _ = writeln!(out, "mount failed: {e}");
+            Chosen::Back
+        }
+    }
+}
 
 /// Lets the user pick a destination for `what` on any disk but
 /// `source_disks`, and mounts it if needed.
@@ -101,6 +182,7 @@ pub fn choose_on_with(
             "  no usable filesystem on another disk (attach one: ext4, xfs, btrfs, FAT, exFAT)"
         );
         let _ = write!(out, "{}", dest::render(&cands));
+        let _ = writeln!(out, "{NET_ENTRY}");
         if lab {
             let _ = writeln!(out, "{LAB_ENTRY}");
         }
@@ -108,13 +190,14 @@ pub fn choose_on_with(
             input,
             out,
             if lab {
-                "l: to a lab host, Enter: back: "
+                "n: a network share, l: to a lab host, Enter: back: "
             } else {
-                "Enter: back: "
+                "n: a network share, Enter: back: "
             },
         ) {
             None => Chosen::Ended,
             Some(a) if lab && a == "l" => Chosen::Lab,
+            Some(a) if a == "n" => network_share(machine.load, input, out),
             Some(_) => Chosen::Back,
         };
     }
@@ -147,6 +230,7 @@ pub fn choose_on_with(
             probe::render::wrap_words(&row, probe::render::SCREEN_WIDTH, 6)
         );
     }
+    let _ = writeln!(out, "{NET_ENTRY}");
     if lab {
         let _ = writeln!(out, "{LAB_ENTRY}");
     }
@@ -162,6 +246,9 @@ pub fn choose_on_with(
     };
     if lab && a == "l" {
         return Chosen::Lab;
+    }
+    if a == "n" {
+        return network_share(machine.load, input, out);
     }
     let Some(dst) = crate::menu::pick(&a, &usable).copied() else {
         if !a.is_empty() {
@@ -310,6 +397,25 @@ pub(crate) mod tests {
             "{}",
             String::from_utf8_lossy(&out)
         );
+    }
+
+    #[test]
+    fn a_network_share_is_offered_and_a_bad_url_goes_back() {
+        let t = testkit::TempDir::new("destmenu-net");
+        let machine = machine_with_ext4(&t, Some("/mnt/dest/sdb1"));
+        let (got, out) = choose_with(&machine, "sda", "n\nsmb://u:pw@host/share\n");
+        assert!(out.contains(NET_ENTRY), "{out}");
+        assert!(out.contains("no password in the URL"), "{out}");
+        assert!(matches!(got, Chosen::Back), "{out}");
+        // Not confirmed: nothing is mounted, and the password is not shown.
+        let (got, out) = choose_with(&machine, "sda", "n\nsmb://u@host/share\nsecret\nno\n");
+        assert!(out.contains("Type yes to mount"), "{out}");
+        assert!(out.contains("Not mounted; nothing changed."), "{out}");
+        assert!(!out.contains("secret"), "{out}");
+        assert!(matches!(got, Chosen::Back), "{out}");
+        // Offered also when no local filesystem is usable.
+        let (_, out) = choose_with(&machine, "sdb", "\n");
+        assert!(out.contains(NET_ENTRY), "{out}");
     }
 
     #[test]

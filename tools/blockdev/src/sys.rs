@@ -518,6 +518,54 @@ pub fn unmount_fuse(at: &Path, node: &Path, limit: Duration) -> Result<(), Strin
     Ok(())
 }
 
+/// Filesystem types of the network destinations (`/proc/mounts`' third
+/// field): the kernel's NFS client (v2/v3 `nfs`, v4 `nfs4`) and SMB client.
+pub const NETWORK_FSTYPES: &[&str] = &["nfs", "nfs4", "cifs", "smb3"];
+
+/// How long a network destination's unmount may take before it is forced:
+/// writing back what is cached goes to a server that may be gone.
+pub const NETWORK_UNMOUNT_WAIT: Duration = Duration::from_secs(20);
+
+/// Unmounts `at`, waiting at most `limit`; then forces it (MNT_FORCE: the
+/// NFS and SMB clients abort the requests still waiting for a dead
+/// server) and, if it still does not go, detaches it (MNT_DETACH). The
+/// unmount runs on its own thread, so a hung server never blocks the
+/// caller for longer than about twice `limit`. Ok with a note when it had
+/// to be forced or detached (data not yet written may be lost then).
+pub fn unmount_bounded(at: &Path, limit: Duration) -> Result<Option<String>, String> {
+    use rustix::mount::{unmount, UnmountFlags};
+    let run = |flags: UnmountFlags| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = at.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(unmount(&p, flags).map_err(io::Error::from));
+        });
+        rx.recv_timeout(limit).ok()
+    };
+    match run(UnmountFlags::empty()) {
+        Some(Ok(())) => return Ok(None),
+        Some(Err(e)) if e.raw_os_error() != Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+            return Err(format!("unmount {}: {e}", at.display()))
+        }
+        _ => {}
+    }
+    if let Some(Ok(())) = run(UnmountFlags::FORCE) {
+        return Ok(Some(format!(
+            "{}: the server did not answer within {} s; unmounted by force (what was not \
+             written yet is lost)",
+            at.display(),
+            limit.as_secs()
+        )));
+    }
+    match unmount(at, UnmountFlags::DETACH) {
+        Ok(()) => Ok(Some(format!(
+            "{}: busy or the server is not answering; detached (it goes when no longer in use)",
+            at.display()
+        ))),
+        Err(e) => Err(format!("unmount {}: {}", at.display(), io::Error::from(e))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,6 +591,27 @@ mod tests {
             }
         }
         sys
+    }
+
+    #[test]
+    fn a_bounded_unmount_unmounts_and_says_what_is_not_mounted() {
+        let d = std::env::temp_dir().join(format!("blockdev-umount-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        rustix::mount::mount(
+            "tmpfs",
+            &d,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("mounting a tmpfs needs root: {e}"));
+        assert_eq!(unmount_bounded(&d, Duration::from_secs(5)), Ok(None));
+        let e = unmount_bounded(&d, Duration::from_secs(5)).unwrap_err();
+        assert!(
+            e.contains("unmount") && e.contains("nvalid argument"),
+            "{e}"
+        );
+        std::fs::remove_dir(&d).unwrap();
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub enum Action {
 /// disk holds an ESXi system, VMFS or an md member; "unusable": the
 /// source, held by md/dm, a format not written here such as ISO9660 or
 /// swap, or NTFS left by Windows hibernated, in fast startup or
-/// unclean). Exit 0.
+/// unclean). Mounted network shares (nfs://, smb://) are listed with
+/// "network": true. Exit 0.
 #[argh(
     subcommand,
     name = "list",
@@ -74,8 +75,11 @@ pub struct ListCommand {
 /// only. Without a terminal to ask on, --yes is required. A filesystem on a
 /// disk being rescued (an ESXi system, VMFS, an md member) asks a second
 /// time, naming what the disk holds; without a terminal it needs
-/// --on-rescued-disk too. Exit 0 mounted, 1 not confirmed, 2 refused or
-/// failed.
+/// --on-rescued-disk too. A network share (nfs://, smb://) is mounted at
+/// /mnt/dest/nfs-HOST-EXPORT or /mnt/dest/smb-HOST-SHARE by the kernel's
+/// client; an SMB password is asked with echo off, or read with
+/// --password-file, and never shown or logged. Exit 0 mounted, 1 not
+/// confirmed, 2 refused or failed.
 #[argh(
     subcommand,
     name = "mount",
@@ -84,9 +88,19 @@ pub struct ListCommand {
     error_code(2, "error: usage error (unknown option, missing argument), no mountable filesystem on DEV, no terminal to ask on without --yes (and --on-rescued-disk for a disk being rescued), or the mount failed")
 )]
 pub struct MountCommand {
-    /// device, e.g. /dev/vda or sdb2
+    /// device, e.g. /dev/vda or sdb2; or a network share:
+    /// nfs://HOST[:PORT]/EXPORT[?mountport=N] (NFS v4, then v3 without
+    /// locks) or smb://[USER@]HOST[:PORT]/SHARE (SMB 3.1.1, 3.0, 2.1; the
+    /// password is asked with echo off)
     #[argh(positional)]
     pub device: String,
+    /// smb://: read the password from the first line of FILE instead of
+    /// asking
+    #[argh(option)]
+    pub password_file: Option<String>,
+    /// smb://: log in anonymously as a guest, without a password
+    #[argh(switch)]
+    pub guest: bool,
     /// confirm without asking
     #[argh(switch)]
     pub yes: bool,
@@ -97,8 +111,10 @@ pub struct MountCommand {
 }
 
 #[derive(FromArgs, Debug, PartialEq)]
-/// Unmount a destination (device or mount point) and make it read-only
-/// again. Exit 0 unmounted, 2 not a destination mount or failed.
+/// Unmount a destination (device, mount point, or a network share's URL)
+/// and make a disk read-only again. A network server that does not answer
+/// within 20 s is unmounted by force. Exit 0 unmounted, 2 not a
+/// destination mount or failed.
 #[argh(
     subcommand,
     name = "umount",
@@ -161,7 +177,12 @@ pub fn run(cmd: DestCommand, load: ModuleLoader<'_>) -> i32 {
             print!("{}", render(&c));
             Exit::Done.code()
         }
+        Action::Mount(m) if m.device.contains("://") => mount_network(&m, load),
         Action::Mount(m) => {
+            if m.password_file.is_some() || m.guest {
+                return cliconv::fail(MOUNT, "--password-file and --guest are for smb:// shares")
+                    .code();
+            }
             let c = list(sys, dev, &mounts(), &[]);
             let Some(c) = find(&c, &m.device) else {
                 return cliconv::fail(
@@ -216,6 +237,92 @@ pub fn run(cmd: DestCommand, load: ModuleLoader<'_>) -> i32 {
             Err(e) => cliconv::fail(UMOUNT, e).code(),
         },
     }
+}
+
+/// `dest mount nfs://...` or `smb://...`: the URL checked, the password
+/// read (file, prompt with echo off, or none for a guest), confirmed, and
+/// mounted.
+fn mount_network(m: &MountCommand, load: ModuleLoader<'_>) -> i32 {
+    use crate::network::{Login, NetUrl, Scheme, Secret};
+    let url = match NetUrl::parse(&m.device) {
+        Ok(u) => u,
+        Err(e) => return cliconv::fail(MOUNT, e).code(),
+    };
+    if url.scheme == Scheme::Nfs && (m.password_file.is_some() || m.guest) {
+        return cliconv::fail(
+            MOUNT,
+            "--password-file and --guest are for smb:// shares (NFS has no login)",
+        )
+        .code();
+    }
+    if m.guest && m.password_file.is_some() {
+        return cliconv::fail(MOUNT, "--guest or --password-file, not both").code();
+    }
+    let already = crate::network::entries(&mounts())
+        .iter()
+        .any(|(_, at, _)| Path::new(at) == crate::mount_point(&url.mount_name()));
+    if !already && !m.yes {
+        match confirm(&crate::network::question(&url), "yes") {
+            Ok(true) => {}
+            Ok(false) => {
+                cliconv::eprint(MOUNT, "not confirmed; nothing changed");
+                return Exit::Findings.code();
+            }
+            Err(e) => return cliconv::fail(MOUNT, e).code(),
+        }
+    }
+    let login = if url.scheme == Scheme::Nfs || m.guest {
+        Login::Guest
+    } else if let Some(f) = &m.password_file {
+        match std::fs::read(f) {
+            Ok(t) => Login::Password(Secret::from_file_text(t)),
+            Err(e) => return cliconv::fail(MOUNT, format_args!("{f}: {e}")).code(),
+        }
+    } else if already {
+        Login::Guest
+    } else {
+        match ask_password(&url) {
+            Ok(s) => Login::Password(s),
+            Err(e) => return cliconv::fail(MOUNT, e).code(),
+        }
+    };
+    match crate::network::mount(&url, &login, load, &net::dns::Files::system()) {
+        Ok(done) => {
+            for r in &done.refused {
+                cliconv::eprint(MOUNT, format_args!("{} refused: {r}", url.text()));
+            }
+            println!(
+                "{} mounted read-write at {} ({})",
+                url.text(),
+                done.at.display(),
+                done.label
+            );
+            Exit::Done.code()
+        }
+        Err(e) => cliconv::fail(MOUNT, e).code(),
+    }
+}
+
+/// Asks for an SMB password on the terminal, echo off.
+fn ask_password(url: &crate::network::NetUrl) -> Result<crate::network::Secret, String> {
+    if !std::io::stdin().is_terminal() {
+        return Err(
+            "no terminal to ask for the password on: use --password-file FILE (or --guest)".into(),
+        );
+    }
+    eprint!(
+        "Password for {}@{}: ",
+        url.user.as_deref().unwrap_or("guest"),
+        url.host
+    );
+    let _ = std::io::stderr().flush();
+    let _quiet = screen::EchoOff::stdin();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(crate::network::Secret::from_file_text(line.into_bytes()))
 }
 
 /// The question asked before the write: what, where, and what it means.

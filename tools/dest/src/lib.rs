@@ -7,6 +7,7 @@
 //! nodes' superblocks; mounts under [`MOUNT_ROOT`]`/<name>`.
 
 pub mod cli;
+pub mod network;
 
 use blockdev::BlockDevice;
 use fsmagic::Kind;
@@ -38,6 +39,9 @@ pub struct Candidate {
     pub mounted_at: Option<String>,
     /// The boot stick's `RESCUEDATA` partition.
     pub rescue_data: bool,
+    /// An NFS export or SMB share ([`network`]): `device` is its URL,
+    /// `disk` empty; listed only while mounted.
+    pub network: bool,
     /// Why it cannot be used, when it cannot (held by md/dm, on the source).
     pub unusable: Option<String>,
     /// Why it is not offered by default: its disk holds what is being
@@ -256,10 +260,12 @@ pub fn list(
             free_is_estimate,
             mounted_at,
             rescue_data,
+            network: false,
             unusable,
             unsafe_reason,
         });
     }
+    out.extend(network::list(mounts));
     out.sort_by_key(|c| (!c.rescue_data, !c.usable(), c.name.clone()));
     out
 }
@@ -308,6 +314,7 @@ fn unreadable(name: &str, disk: &str, class: &Path, why: String) -> Candidate {
         free_is_estimate: false,
         mounted_at: None,
         rescue_data: false,
+        network: false,
         unusable: Some(why),
         unsafe_reason: None,
     }
@@ -440,6 +447,9 @@ pub fn data_partition_dir(
 /// device read-only again, and its disk too unless another of the disk's
 /// partitions is still mounted.
 pub fn unmount(sysfs: &Path, dev_dir: &Path, mounts: &str, what: &str) -> Result<String, String> {
+    if let Some(notes) = unmount_network(mounts, what)? {
+        return Ok(notes);
+    }
     let all = parse_mounts(mounts);
     let what_dev = if what.starts_with('/') {
         what.to_string()
@@ -484,6 +494,40 @@ pub fn unmount(sysfs: &Path, dev_dir: &Path, mounts: &str, what: &str) -> Result
         }
     }
     Ok(notes)
+}
+
+/// Unmounts a network destination named by its mount point, its name
+/// under [`MOUNT_ROOT`] or its URL; None when `what` is none of those.
+/// A server that does not answer gets [`blockdev::sys::NETWORK_UNMOUNT_WAIT`],
+/// then the unmount is forced.
+fn unmount_network(mounts: &str, what: &str) -> Result<Option<String>, String> {
+    let want = what.trim_end_matches('/');
+    let url = network::NetUrl::parse(what).ok();
+    let Some((src, at, fs)) = network::entries(mounts).into_iter().find(|(src, at, fs)| {
+        at == want
+            || *at == mount_point(want).display().to_string()
+            || network::url_of_source(src, fs) == want
+            || url
+                .as_ref()
+                .is_some_and(|u| *at == mount_point(&u.mount_name()).display().to_string())
+    }) else {
+        return Ok(None);
+    };
+    // No sync first: it could wait forever on a server that is gone; the
+    // unmount writes back what is cached, within its bound.
+    let note = blockdev::sys::unmount_bounded(Path::new(&at), blockdev::sys::NETWORK_UNMOUNT_WAIT)?;
+    let _ = std::fs::remove_dir(&at);
+    let url = network::url_of_source(&src, &fs);
+    log::info!(
+        "dest: {url} unmounted from {at}{}",
+        note.as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
+    );
+    Ok(Some(match note {
+        Some(n) => format!("{url} unmounted from {at}: {n}"),
+        None => format!("{url} unmounted from {at}"),
+    }))
 }
 
 use screen::human_size as human;

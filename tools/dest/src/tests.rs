@@ -188,6 +188,7 @@ fn question_names_device_and_mount_point() {
         free_is_estimate: false,
         mounted_at: None,
         rescue_data: false,
+        network: false,
         unusable: None,
         unsafe_reason: None,
     };

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod cmdline;
 pub mod dhcp;
+pub mod dns;
 pub mod netlink;
 
 use serde::{Deserialize, Serialize};

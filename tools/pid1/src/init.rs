@@ -608,6 +608,13 @@ fn shutdown(halt: Halt, hooks: &Hooks) -> ! {
     }
     signal_all_but(&spared, Signal::KILL);
     reap();
+    // Network destinations first, while the network is still up, and
+    // before any sync(): sync waits on every filesystem, and an NFS or SMB
+    // server that is gone would hold it forever. Each unmount is bounded
+    // and forced for a dead server.
+    for line in unmount_network_destinations() {
+        blog::say(&line);
+    }
     log::info!(
         "{}",
         match halt {
@@ -715,6 +722,33 @@ fn unmount_destinations() {
             ));
         }
     }
+}
+
+/// Unmounts the NFS and SMB mounts (any mount point), each within
+/// [`blockdev::sys::NETWORK_UNMOUNT_WAIT`], then by force; what to say
+/// about those that had to be forced or failed.
+fn unmount_network_destinations() -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut targets: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (_, at, fs) = (w.next()?, w.next()?, w.next()?);
+            blockdev::sys::NETWORK_FSTYPES
+                .contains(&fs)
+                .then(|| blockdev::sys::unescape(at))
+        })
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    let mut said = Vec::new();
+    for t in targets {
+        match blockdev::sys::unmount_bounded(Path::new(&t), blockdev::sys::NETWORK_UNMOUNT_WAIT) {
+            Ok(None) => log::info!("network destination {t} unmounted"),
+            Ok(Some(note)) => said.push(note),
+            Err(e) => said.push(e),
+        }
+    }
+    said
 }
 
 /// Asks PID 1 to power off or reboot (from the menu).
