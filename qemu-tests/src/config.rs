@@ -182,6 +182,28 @@ impl VmConfig {
         self.script = Some(s.into());
         self
     }
+    /// A virtio NIC on QEMU's restricted user network (nothing leaves the
+    /// host) whose guest connections to 10.0.2.100:GUEST_PORT reach
+    /// 127.0.0.1:HOST_PORT, one `(GUEST_PORT, HOST_PORT)` per forward.
+    /// Each guest connection runs its own `socat`: a forward to a chardev
+    /// (`-tcp:127.0.0.1:P`) connects once when QEMU starts, serves one
+    /// connection for the VM's life and never passes a close to the guest
+    /// (a sender then waits forever). QEMU names a forward by its guest
+    /// port, so those must differ.
+    pub fn user_net(&mut self, forwards: &[(u16, u16)]) {
+        let mut netdev = "user,id=n0,restrict=on".to_string();
+        for (guest, host) in forwards {
+            netdev.push_str(&format!(
+                ",guestfwd=tcp:10.0.2.100:{guest}-cmd:socat - TCP:127.0.0.1:{host}"
+            ));
+        }
+        self.extra_args.extend([
+            "-netdev".to_string(),
+            netdev,
+            "-device".into(),
+            "virtio-net-pci,netdev=n0".into(),
+        ]);
+    }
     pub fn append(mut self, extra: &str) -> VmConfig {
         self.append.push(' ');
         self.append.push_str(extra);

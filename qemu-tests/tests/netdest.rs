@@ -89,6 +89,9 @@ impl Drop for Server {
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok())
             .and_then(|s| s.trim().parse::<i32>().ok())
+            // `kill 0` or `kill -1` would signal this test's own process
+            // group (cargo and the shell that ran it): only real pids.
+            .filter(|&p| p > 1)
             .unwrap_or(self.child.id() as i32);
         let _ = Command::new("kill").arg(pid.to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -228,7 +231,11 @@ fn smbd(dir: &Path, share: &Path, user: &str) -> Server {
         .unwrap();
     assert!(pw.wait().unwrap().success(), "smbpasswd -a failed");
     let log = state.join("log/smbd.log");
-    let mut child = Command::new(tool("smbd"))
+    // Its own process group: smbd signals its whole group (kill(0,
+    // SIGTERM)) when it ends, which would end this test and cargo too.
+    let mut child = Command::new(tool("smbd"));
+    std::os::unix::process::CommandExt::process_group(&mut child, 0);
+    let mut child = child
         .args(["-F", "--no-process-group", "-s"])
         .arg(&conf)
         .stdin(Stdio::null())
@@ -291,17 +298,7 @@ fn images_go_to_nfs_and_smb_shares_and_come_out_equal() {
         Disk::new(&pw_disk, Controller::VirtioBlk, "NETPW-0002"),
     ])
     .append("rescue.net=dhcp");
-    cfg.extra_args.extend([
-        "-netdev".to_string(),
-        format!(
-            "user,id=n0,restrict=on,\
-             guestfwd=tcp:10.0.2.100:2049-tcp:127.0.0.1:{},\
-             guestfwd=tcp:10.0.2.100:445-tcp:127.0.0.1:{}",
-            nfs.port, smb.port
-        ),
-        "-device".into(),
-        "virtio-net-pci,netdev=n0".into(),
-    ]);
+    cfg.user_net(&[(2049, nfs.port), (445, smb.port)]);
     let mut vm = Vm::start(&image, &cfg);
     vm.wait_for("Choose: ", BOOT_TIMEOUT);
     vm.enter_shell();

@@ -22,29 +22,6 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(600);
 const MIB: usize = 1 << 20;
 
-/// A virtio NIC on QEMU's restricted user network, with guest forwards:
-/// 10.0.2.100:(7000 + i) to host port `forwards[i]` on 127.0.0.1. Each
-/// guest connection runs its own `socat` to the host port: a forward to a
-/// chardev (`-tcp:127.0.0.1:P`) connects once when QEMU starts and serves
-/// one connection for the VM's life, and its close never reaches the
-/// guest (a sender then waits forever). QEMU names each forward by its
-/// guest port, so they must differ.
-fn user_net(cfg: &mut VmConfig, forwards: &[u16]) {
-    let mut netdev = "user,id=n0,restrict=on".to_string();
-    for (i, port) in forwards.iter().enumerate() {
-        netdev.push_str(&format!(
-            ",guestfwd=tcp:10.0.2.100:{}-cmd:socat - TCP:127.0.0.1:{port}",
-            7000 + i
-        ));
-    }
-    cfg.extra_args.extend([
-        "-netdev".to_string(),
-        netdev,
-        "-device".into(),
-        "virtio-net-pci,netdev=n0".into(),
-    ]);
-}
-
 /// The first JSON object in `out` that starts a line (pretty-printed or
 /// not; console lines may follow it).
 fn json_of(out: &str) -> serde_json::Value {
@@ -65,7 +42,7 @@ fn json_of(out: &str) -> serde_json::Value {
 fn dhcp_at_boot_then_down_and_up_again() {
     let image = Image::built();
     let mut cfg = VmConfig::new(Vec::new()).append("rescue.net=dhcp");
-    user_net(&mut cfg, &[]);
+    cfg.user_net(&[]);
     let mut vm = Vm::start(&image, &cfg);
     let boot = vm.wait_for("Choose: ", BOOT_TIMEOUT);
     // QEMU's DHCP server offers no router and no DNS server when the
@@ -355,7 +332,7 @@ fn image_streams_to_a_lab_host_resumes_and_refuses_bad_codes_and_tampering() {
             Disk::new(&codes_disk, Controller::VirtioBlk, "CODES-0002"),
         ])
         .append("rescue.net=dhcp");
-        user_net(&mut cfg, &[receiver.port, proxy]);
+        cfg.user_net(&[(7000, receiver.port), (7001, proxy)]);
         cfg
     };
     // Port 7000 reaches the receiver, 7001 the tampering proxy.
