@@ -45,6 +45,13 @@ have nbdcopy || need_pkgs+=(libnbd-bin)
 # make and check the test volumes (image-build downloads its own copy).
 have mkntfs || need_pkgs+=(ntfs-3g)
 have readelf || need_pkgs+=(binutils)
+# The remote console: dropbearkey and dropbear make and serve keys in the
+# sshd crate's tests (image-build downloads its own copy for the image);
+# ssh/ssh-keygen, sshpass and openssl (sha512-crypt oracle) drive them.
+have dropbearkey || need_pkgs+=(dropbear-bin)
+have ssh-keygen || need_pkgs+=(openssh-client)
+have sshpass || need_pkgs+=(sshpass)
+have openssl || need_pkgs+=(openssl)
 have losetup || need_pkgs+=(mount)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

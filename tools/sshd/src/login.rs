@@ -1,6 +1,7 @@
 //! Root's login shell over SSH, `/bin/rescue-login` (a link to `rescue`):
 //! the menu on the session's terminal. dropbear starts it as a login shell
-//! (`-rescue-login`, no arguments) for an interactive session, or as
+//! (no arguments; argv[0] `-rescue-login` or `/bin/rescue-login`) for a
+//! session without a command, or as
 //! `rescue-login -c COMMAND` for `ssh host COMMAND`, which is refused: the
 //! remote console is the menu (`ssh -t host`), as on the local consoles.
 //! A one-time password is taken back first, whichever way the session
