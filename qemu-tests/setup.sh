@@ -55,6 +55,13 @@ have ganesha.nfsd || need_pkgs+=(nfs-ganesha)
 have smbd || need_pkgs+=(samba)
 have smbclient || need_pkgs+=(smbclient)
 have nfs-ls || need_pkgs+=(libnfs-utils)
+# The remote console: dropbearkey and dropbear make and serve keys in the
+# sshd crate's tests (image-build downloads its own copy for the image);
+# ssh/ssh-keygen, sshpass and openssl (sha512-crypt oracle) drive them.
+have dropbearkey || need_pkgs+=(dropbear-bin)
+have ssh-keygen || need_pkgs+=(openssh-client)
+have sshpass || need_pkgs+=(sshpass)
+have openssl || need_pkgs+=(openssl)
 have losetup || need_pkgs+=(mount)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

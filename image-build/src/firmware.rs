@@ -16,7 +16,7 @@
 //! is a link to `ice-1.3.30.0.pkg`. For the drivers in [`NEWEST_ONLY`]
 //! only the newest version of each file that a package holds is shipped.
 
-use crate::ntfs3g::Added;
+use crate::debprog::Added;
 use crate::{fetch_package_with, run, CpioEntry, Error, KernelTree};
 use kmod::firmware::Missing;
 use kmod::ModuleIndex;

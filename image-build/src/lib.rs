@@ -18,12 +18,15 @@
 //!   (same inputs, same bytes: entries sorted by path, no host metadata).
 //! - [`media`]: the USB stick image and the hybrid ISO; [`sums`]: their
 //!   SHA-256 and the `SHA256SUMS` file.
-//! - [`ntfs3g`]: ntfs-3g with its loader and libraries from Debian's
-//!   packages, added with [`with_files`].
+//! - [`debprog`]: a Debian program with its loader and the closure of its
+//!   libraries from Debian's packages; [`ntfs3g`] (NTFS destinations) and
+//!   [`dropbear`] (the remote console) use it, added with [`with_files`].
 //! - [`firmware`]: the firmware the shipped modules name, from Debian's
 //!   non-free-firmware packages, and the list of what none of them holds.
 
 pub mod cpio;
+pub mod debprog;
+pub mod dropbear;
 pub mod firmware;
 pub mod media;
 pub mod ntfs3g;

@@ -39,6 +39,10 @@ struct Args {
     /// leave ntfs-3g out (no NTFS destinations; to measure what it costs)
     #[argh(switch)]
     without_ntfs_3g: bool,
+    /// leave dropbear out (no remote console, rescue ssh; to measure what
+    /// it costs)
+    #[argh(switch)]
+    without_dropbear: bool,
     /// fetch no firmware packages: every firmware file the modules name is
     /// listed as missing (in the image and below)
     #[argh(switch)]
@@ -155,10 +159,24 @@ fn build(args: Args) -> Result<(), Error> {
     };
     let applets = busybox_applets(&args.busybox)?;
     let entries = initramfs_entries(&payload, &applets, &tree, &index, &modules)?;
+    // One cache of Debian's userland packages: glibc is fetched once for
+    // both programs and is in the image once.
+    let debs = ws.join("cache/debs");
     let (entries, ntfs) = if args.without_ntfs_3g {
         (entries, Vec::new())
     } else {
-        let (extra, added) = ntfs3g::entries(&ws.join("cache/ntfs3g"))?;
+        let (extra, added) = ntfs3g::entries(&debs)?;
+        (with_files(entries, extra), added)
+    };
+    let (entries, ssh) = if args.without_dropbear {
+        (entries, Vec::new())
+    } else {
+        let (extra, added) = dropbear::entries(&debs)?;
+        // What dropbear adds: the files ntfs-3g does not bring already.
+        let added: Vec<debprog::Added> = added
+            .into_iter()
+            .filter(|a| !ntfs.iter().any(|n| n.path == a.path))
+            .collect();
         (with_files(entries, extra), added)
     };
     let wanted_fw = firmware::firmware_names(&tree, &index, &modules)?;
@@ -227,25 +245,24 @@ fn build(args: Args) -> Result<(), Error> {
         warnings.len()
     );
     println!("rescue:     {} bytes", bin_size);
-    if ntfs.is_empty() {
-        println!("ntfs-3g:    left out (--without-ntfs-3g)");
-    } else {
-        let total: u64 = ntfs.iter().map(|a| a.bytes).sum();
-        // What the files add to the compressed image, measured alone.
-        let alone: Vec<CpioEntry> = entries
-            .iter()
-            .filter(|e| ntfs.iter().any(|a| a.path == e.path))
-            .cloned()
-            .collect();
-        let zstd = compress(&cpio_newc(&alone)).map(|c| c.len()).unwrap_or(0);
-        println!(
-            "ntfs-3g:    {total} bytes in {} files, about {zstd} bytes zstd:",
-            ntfs.len()
-        );
-        for a in &ntfs {
-            println!("  {:>9}  /{}  ({})", a.bytes, a.path, a.package);
-        }
-    }
+    print_program(
+        "ntfs-3g:   ",
+        &ntfs,
+        &entries,
+        "left out (--without-ntfs-3g)",
+        "",
+    );
+    print_program(
+        "dropbear:  ",
+        &ssh,
+        &entries,
+        "left out (--without-dropbear)",
+        if ntfs.is_empty() {
+            ""
+        } else {
+            " besides ntfs-3g's (glibc is shared)"
+        },
+    );
     print_firmware(&fw, fw_zstd, args.without_firmware, &fw_warnings);
     println!(
         "initramfs:  {} bytes cpio, {} bytes zstd -> {}",
@@ -282,6 +299,35 @@ fn build(args: Args) -> Result<(), Error> {
     }
     println!("built in {:.1} s", start.elapsed().as_secs_f32());
     Ok(())
+}
+
+/// A Debian program's files with what each costs, and what they add to
+/// the compressed image measured alone.
+fn print_program(
+    label: &str,
+    added: &[debprog::Added],
+    entries: &[CpioEntry],
+    left_out: &str,
+    note: &str,
+) {
+    if added.is_empty() {
+        println!("{label} {left_out}");
+        return;
+    }
+    let total: u64 = added.iter().map(|a| a.bytes).sum();
+    let alone: Vec<CpioEntry> = entries
+        .iter()
+        .filter(|e| added.iter().any(|a| a.path == e.path))
+        .cloned()
+        .collect();
+    let zstd = compress(&cpio_newc(&alone)).map(|c| c.len()).unwrap_or(0);
+    println!(
+        "{label} {total} bytes in {} files{note}, about {zstd} bytes zstd:",
+        added.len()
+    );
+    for a in added {
+        println!("  {:>9}  /{}  ({})", a.bytes, a.path, a.package);
+    }
 }
 
 fn print_firmware(fw: &firmware::Selection, zstd: usize, without: bool, warnings: &[String]) {

@@ -699,6 +699,12 @@ fn sha256sums_are_checked_by_sha256sum() {
 /// A minimal dynamic ELF64: one PT_LOAD mapping the whole file at vaddr
 /// 0x400000, a PT_DYNAMIC with DT_NEEDED entries for `libs`.
 fn tiny_dynamic_elf(libs: &[&str]) -> Vec<u8> {
+    tiny_elf(libs, None)
+}
+
+/// [`tiny_dynamic_elf`], with a PT_INTERP naming `interp` when given (a
+/// program rather than a library).
+fn tiny_elf(libs: &[&str], interp: Option<&str>) -> Vec<u8> {
     let mut strtab = vec![0u8];
     let mut offs = Vec::new();
     for l in libs {
@@ -706,15 +712,24 @@ fn tiny_dynamic_elf(libs: &[&str]) -> Vec<u8> {
         strtab.extend_from_slice(l.as_bytes());
         strtab.push(0);
     }
+    let phnum = if interp.is_some() { 3 } else { 2 };
     let phoff = 0x40usize;
-    let dyn_off = phoff + 2 * 56;
+    let dyn_off = phoff + phnum * 56;
     let dyn_len = (libs.len() + 3) * 16;
     let str_off = dyn_off + dyn_len;
-    let mut b = vec![0u8; str_off + strtab.len()];
+    let interp_off = str_off + strtab.len();
+    let interp_bytes: Vec<u8> = interp
+        .map(|i| {
+            let mut v = i.as_bytes().to_vec();
+            v.push(0);
+            v
+        })
+        .unwrap_or_default();
+    let mut b = vec![0u8; interp_off + interp_bytes.len()];
     b[..6].copy_from_slice(b"\x7fELF\x02\x01");
     b[0x20..0x28].copy_from_slice(&(phoff as u64).to_le_bytes());
     b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
-    b[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+    b[0x38..0x3a].copy_from_slice(&(phnum as u16).to_le_bytes());
     let total = b.len() as u64;
     let ph = |b: &mut Vec<u8>, at: usize, ty: u32, off: u64, vaddr: u64, size: u64| {
         b[at..at + 4].copy_from_slice(&ty.to_le_bytes());
@@ -731,6 +746,16 @@ fn tiny_dynamic_elf(libs: &[&str]) -> Vec<u8> {
         0x40_0000 + dyn_off as u64,
         dyn_len as u64,
     );
+    if interp.is_some() {
+        ph(
+            &mut b,
+            phoff + 112,
+            3,
+            interp_off as u64,
+            0x40_0000 + interp_off as u64,
+            interp_bytes.len() as u64,
+        );
+    }
     let mut at = dyn_off;
     let mut put = |b: &mut Vec<u8>, tag: u64, val: u64| {
         b[at..at + 8].copy_from_slice(&tag.to_le_bytes());
@@ -742,7 +767,8 @@ fn tiny_dynamic_elf(libs: &[&str]) -> Vec<u8> {
     }
     put(&mut b, 5, 0x40_0000 + str_off as u64);
     put(&mut b, 10, strtab.len() as u64);
-    b[str_off..].copy_from_slice(&strtab);
+    b[str_off..interp_off].copy_from_slice(&strtab);
+    b[interp_off..].copy_from_slice(&interp_bytes);
     b
 }
 
@@ -750,11 +776,11 @@ fn tiny_dynamic_elf(libs: &[&str]) -> Vec<u8> {
 fn elf_needed_reads_dt_needed_and_never_panics() {
     let elf = tiny_dynamic_elf(&["libntfs-3g.so.89", "libc.so.6"]);
     assert_eq!(
-        ntfs3g::elf_needed(&elf).unwrap(),
+        debprog::elf_needed(&elf).unwrap(),
         ["libntfs-3g.so.89", "libc.so.6"]
     );
     for n in 0..elf.len() {
-        let _ = ntfs3g::elf_needed(&elf[..n]);
+        let _ = debprog::elf_needed(&elf[..n]);
     }
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     for _ in 0..5000 {
@@ -764,9 +790,9 @@ fn elf_needed_reads_dt_needed_and_never_panics() {
         x ^= x << 17;
         let at = (x as usize) % b.len();
         b[at] = (x >> 32) as u8;
-        let _ = ntfs3g::elf_needed(&b);
+        let _ = debprog::elf_needed(&b);
     }
-    assert!(ntfs3g::elf_needed(b"#!/bin/sh\n")
+    assert!(debprog::elf_needed(b"#!/bin/sh\n")
         .unwrap_err()
         .contains("not a 64-bit"));
     // The host's own programs against readelf, an independent reader.
@@ -788,7 +814,7 @@ fn elf_needed_reads_dt_needed_and_never_panics() {
             .collect();
         assert!(!want.is_empty());
         assert_eq!(
-            ntfs3g::elf_needed(&bytes).unwrap(),
+            debprog::elf_needed(&bytes).unwrap(),
             want,
             "{}",
             prog.display()
@@ -861,31 +887,27 @@ fn follow(
     None
 }
 
-/// Debian's real packages (apt-get download, cached in target/): the
-/// archive holds /bin/ntfs-3g, its loader and, for every ELF file in it,
-/// every DT_NEEDED library in the loader's directories; /etc/mtab links to
-/// the mount table; and unpacked, ntfs-3g runs in a chroot of the archive
-/// alone, so nothing of the host is needed.
-#[test]
-fn ntfs3g_with_its_loader_and_every_needed_library_runs_in_a_chroot() {
-    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/image-build-test-cache");
-    let (extra, added) = ntfs3g::entries(&cache)
-        .expect("Debian's ntfs-3g, libntfs-3g and libc6 packages (apt-get download)");
-    assert!(added
-        .iter()
-        .any(|a| a.path == ntfs3g::PROGRAM && a.bytes > 50_000));
+/// Unpacks `extra` (a program's closure) alone into a folder and checks
+/// it: every ELF file's loader and DT_NEEDED libraries are in the archive
+/// (in the loader's directories); then runs `program args` in a chroot of
+/// it, so nothing of the host is needed, and returns its stdout and
+/// stderr with whether it exited 0. The listing is returned too.
+/// An archive's entries by path: (mode, data or link target).
+type Listing = std::collections::BTreeMap<String, (u32, Vec<u8>)>;
+
+fn closure_runs_alone(
+    extra: Vec<CpioEntry>,
+    program: &str,
+    args: &[&str],
+) -> (Listing, Vec<String>, bool, String) {
     let entries = with_files(vec![CpioEntry::dir("bin"), CpioEntry::dir("etc")], extra);
     let archive = cpio_newc(&entries);
-    let listing: std::collections::BTreeMap<String, (u32, Vec<u8>)> = parse_newc(&archive)
+    let listing: Listing = parse_newc(&archive)
         .unwrap()
         .into_iter()
         .map(|(p, m, d)| (p, (m, d)))
         .collect();
-    assert_eq!(
-        listing.get("etc/mtab").map(|(_, d)| d.as_slice()),
-        Some(&b"/proc/self/mounts"[..])
-    );
-    let program = follow(&listing, ntfs3g::PROGRAM).expect("bin/ntfs-3g in the archive");
+    let target = follow(&listing, program).unwrap_or_else(|| panic!("{program} in the archive"));
     let mut checked = Vec::new();
     for (path, (mode, data)) in &listing {
         if mode & 0o170000 != 0o100000 || !data.starts_with(b"\x7fELF") {
@@ -897,23 +919,17 @@ fn ntfs3g_with_its_loader_and_every_needed_library_runs_in_a_chroot() {
                 "{path}: loader {interp} missing"
             );
         }
-        for lib in ntfs3g::elf_needed(data).unwrap() {
-            let found = ntfs3g::LIBRARY_DIRS
+        for lib in debprog::elf_needed(data).unwrap() {
+            let found = debprog::LIBRARY_DIRS
                 .iter()
                 .find_map(|d| follow(&listing, &format!("{d}/{lib}")));
             assert!(found.is_some(), "{path}: needs {lib}, not in the archive");
         }
         checked.push(path.clone());
     }
-    assert!(checked.contains(&program));
-    assert!(
-        checked.iter().any(|p| p.ends_with("libc.so.6"))
-            && checked.iter().any(|p| p.contains("libntfs-3g.so"))
-            && checked.iter().any(|p| p.contains("ld-linux-x86-64.so.2")),
-        "{checked:?}"
-    );
+    assert!(checked.contains(&target));
     // Unpack and run it where only the archive's files exist.
-    let t = Tmp::new("ntfs3g-chroot");
+    let t = Tmp::new("closure-chroot");
     for (path, (mode, data)) in &listing {
         let p = t.0.join(path);
         match mode & 0o170000 {
@@ -935,7 +951,8 @@ fn ntfs3g_with_its_loader_and_every_needed_library_runs_in_a_chroot() {
         .expect("chroot (coreutils) is needed");
     let out = Command::new(chroot)
         .arg(&t.0)
-        .args(["/bin/ntfs-3g", "--version"])
+        .arg(format!("/{program}"))
+        .args(args)
         .env_clear()
         .output()
         .expect("chroot (coreutils) is needed");
@@ -944,8 +961,177 @@ fn ntfs3g_with_its_loader_and_every_needed_library_runs_in_a_chroot() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (listing, checked, out.status.success(), text)
+}
+
+/// Debian's real packages (apt-get download, cached in target/): the
+/// archive holds /bin/ntfs-3g, its loader and every library it needs;
+/// /etc/mtab links to the mount table; ntfs-3g runs in a chroot of the
+/// archive alone.
+#[test]
+fn ntfs3g_with_its_loader_and_every_needed_library_runs_in_a_chroot() {
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/image-build-test-cache");
+    let (extra, added) = ntfs3g::entries(&cache)
+        .expect("Debian's ntfs-3g, libntfs-3g and libc6 packages (apt-get download)");
+    assert!(added
+        .iter()
+        .any(|a| a.path == ntfs3g::PROGRAM && a.bytes > 50_000));
+    let (listing, checked, ok, text) = closure_runs_alone(extra, ntfs3g::PROGRAM, &["--version"]);
+    assert_eq!(
+        listing.get("etc/mtab").map(|(_, d)| d.as_slice()),
+        Some(&b"/proc/self/mounts"[..])
+    );
     assert!(
-        out.status.success() && text.contains("ntfs-3g 20"),
-        "{text}"
+        checked.iter().any(|p| p.ends_with("libc.so.6"))
+            && checked.iter().any(|p| p.contains("libntfs-3g.so"))
+            && checked.iter().any(|p| p.contains("ld-linux-x86-64.so.2")),
+        "{checked:?}"
+    );
+    assert!(ok && text.contains("ntfs-3g 20"), "{text}");
+}
+
+/// The same for dropbear (Debian's dropbear-bin and the library packages
+/// found through its dependencies): both programs and every library they
+/// need (libcrypt among them, which checks `$6$` hashes), the login
+/// shell's link to rescue; dropbear and dropbearkey run in a chroot of the
+/// archive alone, and dropbearkey makes a key there.
+#[test]
+fn dropbear_with_its_loader_and_every_needed_library_runs_in_a_chroot() {
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/image-build-test-cache");
+    let (extra, added) = dropbear::entries(&cache)
+        .expect("Debian's dropbear-bin and its library packages (apt-get download)");
+    for p in [dropbear::SERVER, dropbear::KEYGEN] {
+        assert!(added.iter().any(|a| a.path == p && a.bytes > 50_000), "{p}");
+    }
+    let packages: std::collections::BTreeSet<&str> =
+        added.iter().map(|a| a.package.as_str()).collect();
+    for p in [
+        "dropbear-bin",
+        "libc6",
+        "libcrypt1",
+        "libtomcrypt1",
+        "libtommath1",
+        "libgmp10",
+        "zlib1g",
+    ] {
+        assert!(packages.contains(p), "{p} not used: {packages:?}");
+    }
+    let (listing, checked, ok, text) = closure_runs_alone(extra.clone(), dropbear::SERVER, &["-V"]);
+    assert_eq!(
+        listing
+            .get(dropbear::LOGIN_SHELL)
+            .map(|(_, d)| d.as_slice()),
+        Some(&b"rescue"[..])
+    );
+    assert!(
+        checked.iter().any(|p| p.contains("libcrypt.so")),
+        "{checked:?}"
+    );
+    assert!(text.contains("Dropbear v2022"), "{ok} {text}");
+    let (_, _, ok, text) = closure_runs_alone(
+        extra,
+        dropbear::KEYGEN,
+        &["-t", "ed25519", "-f", "/etc/hostkey"],
+    );
+    assert!(ok && text.contains("ssh-ed25519 AAAA"), "{text}");
+}
+
+/// The package search of debprog over local trees: a library is looked
+/// for first in the package its soname names, then in the dependencies in
+/// order; packages that hold nothing needed are not fetched.
+#[test]
+fn closure_fetches_the_packages_that_hold_what_is_missing() {
+    let t = Tmp::new("debprog-search");
+    let elf = |needed: &[&str], program: bool| {
+        tiny_elf(needed, program.then_some("/lib64/ld-linux-x86-64.so.2"))
+    };
+    let put = |pkg: &str, path: &str, bytes: &[u8]| {
+        let p = t.0.join(pkg).join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    };
+    put(
+        "prog",
+        "usr/bin/prog",
+        &elf(&["libfoo.so.1", "libz.so.1"], true),
+    );
+    put(
+        "libfoo1",
+        "usr/lib/x86_64-linux-gnu/libfoo.so.1",
+        &elf(&["libc.so.6"], false),
+    );
+    put("zlib1g", "lib/x86_64-linux-gnu/libz.so.1", &elf(&[], false));
+    put("libc6", "lib/x86_64-linux-gnu/libc.so.6", &elf(&[], false));
+    put("libc6", "lib64/ld-linux-x86-64.so.2", b"loader");
+    put("unrelated", "usr/share/doc/x", b"x");
+    let mut fetched = Vec::new();
+    let depends = |p: &str| -> Result<Vec<String>, Error> {
+        Ok(match p {
+            "prog" => vec![
+                "unrelated".into(),
+                "libc6".into(),
+                "zlib1g".into(),
+                "libfoo1".into(),
+            ],
+            _ => vec![],
+        })
+    };
+    let result = debprog::fetch_closure_with(
+        &["/usr/bin/prog"],
+        "prog",
+        &mut |p| {
+            fetched.push(p.to_string());
+            Ok(t.0.join(p))
+        },
+        &mut { depends },
+    );
+    let (entries, added) = result.unwrap();
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert!(
+        paths.contains(&"usr/lib/x86_64-linux-gnu/libfoo.so.1"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"lib/x86_64-linux-gnu/libz.so.1"),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"lib64/ld-linux-x86-64.so.2"), "{paths:?}");
+    assert_eq!(added.len(), entries.len());
+    // The loader is looked for in order (unrelated first, it does not hold
+    // it), libfoo1 by its soname, zlib1g by order.
+    assert_eq!(fetched[0], "prog");
+    assert!(fetched.contains(&"libfoo1".to_string()), "{fetched:?}");
+    let missing = debprog::Missing::Library {
+        name: "libtomcrypt.so.1".into(),
+        by: "x".into(),
+    };
+    assert_eq!(missing.likely_packages(), ["libtomcrypt1"]);
+    let missing = debprog::Missing::Library {
+        name: "libntfs-3g.so.89".into(),
+        by: "x".into(),
+    };
+    assert_eq!(missing.likely_packages(), ["libntfs-3g89"]);
+    let missing = debprog::Missing::Library {
+        name: "libfuse3.so.3".into(),
+        by: "x".into(),
+    };
+    assert_eq!(missing.likely_packages(), ["libfuse3-3"]);
+    // Nothing holds it: the error names the library and who needs it.
+    put("lonely", "usr/bin/prog", &elf(&["libnowhere.so.2"], true));
+    put("lonely", "lib64/ld-linux-x86-64.so.2", b"loader");
+    let e = debprog::fetch_closure_with(
+        &["/usr/bin/prog"],
+        "lonely",
+        &mut |p| Ok(t.0.join(p)),
+        &mut |_| Ok(vec![]),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("libnowhere.so.2 (needed by /usr/bin/prog)"),
+        "{e}"
+    );
+    assert_eq!(
+        debprog::parse_depends("dropbear-bin\n  Depends: libc6\n  Depends: <virt>\n |Depends: a\n  Depends: b\n  Breaks: c\n  Depends: libc6\n"),
+        ["libc6", "a", "b"]
     );
 }

@@ -51,6 +51,7 @@ enum Subcommand {
     Umount(rmount::cli::UmountCommand),
     FilesHit(guesthit::cli::FilesHitCommand),
     Net(net::cli::NetCommand),
+    Ssh(sshd::cli::SshCommand),
     Menu(menu::MenuCommand),
     RunScript(RunScriptCommand),
     Poweroff(PoweroffCommand),
@@ -110,6 +111,16 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let args: Vec<String> = std::env::args().collect();
+    // root's login shell over SSH (/bin/rescue-login): the menu.
+    if args.first().is_some_and(|a| sshd::login::is_login_name(a)) {
+        actionlog::start();
+        let code = sshd::login::run(
+            &args[1..],
+            &sshd::Paths::default(),
+            std::path::Path::new("/bin/rescue"),
+        );
+        std::process::exit(code);
+    }
     let cmd_name = args
         .first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
@@ -177,6 +188,7 @@ fn main() {
         Subcommand::Umount(c) => rmount::cli::run_umount(c),
         Subcommand::FilesHit(c) => guesthit::cli::run(c, &modules::load_by_name),
         Subcommand::Net(c) => net::cli::run(c),
+        Subcommand::Ssh(c) => sshd::cli::run(c, init::is_appliance(), &local_consoles()),
         Subcommand::Menu(c) => menu::run(c),
         Subcommand::RunScript(c) => script::run_script(&c.path, &init::console_paths()),
         Subcommand::Poweroff(_) | Subcommand::Reboot(_) if !init::is_appliance() => {
@@ -201,12 +213,48 @@ fn main() {
 }
 
 /// PID 1's network hook: `rescue.net=` and `BOOTIF=` from /proc/cmdline,
-/// once the NIC drivers are loaded.
+/// once the NIC drivers are loaded; then the SSH server `rescue.ssh=` asks
+/// for (whether or not a link came up: one may be brought up later).
 fn network_from_cmdline(say: &dyn Fn(&str)) {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if let Some(state) = net::bring_up_from_cmdline(&cmdline, &net::Paths::default(), say) {
         log::info!("network: {}", state.line());
     }
+    match sshd::cmdline::parse(&cmdline) {
+        None => {}
+        Some(Err(e)) => {
+            log::info!("ssh: not started: {e}");
+            say(&format!("ssh: not started: {e}"));
+        }
+        Some(Ok(req)) => {
+            // The supervisor PID 1 starts logs to the action log and runs
+            // as part of the appliance: PID 1 sets this for the menus
+            // only after the hooks.
+            std::env::set_var(init::ENV_APPLIANCE, "1");
+            // The host key line and a one-time password go to the
+            // consoles from sshd itself (the password never to the
+            // kernel log, as `say` would).
+            if let Err(e) = sshd::start(&req, &sshd::Paths::default(), &local_consoles(), say) {
+                log::info!("ssh: not started: {e}");
+                say(&format!("ssh: not started: {e}"));
+            }
+        }
+    }
+}
+
+/// The local consoles (console= on the kernel command line, else
+/// /dev/console): where a one-time password may be shown.
+pub fn local_consoles() -> Vec<std::path::PathBuf> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut out: Vec<std::path::PathBuf> = pid1::cmdline::parse(&cmdline)
+        .consoles
+        .into_iter()
+        .map(|c| c.path.into())
+        .collect();
+    if out.is_empty() {
+        out.push("/dev/console".into());
+    }
+    out
 }
 
 /// `rescue vmdk --vmfs SRC... PATH`: the disk's folder in the VMFS volume on
@@ -305,6 +353,11 @@ mod tests {
         &["net", "list"],
         &["net", "up"],
         &["net", "down"],
+        &["ssh"],
+        &["ssh", "on"],
+        &["ssh", "off"],
+        &["ssh", "status"],
+        &["ssh", "serve"],
         &["umount"],
         &["menu"],
         &["run-script"],

@@ -254,8 +254,14 @@ fn header(sysfs: &Path) -> String {
     // whether Secure Boot and lockdown keep unsigned modules out.
     // The network line only once `net up` (or the kernel command line)
     // configured a link.
+    // The SSH lines only while the server runs; an unused one-time password
+    // only on the local consoles (not in a menu reached over SSH).
+    let ssh: String = sshd::summary(std::env::var_os("SSH_CONNECTION").is_none())
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
     format!(
-        "=== rescue {} - disk rescue appliance ===\n{}Every disk is read-only; nothing is written unless you confirm it.\nBoot: {}\n{}",
+        "=== rescue {} - disk rescue appliance ===\n{}Every disk is read-only; nothing is written unless you confirm it.\nBoot: {}\n{}{ssh}",
         env!("CARGO_PKG_VERSION"),
         if release.is_empty() {
             String::new()

@@ -1,6 +1,7 @@
 //! The menu's network screen (`n`): the links with their addresses, the
 //! default route and DNS; bring a link up by DHCP or with a static
-//! address, or take one down. The same library calls as `rescue net`.
+//! address, or take one down; start or stop the SSH server (the remote
+//! console). The same library calls as `rescue net` and `rescue ssh`.
 
 use crate::menu::read_line;
 use std::cell::RefCell;
@@ -17,7 +18,71 @@ fn ask(input: &mut impl BufRead, out: &mut impl Write, question: &str) -> Option
     read_line(input).map(|l| l.trim().to_string())
 }
 
+/// Asks how one logs in (a pasted public key, or a one-time password
+/// shown on the local consoles) and starts the SSH server. Returns false
+/// when the input ended.
+fn ssh_on(paths: &sshd::Paths, input: &mut impl BufRead, out: &mut impl Write) -> bool {
+    let _ = writeln!(
+        out,
+        "\nThe SSH login is this menu, as root. Paste a public key (one line, e.g.\n'ssh-ed25519 AAAA... you@desk'), or Enter for a one-time password shown\non the local consoles only."
+    );
+    let Some(key) = ask(input, out, "Key (Enter: one-time password): ") else {
+        return false;
+    };
+    let req = if key.is_empty() {
+        sshd::Request {
+            once: true,
+            ..sshd::Request::default()
+        }
+    } else {
+        match sshd::keys::PublicKey::parse_joined(&key) {
+            Ok(k) => sshd::Request {
+                keys: vec![k],
+                ..sshd::Request::default()
+            },
+            Err(e) => {
+                let _ = writeln!(out, "Not started: {e}");
+                return true;
+            }
+        }
+    };
+    log::info!(
+        "menu: ssh on ({})",
+        if req.once { "one-time password" } else { "key" }
+    );
+    let shared = RefCell::new(&mut *out);
+    let said = |l: &str| {
+        let mut o = shared.borrow_mut();
+        let _ = writeln!(o, "{l}");
+        let _ = o.flush();
+    };
+    let result = sshd::start(&req, paths, &crate::local_consoles(), &said);
+    let out = shared.into_inner();
+    match result {
+        Ok(s) => {
+            let _ = writeln!(
+                out,
+                "SSH is on, port {}. Check the host key when you connect:\n  {} {}\nConnect with: ssh -t root@ADDRESS",
+                s.port, s.host_key_type, s.host_key_fingerprint
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "Not started: {e}");
+        }
+    }
+    true
+}
+
 pub fn run_with(paths: &net::Paths, input: &mut impl BufRead, out: &mut impl Write) -> bool {
+    run_with_ssh(paths, &sshd::Paths::default(), input, out)
+}
+
+pub fn run_with_ssh(
+    paths: &net::Paths,
+    ssh_paths: &sshd::Paths,
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+) -> bool {
     loop {
         let _ = writeln!(out, "\nNetwork:");
         match net::overview(paths) {
@@ -28,15 +93,45 @@ pub fn run_with(paths: &net::Paths, input: &mut impl BufRead, out: &mut impl Wri
                 let _ = writeln!(out, "cannot read the network: {e}");
             }
         }
+        let ssh = sshd::running(ssh_paths);
+        let local = std::env::var_os("SSH_CONNECTION").is_none();
+        match &ssh {
+            Some(_) => {
+                for l in sshd::summary_at(ssh_paths, local) {
+                    let _ = writeln!(out, "{l}");
+                }
+            }
+            None => {
+                let _ = writeln!(out, "SSH: off");
+            }
+        }
         let Some(choice) = ask(
             input,
             out,
-            "\nu up by DHCP, a up with a static address, d down, Enter: back: ",
+            if ssh.is_some() {
+                "\nu up by DHCP, a up with a static address, d down, s stop SSH,\nEnter: back: "
+            } else {
+                "\nu up by DHCP, a up with a static address, d down, s start SSH,\nEnter: back: "
+            },
         ) else {
             return false;
         };
         match choice.as_str() {
             "" => return true,
+            "s" if ssh.is_some() => match sshd::stop(ssh_paths) {
+                Ok(_) => {
+                    log::info!("menu: ssh off");
+                    let _ = writeln!(out, "SSH is off; its sessions were ended.");
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "SSH: {e}");
+                }
+            },
+            "s" => {
+                if !ssh_on(ssh_paths, input, out) {
+                    return false;
+                }
+            }
             "u" | "a" => {
                 let Some(iface) = ask(input, out, "Interface (Enter: the first with a cable): ")
                 else {
@@ -130,8 +225,18 @@ mod tests {
             resolv_conf: dir.join("resolv.conf"),
             state: dir.join("net.json"),
         };
+        let ssh = sshd::Paths {
+            root: sshd::files::Root(dir.join("root")),
+            state: dir.join("ssh.json"),
+            failed: dir.join("ssh.failed"),
+            once_file: dir.join("ssh.once"),
+            dropbear: dir.join("no-dropbear"),
+            dropbearkey: dir.join("no-dropbearkey"),
+            host_key: dir.join("hostkey"),
+            ..sshd::Paths::default()
+        };
         let mut out = Vec::new();
-        let more = run_with(&paths, &mut input.as_bytes(), &mut out);
+        let more = run_with_ssh(&paths, &ssh, &mut input.as_bytes(), &mut out);
         (more, String::from_utf8(out).unwrap())
     }
 
@@ -142,6 +247,16 @@ mod tests {
         assert!(text.contains("'x' is not one of the choices."), "{text}");
         assert!(text.contains("expected ADDR/PREFIX"), "{text}");
         assert!(text.contains("default route:"), "{text}");
+        assert!(text.contains("SSH: off"), "{text}");
+        // SSH: a key that cannot be read, then one-time password without
+        // dropbear in this folder: nothing starts.
+        let (more, text) = run_on("s\nssh-ed25519 AA!\ns\n\n\n");
+        assert!(more, "{text}");
+        assert!(
+            text.contains("Not started: ssh-ed25519 key: base64"),
+            "{text}"
+        );
+        assert!(text.contains("no-dropbear is not in this image"), "{text}");
         let (more, text) = run_on("d\neth7\n");
         assert!(!more, "the input ended");
         assert!(text.contains("Not down: no interface \"eth7\""), "{text}");
