@@ -191,11 +191,21 @@ impl VmConfig {
     /// (a sender then waits forever). QEMU names a forward by its guest
     /// port, so those must differ.
     pub fn user_net(&mut self, forwards: &[(u16, u16)]) {
+        self.user_net_both(forwards, &[]);
+    }
+
+    /// [`VmConfig::user_net`] plus forwards the other way: connections
+    /// to 127.0.0.1:HOST_PORT on the host reach the guest's GUEST_PORT,
+    /// one `(HOST_PORT, GUEST_PORT)` each (they arrive from 10.0.2.2).
+    pub fn user_net_both(&mut self, forwards: &[(u16, u16)], host_forwards: &[(u16, u16)]) {
         let mut netdev = "user,id=n0,restrict=on".to_string();
         for (guest, host) in forwards {
             netdev.push_str(&format!(
                 ",guestfwd=tcp:10.0.2.100:{guest}-cmd:socat - TCP:127.0.0.1:{host}"
             ));
+        }
+        for (host, guest) in host_forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
         }
         self.extra_args.extend([
             "-netdev".to_string(),
@@ -296,6 +306,14 @@ impl VmConfig {
         }
         cmd
     }
+}
+
+/// A TCP port free on 127.0.0.1 now (for a server or a host forward).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
 }
 
 pub fn qemu_binary() -> String {

@@ -18,7 +18,7 @@ pub mod guest;
 pub mod output;
 pub mod vm;
 
-pub use config::{qemu_binary, Controller, Disk, VmConfig};
+pub use config::{free_port, qemu_binary, Controller, Disk, VmConfig};
 pub use fixtures::{
     ext4_file, fixture, fixture_disk, make_disk, sha256_file, sha256_hex, temp_dir, workspace_root,
     Image, TempDir,

@@ -145,6 +145,16 @@ impl Vm {
     /// Waits until `marker` appears after the previous match; returns the text
     /// between the previous match's end and this match's end.
     pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> String {
+        self.try_wait_for(marker, timeout).unwrap_or_else(|| {
+            panic!(
+                "timed out after {timeout:?} waiting for {marker:?}; console tail:\n{}",
+                self.tail()
+            )
+        })
+    }
+
+    /// [`Vm::wait_for`] that gives None at the timeout.
+    pub fn try_wait_for(&mut self, marker: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         let mut guard = self.transcript.bytes.lock().unwrap();
         loop {
@@ -152,15 +162,11 @@ impl Vm {
                 let end = self.cursor + pos + marker.len();
                 let text = String::from_utf8_lossy(&guard[self.cursor..end]).into_owned();
                 self.cursor = end;
-                return text;
+                return Some(text);
             }
             let now = Instant::now();
             if now >= deadline {
-                drop(guard);
-                panic!(
-                    "timed out after {timeout:?} waiting for {marker:?}; console tail:\n{}",
-                    self.tail()
-                );
+                return None;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
                 drop(guard);
@@ -226,14 +232,27 @@ impl Vm {
         self.power_off_from_menu();
     }
 
-    /// From the menu's prompt, starts the menu's shell, and waits until
-    /// the shell itself has started (busybox's banner): what is typed
-    /// before that may be discarded when the menu hands the terminal over
-    /// (seen when a DHCP boot shifted the timing).
+    /// From the menu's prompt, starts the menu's shell, and makes sure it
+    /// runs what is typed: a line typed while ash starts its line editor
+    /// was seen echoed but never run (with a DHCP boot's kernel messages
+    /// on the console), so a marker command is typed, after a Ctrl-U that
+    /// clears any half-taken line, until its output comes back.
     pub fn enter_shell(&mut self) {
         self.send("s\n");
         self.wait_for("type 'exit'", Duration::from_secs(30));
-        self.wait_for("for a list of built-in commands", Duration::from_secs(30));
+        for _ in 0..12 {
+            self.send("\x15echo SHELL-$((40+2))-READY\n");
+            if self
+                .try_wait_for("SHELL-42-READY", Duration::from_secs(10))
+                .is_some()
+            {
+                return;
+            }
+        }
+        panic!(
+            "the shell never ran a command; console tail:\n{}",
+            self.tail()
+        );
     }
 
     /// Runs `command` in the guest's shell (see [`Vm::enter_shell`]); returns

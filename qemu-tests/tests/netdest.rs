@@ -23,7 +23,7 @@
 //! (ganesha's VFS layer opens files by handle; smbd switches users).
 
 use qemu_tests::*;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,14 +34,6 @@ const PASSWORD: &str = "S3cr,et pass";
 
 /// A free TCP port on 127.0.0.1 (free when asked; the server binds it
 /// right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
 fn wait_listening(port: u16, what: &str, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -104,6 +104,9 @@ fn main() {
             network: network_from_cmdline,
         });
     }
+    // Whatever started us (PID 1 blocks the signals it waits for), Ctrl-C
+    // and SIGTERM must reach this program and what it starts.
+    init::unblock_all_signals();
     // Rust ignores SIGPIPE, so `rescue md scan | head` would panic on the
     // closed pipe; a command-line tool should end quietly like cat does.
     // SAFETY: restoring the default disposition of one signal, no handler.

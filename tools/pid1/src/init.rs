@@ -419,8 +419,21 @@ fn signal_set() -> libc::sigset_t {
     }
 }
 
+/// Clears the signal mask: what PID 1 blocked must not stay blocked in a
+/// program it starts (the mask survives exec). Async-signal-safe.
+pub fn unblock_all_signals() {
+    // SAFETY: sigemptyset initialises the zeroed set; sigprocmask with a
+    // valid set and no old set is async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Blocks the signals PID 1 waits for, before any thread exists, so they are
-/// taken only by sigtimedwait in the main loop. std resets the mask in children.
+/// taken only by sigtimedwait in the main loop. Children get a clear mask
+/// ([`unblock_all_signals`]): std's Command does not reset it here.
 fn block_signals() {
     let set = signal_set();
     // SAFETY: set is a valid, initialised sigset; no old set is requested.
@@ -499,9 +512,15 @@ fn spawn_on_console(console: &Console, args: &[&str]) -> std::io::Result<Child> 
     .stdout(Stdio::from(tty.try_clone()?))
     .stderr(Stdio::from(tty));
     use std::os::unix::process::CommandExt;
-    // SAFETY: only async-signal-safe syscalls (setsid, ioctl) run between fork and exec.
+    // SAFETY: only async-signal-safe calls (sigprocmask, setsid, ioctl)
+    // run between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
+            // PID 1 blocks the signals it waits for; a child inherits the
+            // mask through exec (measured: every process started from a
+            // menu's shell had SIGINT and SIGTERM blocked, so Ctrl-C and
+            // kill did nothing).
+            unblock_all_signals();
             rustix::process::setsid()?;
             // Steal the tty if a dead session still holds it (we are root).
             if libc::ioctl(0, libc::TIOCSCTTY, 1) != 0 {
