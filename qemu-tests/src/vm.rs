@@ -153,6 +153,32 @@ impl Vm {
         })
     }
 
+    /// Waits until the console's last progress line (`NN.NN% ...`, as
+    /// imaging prints it) shows at least `percent`.
+    pub fn wait_for_progress(&self, percent: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.transcript();
+            let last = t
+                .rsplit(['\r', '\n'])
+                .filter_map(|l| {
+                    l.trim()
+                        .split_once("% ")
+                        .and_then(|(p, _)| p.trim().parse::<f64>().ok())
+                })
+                .next();
+            if last.is_some_and(|p| p >= percent) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no progress to {percent}% within {timeout:?}: {}",
+                &t[t.len().saturating_sub(2000)..]
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// [`Vm::wait_for`] that gives None at the timeout.
     pub fn try_wait_for(&mut self, marker: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;

@@ -8,7 +8,7 @@
 use qemu_tests::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
 const SRC_BYTES: u64 = 96 * MIB;
@@ -59,31 +59,6 @@ fn cfg(dest: &Path, src: &Path, bps: Option<u64>) -> VmConfig {
     cfg
 }
 
-/// Waits until the console's last progress line shows at least `percent`.
-fn wait_for_progress(vm: &Vm, percent: f64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let t = vm.transcript();
-        let last = t
-            .rsplit(['\r', '\n'])
-            .filter_map(|l| {
-                l.trim()
-                    .split_once("% ")
-                    .and_then(|(p, _)| p.trim().parse::<f64>().ok())
-            })
-            .next();
-        if last.is_some_and(|p| p >= percent) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no progress to {percent}% within {timeout:?}: {}",
-            &t[t.len().saturating_sub(2000)..]
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn killed_mid_copy_then_resumed_from_the_menu() {
     let image = Image::built();
@@ -123,7 +98,7 @@ fn killed_mid_copy_then_resumed_from_the_menu() {
         "{confirm}"
     );
     vm.send("y\n");
-    wait_for_progress(&vm, 50.0, Duration::from_secs(300));
+    vm.wait_for_progress(50.0, Duration::from_secs(300));
     drop(vm); // kills QEMU: no unmount, no final mapfile save
     assert_eq!(sha256_file(&src), src_hash);
 
@@ -207,7 +182,7 @@ fn source_unplugged_mid_copy_stops_with_a_valid_mapfile() {
     let (m, code) = vm.shell("rescue dest mount /dev/vda --yes", T);
     assert_eq!(code, 0, "{m}");
     vm.send("rescue image /dev/vdb /mnt/dest/vda/u.img --map /mnt/dest/vda/u.map; echo \"SH\"\"-EXIT=$?\"\n");
-    wait_for_progress(&vm, 20.0, Duration::from_secs(300));
+    vm.wait_for_progress(20.0, Duration::from_secs(300));
     vm.qmp(r#"{"execute":"device_del","arguments":{"id":"srcdev"}}"#);
     let out = vm.wait_for("SH-EXIT=", Duration::from_secs(120));
     let code = vm.wait_for("\n", Duration::from_secs(10));

@@ -237,31 +237,6 @@ fn tampering_proxy(to: u16, flip_at: usize) -> u16 {
     port
 }
 
-/// Waits until the console's last progress line shows at least `percent`.
-fn wait_for_progress(vm: &Vm, percent: f64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let t = vm.transcript();
-        let last = t
-            .rsplit(['\r', '\n'])
-            .filter_map(|l| {
-                l.trim()
-                    .split_once("% ")
-                    .and_then(|(p, _)| p.trim().parse::<f64>().ok())
-            })
-            .next();
-        if last.is_some_and(|p| p >= percent) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no progress to {percent}% within {timeout:?}: {}",
-            &t[t.len().saturating_sub(2000)..]
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn image_streams_to_a_lab_host_resumes_and_refuses_bad_codes_and_tampering() {
     let image = Image::built();
@@ -354,7 +329,7 @@ fn image_streams_to_a_lab_host_resumes_and_refuses_bad_codes_and_tampering() {
     assert_eq!(code, 2, "a flipped byte went unnoticed: {out}");
     receiver.wait_for("authentication failed", T);
     vm.send(&format!("{}\n", send(7000, "disk.img", "code")));
-    wait_for_progress(&vm, 30.0, T);
+    vm.wait_for_progress(30.0, T);
     drop(vm); // QEMU killed mid-stream
 
     // Boot 2, unthrottled: the same command resumes and finishes.
