@@ -46,8 +46,10 @@ fn source(seed: u64) -> FaultDevice<MemDevice> {
 
 fn options() -> Options {
     Options {
-        // Saves after every read, so a cut link leaves a map to resume from.
-        mapfile_interval: Duration::from_millis(20),
+        // Saves after every read, so a cut link leaves a map to resume
+        // from however fast the first megabytes go (a 20 ms interval left
+        // none when the whole cut-off stream took less, seen in the suite).
+        mapfile_interval: Duration::ZERO,
         progress_interval: Duration::from_secs(3600),
         ..Options::default()
     }
@@ -361,10 +363,16 @@ fn a_flipped_byte_ends_the_session_on_both_ends() {
     let t = TempDir::new("labstream-flip");
     let rx = Rx::start(t.path(), 2, false);
     let p = Proxy::start(rx.addr, None, Some(700_000));
-    let r = send_to(p.addr, "f.img", &source(4), &rx.code).unwrap();
-    assert!(!r.verified());
-    assert_eq!(r.exit_code(), 2);
-    let msg = format!("{:?}", r.report.outcome);
+    // The sender hears of it as the session's outcome, or, when the
+    // receiver has closed before the next write, as that write failing.
+    let msg = match send_to(p.addr, "f.img", &source(4), &rx.code) {
+        Ok(r) => {
+            assert!(!r.verified());
+            assert_eq!(r.exit_code(), 2);
+            format!("{:?}", r.report.outcome)
+        }
+        Err(e) => format!("{e:?}").replace("Broken pipe", "closed"),
+    };
     assert!(
         msg.contains("altered") || msg.contains("closed") || msg.contains("reset"),
         "{msg}"
