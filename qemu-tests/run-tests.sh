@@ -9,7 +9,9 @@ cargo run --release -p image-build
 echo "=== running the tests"
 set +e
 # The suite profile (Cargo.toml): release optimizations without fat LTO.
-cargo test --workspace --profile suite 2>&1 | tee target/test-output.log
+# --no-fail-fast: every test binary runs, so one failure does not hide
+# the others (the exit status still says it failed).
+cargo test --workspace --profile suite --no-fail-fast 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over all test binaries.
