@@ -484,6 +484,22 @@ fn announce(sys: &Path, state: &Path, mut record: Record) -> Result<Record, Stri
         // files-hit run attaches one device per VM disk.
         std::thread::sleep(Duration::from_millis(1));
     }
+    // The kernel shows the pid before it sets the capacity (6.1's
+    // nbd_start_device); a partition rescan in between finds an empty
+    // disk and no partitions (seen once polling got fast). Wait for the
+    // size too.
+    let size_file = sys.join("block").join(&record.device).join("size");
+    while std::fs::read_to_string(&size_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        == 0
+    {
+        if began.elapsed() > Duration::from_secs(30) {
+            return Err(format!("{}: the kernel shows it with no size", record.node));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     tune_queue(sys, &record.device);
     // The kernel scans partitions on the next open; ask once more in case
     // that open came before it was marked for a scan.
