@@ -24,7 +24,7 @@ pub use fixtures::{
     Image, TempDir,
 };
 pub use output::{
-    disk_named, esxi_repair_choice, menu_number, parse_sections, probe_json, run_script,
+    disk_named, esxi_repair_choice, json_of, menu_number, parse_sections, probe_json, run_script,
     ScriptSection,
 };
 pub use vm::{Vm, BOOT_TIMEOUT};

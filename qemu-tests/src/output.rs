@@ -69,6 +69,22 @@ pub fn menu_number(screen: &str, needle: &str) -> String {
         .to_string()
 }
 
+/// The first JSON object in `out` that starts a line, pretty-printed or
+/// not (console lines may follow it).
+pub fn json_of(out: &str) -> serde_json::Value {
+    let mut at = 0;
+    for line in out.split_inclusive('\n') {
+        if line.starts_with('{') {
+            let mut values = serde_json::Deserializer::from_str(&out[at..]).into_iter();
+            if let Some(Ok(v)) = values.next() {
+                return v;
+            }
+        }
+        at += line.len();
+    }
+    panic!("no JSON object in: {out}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,11 +31,7 @@ fn start_export(vm: &mut Vm, args: &str) -> serde_json::Value {
         T,
     );
     assert_eq!(code, 0, "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| panic!("no ready line: {out}"));
-    serde_json::from_str(line.trim()).unwrap()
+    json_of(&out)
 }
 
 #[test]

@@ -243,21 +243,6 @@ fn smbd(dir: &Path, share: &Path, user: &str) -> Server {
     }
 }
 
-/// The first JSON object in `out` that starts a line.
-fn json_of(out: &str) -> serde_json::Value {
-    let mut at = 0;
-    for line in out.split_inclusive('\n') {
-        if line.starts_with('{') {
-            let mut values = serde_json::Deserializer::from_str(&out[at..]).into_iter();
-            if let Some(Ok(v)) = values.next() {
-                return v;
-            }
-        }
-        at += line.len();
-    }
-    panic!("no JSON object in: {out}")
-}
-
 #[test]
 fn images_go_to_nfs_and_smb_shares_and_come_out_equal() {
     let image = Image::built();

@@ -22,22 +22,6 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(600);
 const MIB: usize = 1 << 20;
 
-/// The first JSON object in `out` that starts a line (pretty-printed or
-/// not; console lines may follow it).
-fn json_of(out: &str) -> serde_json::Value {
-    let mut at = 0;
-    for line in out.split_inclusive('\n') {
-        if line.starts_with('{') {
-            let mut values = serde_json::Deserializer::from_str(&out[at..]).into_iter();
-            if let Some(Ok(v)) = values.next() {
-                return v;
-            }
-        }
-        at += line.len();
-    }
-    panic!("no JSON object in: {out}")
-}
-
 #[test]
 fn dhcp_at_boot_then_down_and_up_again() {
     let image = Image::built();
